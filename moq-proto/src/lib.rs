@@ -15,18 +15,29 @@
 #![warn(clippy::unwrap_used, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
+pub mod code;
 pub mod coding;
 pub mod message;
 
+/// Entry points shared by the fuzz targets and the regression tests; not a stable API.
+#[doc(hidden)]
+pub mod fuzzing;
+
 mod ids;
 mod path;
+mod session;
 
 pub use coding::{
     DecodeError, EncodeError, Limits, Message, StreamDecoder, UnexpectedEnd, VarInt,
     VarIntBoundsExceeded,
 };
 pub use ids::{GroupSequence, HopId, SubscribeId};
+pub use code::ErrorCode;
 pub use path::{BroadcastPath, PathPrefix};
+pub use session::{
+    CloseReason, Command, CommandError, Config, Dir, EndReason, Event, PublisherParams, Role,
+    Session, SessionStats, StreamId, TransportStats,
+};
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.
 pub const ALPN: &str = "moq-lite-04";

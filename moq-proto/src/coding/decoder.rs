@@ -218,3 +218,11 @@ impl StreamDecoder {
         out.freeze()
     }
 }
+
+impl StreamDecoder {
+    /// Drops every buffered byte, for streams whose remaining content is ignored.
+    pub fn discard(&mut self) {
+        self.chunks.clear();
+        self.buffered = 0;
+    }
+}

@@ -1,0 +1,97 @@
+//! What the session asks of its transport: the output of [`crate::Session::poll_command`].
+
+use std::fmt;
+
+use bytes::Bytes;
+
+use crate::ErrorCode;
+
+/// A stream, named by the session (so it can queue data before the transport has opened it).
+///
+/// The adapter keeps the map between these and its transport's streams. Ids are never reused
+/// within a session.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct StreamId(pub u64);
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StreamId({})", self.0)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// Whether a stream carries data one way or both ways.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Dir {
+    /// Unidirectional.
+    Uni,
+    /// Bidirectional.
+    Bi,
+}
+
+/// One thing the adapter must do to the transport, in the order given.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Open a stream, waiting for stream credit if need be, then report
+    /// [`crate::Session::handle_opened`] (or [`crate::Session::handle_open_failed`]).
+    Open {
+        /// The session's name for it.
+        id: StreamId,
+        /// Unidirectional or bidirectional.
+        dir: Dir,
+        /// Send priority: higher first.
+        priority: i32,
+    },
+    /// Write these bytes, in order, then report [`crate::Session::handle_written`] as the
+    /// transport accepts them.
+    Write {
+        /// The stream.
+        id: StreamId,
+        /// The bytes; pass them on as they are (no copy).
+        data: Bytes,
+    },
+    /// Finish the send side (FIN) once every earlier write is through.
+    Finish {
+        /// The stream.
+        id: StreamId,
+    },
+    /// Abandon the send side (RESET_STREAM).
+    Reset {
+        /// The stream.
+        id: StreamId,
+        /// The application error code.
+        code: ErrorCode,
+    },
+    /// Ask the peer to stop sending (STOP_SENDING) and stop reading.
+    Stop {
+        /// The stream.
+        id: StreamId,
+        /// The application error code.
+        code: ErrorCode,
+    },
+    /// Change the send priority of a stream.
+    SetPriority {
+        /// The stream.
+        id: StreamId,
+        /// Higher first.
+        priority: i32,
+    },
+    /// Sample the transport's statistics and report them with
+    /// [`crate::Session::handle_stats`].
+    SampleStats,
+    /// Close the connection (CONNECTION_CLOSE or the WebTransport session close).
+    Close {
+        /// The session code.
+        code: ErrorCode,
+        /// A short human-readable reason.
+        reason: String,
+    },
+}

@@ -1,0 +1,72 @@
+//! Session configuration: every limit on what a peer controls, with its default (spec §8).
+
+use std::time::Duration;
+
+use crate::Limits;
+
+/// Limits and timings of one session. `Config::default()` follows spec §8.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Codec limits: message, frame and string sizes, hop count.
+    pub limits: Limits,
+    /// Most concurrent subscriptions the peer may hold on us (default 4096). Beyond it a
+    /// SUBSCRIBE is cancelled with Subscribe code 0x0.
+    pub max_incoming_subscriptions: usize,
+    /// Most concurrent announce streams the peer may open (default 64); beyond, cancel 0x0.
+    pub max_incoming_announce_streams: usize,
+    /// Most active entries one announce stream may report to us (default 10 000); beyond,
+    /// cancel 0x0.
+    pub max_announce_entries: usize,
+    /// Most concurrent fetches the peer may request (default 256); beyond, cancel 0x0.
+    pub max_incoming_fetches: usize,
+    /// Most ANNOUNCE messages queued unsent on one announce stream before the peer counts as
+    /// a slow consumer and the stream is cancelled 0x0 (default 1024).
+    pub max_announce_queue: usize,
+    /// How long to wait for the first SUBSCRIBE_OK before cancelling 0x5 (default 30 s).
+    pub subscribe_timeout: Duration,
+    /// After our unsubscribe, how long the publisher has to close its side before we
+    /// stop-send 0x0 (default 1 s; spec §5).
+    pub unsubscribe_grace: Duration,
+    /// How often a probe responder samples transport statistics (default 100 ms).
+    pub probe_interval: Duration,
+    /// A probe responder replies at least this often (default 10 s).
+    pub probe_max_age: Duration,
+    /// A probe responder replies when its estimate moves by more than this many percent
+    /// (default 10).
+    pub probe_change_percent: u64,
+    /// After sending GOAWAY, how long the peer has to close the session before we close it
+    /// with 0x10 (default 5 s).
+    pub goaway_timeout: Duration,
+    /// Bytes the core hands to the transport for one stream before the transport reports
+    /// them accepted (default 256 KiB). Bounds what the adapter buffers per stream.
+    pub stream_send_window: usize,
+    /// Bytes queued in the core for one incoming subscription (all its groups) before its
+    /// oldest groups are dropped (default 8 MiB). The newest group is never dropped for this.
+    pub max_queued_bytes_per_subscription: usize,
+    /// Bytes queued in the core for one fetch response before writes are refused
+    /// (default 64 MiB).
+    pub max_queued_bytes_per_fetch: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            limits: Limits::default(),
+            max_incoming_subscriptions: 4096,
+            max_incoming_announce_streams: 64,
+            max_announce_entries: 10_000,
+            max_incoming_fetches: 256,
+            max_announce_queue: 1024,
+            subscribe_timeout: Duration::from_secs(30),
+            unsubscribe_grace: Duration::from_secs(1),
+            probe_interval: Duration::from_millis(100),
+            probe_max_age: Duration::from_secs(10),
+            probe_change_percent: 10,
+            goaway_timeout: Duration::from_secs(5),
+            stream_send_window: 256 * 1024,
+            max_queued_bytes_per_subscription: 8 * 1024 * 1024,
+            max_queued_bytes_per_fetch: 64 * 1024 * 1024,
+        }
+    }
+}

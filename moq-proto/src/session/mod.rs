@@ -1,0 +1,603 @@
+//! The sans-IO session: one per connection, every moq-lite-04 flow on both sides.
+
+mod announce;
+mod command;
+mod config;
+mod error;
+mod event;
+mod fetch;
+mod probe;
+mod publish;
+mod stats;
+mod streams;
+mod subscribe;
+mod timer;
+
+pub use command::{Command, Dir, StreamId};
+pub use config::Config;
+pub use error::CommandError;
+pub use event::{CloseReason, EndReason, Event};
+pub use publish::PublisherParams;
+pub use stats::{SessionStats, TransportStats};
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::code::{self, ErrorCode};
+use crate::message::{GoAway, StreamType};
+use crate::{BroadcastPath, DecodeError, HopId, SubscribeId};
+
+use announce::{InterestIn, InterestOut};
+use fetch::FetchIn;
+use probe::{ProbeIn, ProbeOut};
+use publish::{GroupOut, Publication};
+use streams::{Input, Kind, Stream};
+use subscribe::{GroupIn, SubOut};
+use timer::{Timer, Timers};
+
+/// Which end of the connection this session is. Both ends publish and subscribe; the role
+/// only matters for GOAWAY etiquette and logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub enum Role {
+    /// The end that dialled.
+    Client,
+    /// The end that accepted.
+    Server,
+}
+
+/// One moq-lite-04 session, driven by explicit inputs and emitting explicit outputs.
+///
+/// # The drain rule
+///
+/// After **every** input (`handle_*`) and every command, call [`Session::poll_command`] until
+/// it returns `None` and carry each command out in order, then [`Session::poll_event`] until
+/// it returns `None` and hand each event to the application; then sleep until
+/// [`Session::poll_timeout`] or the next input, whichever comes first, and call
+/// [`Session::handle_timeout`] when the deadline passes (a spurious call is harmless).
+///
+/// Methods come in four kinds, as in quinn-proto:
+/// - getters ([`Session::stats`], [`Session::is_closed`], ...);
+/// - inputs, `handle_*`, each taking `now`: what the transport reports;
+/// - commands, imperative verbs ([`Session::subscribe`], [`Session::announce`], ...): what
+///   the application wants;
+/// - outputs, `poll_*`: what must happen next. They come from queues filled when state
+///   changes, so an idle poll costs O(1) whatever the number of subscriptions.
+///
+/// The session owns stream ids ([`StreamId`]): it names a stream when it asks for it to be
+/// opened and when the adapter reports a peer's stream, and the adapter keeps the map to real
+/// transport streams. It never reads a clock: a `now` earlier than the last one is taken as
+/// the last one.
+#[derive(Debug)]
+pub struct Session {
+    role: Role,
+    config: Config,
+    now: Instant,
+    closed: Option<CloseReason>,
+
+    // Transport plumbing.
+    next_stream: u64,
+    streams: HashMap<StreamId, Stream>,
+    ready: std::collections::BTreeSet<(std::cmp::Reverse<i32>, StreamId)>,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    timers: Timers,
+
+    // Announce.
+    broadcasts: HashMap<BroadcastPath, Vec<HopId>>,
+    interests_in: HashMap<StreamId, InterestIn>,
+    interests_out: HashMap<StreamId, InterestOut>,
+
+    // Subscribe, as subscriber.
+    next_subscribe_id: u64,
+    subs_out: HashMap<SubscribeId, SubOut>,
+    groups_in: HashMap<StreamId, GroupIn>,
+
+    // Subscribe, as publisher.
+    pubs: HashMap<SubscribeId, Publication>,
+    seen_subscribe_ids: HashSet<SubscribeId>,
+    groups_out: HashMap<StreamId, GroupOut>,
+
+    // Fetch.
+    fetches_out: HashSet<StreamId>,
+    fetches_in: HashMap<StreamId, FetchIn>,
+
+    // Probe.
+    probe_out: Option<ProbeOut>,
+    probe_in: Option<ProbeIn>,
+
+    // Goaway.
+    goaway_sent: bool,
+    goaway_received: bool,
+
+    stats: stats::Counters,
+    /// Shared buffer that frame headers are carved from (see `frame_header`).
+    header_arena: bytes::BytesMut,
+}
+
+impl Session {
+    /// A new session, live at once: moq-lite-04 has no handshake (spec §1).
+    pub fn new(role: Role, config: Config, now: Instant) -> Self {
+        Self {
+            role,
+            config,
+            now,
+            closed: None,
+            next_stream: 0,
+            streams: HashMap::new(),
+            ready: Default::default(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            timers: Timers::default(),
+            broadcasts: HashMap::new(),
+            interests_in: HashMap::new(),
+            interests_out: HashMap::new(),
+            next_subscribe_id: 1,
+            subs_out: HashMap::new(),
+            groups_in: HashMap::new(),
+            pubs: HashMap::new(),
+            seen_subscribe_ids: HashSet::new(),
+            groups_out: HashMap::new(),
+            fetches_out: HashSet::new(),
+            fetches_in: HashMap::new(),
+            probe_out: None,
+            probe_in: None,
+            goaway_sent: false,
+            goaway_received: false,
+            stats: stats::Counters::default(),
+            header_arena: bytes::BytesMut::new(),
+        }
+    }
+
+    // ---- Getters ----
+
+    /// Which end this session is.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        self.closed.as_ref()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.closed.is_some()
+    }
+
+    /// Whether a GOAWAY was sent or received: new requests are refused.
+    pub fn is_going_away(&self) -> bool {
+        self.goaway_sent || self.goaway_received
+    }
+
+    /// The number of streams the session tracks (open in at least one direction).
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    // ---- Outputs ----
+
+    /// The next thing the transport must do, or `None` when drained.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        if let Some(c) = self.commands.pop_front() {
+            return Some(c);
+        }
+        self.poll_write()
+    }
+
+    /// The next thing the application must learn, or `None` when drained.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`Session::handle_timeout`] must be called next, if ever.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next()
+    }
+
+    // ---- Inputs ----
+
+    /// A timer deadline passed. Harmless when nothing is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.advance(now);
+    }
+
+    /// The peer opened a stream. Returns the id the session gives it; report its data,
+    /// FIN and resets under that id.
+    pub fn handle_accepted(&mut self, dir: Dir, now: Instant) -> StreamId {
+        let id = self.alloc_stream();
+        if self.closed.is_none() {
+            self.streams.insert(id, Stream::accepted(dir));
+        }
+        self.advance(now);
+        id
+    }
+
+    /// Bytes arrived, in order, on a stream's receive side.
+    pub fn handle_data(&mut self, id: StreamId, data: Bytes, now: Instant) {
+        self.stats.bytes_received_app += data.len() as u64;
+        if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+            recv.push(data);
+            self.process(id);
+        }
+        self.advance(now);
+    }
+
+    /// The peer finished its send side of a stream (FIN) after the bytes already reported.
+    pub fn handle_fin(&mut self, id: StreamId, now: Instant) {
+        if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+            recv.finish();
+            self.process(id);
+        }
+        self.advance(now);
+    }
+
+    /// The peer reset its send side of a stream (RESET_STREAM).
+    pub fn handle_reset(&mut self, id: StreamId, code: ErrorCode, now: Instant) {
+        if let Some(stream) = self.streams.get_mut(&id)
+            && stream.recv.take().is_some()
+        {
+            self.on_peer_reset(id, code);
+            self.reap(id);
+        }
+        self.advance(now);
+    }
+
+    /// The peer asked us to stop sending on a stream (STOP_SENDING). The session resets its
+    /// send side with the same code.
+    pub fn handle_stop_sending(&mut self, id: StreamId, code: ErrorCode, now: Instant) {
+        if self.streams.get(&id).is_some_and(|s| s.send.is_some()) {
+            self.reset_send(id, code);
+            self.on_peer_stop(id, code);
+            self.reap(id);
+        }
+        self.advance(now);
+    }
+
+    /// The transport opened a stream the session asked for with [`Command::Open`]: writes
+    /// may now flow.
+    pub fn handle_opened(&mut self, id: StreamId, now: Instant) {
+        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
+            send.opened = true;
+            self.refresh_ready(id);
+        }
+        self.advance(now);
+    }
+
+    /// The transport could not open a stream the session asked for.
+    pub fn handle_open_failed(&mut self, id: StreamId, now: Instant) {
+        if self.streams.contains_key(&id) {
+            self.on_open_failed(id);
+            if let Some(stream) = self.streams.get_mut(&id) {
+                stream.send = None;
+                stream.recv = None;
+            }
+            self.reap(id);
+        }
+        self.advance(now);
+    }
+
+    /// The transport accepted `bytes` of earlier writes on a stream: send credit comes back.
+    pub fn handle_written(&mut self, id: StreamId, bytes: usize, now: Instant) {
+        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
+            send.in_flight = send.in_flight.saturating_sub(bytes);
+            self.refresh_ready(id);
+        }
+        self.advance(now);
+    }
+
+    /// Transport statistics, sampled now (in reply to [`Command::SampleStats`] or at will).
+    pub fn handle_stats(&mut self, stats: TransportStats, now: Instant) {
+        self.advance_clock(now);
+        self.on_stats(stats);
+        self.advance(now);
+    }
+
+    /// The connection is gone. Every open subscription, announcement, fetch and probe ends
+    /// with an event naming the cause, then [`Event::Closed`].
+    pub fn handle_connection_closed(&mut self, reason: CloseReason, now: Instant) {
+        self.advance_clock(now);
+        self.terminate(reason);
+    }
+
+    // ---- Commands: session ----
+
+    /// Closes the session with a code and reason. Everything open ends with an event.
+    pub fn close(&mut self, code: ErrorCode, reason: &str) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.commands.push_back(Command::Close {
+            code,
+            reason: reason.to_owned(),
+        });
+        self.terminate(CloseReason::Local {
+            code,
+            reason: reason.to_owned(),
+        });
+    }
+
+    /// Sends GOAWAY (spec §6.6): stops new requests, finishes the Goaway stream at once, and
+    /// closes the session with 0x10 if the peer has not closed it within
+    /// [`Config::goaway_timeout`].
+    pub fn goaway(&mut self, uri: &str) -> Result<(), CommandError> {
+        self.check_open()?;
+        if self.goaway_sent {
+            return Ok(());
+        }
+        let message = GoAway { uri: uri.to_owned() };
+        let id = self.open_stream(Dir::Bi, Kind::GoawayOut, i32::MAX);
+        self.send_typed(id, StreamType::Goaway, &message)?;
+        self.finish_send(id);
+        self.goaway_sent = true;
+        self.timers
+            .set(Timer::GoawayDrain, self.now + self.config.goaway_timeout);
+        Ok(())
+    }
+
+    // ---- Internals shared by the flows ----
+
+    fn check_open(&self) -> Result<(), CommandError> {
+        if self.closed.is_some() {
+            Err(CommandError::Closed)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// For new outgoing requests: refused once closed or going away.
+    fn check_new_request(&self) -> Result<(), CommandError> {
+        self.check_open()?;
+        if self.is_going_away() {
+            return Err(CommandError::GoingAway);
+        }
+        Ok(())
+    }
+
+    fn advance_clock(&mut self, now: Instant) {
+        if now > self.now {
+            self.now = now;
+        }
+    }
+
+    /// Moves the clock forward and fires every due timer.
+    fn advance(&mut self, now: Instant) {
+        self.advance_clock(now);
+        while let Some(timer) = self.timers.pop_due(self.now) {
+            if self.closed.is_some() {
+                break;
+            }
+            self.on_timer(timer);
+        }
+    }
+
+    fn on_timer(&mut self, timer: Timer) {
+        match timer {
+            Timer::SubscribeResponse(id) => self.on_subscribe_timeout(id),
+            Timer::UnsubscribeGrace(id) => self.on_unsubscribe_grace(id),
+            Timer::ProbeSample => self.on_probe_sample_due(),
+            Timer::GoawayDrain => self.close(code::session::GOAWAY_TIMEOUT, "goaway timeout"),
+        }
+    }
+
+    /// Closes with ProtocolViolation for malformed peer input (decision D10).
+    fn protocol_violation(&mut self, err: &DecodeError) {
+        self.close(code::session::PROTOCOL_VIOLATION, &err.to_string());
+    }
+
+    /// Ends everything with `reason`, then reports [`Event::Closed`].
+    fn terminate(&mut self, reason: CloseReason) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(reason.clone());
+        let end = EndReason::SessionClosed(reason.clone());
+        self.end_all_interests(&end);
+        self.end_all_subscriptions(&end);
+        self.end_all_publications(&end);
+        self.end_all_fetches(&end);
+        self.end_probes(&end);
+        self.streams.clear();
+        self.ready.clear();
+        self.timers.clear();
+        // Only a Close command may still be pending.
+        self.commands.retain(|c| matches!(c, Command::Close { .. }));
+        self.events.push_back(Event::Closed { reason });
+    }
+
+    fn on_peer_reset(&mut self, id: StreamId, code: ErrorCode) {
+        let Some(role) = self.streams.get(&id).map(|s| s.kind) else {
+            return;
+        };
+        let reason = EndReason::PeerReset(code);
+        match role {
+            Kind::AnnounceOut => self.end_interest_out(id, reason),
+            Kind::AnnounceIn => self.end_interest_in(id),
+            Kind::SubscribeOut(sub) => self.end_subscription(sub, reason),
+            Kind::SubscribeIn(Some(sub)) => self.end_publication(sub, reason, None),
+            Kind::GroupIn => self.end_group_in(id, reason),
+            Kind::FetchOut => self.end_fetch_out(id, reason),
+            Kind::ProbeOut => self.end_probe_out(reason),
+            Kind::ProbeIn => self.end_probe_in(id),
+            // The peer's half of these carries nothing more we need.
+            Kind::Pending
+            | Kind::SubscribeIn(None)
+            | Kind::GroupOut
+            | Kind::FetchIn
+            | Kind::GoawayIn
+            | Kind::GoawayOut
+            | Kind::Ignored => {
+                self.reset_send(id, code);
+            }
+        }
+    }
+
+    fn on_peer_stop(&mut self, id: StreamId, code: ErrorCode) {
+        let Some(role) = self.streams.get(&id).map(|s| s.kind) else {
+            return;
+        };
+        let reason = EndReason::PeerStopped(code);
+        match role {
+            Kind::GroupOut => self.end_group_out(id, reason),
+            Kind::FetchIn => self.end_fetch_in(id, reason),
+            Kind::AnnounceIn => self.end_interest_in(id),
+            Kind::SubscribeIn(Some(sub)) => self.end_publication(sub, reason, None),
+            Kind::SubscribeOut(sub) => self.end_subscription(sub, reason),
+            Kind::AnnounceOut => self.end_interest_out(id, reason),
+            Kind::FetchOut => self.end_fetch_out(id, reason),
+            Kind::ProbeOut => self.end_probe_out(reason),
+            Kind::ProbeIn => self.end_probe_in(id),
+            Kind::Pending
+            | Kind::SubscribeIn(None)
+            | Kind::GroupIn
+            | Kind::GoawayIn
+            | Kind::GoawayOut
+            | Kind::Ignored => {}
+        }
+    }
+
+    fn on_open_failed(&mut self, id: StreamId) {
+        let Some(role) = self.streams.get(&id).map(|s| s.kind) else {
+            return;
+        };
+        let reason = EndReason::OpenFailed;
+        match role {
+            Kind::GroupOut => self.end_group_out(id, reason),
+            Kind::SubscribeOut(sub) => self.end_subscription(sub, reason),
+            Kind::AnnounceOut => self.end_interest_out(id, reason),
+            Kind::FetchOut => self.end_fetch_out(id, reason),
+            Kind::ProbeOut => self.end_probe_out(reason),
+            _ => {}
+        }
+    }
+
+    /// Dispatches buffered input on a stream to its flow until nothing more decodes.
+    fn process(&mut self, id: StreamId) {
+        loop {
+            if self.closed.is_some() {
+                return;
+            }
+            let Some(stream) = self.streams.get_mut(&id) else {
+                return;
+            };
+            let Some(recv) = stream.recv.as_mut() else {
+                return;
+            };
+            let progressed = match stream.kind {
+                Kind::Pending => {
+                    let dir = stream.dir;
+                    match recv.read_u8() {
+                        Some(b) => {
+                            self.on_stream_type(id, dir, b);
+                            true
+                        }
+                        None => {
+                            if recv.is_finished() {
+                                // Ended before its type byte: drop it silently.
+                                stream.recv = None;
+                                self.finish_send(id);
+                                self.reap(id);
+                            }
+                            false
+                        }
+                    }
+                }
+                Kind::AnnounceIn => self.recv_announce_interest(id),
+                Kind::AnnounceOut => self.recv_announce(id),
+                Kind::SubscribeIn(sub) => self.recv_subscribe(id, sub),
+                Kind::SubscribeOut(sub) => self.recv_subscribe_response(id, sub),
+                Kind::GroupIn => self.recv_group(id),
+                Kind::FetchIn => self.recv_fetch_request(id),
+                Kind::FetchOut => self.recv_fetch_response(id),
+                Kind::ProbeIn => self.recv_probe_in(id),
+                Kind::ProbeOut => self.recv_probe_out(id),
+                Kind::GoawayIn => self.recv_goaway(id),
+                Kind::GroupOut | Kind::GoawayOut | Kind::Ignored => self.recv_nothing(id),
+            };
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// The first byte of a peer stream (spec §3).
+    fn on_stream_type(&mut self, id: StreamId, dir: Dir, byte: u8) {
+        let ty = StreamType::from_byte(byte)
+            .ok()
+            .filter(|ty| ty.is_bidi() == (dir == Dir::Bi));
+        let role = match ty {
+            None => {
+                // Unknown type (or the wrong direction for a known one): never fatal.
+                self.reset_send(id, code::UNKNOWN_STREAM_TYPE);
+                self.stop_recv(id, code::UNKNOWN_STREAM_TYPE);
+                self.reap(id);
+                return;
+            }
+            Some(StreamType::Group) => Kind::GroupIn,
+            Some(StreamType::Announce) => Kind::AnnounceIn,
+            Some(StreamType::Subscribe) => Kind::SubscribeIn(None),
+            Some(StreamType::Fetch) => Kind::FetchIn,
+            Some(StreamType::Probe) => Kind::ProbeIn,
+            Some(StreamType::Goaway) => Kind::GoawayIn,
+        };
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.kind = role;
+        }
+        match role {
+            Kind::AnnounceIn => self.on_announce_stream(id),
+            Kind::FetchIn => self.on_fetch_stream(id),
+            Kind::ProbeIn => self.on_probe_stream(id),
+            _ => {}
+        }
+    }
+
+    /// A GOAWAY from the peer (spec §6.6): refuse new requests and tell the application.
+    fn recv_goaway(&mut self, id: StreamId) -> bool {
+        match self.decode::<GoAway>(id) {
+            Input::Item(message) => {
+                if !self.goaway_received {
+                    self.goaway_received = true;
+                    self.events.push_back(Event::GoAway { uri: message.uri });
+                }
+                // One GOAWAY per stream: the rest of the stream is not parsed.
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.kind = Kind::Ignored;
+                }
+                true
+            }
+            Input::End => {
+                // FIN before any GOAWAY: nothing was said; close our side.
+                self.finish_send(id);
+                self.reap(id);
+                false
+            }
+            Input::Pending | Input::Failed | Input::Invalid => false,
+        }
+    }
+
+    /// A stream whose peer half carries nothing more: close ours when it ends.
+    fn recv_nothing(&mut self, id: StreamId) -> bool {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return false;
+        };
+        let Some(recv) = stream.recv.as_mut() else {
+            return false;
+        };
+        // Nothing more is defined on this stream: discard what arrives.
+        recv.discard();
+        if recv.is_finished() {
+            stream.recv = None;
+            self.finish_send(id);
+            self.reap(id);
+        }
+        false
+    }
+}

@@ -1,0 +1,78 @@
+//! Transport statistics in, session statistics out.
+
+use std::time::Duration;
+
+use super::Session;
+
+/// What the adapter measured on its connection; `None` where it cannot tell.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
+pub struct TransportStats {
+    /// Smoothed round-trip time (RFC 9002).
+    pub rtt: Option<Duration>,
+    /// Total bytes the transport sent on the connection, all overheads included.
+    pub bytes_sent: Option<u64>,
+    /// Total bytes the transport received on the connection.
+    pub bytes_received: Option<u64>,
+}
+
+/// The session's view of itself, from [`Session::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SessionStats {
+    /// Smoothed RTT as last reported by the transport, else as the peer's probe replies
+    /// reported it.
+    pub rtt: Option<Duration>,
+    /// The send bitrate the peer estimated for us in its latest probe reply (bits/s).
+    pub estimated_bitrate: Option<u64>,
+    /// Our own measured send rate over the last probe interval (bits/s), when sampled.
+    pub send_bitrate: Option<u64>,
+    /// Bytes sent by the transport (from its counters), else stream bytes handed to it.
+    pub bytes_sent: u64,
+    /// Bytes received by the transport (from its counters), else stream bytes from it.
+    pub bytes_received: u64,
+    /// Groups we opened for the peer's subscriptions.
+    pub groups_sent: u64,
+    /// Groups we received for our subscriptions.
+    pub groups_received: u64,
+    /// Frames we queued on groups and fetches.
+    pub frames_sent: u64,
+    /// Frames we received on groups and fetches.
+    pub frames_received: u64,
+    /// Groups dropped or expired on either side.
+    pub groups_dropped: u64,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) transport: TransportStats,
+    pub(super) peer_rtt: Option<Duration>,
+    pub(super) peer_bitrate: Option<u64>,
+    pub(super) send_bitrate: Option<u64>,
+    pub(super) bytes_sent_app: u64,
+    pub(super) bytes_received_app: u64,
+    pub(super) groups_sent: u64,
+    pub(super) groups_received: u64,
+    pub(super) frames_sent: u64,
+    pub(super) frames_received: u64,
+    pub(super) groups_dropped: u64,
+}
+
+impl Session {
+    /// Statistics of the session and its transport.
+    pub fn stats(&self) -> SessionStats {
+        let c = &self.stats;
+        SessionStats {
+            rtt: c.transport.rtt.or(c.peer_rtt),
+            estimated_bitrate: c.peer_bitrate,
+            send_bitrate: c.send_bitrate,
+            bytes_sent: c.transport.bytes_sent.unwrap_or(c.bytes_sent_app),
+            bytes_received: c.transport.bytes_received.unwrap_or(c.bytes_received_app),
+            groups_sent: c.groups_sent,
+            groups_received: c.groups_received,
+            frames_sent: c.frames_sent,
+            frames_received: c.frames_received,
+            groups_dropped: c.groups_dropped,
+        }
+    }
+}

@@ -1,0 +1,328 @@
+//! Per-stream transport state: send queues with credit, receive decoders, and the ready set
+//! that [`Session::poll_command`] drains in priority order.
+
+use std::cmp::Reverse;
+use std::collections::VecDeque;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::{Command, CommandError, Dir, Session, StreamId};
+use crate::code::ErrorCode;
+use crate::message::StreamType;
+use crate::{DecodeError, Message, StreamDecoder, SubscribeId};
+
+/// What a stream carries, from our side's point of view (`In` = the peer opened it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// A peer stream whose type byte has not arrived.
+    Pending,
+    /// The peer's announce interest; we answer with ANNOUNCEs.
+    AnnounceIn,
+    /// Our announce interest.
+    AnnounceOut,
+    /// The peer's subscription (`None` until SUBSCRIBE is parsed).
+    SubscribeIn(Option<SubscribeId>),
+    /// Our subscription.
+    SubscribeOut(SubscribeId),
+    /// A group we receive.
+    GroupIn,
+    /// A group we send.
+    GroupOut,
+    /// A fetch we serve.
+    FetchIn,
+    /// A fetch we made.
+    FetchOut,
+    /// The peer's probe; we reply.
+    ProbeIn,
+    /// Our probe.
+    ProbeOut,
+    /// The peer's GOAWAY stream.
+    GoawayIn,
+    /// Our GOAWAY stream.
+    GoawayOut,
+    /// A stream whose further input is discarded.
+    Ignored,
+}
+
+/// One stream; removed once both halves are done.
+#[derive(Debug)]
+pub(super) struct Stream {
+    pub(super) dir: Dir,
+    pub(super) kind: Kind,
+    /// Receive side; `None` when there is none or it is done.
+    pub(super) recv: Option<StreamDecoder>,
+    /// Send side; `None` when there is none or it is done.
+    pub(super) send: Option<SendHalf>,
+}
+
+/// The send side of a stream.
+#[derive(Debug)]
+pub(super) struct SendHalf {
+    /// The transport has the stream (always true for a peer's bidi stream).
+    pub(super) opened: bool,
+    queue: VecDeque<Bytes>,
+    /// Bytes in `queue`.
+    pub(super) queued: usize,
+    /// Bytes handed to the transport and not yet reported accepted.
+    pub(super) in_flight: usize,
+    /// FIN follows the queued data.
+    fin: bool,
+    pub(super) priority: i32,
+}
+
+impl SendHalf {
+    /// Chunks queued and not yet handed to the transport.
+    pub(super) fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    fn new(opened: bool, priority: i32) -> Self {
+        Self {
+            opened,
+            queue: VecDeque::new(),
+            queued: 0,
+            in_flight: 0,
+            fin: false,
+            priority,
+        }
+    }
+}
+
+impl Stream {
+    pub(super) fn accepted(dir: Dir) -> Self {
+        Self {
+            dir,
+            kind: Kind::Pending,
+            recv: Some(StreamDecoder::new()),
+            send: (dir == Dir::Bi).then(|| SendHalf::new(true, 0)),
+        }
+    }
+}
+
+/// The result of decoding on a stream's receive side.
+pub(super) enum Input<T> {
+    /// A whole item.
+    Item(T),
+    /// More bytes are needed.
+    Pending,
+    /// The peer finished the stream cleanly, at an item boundary.
+    End,
+    /// Malformed input (the session is closed) or no receive side.
+    Failed,
+    /// A stream-scoped semantic error for the caller to handle (an unknown announce status).
+    Invalid,
+}
+
+impl Session {
+    pub(super) fn alloc_stream(&mut self) -> StreamId {
+        let id = StreamId(self.next_stream);
+        self.next_stream += 1;
+        id
+    }
+
+    /// Asks the transport for a new stream and registers it.
+    pub(super) fn open_stream(&mut self, dir: Dir, kind: Kind, priority: i32) -> StreamId {
+        let id = self.alloc_stream();
+        self.streams.insert(
+            id,
+            Stream {
+                dir,
+                kind,
+                recv: (dir == Dir::Bi).then(StreamDecoder::new),
+                send: Some(SendHalf::new(false, priority)),
+            },
+        );
+        self.commands.push_back(Command::Open { id, dir, priority });
+        id
+    }
+
+    /// Queues bytes on a stream's send side. Returns false if it has no open send side.
+    pub(super) fn send_bytes(&mut self, id: StreamId, data: Bytes) -> bool {
+        let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) else {
+            return false;
+        };
+        if send.fin {
+            return false;
+        }
+        send.queued += data.len();
+        send.queue.push_back(data);
+        self.refresh_ready(id);
+        true
+    }
+
+    /// Queues one control message.
+    pub(super) fn send_message<M: Message>(
+        &mut self,
+        id: StreamId,
+        message: &M,
+    ) -> Result<(), CommandError> {
+        // One small allocation per control message: its encoding.
+        let bytes = message.to_bytes()?;
+        self.send_bytes(id, bytes);
+        Ok(())
+    }
+
+    /// Queues the stream-type byte and the first message together.
+    pub(super) fn send_typed<M: Message>(
+        &mut self,
+        id: StreamId,
+        ty: StreamType,
+        message: &M,
+    ) -> Result<(), CommandError> {
+        let len = message.encoded_len()?;
+        let mut buf = BytesMut::with_capacity(1 + len);
+        buf.put_u8(ty.to_byte());
+        message.encode(&mut buf)?;
+        self.send_bytes(id, buf.freeze());
+        Ok(())
+    }
+
+    /// Queues FIN after the data already queued.
+    pub(super) fn finish_send(&mut self, id: StreamId) {
+        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
+            send.fin = true;
+            self.refresh_ready(id);
+        }
+    }
+
+    /// Resets the send side, dropping queued data. Returns the bytes dropped.
+    pub(super) fn reset_send(&mut self, id: StreamId, code: ErrorCode) -> usize {
+        let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.take()) else {
+            return 0;
+        };
+        self.ready.remove(&(Reverse(send.priority), id));
+        // Also for a stream still opening: the adapter resets it as soon as it has it.
+        self.commands.push_back(Command::Reset { id, code });
+        send.queued
+    }
+
+    /// Stops the receive side (STOP_SENDING).
+    pub(super) fn stop_recv(&mut self, id: StreamId, code: ErrorCode) {
+        if let Some(stream) = self.streams.get_mut(&id)
+            && stream.recv.take().is_some()
+        {
+            self.commands.push_back(Command::Stop { id, code });
+        }
+    }
+
+    /// Cancels a stream with a code: reset and stop-sending together (spec §5).
+    pub(super) fn cancel(&mut self, id: StreamId, code: ErrorCode) {
+        self.reset_send(id, code);
+        self.stop_recv(id, code);
+        self.reap(id);
+    }
+
+    /// Changes a stream's send priority.
+    pub(super) fn set_priority(&mut self, id: StreamId, priority: i32) {
+        let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) else {
+            return;
+        };
+        if send.priority == priority {
+            return;
+        }
+        let old = send.priority;
+        send.priority = priority;
+        let opened = send.opened;
+        if self.ready.remove(&(Reverse(old), id)) {
+            self.ready.insert((Reverse(priority), id));
+        }
+        if opened {
+            self.commands
+                .push_back(Command::SetPriority { id, priority });
+        }
+    }
+
+    /// Forgets a stream once both halves are done.
+    pub(super) fn reap(&mut self, id: StreamId) {
+        if self
+            .streams
+            .get(&id)
+            .is_some_and(|s| s.recv.is_none() && s.send.is_none())
+        {
+            self.streams.remove(&id);
+        }
+    }
+
+    /// Puts a stream in or out of the ready set after its send state changed.
+    pub(super) fn refresh_ready(&mut self, id: StreamId) {
+        let window = self.config.stream_send_window;
+        let Some(send) = self.streams.get(&id).and_then(|s| s.send.as_ref()) else {
+            return;
+        };
+        let key = (Reverse(send.priority), id);
+        let ready = send.opened
+            && ((!send.queue.is_empty() && send.in_flight < window)
+                || (send.queue.is_empty() && send.fin));
+        if ready {
+            self.ready.insert(key);
+        } else {
+            self.ready.remove(&key);
+        }
+    }
+
+    /// The next write (or FIN) of the highest-priority ready stream.
+    pub(super) fn poll_write(&mut self) -> Option<Command> {
+        let (_, id) = self.ready.pop_first()?;
+        let stream = self.streams.get_mut(&id)?;
+        let send = stream.send.as_mut()?;
+        if let Some(data) = send.queue.pop_front() {
+            send.queued -= data.len();
+            send.in_flight += data.len();
+            let len = data.len();
+            let kind = stream.kind;
+            self.stats.bytes_sent_app += len as u64;
+            if kind == Kind::GroupOut {
+                self.on_group_bytes_sent(id, len);
+            }
+            self.refresh_ready(id);
+            return Some(Command::Write { id, data });
+        }
+        // Queue empty and FIN requested.
+        stream.send = None;
+        if stream.kind == Kind::GroupOut {
+            self.on_group_drained(id);
+        }
+        self.reap(id);
+        Some(Command::Finish { id })
+    }
+
+    /// Bytes queued in the core, not yet handed to the transport, on a stream.
+    pub(super) fn queued_bytes(&self, id: StreamId) -> usize {
+        self.streams
+            .get(&id)
+            .and_then(|s| s.send.as_ref())
+            .map_or(0, |s| s.queued)
+    }
+
+    /// Decodes one message on a stream, handling malformed input and the stream's end.
+    pub(super) fn decode<M: Message>(&mut self, id: StreamId) -> Input<M> {
+        self.decode_with(id, |recv, limits| recv.decode::<M>(limits))
+    }
+
+    /// Decodes one item with `f`, handling malformed input and the stream's end.
+    pub(super) fn decode_with<T>(
+        &mut self,
+        id: StreamId,
+        f: impl FnOnce(&mut StreamDecoder, &crate::Limits) -> Result<Option<T>, DecodeError>,
+    ) -> Input<T> {
+        let limits = &self.config.limits;
+        let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
+            return Input::Failed;
+        };
+        match f(recv, limits) {
+            Ok(Some(item)) => Input::Item(item),
+            Ok(None) if recv.is_finished() => {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.recv = None;
+                }
+                Input::End
+            }
+            Ok(None) => Input::Pending,
+            Err(err) if err.is_malformed() => {
+                self.protocol_violation(&err);
+                Input::Failed
+            }
+            Err(_) => Input::Invalid,
+        }
+    }
+}

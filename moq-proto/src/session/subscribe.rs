@@ -1,0 +1,360 @@
+//! Subscribe streams and received groups: the subscriber side (spec §6.2, §6.3; draft
+//! §5.1.2, §7.5–§7.8, §7.12, §7.13).
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use super::{CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId, Timer};
+use crate::code::{group as group_codes, subscribe as codes};
+use crate::message::{
+    GroupHeader, StreamType, Subscribe, SubscribeParams, SubscribeResponse, SubscribeUpdate,
+};
+use crate::{BroadcastPath, ErrorCode, GroupSequence, SubscribeId};
+
+/// Priority of control streams: above every group.
+pub(super) const CONTROL_PRIORITY: i32 = i32::MAX;
+
+/// One of our subscriptions.
+#[derive(Debug)]
+pub(super) struct SubOut {
+    stream: StreamId,
+    params: SubscribeParams,
+    /// The publisher's latest SUBSCRIBE_OK, once one arrived.
+    publisher: Option<SubscribeParams>,
+    /// Open received groups, by sequence.
+    groups: BTreeMap<GroupSequence, StreamId>,
+    /// The newest group seen and when it arrived.
+    newest: Option<(GroupSequence, Instant)>,
+}
+
+/// A group we are receiving.
+#[derive(Debug)]
+pub(super) struct GroupIn {
+    sub: SubscribeId,
+    sequence: GroupSequence,
+    arrived: Instant,
+}
+
+/// The effective max latency: the smaller non-zero value of the two; zero = no limit.
+pub(super) fn effective_latency(a: Duration, b: Option<Duration>) -> Option<Duration> {
+    match (a.is_zero(), b.filter(|b| !b.is_zero())) {
+        (true, None) => None,
+        (true, Some(b)) => Some(b),
+        (false, None) => Some(a),
+        (false, Some(b)) => Some(a.min(b)),
+    }
+}
+
+/// Whether `seq` lies inside `[start, end]` (an unset bound is open).
+pub(super) fn in_range(params: &SubscribeParams, seq: GroupSequence) -> bool {
+    params.start.is_none_or(|s| seq >= s) && params.end.is_none_or(|e| seq <= e)
+}
+
+impl Session {
+    // ---- Commands ----
+
+    /// Subscribes to a track (spec §6.2). The subscription is registered at once, so groups
+    /// that overtake SUBSCRIBE_OK are accepted. Events name it by the returned ID.
+    pub fn subscribe(
+        &mut self,
+        path: BroadcastPath,
+        track: &str,
+        params: SubscribeParams,
+    ) -> Result<SubscribeId, CommandError> {
+        self.check_new_request()?;
+        let id = SubscribeId(self.next_subscribe_id);
+        let message = Subscribe {
+            id,
+            path,
+            track: track.to_owned(),
+            params,
+        };
+        crate::Message::encoded_len(&message)?;
+        self.next_subscribe_id += 1;
+        let stream = self.open_stream(Dir::Bi, Kind::SubscribeOut(id), CONTROL_PRIORITY);
+        self.send_typed(stream, StreamType::Subscribe, &message)?;
+        self.subs_out.insert(
+            id,
+            SubOut {
+                stream,
+                params,
+                publisher: None,
+                groups: BTreeMap::new(),
+                newest: None,
+            },
+        );
+        self.timers.set(
+            Timer::SubscribeResponse(id),
+            self.now + self.config.subscribe_timeout,
+        );
+        Ok(id)
+    }
+
+    /// Changes one of our subscriptions (SUBSCRIBE_UPDATE): priority, order, max latency and
+    /// range are all replaced.
+    pub fn update_subscription(
+        &mut self,
+        id: SubscribeId,
+        params: SubscribeParams,
+    ) -> Result<(), CommandError> {
+        self.check_open()?;
+        let sub = self
+            .subs_out
+            .get_mut(&id)
+            .ok_or(CommandError::UnknownSubscription(id))?;
+        let stream = sub.stream;
+        let update = SubscribeUpdate { params };
+        crate::Message::encoded_len(&update)?;
+        sub.params = params;
+        self.send_message(stream, &update)
+    }
+
+    /// Ends one of our subscriptions (spec §5): FIN on the subscribe stream, STOP_SENDING
+    /// 0x4 on its open groups, and STOP_SENDING 0x0 if the publisher has not closed its side
+    /// within [`crate::Config::unsubscribe_grace`]. Reports its groups and itself ended
+    /// ([`EndReason::Local`]).
+    pub fn unsubscribe(&mut self, id: SubscribeId) -> Result<(), CommandError> {
+        if !self.subs_out.contains_key(&id) {
+            return Err(CommandError::UnknownSubscription(id));
+        }
+        self.end_subscription(id, EndReason::Local);
+        Ok(())
+    }
+
+    /// Stops receiving one group of our subscriptions (STOP_SENDING with `code`).
+    pub fn cancel_group(&mut self, stream: StreamId, code: ErrorCode) -> Result<(), CommandError> {
+        if !self.groups_in.contains_key(&stream) {
+            return Err(CommandError::UnknownStream(stream));
+        }
+        self.stop_recv(stream, code);
+        self.end_group_in(stream, EndReason::Local);
+        Ok(())
+    }
+
+    /// The values of one of our subscriptions: ours, and the publisher's if it answered.
+    pub fn subscription(
+        &self,
+        id: SubscribeId,
+    ) -> Option<(SubscribeParams, Option<SubscribeParams>)> {
+        self.subs_out.get(&id).map(|s| (s.params, s.publisher))
+    }
+
+    // ---- Inputs ----
+
+    pub(super) fn recv_subscribe_response(&mut self, id: StreamId, sub: SubscribeId) -> bool {
+        match self.decode_with(id, |recv, limits| recv.decode_response(limits)) {
+            Input::Item(SubscribeResponse::Ok(ok)) => {
+                self.timers.cancel(Timer::SubscribeResponse(sub));
+                if let Some(state) = self.subs_out.get_mut(&sub) {
+                    state.publisher = Some(ok.params);
+                }
+                self.events.push_back(Event::SubscribeOk {
+                    id: sub,
+                    params: ok.params,
+                });
+                true
+            }
+            Input::Item(SubscribeResponse::Drop(drop)) => {
+                let answered = self
+                    .subs_out
+                    .get(&sub)
+                    .is_some_and(|s| s.publisher.is_some());
+                if !answered {
+                    // A DROP may never be the first response (spec §6.2).
+                    self.cancel(id, codes::INTERNAL);
+                    self.end_subscription(sub, EndReason::Cancelled(codes::INTERNAL));
+                    return false;
+                }
+                self.events.push_back(Event::SubscribeDropped {
+                    id: sub,
+                    start: drop.start,
+                    end: drop.end,
+                    code: ErrorCode(drop.code),
+                });
+                true
+            }
+            Input::End => {
+                // The track ended (with or without SUBSCRIBE_OK, decision D8).
+                self.end_subscription(sub, EndReason::Finished);
+                false
+            }
+            Input::Pending | Input::Failed | Input::Invalid => false,
+        }
+    }
+
+    pub(super) fn on_subscribe_timeout(&mut self, sub: SubscribeId) {
+        if let Some(state) = self.subs_out.get(&sub) {
+            let stream = state.stream;
+            self.cancel(stream, codes::TIMEOUT);
+            self.end_subscription(sub, EndReason::Cancelled(codes::TIMEOUT));
+        }
+    }
+
+    pub(super) fn on_unsubscribe_grace(&mut self, stream: StreamId) {
+        self.stop_recv(stream, codes::INTERNAL);
+        self.reap(stream);
+    }
+
+    /// Ends one of our subscriptions and reports it. On `Finished` (the publisher ended the
+    /// track) open groups are left to complete; otherwise they are stopped.
+    pub(super) fn end_subscription(&mut self, sub: SubscribeId, reason: EndReason) {
+        let Some(state) = self.subs_out.remove(&sub) else {
+            return;
+        };
+        self.timers.cancel(Timer::SubscribeResponse(sub));
+        if reason != EndReason::Finished {
+            for (_, group) in state.groups {
+                self.stop_recv(group, group_codes::SUBSCRIBE_CANCELLED);
+                self.end_group_in(group, reason.clone());
+            }
+        }
+        let stream = state.stream;
+        self.finish_send(stream);
+        if let Some(s) = self.streams.get_mut(&stream) {
+            s.kind = Kind::Ignored;
+            if s.recv.is_some() {
+                self.timers.set(
+                    Timer::UnsubscribeGrace(stream),
+                    self.now + self.config.unsubscribe_grace,
+                );
+            }
+        }
+        self.reap(stream);
+        self.events
+            .push_back(Event::SubscriptionEnded { id: sub, reason });
+    }
+
+    pub(super) fn end_all_subscriptions(&mut self, reason: &EndReason) {
+        let mut ids: Vec<_> = self.subs_out.keys().copied().collect();
+        ids.sort();
+        for id in ids {
+            self.end_subscription(id, reason.clone());
+        }
+        let mut groups: Vec<_> = self.groups_in.keys().copied().collect();
+        groups.sort();
+        for group in groups {
+            self.end_group_in(group, reason.clone());
+        }
+    }
+
+    // ---- Received groups ----
+
+    pub(super) fn recv_group(&mut self, id: StreamId) -> bool {
+        if self.groups_in.contains_key(&id) {
+            return match self.decode_with(id, |recv, limits| recv.decode_frame(limits)) {
+                Input::Item(payload) => {
+                    self.stats.frames_received += 1;
+                    self.events.push_back(Event::Frame {
+                        stream: id,
+                        payload,
+                    });
+                    true
+                }
+                Input::End => {
+                    self.end_group_in(id, EndReason::Finished);
+                    false
+                }
+                Input::Pending | Input::Failed | Input::Invalid => false,
+            };
+        }
+        match self.decode::<GroupHeader>(id) {
+            Input::Item(header) => {
+                self.on_group_header(id, header);
+                true
+            }
+            Input::End => {
+                // Ended before its header: nothing to report.
+                self.reap(id);
+                false
+            }
+            Input::Pending | Input::Failed | Input::Invalid => false,
+        }
+    }
+
+    fn on_group_header(&mut self, id: StreamId, header: GroupHeader) {
+        let sub = header.subscribe_id;
+        let seq = header.sequence;
+        let now = self.now;
+        let Some(state) = self.subs_out.get_mut(&sub) else {
+            let ours = sub.0 >= 1 && sub.0 < self.next_subscribe_id;
+            let code = if ours {
+                group_codes::SUBSCRIBE_CANCELLED
+            } else {
+                group_codes::INVALID_SUBSCRIBE_ID
+            };
+            self.stop_recv(id, code);
+            self.reap(id);
+            return;
+        };
+        if !in_range(&state.params, seq) {
+            self.stop_recv(id, group_codes::OUT_OF_RANGE);
+            self.reap(id);
+            return;
+        }
+        let replaced = state.groups.insert(seq, id);
+        let newer = state.newest.is_none_or(|(n, _)| seq > n);
+        if newer {
+            state.newest = Some((seq, now));
+        }
+        let limit = effective_latency(
+            state.params.max_latency,
+            state.publisher.map(|p| p.max_latency),
+        );
+        let mut expired = Vec::new();
+        if newer && let Some(limit) = limit {
+            for (&older, &stream) in state.groups.range(..seq) {
+                if let Some(g) = self.groups_in.get(&stream)
+                    && now.saturating_duration_since(g.arrived) > limit
+                {
+                    expired.push((older, stream));
+                }
+            }
+        }
+        if let Some(old) = replaced {
+            // The same sequence twice: keep the newer stream, stop the older.
+            self.groups_in.remove(&old);
+            self.stop_recv(old, group_codes::INTERNAL);
+            self.reap(old);
+            self.events.push_back(Event::GroupEnded {
+                stream: old,
+                reason: EndReason::Cancelled(group_codes::INTERNAL),
+            });
+        }
+        self.groups_in.insert(
+            id,
+            GroupIn {
+                sub,
+                sequence: seq,
+                arrived: now,
+            },
+        );
+        self.stats.groups_received += 1;
+        self.events.push_back(Event::GroupReceived {
+            id: sub,
+            sequence: seq,
+            stream: id,
+        });
+        for (_, stream) in expired {
+            self.stop_recv(stream, group_codes::EXPIRED);
+            self.stats.groups_dropped += 1;
+            self.end_group_in(stream, EndReason::Expired);
+        }
+    }
+
+    /// Forgets a received group and reports its end.
+    pub(super) fn end_group_in(&mut self, id: StreamId, reason: EndReason) {
+        let Some(group) = self.groups_in.remove(&id) else {
+            return;
+        };
+        if let Some(sub) = self.subs_out.get_mut(&group.sub)
+            && sub.groups.get(&group.sequence) == Some(&id)
+        {
+            sub.groups.remove(&group.sequence);
+        }
+        if let Some(stream) = self.streams.get_mut(&id) {
+            stream.kind = Kind::Ignored;
+        }
+        self.reap(id);
+        self.events.push_back(Event::GroupEnded { stream: id, reason });
+    }
+}
