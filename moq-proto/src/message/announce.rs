@@ -3,8 +3,8 @@
 use bytes::BufMut;
 
 use crate::coding::{
-    DecodeError, EncodeError, Limits, Message, Reader, put_string, put_varint, string_len,
-    varint_len,
+    DecodeError, EncodeError, Limits, Message, Reader, put_string, put_varint, size_of_len,
+    string_len, varint_len,
 };
 use crate::{HopId, PathPrefix};
 
@@ -85,7 +85,11 @@ impl Message for Announce {
                 limit: Limits::MAX_HOPS,
             });
         }
-        let mut len = 1 + string_len(Self::NAME, "suffix", &self.suffix)? + 1;
+        // Status (0 or 1: one byte), suffix, then the hop count as a varint: up to 63 takes
+        // one byte, 64 (MAX_HOPS) takes two.
+        let mut len = 1
+            + string_len(Self::NAME, "suffix", &self.suffix)?
+            + size_of_len(self.hops.len());
         for hop in &self.hops {
             len += varint_len(Self::NAME, "hop_id", hop.0)?;
         }
@@ -95,8 +99,7 @@ impl Message for Announce {
     fn encode_body<B: BufMut + ?Sized>(&self, buf: &mut B) {
         buf.put_u8(self.status.to_wire());
         put_string(buf, &self.suffix);
-        // At most MAX_HOPS (64): a one-byte varint.
-        buf.put_u8(self.hops.len() as u8);
+        put_varint(buf, self.hops.len() as u64);
         for hop in &self.hops {
             put_varint(buf, hop.0);
         }
