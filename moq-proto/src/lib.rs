@@ -12,6 +12,7 @@
 //!
 //! On the wire it matches the reference implementation gomoqt byte for byte (including its
 //! SUBSCRIBE_DROP range encoding); see each type for the draft section it implements.
+#![forbid(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::indexing_slicing)]
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
@@ -26,6 +27,8 @@ pub mod fuzzing;
 mod ids;
 mod path;
 mod session;
+#[cfg(test)]
+mod tests;
 
 pub use coding::{
     DecodeError, EncodeError, Limits, Message, StreamDecoder, UnexpectedEnd, VarInt,

@@ -97,8 +97,17 @@ impl Session {
 
     pub(super) fn recv_fetch_request(&mut self, id: StreamId) -> bool {
         if self.fetches_in.get(&id).is_some_and(|f| f.requested) {
-            // Nothing follows FETCH; its FIN is never awaited (D17). Discard the rest.
-            return self.recv_nothing(id);
+            // Nothing follows FETCH and its FIN is never awaited (D17): discard the rest,
+            // and keep our side open for the response.
+            if let Some(stream) = self.streams.get_mut(&id)
+                && let Some(recv) = stream.recv.as_mut()
+            {
+                recv.discard();
+                if recv.is_finished() {
+                    stream.recv = None;
+                }
+            }
+            return false;
         }
         match self.decode::<Fetch>(id) {
             Input::Item(request) => {

@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use super::subscribe::CONTROL_PRIORITY;
 use super::{Command, CommandError, Dir, Session, StreamId};
 use crate::code::ErrorCode;
 use crate::message::StreamType;
@@ -94,7 +95,7 @@ impl Stream {
             dir,
             kind: Kind::Pending,
             recv: Some(StreamDecoder::new()),
-            send: (dir == Dir::Bi).then(|| SendHalf::new(true, 0)),
+            send: (dir == Dir::Bi).then(|| SendHalf::new(true, CONTROL_PRIORITY)),
         }
     }
 }

@@ -1,0 +1,4 @@
+//! Scenario tests on the simulated [`pair::Pair`]: every flow, without sockets or sleeps.
+
+mod pair;
+mod scenarios;
