@@ -3,6 +3,7 @@
 use bytes::BufMut;
 
 use super::{DecodeError, EncodeError, Limits, VarInt, size_of_len, size_of_u64};
+use crate::BroadcastPath;
 
 /// A cursor over exactly one message body; errors name the message and field.
 pub(crate) struct Reader<'a> {
@@ -68,6 +69,26 @@ impl<'a> Reader<'a> {
         })?;
         // The one allocation of a control message: its owned string.
         Ok(s.to_owned())
+    }
+
+    /// A broadcast path: a string field, normalised, whose `/`-rooted wire form must also
+    /// fit `limits.max_string_len`. Without that check a slash-less path of exactly the
+    /// limit (moq-net's form) would decode but fail to re-encode one byte longer.
+    pub(crate) fn path(
+        &mut self,
+        field: &'static str,
+        limits: &Limits,
+    ) -> Result<BroadcastPath, DecodeError> {
+        let path = BroadcastPath::from(self.string(field, limits)?);
+        if path.wire_len() > limits.max_string_len {
+            return Err(DecodeError::FieldTooLong {
+                message: self.message,
+                field,
+                len: path.wire_len() as u64,
+                limit: limits.max_string_len,
+            });
+        }
+        Ok(path)
     }
 
     /// Fails if any byte is left.

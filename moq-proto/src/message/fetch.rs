@@ -42,7 +42,7 @@ impl Message for Fetch {
 
     fn decode_body(body: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body, Self::NAME);
-        let path = BroadcastPath::from(r.string("path", limits)?);
+        let path = r.path("path", limits)?;
         let track = r.string("track", limits)?;
         let priority = r.u8("priority")?;
         let group = GroupSequence(r.u64("group_sequence")?);

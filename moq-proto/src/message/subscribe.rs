@@ -130,7 +130,7 @@ impl Message for Subscribe {
     fn decode_body(body: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body, Self::NAME);
         let id = SubscribeId(r.u64("subscribe_id")?);
-        let path = BroadcastPath::from(r.string("path", limits)?);
+        let path = r.path("path", limits)?;
         let track = r.string("track", limits)?;
         let params = SubscribeParams::decode(&mut r)?;
         r.finish()?;
