@@ -143,6 +143,35 @@ impl Session {
         self.send_response(stream, &ok)
     }
 
+    /// Changes our priority, order and max latency on an accepted subscription (a new
+    /// SUBSCRIBE_OK carrying them).
+    pub fn update_publisher(
+        &mut self,
+        id: SubscribeId,
+        publisher: PublisherParams,
+    ) -> Result<(), CommandError> {
+        self.check_open()?;
+        let publication = self
+            .pubs
+            .get_mut(&id)
+            .ok_or(CommandError::UnknownSubscription(id))?;
+        if publication.publisher.is_none() {
+            return Err(CommandError::NotAccepted(id));
+        }
+        publication.publisher = Some(publisher);
+        let ok = SubscribeResponse::Ok(SubscribeOk {
+            params: SubscribeParams {
+                priority: publisher.priority,
+                ordered: publisher.ordered,
+                max_latency: publisher.max_latency,
+                start: publication.start,
+                end: publication.params.end,
+            },
+        });
+        let stream = publication.stream;
+        self.send_response(stream, &ok)
+    }
+
     /// Refuses a subscription from [`Event::SubscribeRequested`] with a Subscribe code
     /// (for example [`crate::code::subscribe::NOT_FOUND`] for an unknown track).
     pub fn reject_subscribe(&mut self, id: SubscribeId, code: ErrorCode) -> Result<(), CommandError> {

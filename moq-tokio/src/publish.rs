@@ -1,0 +1,706 @@
+//! Publishing: a router of broadcasts, per-subscription track writers, group writers,
+//! fetch writers, and a ready-made fan-out broadcast.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use bytes::Bytes;
+use moq_proto::message::{Fetch, SubscribeParams};
+use moq_proto::{
+    BroadcastPath, EndReason, ErrorCode, GroupSequence, HopId, PublisherParams, StreamId,
+    SubscribeId,
+};
+use tokio::sync::watch;
+
+use crate::error::PublishError;
+use crate::shared::Shared;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A subscription to one of our tracks, as the handler sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrackRequest {
+    /// The broadcast.
+    pub path: BroadcastPath,
+    /// The track name.
+    pub track: String,
+    /// The subscriber's preferences and range.
+    pub params: SubscribeParams,
+}
+
+/// A fetch of one of our groups, as the handler sees it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// The broadcast.
+    pub path: BroadcastPath,
+    /// The track name.
+    pub track: String,
+    /// The group.
+    pub group: GroupSequence,
+    /// Subscriber priority.
+    pub priority: u8,
+}
+
+impl From<Fetch> for FetchRequest {
+    fn from(f: Fetch) -> Self {
+        Self {
+            path: f.path,
+            track: f.track,
+            group: f.group,
+            priority: f.priority,
+        }
+    }
+}
+
+/// Serves the tracks of one broadcast. Called on the session's driver task: do not block
+/// (spawn a task to produce data, or hand the writer to a [`TrackProducer`]).
+pub trait TrackHandler: Send + Sync + 'static {
+    /// A peer subscribes to a track of this broadcast. Accept by using the writer (or
+    /// [`TrackWriter::accept`]); refuse with [`TrackWriter::reject`] (for example
+    /// `code::subscribe::NOT_FOUND` for an unknown track).
+    fn serve_track(&self, request: TrackRequest, writer: TrackWriter);
+
+    /// A peer fetches one group. The default refuses with Fetch code 0x0.
+    fn serve_fetch(&self, request: FetchRequest, writer: FetchWriter) {
+        let _ = request;
+        writer.reject(moq_proto::code::fetch::INTERNAL);
+    }
+}
+
+impl<F> TrackHandler for F
+where
+    F: Fn(TrackRequest, TrackWriter) + Send + Sync + 'static,
+{
+    fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
+        self(request, writer)
+    }
+}
+
+/// The broadcasts an endpoint publishes, shared by all its sessions: each session announces
+/// them to peers that show interest and routes subscriptions and fetches to their handlers.
+#[derive(Clone, Default)]
+pub struct Router {
+    inner: Arc<Mutex<RouterInner>>,
+}
+
+#[derive(Default)]
+struct RouterInner {
+    broadcasts: HashMap<BroadcastPath, (Arc<dyn TrackHandler>, Vec<HopId>)>,
+    sessions: Vec<Weak<Shared>>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = lock(&self.inner);
+        f.debug_struct("Router")
+            .field("broadcasts", &inner.broadcasts.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Router {
+    /// An empty router.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Publishes a broadcast that originates here, served by `handler`.
+    pub fn publish(&self, path: impl Into<BroadcastPath>, handler: impl TrackHandler) {
+        self.publish_with_hops(path, Vec::new(), Arc::new(handler));
+    }
+
+    /// Publishes a broadcast learnt through relays: `hops` are the hop IDs it passed
+    /// through, ending with ours (spec D15).
+    pub fn publish_with_hops(
+        &self,
+        path: impl Into<BroadcastPath>,
+        hops: Vec<HopId>,
+        handler: Arc<dyn TrackHandler>,
+    ) {
+        let path = path.into();
+        let mut inner = lock(&self.inner);
+        inner
+            .broadcasts
+            .insert(path.clone(), (handler, hops.clone()));
+        inner.sessions.retain(|s| s.strong_count() > 0);
+        for session in inner.sessions.iter().filter_map(Weak::upgrade) {
+            session.with(|s| {
+                if s.core.announce(path.clone(), hops.clone()).is_ok() {
+                    s.published.insert(path.clone(), hops.clone());
+                }
+            });
+        }
+    }
+
+    /// Withdraws a broadcast: peers learn it ended. Returns whether it was published.
+    pub fn unpublish(&self, path: &BroadcastPath) -> bool {
+        let mut inner = lock(&self.inner);
+        let found = inner.broadcasts.remove(path).is_some();
+        for session in inner.sessions.iter().filter_map(Weak::upgrade) {
+            session.with(|s| {
+                s.published.remove(path);
+                s.core.unannounce(path);
+            });
+        }
+        found
+    }
+
+    /// The published broadcast paths.
+    pub fn paths(&self) -> Vec<BroadcastPath> {
+        lock(&self.inner).broadcasts.keys().cloned().collect()
+    }
+
+    pub(crate) fn attach(&self, shared: &Arc<Shared>) {
+        let mut inner = lock(&self.inner);
+        inner.sessions.retain(|s| s.strong_count() > 0);
+        inner.sessions.push(Arc::downgrade(shared));
+        shared.with(|s| {
+            for (path, (_, hops)) in &inner.broadcasts {
+                if s.core.announce(path.clone(), hops.clone()).is_ok() {
+                    s.published.insert(path.clone(), hops.clone());
+                }
+            }
+        });
+    }
+
+    fn handler(&self, path: &BroadcastPath) -> Option<Arc<dyn TrackHandler>> {
+        lock(&self.inner)
+            .broadcasts
+            .get(path)
+            .map(|(h, _)| h.clone())
+    }
+
+    pub(crate) fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
+        match self.handler(&request.path) {
+            Some(handler) => handler.serve_track(request, writer),
+            None => writer.reject(moq_proto::code::subscribe::NOT_FOUND),
+        }
+    }
+
+    pub(crate) fn serve_fetch(&self, request: FetchRequest, writer: FetchWriter) {
+        match self.handler(&request.path) {
+            Some(handler) => handler.serve_fetch(request, writer),
+            None => writer.reject(moq_proto::code::fetch::INTERNAL),
+        }
+    }
+}
+
+/// One peer's subscription to one of our tracks. Dropping it finishes the track for that
+/// subscriber (or refuses the subscription with Subscribe code 0x3 if it was never
+/// accepted).
+#[derive(Debug)]
+pub struct TrackWriter {
+    shared: Arc<Shared>,
+    id: SubscribeId,
+    updates: watch::Receiver<SubscribeParams>,
+    ended: watch::Receiver<Option<EndReason>>,
+    accepted: bool,
+    done: bool,
+    next: u64,
+}
+
+impl TrackWriter {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        id: SubscribeId,
+        updates: watch::Receiver<SubscribeParams>,
+        ended: watch::Receiver<Option<EndReason>>,
+    ) -> Self {
+        let next = updates.borrow().start.map_or(1, |s| s.0);
+        Self {
+            shared,
+            id,
+            updates,
+            ended,
+            accepted: false,
+            done: false,
+            next,
+        }
+    }
+
+    /// The peer's subscription ID.
+    pub fn id(&self) -> SubscribeId {
+        self.id
+    }
+
+    /// The subscriber's latest preferences and range.
+    pub fn subscriber_params(&self) -> SubscribeParams {
+        *self.updates.borrow()
+    }
+
+    /// Resolves with the subscriber's values when it sends SUBSCRIBE_UPDATE; `None` once
+    /// the subscription has ended.
+    pub async fn updated(&mut self) -> Option<SubscribeParams> {
+        self.updates.changed().await.ok()?;
+        Some(*self.updates.borrow_and_update())
+    }
+
+    /// Resolves when the subscription ends (the subscriber left, or the session closed).
+    pub async fn closed(&mut self) -> EndReason {
+        loop {
+            if let Some(reason) = self.ended.borrow_and_update().clone() {
+                return reason;
+            }
+            if self.ended.changed().await.is_err() {
+                return EndReason::Local;
+            }
+        }
+    }
+
+    /// Whether the subscription has ended.
+    pub fn is_closed(&self) -> bool {
+        self.ended.borrow().is_some()
+    }
+
+    /// Accepts with our priority, order and max latency (SUBSCRIBE_OK). Using the writer
+    /// accepts with defaults if this was not called.
+    pub fn accept(&mut self, publisher: PublisherParams) -> Result<(), PublishError> {
+        if self.accepted {
+            return Ok(());
+        }
+        self.shared
+            .with(|s| s.core.accept_subscribe(self.id, publisher))?;
+        self.accepted = true;
+        Ok(())
+    }
+
+    /// Changes our priority, order and max latency (a new SUBSCRIBE_OK).
+    pub fn update_publisher(&mut self, publisher: PublisherParams) -> Result<(), PublishError> {
+        if !self.accepted {
+            return self.accept(publisher);
+        }
+        self.shared
+            .with(|s| s.core.update_publisher(self.id, publisher))?;
+        Ok(())
+    }
+
+    /// Refuses the subscription with a Subscribe code (no SUBSCRIBE_OK is sent).
+    pub fn reject(mut self, code: ErrorCode) {
+        self.done = true;
+        let id = self.id;
+        self.shared.with(|s| {
+            s.pubs.remove(&id);
+            if s.core.reject_subscribe(id, code).is_err() {
+                let _ = s.core.abort_publication(id, code);
+            }
+        });
+    }
+
+    /// Opens the next group (one past the last opened; the first is the subscriber's start,
+    /// or 1).
+    pub fn open_group(&mut self) -> Result<GroupWriter, PublishError> {
+        let seq = GroupSequence(self.next);
+        self.open_group_at(seq)
+    }
+
+    /// Opens the group with this sequence.
+    pub fn open_group_at(&mut self, sequence: GroupSequence) -> Result<GroupWriter, PublishError> {
+        self.accept(PublisherParams::default())?;
+        let stream = self
+            .shared
+            .with(|s| s.core.open_group(self.id, sequence))?;
+        self.next = self.next.max(sequence.0.saturating_add(1));
+        Ok(GroupWriter {
+            shared: self.shared.clone(),
+            stream,
+            sequence,
+            done: false,
+        })
+    }
+
+    /// Skips the next `count` groups, telling the subscriber they will not come
+    /// (SUBSCRIBE_DROP, code 0).
+    pub fn skip(&mut self, count: u64) -> Result<(), PublishError> {
+        if count == 0 {
+            return Ok(());
+        }
+        let start = GroupSequence(self.next);
+        let end = GroupSequence(self.next.saturating_add(count - 1));
+        self.drop_groups(start, end, moq_proto::code::subscribe::INTERNAL)?;
+        self.next = end.0.saturating_add(1);
+        Ok(())
+    }
+
+    /// Tells the subscriber that groups `start..=end` will not be delivered.
+    pub fn drop_groups(
+        &mut self,
+        start: GroupSequence,
+        end: GroupSequence,
+        code: ErrorCode,
+    ) -> Result<(), PublishError> {
+        self.accept(PublisherParams::default())?;
+        self.shared
+            .with(|s| s.core.drop_groups(self.id, start, end, code))?;
+        Ok(())
+    }
+
+    /// Ends the track normally (FIN on the subscribe stream).
+    pub fn finish(mut self) {
+        self.finish_inner();
+    }
+
+    fn finish_inner(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let id = self.id;
+        if !self.accepted {
+            // Never answered: say OK (spec: OK first), then end the track.
+            let _ = self.accept(PublisherParams::default());
+        }
+        self.shared.with(|s| {
+            let _ = s.core.finish_publication(id);
+        });
+    }
+
+    /// Ends the track with a Subscribe code; open groups are reset (Group code 0x5).
+    pub fn close_with_error(mut self, code: ErrorCode) {
+        self.done = true;
+        let id = self.id;
+        self.shared.with(|s| {
+            s.pubs.remove(&id);
+            if s.core.reject_subscribe(id, code).is_err() {
+                let _ = s.core.abort_publication(id, code);
+            }
+        });
+    }
+}
+
+impl Drop for TrackWriter {
+    fn drop(&mut self) {
+        self.finish_inner();
+    }
+}
+
+/// One group we send. Dropping it finishes it.
+#[derive(Debug)]
+pub struct GroupWriter {
+    shared: Arc<Shared>,
+    stream: StreamId,
+    sequence: GroupSequence,
+    done: bool,
+}
+
+impl GroupWriter {
+    /// The group's sequence number.
+    pub fn sequence(&self) -> GroupSequence {
+        self.sequence
+    }
+
+    /// Queues a frame; the payload is passed to the transport without a copy. Fails once
+    /// the group was cancelled by the subscriber, expired or was dropped.
+    pub fn write_frame(&mut self, payload: Bytes) -> Result<(), PublishError> {
+        if self.done {
+            return Err(PublishError::Closed("group finished".into()));
+        }
+        self.shared
+            .with(|s| s.core.write_frame(self.stream, payload))?;
+        Ok(())
+    }
+
+    /// Finishes the group (FIN after the queued frames).
+    pub fn finish(mut self) -> Result<(), PublishError> {
+        self.done = true;
+        self.shared.with(|s| s.core.finish_group(self.stream))?;
+        Ok(())
+    }
+
+    /// Aborts the group with a Group code (RESET_STREAM).
+    pub fn cancel(mut self, code: ErrorCode) {
+        self.done = true;
+        let _ = self.shared.with(|s| s.core.abort_group(self.stream, code));
+    }
+}
+
+impl Drop for GroupWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            self.done = true;
+            let _ = self.shared.with(|s| s.core.finish_group(self.stream));
+        }
+    }
+}
+
+/// The answer to one fetch. Dropping it finishes the response.
+#[derive(Debug)]
+pub struct FetchWriter {
+    shared: Arc<Shared>,
+    stream: StreamId,
+    done: bool,
+}
+
+impl FetchWriter {
+    pub(crate) fn new(shared: Arc<Shared>, stream: StreamId) -> Self {
+        Self {
+            shared,
+            stream,
+            done: false,
+        }
+    }
+
+    /// Queues one frame of the group.
+    pub fn write_frame(&mut self, payload: Bytes) -> Result<(), PublishError> {
+        self.shared
+            .with(|s| s.core.write_fetch_frame(self.stream, payload))?;
+        Ok(())
+    }
+
+    /// Ends the response normally (FIN).
+    pub fn finish(mut self) -> Result<(), PublishError> {
+        self.done = true;
+        self.shared.with(|s| s.core.finish_fetch(self.stream))?;
+        Ok(())
+    }
+
+    /// Refuses or aborts the fetch with a Fetch code (0x0 when the group is not available).
+    pub fn reject(mut self, code: ErrorCode) {
+        self.done = true;
+        let _ = self.shared.with(|s| s.core.reject_fetch(self.stream, code));
+    }
+}
+
+impl Drop for FetchWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.shared.with(|s| s.core.finish_fetch(self.stream));
+        }
+    }
+}
+
+/// A broadcast whose tracks fan out to every subscriber: a [`TrackHandler`] that dispatches
+/// by track name to [`TrackProducer`]s, and serves fetches from their recent groups.
+#[derive(Clone, Default)]
+pub struct Broadcast {
+    tracks: Arc<Mutex<HashMap<String, TrackProducer>>>,
+}
+
+impl std::fmt::Debug for Broadcast {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Broadcast")
+            .field("tracks", &lock(&self.tracks).keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Broadcast {
+    /// A broadcast with no tracks.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Creates (or returns) the producer of a track. It keeps its `cache` most recent
+    /// groups for late joiners and fetches.
+    pub fn create_track(&self, name: &str, cache: usize) -> TrackProducer {
+        lock(&self.tracks)
+            .entry(name.to_owned())
+            .or_insert_with(|| TrackProducer::new(cache))
+            .clone()
+    }
+
+    /// Removes a track: new subscriptions to it are refused; current ones end.
+    pub fn remove_track(&self, name: &str) {
+        if let Some(track) = lock(&self.tracks).remove(name) {
+            track.close();
+        }
+    }
+
+    fn track(&self, name: &str) -> Option<TrackProducer> {
+        lock(&self.tracks).get(name).cloned()
+    }
+}
+
+impl TrackHandler for Broadcast {
+    fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
+        match self.track(&request.track) {
+            Some(track) => track.subscribe(writer),
+            None => writer.reject(moq_proto::code::subscribe::NOT_FOUND),
+        }
+    }
+
+    fn serve_fetch(&self, request: FetchRequest, mut writer: FetchWriter) {
+        let frames = self
+            .track(&request.track)
+            .and_then(|t| t.cached_group(request.group));
+        match frames {
+            Some(frames) => {
+                for frame in frames {
+                    if writer.write_frame(frame).is_err() {
+                        return;
+                    }
+                }
+                let _ = writer.finish();
+            }
+            None => writer.reject(moq_proto::code::fetch::INTERNAL),
+        }
+    }
+}
+
+/// The producer side of one track: groups appended here go to every subscriber, sharing
+/// the same `Bytes` (never copied per subscriber).
+#[derive(Clone)]
+pub struct TrackProducer {
+    state: Arc<Mutex<TrackState>>,
+}
+
+struct Subscriber {
+    writer: TrackWriter,
+    group: Option<GroupWriter>,
+}
+
+struct CachedGroup {
+    sequence: GroupSequence,
+    frames: Vec<Bytes>,
+    finished: bool,
+}
+
+struct TrackState {
+    subscribers: Vec<Subscriber>,
+    next: u64,
+    cache: VecDeque<CachedGroup>,
+    cache_len: usize,
+    closed: bool,
+}
+
+impl TrackProducer {
+    fn new(cache: usize) -> Self {
+        Self {
+            state: Arc::new(Mutex::new(TrackState {
+                subscribers: Vec::new(),
+                next: 1,
+                cache: VecDeque::new(),
+                cache_len: cache.max(1),
+                closed: false,
+            })),
+        }
+    }
+
+    /// Starts the next group (sequences count from 1, as gomoqt). Each current subscriber
+    /// gets a group stream; a subscriber that ended is forgotten.
+    pub fn append_group(&self) -> GroupProducer {
+        let mut state = lock(&self.state);
+        let sequence = GroupSequence(state.next);
+        state.next += 1;
+        if state.cache.len() >= state.cache_len {
+            state.cache.pop_front();
+        }
+        state.cache.push_back(CachedGroup {
+            sequence,
+            frames: Vec::new(),
+            finished: false,
+        });
+        state.subscribers.retain_mut(|sub| {
+            if let Some(g) = sub.group.take() {
+                let _ = g.finish();
+            }
+            match sub.writer.open_group_at(sequence) {
+                Ok(group) => {
+                    sub.group = Some(group);
+                    true
+                }
+                Err(PublishError::Command(_)) => true, // outside its range: skip this group
+                Err(PublishError::Closed(_)) => false,
+            }
+        });
+        GroupProducer {
+            state: self.state.clone(),
+            sequence,
+        }
+    }
+
+    /// The number of current subscribers.
+    pub fn subscriber_count(&self) -> usize {
+        let mut state = lock(&self.state);
+        state.subscribers.retain(|s| !s.writer.is_closed());
+        state.subscribers.len()
+    }
+
+    /// Ends the track for every subscriber.
+    pub fn close(&self) {
+        let mut state = lock(&self.state);
+        state.closed = true;
+        state.subscribers.clear();
+    }
+
+    /// Adds a subscriber: it starts with the latest group, replayed from the cache.
+    fn subscribe(&self, mut writer: TrackWriter) {
+        let mut state = lock(&self.state);
+        if state.closed {
+            writer.reject(moq_proto::code::subscribe::NOT_FOUND);
+            return;
+        }
+        if writer.accept(PublisherParams::default()).is_err() {
+            return;
+        }
+        let mut group = None;
+        if let Some(latest) = state.cache.back()
+            && let Ok(mut g) = writer.open_group_at(latest.sequence)
+        {
+            for frame in &latest.frames {
+                let _ = g.write_frame(frame.clone());
+            }
+            if latest.finished {
+                let _ = g.finish();
+            } else {
+                group = Some(g);
+            }
+        }
+        state.subscribers.push(Subscriber { writer, group });
+    }
+
+    fn cached_group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
+        let state = lock(&self.state);
+        state
+            .cache
+            .iter()
+            .find(|g| g.sequence == sequence && g.finished)
+            .map(|g| g.frames.clone())
+    }
+}
+
+/// The group being produced on a [`TrackProducer`].
+pub struct GroupProducer {
+    state: Arc<Mutex<TrackState>>,
+    sequence: GroupSequence,
+}
+
+impl GroupProducer {
+    /// The group's sequence number.
+    pub fn sequence(&self) -> GroupSequence {
+        self.sequence
+    }
+
+    /// Writes a frame to every subscriber of the group (the same `Bytes`, no copy).
+    pub fn write_frame(&self, payload: Bytes) {
+        let mut state = lock(&self.state);
+        let sequence = self.sequence;
+        if let Some(cached) = state.cache.iter_mut().find(|g| g.sequence == sequence) {
+            cached.frames.push(payload.clone());
+        }
+        for sub in &mut state.subscribers {
+            if let Some(group) = sub.group.as_mut().filter(|g| g.sequence() == sequence)
+                && group.write_frame(payload.clone()).is_err()
+            {
+                sub.group = None;
+            }
+        }
+    }
+
+    /// Finishes the group for every subscriber.
+    pub fn finish(self) {
+        let mut state = lock(&self.state);
+        let sequence = self.sequence;
+        if let Some(cached) = state.cache.iter_mut().find(|g| g.sequence == sequence) {
+            cached.finished = true;
+        }
+        for sub in &mut state.subscribers {
+            if sub.group.as_ref().is_some_and(|g| g.sequence() == sequence)
+                && let Some(g) = sub.group.take()
+            {
+                let _ = g.finish();
+            }
+        }
+    }
+}

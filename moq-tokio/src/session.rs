@@ -1,0 +1,269 @@
+//! The session handle: what an application holds for one connection.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use moq_proto::message::{Fetch, SubscribeParams};
+use moq_proto::{
+    BroadcastPath, CloseReason, Config, ErrorCode, GroupSequence, HopId, PathPrefix, Role,
+    SessionStats,
+};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::announce::Announcements;
+use crate::driver::{Driver, now};
+use crate::error::SessionError;
+use crate::probe::ProbeResults;
+use crate::publish::Router;
+use crate::shared::{Inner, Meta, Shared, SubRoute};
+use crate::subscribe::{GroupReader, TrackReader};
+use crate::transport::{Connection, ConnectionInfo};
+
+/// One moq-lite-04 session over any [`Connection`].
+///
+/// Cloning gives another handle to the same session. The session lives while at least one
+/// handle does: dropping the last one closes it (code 0) and tears every stream down.
+/// Readers and writers obtained from it do not keep it alive.
+#[derive(Clone)]
+pub struct Session {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+/// Closes the session when the last [`Session`] handle goes.
+struct Owner(Arc<Shared>);
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        self.0.with(|inner| inner.core.close(moq_proto::code::session::NO_ERROR, "session dropped"));
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("remote", &self.shared.meta.remote)
+            .field("transport", &self.shared.meta.info.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    /// Starts a session on an established connection, with its driver task on the current
+    /// tokio runtime. `router` serves the broadcasts this end publishes (announced to the
+    /// peer as it shows interest); without one, every SUBSCRIBE and FETCH is refused.
+    pub fn new<C: Connection>(conn: C, role: Role, config: Config, router: Option<Router>) -> Self {
+        let meta = Meta {
+            stats: Box::new({
+                let conn = conn.clone();
+                move || conn.stats()
+            }),
+            info: conn.info(),
+            remote: conn.remote_addr(),
+            local: conn.local_addr(),
+        };
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                core: moq_proto::Session::new(role, config, now()),
+                subs: HashMap::new(),
+                groups: HashMap::new(),
+                interests: HashMap::new(),
+                announced: HashMap::new(),
+                pubs: HashMap::new(),
+                probe: None,
+                router: router.clone(),
+                published: HashMap::new(),
+            }),
+            wake: Notify::new(),
+            meta,
+            closed: watch::channel(None).0,
+            goaway: watch::channel(None).0,
+            probe_target: watch::channel(None).0,
+        });
+        if let Some(router) = &router {
+            router.attach(&shared);
+        }
+        let driver = Driver::new(conn, shared.clone());
+        tokio::spawn(driver.run());
+        Self {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        }
+    }
+
+    // ---- Subscribing ----
+
+    /// Subscribes to a track. Returns at once; groups (and any refusal) arrive through the
+    /// reader. Dropping the reader unsubscribes.
+    pub fn subscribe(
+        &self,
+        path: impl Into<BroadcastPath>,
+        track: &str,
+        params: SubscribeParams,
+    ) -> Result<TrackReader, SessionError> {
+        let path = path.into();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (publisher, publisher_rx) = watch::channel(None);
+        let id = self.shared.with(|inner| {
+            let id = inner.core.subscribe(path.clone(), track, params)?;
+            inner.subs.insert(id, SubRoute { tx, publisher });
+            Ok::<_, SessionError>(id)
+        })?;
+        Ok(TrackReader::new(
+            self.shared.clone(),
+            id,
+            path,
+            track.to_owned(),
+            params,
+            rx,
+            publisher_rx,
+        ))
+    }
+
+    /// Fetches one whole group (spec §6.4): its frames, then the end.
+    pub fn fetch(
+        &self,
+        path: impl Into<BroadcastPath>,
+        track: &str,
+        group: GroupSequence,
+        priority: u8,
+    ) -> Result<GroupReader, SessionError> {
+        let request = Fetch {
+            path: path.into(),
+            track: track.to_owned(),
+            priority,
+            group,
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stream = self.shared.with(|inner| {
+            let stream = inner.core.fetch(request)?;
+            inner.groups.insert(stream, tx);
+            Ok::<_, SessionError>(stream)
+        })?;
+        Ok(GroupReader::new_fetch(self.shared.clone(), stream, group, rx))
+    }
+
+    /// Listens for the peer's broadcasts under `prefix` (announce interest). An edge passes
+    /// `HopId(0)` as `exclude_hop`; a relay its own hop ID.
+    pub fn announced(
+        &self,
+        prefix: &str,
+        exclude_hop: HopId,
+    ) -> Result<Announcements, SessionError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stream = self.shared.with(|inner| {
+            let stream = inner
+                .core
+                .announce_interest(PathPrefix::new(prefix), exclude_hop)?;
+            inner.interests.insert(stream, tx);
+            Ok::<_, SessionError>(stream)
+        })?;
+        Ok(Announcements::new(self.shared.clone(), stream, rx))
+    }
+
+    // ---- Probing ----
+
+    /// Asks the peer to measure the path up to `target` bits per second. The first call
+    /// opens the probe; later calls change the target (on the same results stream, which
+    /// the latest call returns).
+    pub fn probe(&self, target: u64) -> Result<ProbeResults, SessionError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.shared.with(|inner| {
+            inner.core.probe(target)?;
+            inner.probe = Some(tx);
+            Ok::<_, SessionError>(())
+        })?;
+        Ok(ProbeResults::new(rx))
+    }
+
+    /// The targets the peer's probe asks of us, latest first (`None` until it probes).
+    pub fn probe_targets(&self) -> watch::Receiver<Option<u64>> {
+        self.shared.probe_target.subscribe()
+    }
+
+    // ---- Session ----
+
+    /// Statistics: RTT, estimated bitrate, bytes and group/frame counts.
+    pub fn stats(&self) -> SessionStats {
+        let transport = (self.shared.meta.stats)();
+        self.shared.with(|inner| {
+            inner.core.handle_stats(transport, now());
+            inner.core.stats()
+        })
+    }
+
+    /// What the transport negotiated (version, ALPN, TLS details).
+    pub fn connection_info(&self) -> &ConnectionInfo {
+        &self.shared.meta.info
+    }
+
+    /// The peer's address.
+    pub fn remote_addr(&self) -> Option<SocketAddr> {
+        self.shared.meta.remote
+    }
+
+    /// Our address.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.shared.meta.local
+    }
+
+    /// Sends GOAWAY (spec §6.6), optionally redirecting to `uri`: no new requests, and the
+    /// session closes with 0x10 if the peer has not left within the configured drain time.
+    pub fn goaway(&self, uri: &str) -> Result<(), SessionError> {
+        self.shared
+            .with(|inner| inner.core.goaway(uri))
+            .map_err(SessionError::from)
+    }
+
+    /// Resolves when the peer sends GOAWAY, with its new session URI (possibly empty);
+    /// `None` if the session ended first.
+    pub async fn goaway_received(&self) -> Option<String> {
+        let mut rx = self.shared.goaway.subscribe();
+        let mut closed = self.shared.closed.subscribe();
+        loop {
+            if let Some(uri) = rx.borrow_and_update().clone() {
+                return Some(uri);
+            }
+            if closed.borrow_and_update().is_some() {
+                return None;
+            }
+            tokio::select! {
+                r = rx.changed() => if r.is_err() { return None },
+                r = closed.changed() => if r.is_err() { return None },
+            }
+        }
+    }
+
+    /// Closes the session with a code and reason, seen by the peer.
+    pub fn close(&self, code: ErrorCode, reason: &str) {
+        self.shared.with(|inner| inner.core.close(code, reason));
+    }
+
+    /// Resolves when the session has ended, with the cause.
+    pub async fn closed(&self) -> CloseReason {
+        let mut rx = self.shared.closed.subscribe();
+        loop {
+            if let Some(reason) = rx.borrow_and_update().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return CloseReason::Transport("driver stopped".into());
+            }
+        }
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.shared.closed.borrow().is_some()
+    }
+
+    /// Publishes a broadcast on this session only (without a router): peers showing
+    /// interest learn of it. Subscriptions to it reach the session's router, if any.
+    pub fn announce(&self, path: impl Into<BroadcastPath>) -> Result<(), SessionError> {
+        let path = path.into();
+        self.shared
+            .with(|inner| inner.core.announce(path, Vec::new()))
+            .map_err(SessionError::from)
+    }
+}

@@ -1,0 +1,280 @@
+//! State shared by the session handle, its readers and writers, and the driver task: the
+//! sans-IO core under a lock, and where each event goes.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use moq_proto::message::SubscribeParams;
+use moq_proto::{
+    BroadcastPath, CloseReason, EndReason, ErrorCode, Event, GroupSequence, HopId, StreamId,
+    SubscribeId, TransportStats,
+};
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::announce::Announcement;
+use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
+use crate::subscribe::GroupReader;
+use crate::transport::ConnectionInfo;
+
+/// What a track reader receives.
+#[derive(Debug)]
+pub(crate) enum TrackMsg {
+    Group(GroupReader),
+    Dropped {
+        start: GroupSequence,
+        end: GroupSequence,
+        code: ErrorCode,
+    },
+    Ended(EndReason),
+}
+
+/// What a group (or fetch) reader receives.
+#[derive(Debug)]
+pub(crate) enum GroupMsg {
+    Frame(Bytes),
+    Ended(EndReason),
+}
+
+/// A subscription's routes.
+#[derive(Debug)]
+pub(crate) struct SubRoute {
+    pub(crate) tx: mpsc::UnboundedSender<TrackMsg>,
+    pub(crate) publisher: watch::Sender<Option<SubscribeParams>>,
+}
+
+/// An incoming subscription's routes.
+#[derive(Debug)]
+pub(crate) struct PubRoute {
+    pub(crate) updates: watch::Sender<SubscribeParams>,
+    pub(crate) ended: watch::Sender<Option<EndReason>>,
+}
+
+/// Transport facts the API reads without the driver.
+pub(crate) struct Meta {
+    pub(crate) stats: Box<dyn Fn() -> TransportStats + Send + Sync>,
+    pub(crate) info: ConnectionInfo,
+    pub(crate) remote: Option<SocketAddr>,
+    pub(crate) local: Option<SocketAddr>,
+}
+
+/// The core and the routing tables, under one lock.
+pub(crate) struct Inner {
+    pub(crate) core: moq_proto::Session,
+    pub(crate) subs: HashMap<SubscribeId, SubRoute>,
+    pub(crate) groups: HashMap<StreamId, mpsc::UnboundedSender<GroupMsg>>,
+    pub(crate) interests: HashMap<StreamId, mpsc::UnboundedSender<Announcement>>,
+    pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
+    pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
+    pub(crate) probe: Option<mpsc::UnboundedSender<crate::probe::ProbeResult>>,
+    pub(crate) router: Option<Router>,
+    /// Broadcasts this session announced for the router, with their hops.
+    pub(crate) published: HashMap<BroadcastPath, Vec<HopId>>,
+}
+
+/// Shared by every handle of one session.
+pub(crate) struct Shared {
+    pub(crate) inner: Mutex<Inner>,
+    /// Wakes the driver: commands are pending.
+    pub(crate) wake: Notify,
+    pub(crate) meta: Meta,
+    pub(crate) closed: watch::Sender<Option<CloseReason>>,
+    pub(crate) goaway: watch::Sender<Option<String>>,
+    pub(crate) probe_target: watch::Sender<Option<u64>>,
+}
+
+/// Calls into application handlers, made after the lock is released.
+pub(crate) enum Upcall {
+    Track(Router, TrackRequest, TrackWriter),
+    Fetch(Router, FetchRequest, FetchWriter),
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("transport", &self.meta.info.transport)
+            .field("remote", &self.meta.remote)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Locks the core. Never held across an await.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `f` on the core, then wakes the driver to carry out what it queued.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        let out = f(&mut self.lock());
+        self.wake.notify_one();
+        out
+    }
+}
+
+impl Inner {
+    /// Sends one core event where it belongs. Handler calls are returned, to be made once
+    /// the lock is released.
+    pub(crate) fn route(&mut self, shared: &Arc<Shared>, event: Event, upcalls: &mut Vec<Upcall>) {
+        match event {
+            Event::Announced {
+                interest,
+                path,
+                hops,
+            } => {
+                let (tx, rx) = watch::channel(false);
+                self.announced.insert((interest, path.clone()), tx);
+                if let Some(sink) = self.interests.get(&interest) {
+                    let _ = sink.send(Announcement::new(path, hops, rx));
+                }
+            }
+            Event::Unannounced { interest, path } => {
+                if let Some(tx) = self.announced.remove(&(interest, path)) {
+                    let _ = tx.send(true);
+                }
+            }
+            Event::InterestEnded { interest, .. } => {
+                self.interests.remove(&interest);
+            }
+            Event::SubscribeOk { id, params } => {
+                if let Some(route) = self.subs.get(&id) {
+                    route.publisher.send_replace(Some(params));
+                }
+            }
+            Event::SubscribeDropped {
+                id,
+                start,
+                end,
+                code,
+            } => {
+                if let Some(route) = self.subs.get(&id) {
+                    let _ = route.tx.send(TrackMsg::Dropped { start, end, code });
+                }
+            }
+            Event::SubscriptionEnded { id, reason } => {
+                if let Some(route) = self.subs.remove(&id) {
+                    let _ = route.tx.send(TrackMsg::Ended(reason));
+                }
+            }
+            Event::GroupReceived {
+                id,
+                sequence,
+                stream,
+            } => {
+                let Some(route) = self.subs.get(&id) else {
+                    let _ = self
+                        .core
+                        .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
+                    return;
+                };
+                let (tx, rx) = mpsc::unbounded_channel();
+                let reader = GroupReader::new(shared.clone(), stream, sequence, rx);
+                match route.tx.send(TrackMsg::Group(reader)) {
+                    Ok(()) => {
+                        self.groups.insert(stream, tx);
+                    }
+                    Err(mpsc::error::SendError(msg)) => {
+                        // The track reader is gone. Dropping the group reader here would
+                        // take the lock we hold: disarm it and cancel the group directly.
+                        if let TrackMsg::Group(mut reader) = msg {
+                            reader.disarm();
+                        }
+                        let _ = self
+                            .core
+                            .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
+                    }
+                }
+            }
+            Event::Frame { stream, payload } => {
+                if let Some(tx) = self.groups.get(&stream) {
+                    let _ = tx.send(GroupMsg::Frame(payload));
+                }
+            }
+            Event::GroupEnded { stream, reason } | Event::FetchEnded { stream, reason } => {
+                if let Some(tx) = self.groups.remove(&stream) {
+                    let _ = tx.send(GroupMsg::Ended(reason));
+                }
+            }
+            Event::SubscribeRequested {
+                id,
+                path,
+                track,
+                params,
+            } => {
+                let router = self.router.clone();
+                match router {
+                    Some(router) => {
+                        let (updates, updates_rx) = watch::channel(params);
+                        let (ended, ended_rx) = watch::channel(None);
+                        self.pubs.insert(id, PubRoute { updates, ended });
+                        let request = TrackRequest {
+                            path,
+                            track,
+                            params,
+                        };
+                        let writer = TrackWriter::new(shared.clone(), id, updates_rx, ended_rx);
+                        upcalls.push(Upcall::Track(router, request, writer));
+                    }
+                    None => {
+                        let _ = self
+                            .core
+                            .reject_subscribe(id, moq_proto::code::subscribe::NOT_FOUND);
+                    }
+                }
+            }
+            Event::SubscriptionUpdated { id, params } => {
+                if let Some(route) = self.pubs.get(&id) {
+                    route.updates.send_replace(params);
+                }
+            }
+            Event::PublicationEnded { id, reason } => {
+                if let Some(route) = self.pubs.remove(&id) {
+                    route.ended.send_replace(Some(reason));
+                }
+            }
+            Event::GroupCancelled { .. } | Event::InterestReceived { .. } => {}
+            Event::FetchRequested { stream, request } => match self.router.clone() {
+                Some(router) => {
+                    let writer = FetchWriter::new(shared.clone(), stream);
+                    upcalls.push(Upcall::Fetch(router, FetchRequest::from(request), writer));
+                }
+                None => {
+                    let _ = self
+                        .core
+                        .reject_fetch(stream, moq_proto::code::fetch::INTERNAL);
+                }
+            },
+            Event::ProbeTarget { bitrate } => {
+                shared.probe_target.send_replace(Some(bitrate));
+            }
+            Event::ProbeResult { bitrate, rtt } => {
+                if let Some(tx) = &self.probe {
+                    let _ = tx.send(crate::probe::ProbeResult { bitrate, rtt });
+                }
+            }
+            Event::ProbeEnded { .. } => {
+                self.probe = None;
+            }
+            Event::GoAway { uri } => {
+                shared.goaway.send_replace(Some(uri));
+            }
+            Event::Closed { reason } => {
+                self.subs.clear();
+                self.groups.clear();
+                self.interests.clear();
+                for (_, tx) in self.announced.drain() {
+                    let _ = tx.send(true);
+                }
+                for (_, route) in self.pubs.drain() {
+                    route
+                        .ended
+                        .send_replace(Some(EndReason::SessionClosed(reason.clone())));
+                }
+                self.probe = None;
+                shared.closed.send_replace(Some(reason));
+            }
+            _ => {}
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! Reading what we subscribed to: tracks, their groups, and fetched groups.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use moq_proto::message::SubscribeParams;
+use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, StreamId, SubscribeId};
+use tokio::sync::{mpsc, watch};
+
+use crate::error::{SessionError, StreamEndError};
+use crate::shared::{GroupMsg, Shared, TrackMsg};
+
+/// What a track delivers, in arrival order.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum TrackEvent {
+    /// A group started arriving.
+    Group(GroupReader),
+    /// The publisher will not deliver groups `start..=end` (SUBSCRIBE_DROP).
+    Dropped {
+        /// First dropped group.
+        start: GroupSequence,
+        /// Last dropped group, inclusive.
+        end: GroupSequence,
+        /// 0 = simply unavailable; else a Subscribe code.
+        code: ErrorCode,
+    },
+}
+
+/// One of our subscriptions. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct TrackReader {
+    shared: Arc<Shared>,
+    id: SubscribeId,
+    path: BroadcastPath,
+    track: String,
+    params: SubscribeParams,
+    rx: mpsc::UnboundedReceiver<TrackMsg>,
+    publisher: watch::Receiver<Option<SubscribeParams>>,
+    ended: Option<Result<(), StreamEndError>>,
+}
+
+impl TrackReader {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        id: SubscribeId,
+        path: BroadcastPath,
+        track: String,
+        params: SubscribeParams,
+        rx: mpsc::UnboundedReceiver<TrackMsg>,
+        publisher: watch::Receiver<Option<SubscribeParams>>,
+    ) -> Self {
+        Self {
+            shared,
+            id,
+            path,
+            track,
+            params,
+            rx,
+            publisher,
+            ended: None,
+        }
+    }
+
+    /// The subscription's ID on this session.
+    pub fn id(&self) -> SubscribeId {
+        self.id
+    }
+
+    /// The broadcast.
+    pub fn path(&self) -> &BroadcastPath {
+        &self.path
+    }
+
+    /// The track name.
+    pub fn track(&self) -> &str {
+        &self.track
+    }
+
+    /// Our current preferences and range.
+    pub fn params(&self) -> SubscribeParams {
+        self.params
+    }
+
+    /// The publisher's values from its latest SUBSCRIBE_OK, if one arrived.
+    pub fn publisher_params(&self) -> Option<SubscribeParams> {
+        *self.publisher.borrow()
+    }
+
+    /// The next group or drop notice. `Ok(None)` when the track ended normally; an error
+    /// (with the publisher's Subscribe code, e.g. 0x3 not found) when it ended otherwise.
+    pub async fn next(&mut self) -> Result<Option<TrackEvent>, StreamEndError> {
+        if let Some(end) = &self.ended {
+            return end.clone().map(|()| None);
+        }
+        match self.rx.recv().await {
+            Some(TrackMsg::Group(group)) => Ok(Some(TrackEvent::Group(group))),
+            Some(TrackMsg::Dropped { start, end, code }) => {
+                Ok(Some(TrackEvent::Dropped { start, end, code }))
+            }
+            Some(TrackMsg::Ended(reason)) => {
+                let end = match StreamEndError::from_reason(reason) {
+                    None => Ok(()),
+                    Some(err) => Err(err),
+                };
+                self.ended = Some(end.clone());
+                end.map(|()| None)
+            }
+            None => {
+                let err = StreamEndError::SessionClosed(
+                    self.shared
+                        .closed
+                        .borrow()
+                        .clone()
+                        .unwrap_or(moq_proto::CloseReason::Transport("session ended".into())),
+                );
+                self.ended = Some(Err(err.clone()));
+                Err(err)
+            }
+        }
+    }
+
+    /// The next group, skipping drop notices.
+    pub async fn next_group(&mut self) -> Result<Option<GroupReader>, StreamEndError> {
+        loop {
+            match self.next().await? {
+                Some(TrackEvent::Group(group)) => return Ok(Some(group)),
+                Some(TrackEvent::Dropped { .. }) => continue,
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Changes priority, order, max latency and range (SUBSCRIBE_UPDATE).
+    pub fn update(&mut self, params: SubscribeParams) -> Result<(), SessionError> {
+        self.shared
+            .with(|inner| inner.core.update_subscription(self.id, params))?;
+        self.params = params;
+        Ok(())
+    }
+}
+
+impl Drop for TrackReader {
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            self.shared.with(|inner| {
+                inner.subs.remove(&self.id);
+                let _ = inner.core.unsubscribe(self.id);
+            });
+        }
+    }
+}
+
+/// The frames of one group (of a subscription or a fetch). Dropping it before the end
+/// cancels the group.
+#[derive(Debug)]
+pub struct GroupReader {
+    shared: Arc<Shared>,
+    stream: StreamId,
+    sequence: GroupSequence,
+    rx: mpsc::UnboundedReceiver<GroupMsg>,
+    fetch: bool,
+    ended: Option<Result<(), StreamEndError>>,
+}
+
+impl GroupReader {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        stream: StreamId,
+        sequence: GroupSequence,
+        rx: mpsc::UnboundedReceiver<GroupMsg>,
+    ) -> Self {
+        Self {
+            shared,
+            stream,
+            sequence,
+            rx,
+            fetch: false,
+            ended: None,
+        }
+    }
+
+    pub(crate) fn new_fetch(
+        shared: Arc<Shared>,
+        stream: StreamId,
+        sequence: GroupSequence,
+        rx: mpsc::UnboundedReceiver<GroupMsg>,
+    ) -> Self {
+        let mut reader = Self::new(shared, stream, sequence, rx);
+        reader.fetch = true;
+        reader
+    }
+
+    /// Marks the reader ended without touching the session (used under its lock).
+    pub(crate) fn disarm(&mut self) {
+        self.ended = Some(Err(StreamEndError::Local));
+    }
+
+    /// The group's sequence number.
+    pub fn sequence(&self) -> GroupSequence {
+        self.sequence
+    }
+
+    /// The next frame: `Ok(None)` at the end of the group, an error (with the peer's Group
+    /// or Fetch code) if it ended otherwise.
+    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, StreamEndError> {
+        if let Some(end) = &self.ended {
+            return end.clone().map(|()| None);
+        }
+        let end = match self.rx.recv().await {
+            Some(GroupMsg::Frame(payload)) => return Ok(Some(payload)),
+            Some(GroupMsg::Ended(reason)) => match StreamEndError::from_reason(reason) {
+                None => Ok(()),
+                Some(err) => Err(err),
+            },
+            None => Err(StreamEndError::SessionClosed(
+                self.shared
+                    .closed
+                    .borrow()
+                    .clone()
+                    .unwrap_or(moq_proto::CloseReason::Transport("session ended".into())),
+            )),
+        };
+        self.ended = Some(end.clone());
+        end.map(|()| None)
+    }
+
+    /// Reads every remaining frame.
+    pub async fn read_all(&mut self) -> Result<Vec<Bytes>, StreamEndError> {
+        let mut frames = Vec::new();
+        while let Some(frame) = self.read_frame().await? {
+            frames.push(frame);
+        }
+        Ok(frames)
+    }
+
+    /// Stops the group (STOP_SENDING with a Group code, or a Fetch code for a fetch).
+    pub fn cancel(&mut self, code: ErrorCode) {
+        if self.ended.is_some() {
+            return;
+        }
+        self.ended = Some(Err(StreamEndError::Local));
+        let (stream, fetch) = (self.stream, self.fetch);
+        self.shared.with(|inner| {
+            inner.groups.remove(&stream);
+            if fetch {
+                let _ = inner.core.cancel_fetch(stream);
+            } else {
+                let _ = inner.core.cancel_group(stream, code);
+            }
+        });
+    }
+}
+
+impl Drop for GroupReader {
+    fn drop(&mut self) {
+        if self.ended.is_none() {
+            self.cancel(moq_proto::code::group::SUBSCRIBE_CANCELLED);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! The small transport trait the session runs over, with verbs named after QUIC.
+//!
+//! `moq-quinn` implements it for native QUIC and `moq-webtransport` for WebTransport. An
+//! implementation moves bytes and reports what it measured; it holds no MOQ logic.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use moq_proto::{CloseReason, ErrorCode, TransportStats};
+
+/// Why a stream operation failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StreamError {
+    /// The peer reset the stream (RESET_STREAM) with this code.
+    #[error("reset by the peer with code {0}")]
+    Reset(ErrorCode),
+    /// The peer asked us to stop sending (STOP_SENDING) with this code.
+    #[error("stopped by the peer with code {0}")]
+    Stopped(ErrorCode),
+    /// The connection is gone.
+    #[error("connection lost")]
+    ConnectionLost,
+    /// The stream was already finished or reset locally.
+    #[error("stream closed")]
+    Closed,
+}
+
+/// What the transport negotiated, for [`crate::Session::connection_info`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionInfo {
+    /// The negotiated moq-lite version (`moq-lite-04`), when the transport knows it.
+    pub version: Option<String>,
+    /// The transport: `"quic"` or `"webtransport"`.
+    pub transport: &'static str,
+    /// The TLS server name, when known.
+    pub server_name: Option<String>,
+    /// The TLS ALPN token negotiated (`moq-lite-04` on native QUIC, `h3` on WebTransport).
+    pub alpn: Option<String>,
+    /// The TLS cipher suite, when known.
+    pub cipher_suite: Option<String>,
+    /// The URL path of a WebTransport session.
+    pub path: Option<String>,
+}
+
+impl ConnectionInfo {
+    /// Info for a transport of the given kind, with nothing else known yet.
+    pub fn new(transport: &'static str) -> Self {
+        Self {
+            transport,
+            ..Self::default()
+        }
+    }
+}
+
+/// A connection: opens and accepts streams, closes, and reports statistics.
+pub trait Connection: Clone + Send + Sync + 'static {
+    /// The send side of a stream.
+    type SendStream: SendStream;
+    /// The receive side of a stream.
+    type RecvStream: RecvStream;
+
+    /// Opens a unidirectional stream, waiting for stream credit if need be.
+    fn open_uni(&self) -> impl Future<Output = Result<Self::SendStream, StreamError>> + Send;
+    /// Opens a bidirectional stream, waiting for stream credit if need be.
+    fn open_bi(
+        &self,
+    ) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), StreamError>> + Send;
+    /// Accepts the peer's next unidirectional stream.
+    fn accept_uni(&self) -> impl Future<Output = Result<Self::RecvStream, StreamError>> + Send;
+    /// Accepts the peer's next bidirectional stream.
+    fn accept_bi(
+        &self,
+    ) -> impl Future<Output = Result<(Self::SendStream, Self::RecvStream), StreamError>> + Send;
+    /// Closes the connection with a session code and reason.
+    fn close(&self, code: ErrorCode, reason: &str);
+    /// Resolves when the connection is closed, with the cause.
+    fn closed(&self) -> impl Future<Output = CloseReason> + Send;
+    /// Statistics measured now; `None` fields where the transport cannot tell.
+    fn stats(&self) -> TransportStats;
+    /// What was negotiated.
+    fn info(&self) -> ConnectionInfo;
+    /// The peer's address.
+    fn remote_addr(&self) -> Option<SocketAddr>;
+    /// Our address.
+    fn local_addr(&self) -> Option<SocketAddr>;
+}
+
+/// The send side of a stream.
+pub trait SendStream: Send + 'static {
+    /// Writes a chunk, without copying it. Fails with [`StreamError::Stopped`] when the peer
+    /// sent STOP_SENDING.
+    fn write_chunk(&mut self, data: Bytes) -> impl Future<Output = Result<(), StreamError>> + Send;
+    /// Finishes the stream (FIN).
+    fn finish(&mut self) -> Result<(), StreamError>;
+    /// Resets the stream (RESET_STREAM).
+    fn reset(&mut self, code: ErrorCode);
+    /// Sets the send priority (higher first).
+    fn set_priority(&mut self, priority: i32);
+}
+
+/// The receive side of a stream.
+pub trait RecvStream: Send + 'static {
+    /// Reads the next chunk, at most `max` bytes: `Ok(None)` at FIN, [`StreamError::Reset`]
+    /// when the peer reset the stream.
+    fn read_chunk(
+        &mut self,
+        max: usize,
+    ) -> impl Future<Output = Result<Option<Bytes>, StreamError>> + Send;
+    /// Asks the peer to stop sending (STOP_SENDING).
+    fn stop(&mut self, code: ErrorCode);
+}
