@@ -1,0 +1,162 @@
+//! quinn behind the transport trait: stream I/O, close, statistics. No MOQ logic.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use moq_tokio::transport::{self, ConnectionInfo, StreamError};
+use moq_tokio::{CloseReason, ErrorCode};
+use quinn::VarInt;
+
+/// A quinn connection carrying a moq-lite-04 session.
+#[derive(Clone, Debug)]
+pub struct QuicConnection {
+    conn: quinn::Connection,
+    local: Option<SocketAddr>,
+}
+
+impl QuicConnection {
+    /// Wraps an established connection.
+    pub fn new(conn: quinn::Connection, local: Option<SocketAddr>) -> Self {
+        Self { conn, local }
+    }
+
+    /// The underlying quinn connection.
+    pub fn inner(&self) -> &quinn::Connection {
+        &self.conn
+    }
+
+    /// The ALPN token the handshake settled on.
+    pub fn alpn(&self) -> Option<Vec<u8>> {
+        self.conn
+            .handshake_data()?
+            .downcast::<quinn::crypto::rustls::HandshakeData>()
+            .ok()?
+            .protocol
+    }
+}
+
+fn varint(code: ErrorCode) -> VarInt {
+    VarInt::from_u64(code.0).unwrap_or(VarInt::MAX)
+}
+
+fn connection_lost(_: impl std::fmt::Debug) -> StreamError {
+    StreamError::ConnectionLost
+}
+
+/// The send side of a quinn stream.
+#[derive(Debug)]
+pub struct SendStream(quinn::SendStream);
+
+/// The receive side of a quinn stream.
+#[derive(Debug)]
+pub struct RecvStream(quinn::RecvStream);
+
+impl transport::Connection for QuicConnection {
+    type SendStream = SendStream;
+    type RecvStream = RecvStream;
+
+    async fn open_uni(&self) -> Result<SendStream, StreamError> {
+        self.conn.open_uni().await.map(SendStream).map_err(connection_lost)
+    }
+
+    async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+        let (send, recv) = self.conn.open_bi().await.map_err(connection_lost)?;
+        Ok((SendStream(send), RecvStream(recv)))
+    }
+
+    async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
+        self.conn.accept_uni().await.map(RecvStream).map_err(connection_lost)
+    }
+
+    async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+        let (send, recv) = self.conn.accept_bi().await.map_err(connection_lost)?;
+        Ok((SendStream(send), RecvStream(recv)))
+    }
+
+    fn close(&self, code: ErrorCode, reason: &str) {
+        self.conn.close(varint(code), reason.as_bytes());
+    }
+
+    async fn closed(&self) -> CloseReason {
+        match self.conn.closed().await {
+            quinn::ConnectionError::ApplicationClosed(close) => CloseReason::Peer {
+                code: ErrorCode(close.error_code.into_inner()),
+                reason: String::from_utf8_lossy(&close.reason).into_owned(),
+            },
+            other => CloseReason::Transport(other.to_string()),
+        }
+    }
+
+    fn stats(&self) -> moq_tokio::proto::TransportStats {
+        let stats = self.conn.stats();
+        moq_tokio::proto::TransportStats {
+            rtt: Some(self.conn.rtt()),
+            bytes_sent: Some(stats.udp_tx.bytes),
+            bytes_received: Some(stats.udp_rx.bytes),
+        }
+    }
+
+    fn info(&self) -> ConnectionInfo {
+        let mut info = ConnectionInfo::new("quic");
+        if let Some(data) = self
+            .conn
+            .handshake_data()
+            .and_then(|d| d.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+        {
+            info.alpn = data
+                .protocol
+                .as_ref()
+                .map(|p| String::from_utf8_lossy(p).into_owned());
+            info.server_name = data.server_name.clone();
+        }
+        info.version = info.alpn.clone().filter(|a| a == moq_tokio::proto::ALPN);
+        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        info
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        Some(self.conn.remote_address())
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+}
+
+impl transport::SendStream for SendStream {
+    async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
+        self.0.write_chunk(data).await.map_err(|e| match e {
+            quinn::WriteError::Stopped(code) => StreamError::Stopped(ErrorCode(code.into_inner())),
+            quinn::WriteError::ClosedStream => StreamError::Closed,
+            _ => StreamError::ConnectionLost,
+        })
+    }
+
+    fn finish(&mut self) -> Result<(), StreamError> {
+        self.0.finish().map_err(|_| StreamError::Closed)
+    }
+
+    fn reset(&mut self, code: ErrorCode) {
+        let _ = self.0.reset(varint(code));
+    }
+
+    fn set_priority(&mut self, priority: i32) {
+        let _ = self.0.set_priority(priority);
+    }
+}
+
+impl transport::RecvStream for RecvStream {
+    async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
+        match self.0.read_chunk(max, true).await {
+            Ok(Some(chunk)) => Ok(Some(chunk.bytes)),
+            Ok(None) => Ok(None),
+            Err(quinn::ReadError::Reset(code)) => Err(StreamError::Reset(ErrorCode(code.into_inner()))),
+            Err(quinn::ReadError::ClosedStream) => Err(StreamError::Closed),
+            Err(_) => Err(StreamError::ConnectionLost),
+        }
+    }
+
+    fn stop(&mut self, code: ErrorCode) {
+        let _ = self.0.stop(varint(code));
+    }
+}

@@ -1,0 +1,216 @@
+//! Dialling and listening: quinn endpoints with ALPN `moq-lite-04` and the ring provider.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use moq_tokio::{Config, Role, Router, Session};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+use crate::conn::QuicConnection;
+use crate::tls::{Identity, ServerTrust, Verifier, provider};
+
+/// Why a connection could not be made or accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not `moqt://host:port[/path]`.
+    #[error("invalid URL {0:?}: expected moqt://host:port")]
+    InvalidUrl(String),
+    /// The host name did not resolve.
+    #[error("cannot resolve {0}")]
+    Resolve(String),
+    /// A local socket could not be bound.
+    #[error("cannot bind: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The TLS configuration was refused.
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    /// quinn refused to start the connection.
+    #[error("connect: {0}")]
+    Connect(#[from] quinn::ConnectError),
+    /// The handshake failed.
+    #[error("connection failed: {0}")]
+    Connection(#[from] quinn::ConnectionError),
+    /// The peer did not negotiate `moq-lite-04`.
+    #[error("the peer did not negotiate moq-lite-04")]
+    Alpn,
+}
+
+/// QUIC transport settings suited to MOQ: many concurrent streams, keep-alives.
+fn transport_config() -> quinn::TransportConfig {
+    let mut t = quinn::TransportConfig::default();
+    t.max_concurrent_uni_streams(1024u32.into());
+    t.max_concurrent_bidi_streams(1024u32.into());
+    t.keep_alive_interval(Some(Duration::from_secs(4)));
+    if let Ok(idle) = Duration::from_secs(30).try_into() {
+        t.max_idle_timeout(Some(idle));
+    }
+    t
+}
+
+/// Splits `moqt://host:port[/path]` into host and port.
+pub(crate) fn parse_url(url: &str) -> Result<(String, u16), ConnectError> {
+    let bad = || ConnectError::InvalidUrl(url.to_owned());
+    let rest = url.strip_prefix("moqt://").ok_or_else(bad)?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = port.parse().map_err(|_| bad())?;
+    if host.is_empty() {
+        return Err(bad());
+    }
+    Ok((host.to_owned(), port))
+}
+
+/// A client endpoint: dials `moqt://` URLs.
+#[derive(Debug, Clone)]
+pub struct Client {
+    endpoint: quinn::Endpoint,
+    config: quinn::ClientConfig,
+}
+
+impl Client {
+    /// A client on an ephemeral local port, checking servers with `trust`.
+    pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
+        Self::bind(SocketAddr::from(([0, 0, 0, 0], 0)), trust)
+    }
+
+    /// A client bound to `addr`.
+    pub fn bind(addr: SocketAddr, trust: ServerTrust) -> Result<Self, ConnectError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Verifier::new(&trust))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![moq_tokio::proto::ALPN.as_bytes().to_vec()];
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(transport_config()));
+        let endpoint = quinn::Endpoint::client(addr)?;
+        Ok(Self { endpoint, config })
+    }
+
+    /// Dials a `moqt://host:port` URL and starts a session. `router` serves what this end
+    /// publishes (a client may publish to a server).
+    pub async fn connect(
+        &self,
+        url: &str,
+        config: Config,
+        router: Option<Router>,
+    ) -> Result<Session, ConnectError> {
+        let (host, port) = parse_url(url)?;
+        let addr = (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|_| ConnectError::Resolve(host.clone()))?
+            .next()
+            .ok_or_else(|| ConnectError::Resolve(host.clone()))?;
+        let conn = self
+            .endpoint
+            .connect_with(self.config.clone(), addr, &host)?
+            .await?;
+        let conn = QuicConnection::new(conn, self.endpoint.local_addr().ok());
+        if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
+            conn.inner().close(0u32.into(), b"alpn");
+            return Err(ConnectError::Alpn);
+        }
+        Ok(Session::new(conn, Role::Client, config, router))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+}
+
+/// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    config: Config,
+    router: Router,
+}
+
+impl Server {
+    /// Listens on `addr` with `identity`; sessions publish what `router` holds.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: Identity,
+        config: Config,
+        router: Router,
+    ) -> Result<Self, ConnectError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(identity.chain, identity.key)
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        tls.alpn_protocols = vec![moq_tokio::proto::ALPN.as_bytes().to_vec()];
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(Arc::new(transport_config()));
+        let endpoint = quinn::Endpoint::server(server, addr)?;
+        Ok(Self {
+            endpoint,
+            config,
+            router,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The router its sessions serve.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The next session; `None` once the endpoint is closed. A connection whose handshake
+    /// fails, or that did not negotiate `moq-lite-04`, yields an error and the server goes
+    /// on.
+    pub async fn accept(&self) -> Option<Result<Session, ConnectError>> {
+        let incoming = self.endpoint.accept().await?;
+        Some(self.handshake(incoming).await)
+    }
+
+    async fn handshake(&self, incoming: quinn::Incoming) -> Result<Session, ConnectError> {
+        let conn = incoming.await?;
+        let conn = QuicConnection::new(conn, self.endpoint.local_addr().ok());
+        if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
+            conn.inner().close(0u32.into(), b"alpn");
+            return Err(ConnectError::Alpn);
+        }
+        Ok(Session::new(
+            conn,
+            Role::Server,
+            self.config.clone(),
+            Some(self.router.clone()),
+        ))
+    }
+
+    /// Stops accepting and closes every connection with `code`.
+    pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
+        self.endpoint
+            .close(quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::MAX), reason.as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("moqt://127.0.0.1:4443").unwrap(), ("127.0.0.1".into(), 4443));
+        assert_eq!(parse_url("moqt://localhost:1/x/y").unwrap(), ("localhost".into(), 1));
+        assert_eq!(parse_url("moqt://[::1]:9").unwrap(), ("::1".into(), 9));
+        for bad in ["https://a:1", "moqt://a", "moqt://:1", "moqt://a:x"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}
