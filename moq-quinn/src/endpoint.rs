@@ -37,16 +37,40 @@ pub enum ConnectError {
     Alpn,
 }
 
-/// QUIC transport settings suited to MOQ: many concurrent streams, keep-alives.
-fn transport_config() -> quinn::TransportConfig {
-    let mut t = quinn::TransportConfig::default();
-    t.max_concurrent_uni_streams(1024u32.into());
-    t.max_concurrent_bidi_streams(1024u32.into());
-    t.keep_alive_interval(Some(Duration::from_secs(4)));
-    if let Ok(idle) = Duration::from_secs(30).try_into() {
-        t.max_idle_timeout(Some(idle));
+/// QUIC transport settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QuicOptions {
+    /// How long a silent connection lives (default 30 s).
+    pub idle_timeout: Duration,
+    /// How often to send keep-alives on an idle connection (default 4 s).
+    pub keep_alive: Duration,
+    /// Most concurrent streams the peer may open, per direction kind (default 1024):
+    /// stream opens beyond it wait for credit, they never fail.
+    pub max_streams: u32,
+}
+
+impl Default for QuicOptions {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(4),
+            max_streams: 1024,
+        }
     }
-    t
+}
+
+impl QuicOptions {
+    fn transport_config(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_uni_streams(self.max_streams.into());
+        t.max_concurrent_bidi_streams(self.max_streams.into());
+        t.keep_alive_interval(Some(self.keep_alive));
+        if let Ok(idle) = self.idle_timeout.try_into() {
+            t.max_idle_timeout(Some(idle));
+        }
+        t
+    }
 }
 
 /// Splits `moqt://host:port[/path]` into host and port.
@@ -73,11 +97,15 @@ pub struct Client {
 impl Client {
     /// A client on an ephemeral local port, checking servers with `trust`.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
-        Self::bind(SocketAddr::from(([0, 0, 0, 0], 0)), trust)
+        Self::bind(SocketAddr::from(([0, 0, 0, 0], 0)), trust, QuicOptions::default())
     }
 
-    /// A client bound to `addr`.
-    pub fn bind(addr: SocketAddr, trust: ServerTrust) -> Result<Self, ConnectError> {
+    /// A client bound to `addr`, with explicit QUIC options.
+    pub fn bind(
+        addr: SocketAddr,
+        trust: ServerTrust,
+        options: QuicOptions,
+    ) -> Result<Self, ConnectError> {
         let mut tls = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ConnectError::Tls(e.to_string()))?
@@ -88,7 +116,7 @@ impl Client {
         let crypto =
             QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(transport_config()));
+        config.transport_config(Arc::new(options.transport_config()));
         let endpoint = quinn::Endpoint::client(addr)?;
         Ok(Self { endpoint, config })
     }
@@ -141,6 +169,17 @@ impl Server {
         config: Config,
         router: Router,
     ) -> Result<Self, ConnectError> {
+        Self::bind_with_options(addr, identity, config, router, QuicOptions::default())
+    }
+
+    /// [`Server::bind`] with explicit QUIC options.
+    pub fn bind_with_options(
+        addr: SocketAddr,
+        identity: Identity,
+        config: Config,
+        router: Router,
+        options: QuicOptions,
+    ) -> Result<Self, ConnectError> {
         let mut tls = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| ConnectError::Tls(e.to_string()))?
@@ -151,7 +190,7 @@ impl Server {
         let crypto =
             QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(transport_config()));
+        server.transport_config(Arc::new(options.transport_config()));
         let endpoint = quinn::Endpoint::server(server, addr)?;
         Ok(Self {
             endpoint,

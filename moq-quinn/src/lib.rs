@@ -32,7 +32,7 @@ mod endpoint;
 mod tls;
 
 pub use conn::{QuicConnection, RecvStream, SendStream};
-pub use endpoint::{Client, ConnectError, Server};
+pub use endpoint::{Client, ConnectError, QuicOptions, Server};
 pub use tls::{CertError, Identity, ServerTrust};
 
 pub use moq_tokio::*;

@@ -235,7 +235,7 @@ impl<C: Connection> Driver<C> {
             Input::Opened(id, send, recv) => {
                 self.spawn_send(id, send);
                 if let Some(recv) = recv {
-                    self.spawn_recv(id, recv);
+                    self.spawn_recv(id, recv, false);
                 }
                 // A reset queued while the stream was opening is carried out now.
                 if let Some(ops) = self.early.remove(&id) {
@@ -251,12 +251,12 @@ impl<C: Connection> Driver<C> {
             }
             Input::AcceptedUni(recv) => {
                 let id = core.handle_accepted(Dir::Uni, now);
-                self.spawn_recv(id, recv);
+                self.spawn_recv(id, recv, true);
             }
             Input::AcceptedBi(send, recv) => {
                 let id = core.handle_accepted(Dir::Bi, now);
                 self.spawn_send(id, send);
-                self.spawn_recv(id, recv);
+                self.spawn_recv(id, recv, false);
             }
             Input::Data(id, data) => core.handle_data(id, data, now),
             Input::Fin(id) => {
@@ -310,12 +310,27 @@ impl<C: Connection> Driver<C> {
         }));
     }
 
-    fn spawn_recv(&mut self, id: StreamId, mut stream: C::RecvStream) {
+    /// Reads a stream until it ends. A group stream (`gated`) pauses while the
+    /// application has too many unread bytes, so flow control reaches the publisher.
+    fn spawn_recv(&mut self, id: StreamId, mut stream: C::RecvStream, gated: bool) {
         let (stop_tx, mut stop) = oneshot::channel();
         self.stoppers.insert(id, stop_tx);
         let input = self.input_tx.clone();
+        let unread = self.shared.unread.clone();
         self.tasks.push(Box::pin(async move {
             loop {
+                if gated {
+                    tokio::select! {
+                        biased;
+                        code = &mut stop => {
+                            if let Ok(code) = code {
+                                stream.stop(code);
+                            }
+                            return;
+                        }
+                        () = unread.wait() => {}
+                    }
+                }
                 tokio::select! {
                     biased;
                     code = &mut stop => {

@@ -63,7 +63,9 @@ impl Session {
             remote: conn.remote_addr(),
             local: conn.local_addr(),
         };
+        let unread = Arc::new(crate::shared::Unread::new(config.max_unread_bytes));
         let shared = Arc::new(Shared {
+            unread,
             inner: Mutex::new(Inner {
                 core: moq_proto::Session::new(role, config, now()),
                 subs: HashMap::new(),

@@ -73,8 +73,49 @@ pub(crate) struct Inner {
     pub(crate) published: HashMap<BroadcastPath, Vec<HopId>>,
 }
 
+/// Bytes of received frames routed to readers and not yet read: above the limit, group
+/// streams are not read from the transport, so flow control pushes back on the publisher.
+#[derive(Debug, Default)]
+pub(crate) struct Unread {
+    bytes: std::sync::atomic::AtomicUsize,
+    limit: usize,
+    drained: Notify,
+}
+
+impl Unread {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            ..Self::default()
+        }
+    }
+
+    pub(crate) fn add(&self, n: usize) {
+        self.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn sub(&self, n: usize) {
+        let before = self.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        if before > self.limit && before - n <= self.limit {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits until the unread bytes are within the limit.
+    pub(crate) async fn wait(&self) {
+        loop {
+            let drained = self.drained.notified();
+            if self.bytes.load(std::sync::atomic::Ordering::Relaxed) <= self.limit {
+                return;
+            }
+            drained.await;
+        }
+    }
+}
+
 /// Shared by every handle of one session.
 pub(crate) struct Shared {
+    pub(crate) unread: Arc<Unread>,
     pub(crate) inner: Mutex<Inner>,
     /// Wakes the driver: commands are pending.
     pub(crate) wake: Notify,
@@ -188,7 +229,10 @@ impl Inner {
             }
             Event::Frame { stream, payload } => {
                 if let Some(tx) = self.groups.get(&stream) {
-                    let _ = tx.send(GroupMsg::Frame(payload));
+                    let len = payload.len();
+                    if tx.send(GroupMsg::Frame(payload)).is_ok() {
+                        shared.unread.add(len);
+                    }
                 }
             }
             Event::GroupEnded { stream, reason } | Event::FetchEnded { stream, reason } => {

@@ -208,7 +208,10 @@ impl GroupReader {
             return end.clone().map(|()| None);
         }
         let end = match self.rx.recv().await {
-            Some(GroupMsg::Frame(payload)) => return Ok(Some(payload)),
+            Some(GroupMsg::Frame(payload)) => {
+                self.shared.unread.sub(payload.len());
+                return Ok(Some(payload));
+            }
             Some(GroupMsg::Ended(reason)) => match StreamEndError::from_reason(reason) {
                 None => Ok(()),
                 Some(err) => Err(err),
@@ -256,6 +259,13 @@ impl Drop for GroupReader {
     fn drop(&mut self) {
         if self.ended.is_none() {
             self.cancel(moq_proto::code::group::SUBSCRIBE_CANCELLED);
+        }
+        // Unread frames no longer count against the receive budget.
+        self.rx.close();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let GroupMsg::Frame(payload) = msg {
+                self.shared.unread.sub(payload.len());
+            }
         }
     }
 }

@@ -47,6 +47,11 @@ pub struct Config {
     /// Bytes queued in the core for one fetch response before writes are refused
     /// (default 64 MiB).
     pub max_queued_bytes_per_fetch: usize,
+    /// For adapters: bytes of received frames not yet read by the application above which
+    /// the adapter stops reading group streams from the transport, so that QUIC flow
+    /// control slows the publisher (which then drops its oldest groups) instead of memory
+    /// growing here (default 32 MiB).
+    pub max_unread_bytes: usize,
 }
 
 impl Default for Config {
@@ -67,6 +72,7 @@ impl Default for Config {
             stream_send_window: 256 * 1024,
             max_queued_bytes_per_subscription: 8 * 1024 * 1024,
             max_queued_bytes_per_fetch: 64 * 1024 * 1024,
+            max_unread_bytes: 32 * 1024 * 1024,
         }
     }
 }
