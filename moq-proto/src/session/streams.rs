@@ -295,6 +295,17 @@ impl Session {
             .map_or(0, |s| s.queued)
     }
 
+    /// Bytes queued in the core across every stream, not yet handed to the transport.
+    /// Scans every stream: for tests and fuzzing, not for the data path.
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn queued_bytes_total(&self) -> usize {
+        self.streams
+            .values()
+            .filter_map(|s| s.send.as_ref())
+            .map(|s| s.queued)
+            .sum()
+    }
+
     /// Decodes one message on a stream, handling malformed input and the stream's end.
     pub(super) fn decode<M: Message>(&mut self, id: StreamId) -> Input<M> {
         self.decode_with(id, |recv, limits| recv.decode::<M>(limits))

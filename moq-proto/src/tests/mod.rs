@@ -2,3 +2,12 @@
 
 mod pair;
 mod scenarios;
+
+mod announce;
+mod close;
+mod common;
+mod fetch;
+mod goaway;
+mod groups;
+mod probe;
+mod subscribe;

@@ -1,0 +1,555 @@
+//! Announce flows (spec §6.1, §5; decisions D11, D14, D15, D20).
+
+use super::common::{BOTH, Lone, cancels, knobs, msg, pair_with, path, typed, written};
+use super::pair::{Pair, Side};
+use crate::code::announce as codes;
+use crate::message::{Announce, AnnounceInterest, AnnounceStatus, StreamType};
+use crate::{
+    BroadcastPath, Command, Config, Dir, EndReason, ErrorCode, Event, HopId, Message, PathPrefix,
+    Role,
+};
+
+fn active(suffix: &str, hops: &[u64]) -> Vec<u8> {
+    msg(&Announce {
+        status: AnnounceStatus::Active,
+        suffix: suffix.into(),
+        hops: hops.iter().map(|&h| HopId(h)).collect(),
+    })
+}
+
+fn ended(suffix: &str) -> Vec<u8> {
+    msg(&Announce {
+        status: AnnounceStatus::Ended,
+        suffix: suffix.into(),
+        hops: vec![],
+    })
+}
+
+/// A client session with one announce interest under `/`, the stream opened.
+fn listening() -> (Lone, crate::StreamId) {
+    let mut lone = Lone::new(Role::Client);
+    let interest = lone
+        .session
+        .announce_interest(PathPrefix::root(), HopId(0))
+        .unwrap();
+    let commands = lone.commands();
+    assert_eq!(Lone::opened(&commands), interest);
+    assert_eq!(written(&commands, interest), [0x01, 0x03, 0x01, b'/', 0x00]);
+    (lone, interest)
+}
+
+#[test]
+fn interest_gets_snapshot_then_changes_in_both_directions() {
+    for publisher in BOTH {
+        for (split, reorder) in knobs() {
+            let mut pair = pair_with(split, reorder);
+            let subscriber = publisher.other();
+            let p = &mut pair.side(publisher).session;
+            p.announce(path("/live/a"), vec![]).unwrap();
+            p.announce(path("/other/b"), vec![]).unwrap();
+            let interest = pair
+                .side(subscriber)
+                .session
+                .announce_interest(PathPrefix::new("/live/"), HopId(0))
+                .unwrap();
+            pair.drive();
+            assert_eq!(
+                pair.side(subscriber).take_events(),
+                vec![Event::Announced {
+                    interest,
+                    path: path("/live/a"),
+                    hops: vec![]
+                }],
+                "snapshot, publisher {publisher:?} split {split} reorder {reorder}"
+            );
+            let events = pair.side(publisher).take_events();
+            assert!(matches!(
+                events.as_slice(),
+                [Event::InterestReceived { prefix, .. }] if prefix.as_wire() == "/live/"
+            ));
+
+            let p = &mut pair.side(publisher).session;
+            p.announce(path("/live/c"), vec![HopId(42), HopId(300)])
+                .unwrap();
+            assert!(p.unannounce(&path("/live/a")));
+            assert!(!p.unannounce(&path("/live/a")), "already withdrawn");
+            p.announce(path("/other/d"), vec![]).unwrap();
+            // Same hops again: nothing; other hops: ENDED then ACTIVE.
+            p.announce(path("/live/c"), vec![HopId(42), HopId(300)])
+                .unwrap();
+            p.announce(path("/live/c"), vec![HopId(1)]).unwrap();
+            pair.drive();
+            let c = path("/live/c");
+            assert_eq!(
+                pair.side(subscriber).take_events(),
+                vec![
+                    Event::Announced {
+                        interest,
+                        path: c.clone(),
+                        hops: vec![HopId(42), HopId(300)]
+                    },
+                    Event::Unannounced {
+                        interest,
+                        path: path("/live/a")
+                    },
+                    Event::Unannounced {
+                        interest,
+                        path: c.clone()
+                    },
+                    Event::Announced {
+                        interest,
+                        path: c,
+                        hops: vec![HopId(1)]
+                    },
+                ]
+            );
+        }
+    }
+}
+
+#[test]
+fn exclude_hop_filters_broadcasts_carrying_that_hop() {
+    for publisher in BOTH {
+        let mut pair = Pair::new();
+        let subscriber = publisher.other();
+        let p = &mut pair.side(publisher).session;
+        p.announce(path("/a"), vec![HopId(7)]).unwrap();
+        p.announce(path("/b"), vec![HopId(8)]).unwrap();
+        p.announce(path("/c"), vec![]).unwrap();
+        p.announce(path("/z"), vec![HopId(0)]).unwrap();
+        let s = &mut pair.side(subscriber).session;
+        let excluding = s.announce_interest(PathPrefix::root(), HopId(7)).unwrap();
+        let all = s.announce_interest(PathPrefix::root(), HopId(0)).unwrap();
+        pair.drive();
+        let announced = |events: &[Event], interest| {
+            let mut paths: Vec<BroadcastPath> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Announced {
+                        interest: i, path, ..
+                    } if *i == interest => Some(path.clone()),
+                    _ => None,
+                })
+                .collect();
+            paths.sort();
+            paths
+        };
+        let events = pair.side(subscriber).take_events();
+        assert_eq!(
+            announced(&events, excluding),
+            vec![path("/b"), path("/c"), path("/z")]
+        );
+        assert_eq!(
+            announced(&events, all),
+            vec![path("/a"), path("/b"), path("/c"), path("/z")],
+            "exclude hop 0 excludes nothing, not even hop id 0"
+        );
+
+        // Later announcements are filtered the same way, and so are their ENDs.
+        let p = &mut pair.side(publisher).session;
+        p.announce(path("/d"), vec![HopId(1), HopId(7)]).unwrap();
+        p.announce(path("/e"), vec![HopId(9)]).unwrap();
+        p.unannounce(&path("/d"));
+        pair.drive();
+        let events = pair.side(subscriber).take_events();
+        assert_eq!(announced(&events, excluding), vec![path("/e")]);
+        assert_eq!(announced(&events, all), vec![path("/d"), path("/e")]);
+        assert!(!events.iter().any(|e| matches!(
+            e,
+            Event::Unannounced { interest, .. } if *interest == excluding
+        )));
+    }
+}
+
+#[test]
+fn responder_accepts_any_prefix_form() {
+    let mut lone = Lone::new(Role::Server);
+    let cam = path("/live/cam");
+    lone.session.announce(cam.clone(), vec![HopId(3)]).unwrap();
+    // Every form gomoqt or moq-net may send, and some neither would.
+    for raw in [
+        "",
+        "/",
+        "live",
+        "/live",
+        "live/",
+        "/live/",
+        "//live//",
+        "/live/c",
+        "live/cam",
+        "/live/cam",
+    ] {
+        let stream = lone.accept_with(
+            Dir::Bi,
+            &typed(
+                StreamType::Announce,
+                &AnnounceInterest {
+                    prefix: PathPrefix::from_wire(raw.into()),
+                    exclude_hop: HopId(0),
+                },
+            ),
+        );
+        let commands = lone.commands();
+        let bytes = written(&commands, stream);
+        let (announce, used) = Announce::decode(&bytes, &Default::default())
+            .unwrap()
+            .unwrap_or_else(|| panic!("prefix {raw:?}: no ANNOUNCE in {commands:?}"));
+        assert_eq!(used, bytes.len(), "prefix {raw:?}: one ANNOUNCE");
+        assert_eq!(announce.status, AnnounceStatus::Active);
+        assert_eq!(announce.hops, vec![HopId(3)]);
+        // Plain concatenation names the broadcast, in either path reading.
+        assert_eq!(
+            BroadcastPath::new(&format!("{raw}{}", announce.suffix)),
+            cam,
+            "prefix {raw:?} suffix {:?}",
+            announce.suffix
+        );
+        assert!(matches!(
+            lone.events().as_slice(),
+            [Event::InterestReceived { stream: s, prefix }] if *s == stream && prefix.as_wire() == raw
+        ));
+    }
+    // Prefixes that do not match get nothing, and nothing breaks.
+    for raw in ["/other/", "liv/", "/live/cam/x", "/livestream", "\u{1F600}"] {
+        let stream = lone.accept_with(
+            Dir::Bi,
+            &typed(
+                StreamType::Announce,
+                &AnnounceInterest {
+                    prefix: PathPrefix::from_wire(raw.into()),
+                    exclude_hop: HopId(0),
+                },
+            ),
+        );
+        assert_eq!(written(&lone.commands(), stream), b"", "prefix {raw:?}");
+    }
+    assert!(!lone.session.is_closed());
+    // A new broadcast reaches every matching interest, whatever its prefix form.
+    lone.events();
+    lone.session.announce(path("/live/two"), vec![]).unwrap();
+    let writes = lone
+        .commands()
+        .iter()
+        .filter(|c| matches!(c, Command::Write { .. }))
+        .count();
+    // "", "/", "live", "/live", "live/", "/live/", "//live//" match /live/two.
+    assert_eq!(writes, 7);
+}
+
+#[test]
+fn duplicate_active_status_cancels_with_0x1() {
+    let (mut lone, interest) = listening();
+    let mut input = active("a", &[]);
+    input.extend(active("a", &[]));
+    lone.data(interest, &input);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (interest, codes::DUPLICATED, "reset"),
+            (interest, codes::DUPLICATED, "stop")
+        ]
+    );
+    assert_eq!(
+        lone.events(),
+        vec![
+            Event::Announced {
+                interest,
+                path: path("/a"),
+                hops: vec![]
+            },
+            Event::Unannounced {
+                interest,
+                path: path("/a")
+            },
+            Event::InterestEnded {
+                interest,
+                reason: EndReason::Cancelled(codes::DUPLICATED)
+            },
+        ]
+    );
+    assert!(!lone.session.is_closed());
+    assert_eq!(lone.session.open_streams(), 0);
+}
+
+#[test]
+fn ended_without_active_cancels_with_0x1() {
+    let (mut lone, interest) = listening();
+    let mut input = active("a", &[]);
+    input.extend(ended("a"));
+    input.extend(ended("a"));
+    lone.data(interest, &input);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (interest, codes::DUPLICATED, "reset"),
+            (interest, codes::DUPLICATED, "stop")
+        ]
+    );
+    let events = lone.events();
+    assert_eq!(
+        events.last(),
+        Some(&Event::InterestEnded {
+            interest,
+            reason: EndReason::Cancelled(codes::DUPLICATED)
+        })
+    );
+    // ENDED for a path never announced, on a fresh stream.
+    let (mut lone, interest) = listening();
+    lone.data(interest, &ended("never"));
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (interest, codes::DUPLICATED, "reset"),
+            (interest, codes::DUPLICATED, "stop")
+        ]
+    );
+}
+
+#[test]
+fn unknown_status_cancels_with_0x2() {
+    let (mut lone, interest) = listening();
+    let mut input = active("a", &[]);
+    // ANNOUNCE { status 2, suffix "b", no hops }
+    input.extend([0x04, 0x02, 0x01, b'b', 0x00]);
+    lone.data(interest, &input);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (interest, codes::INVALID_STATUS, "reset"),
+            (interest, codes::INVALID_STATUS, "stop")
+        ]
+    );
+    assert_eq!(
+        lone.events(),
+        vec![
+            Event::Announced {
+                interest,
+                path: path("/a"),
+                hops: vec![]
+            },
+            Event::Unannounced {
+                interest,
+                path: path("/a")
+            },
+            Event::InterestEnded {
+                interest,
+                reason: EndReason::Cancelled(codes::INVALID_STATUS)
+            },
+        ]
+    );
+    assert!(!lone.session.is_closed(), "a bad status is stream-scoped");
+}
+
+#[test]
+fn end_of_the_announce_stream_ends_every_entry() {
+    // FIN.
+    let (mut lone, interest) = listening();
+    let mut input = active("b", &[1]);
+    input.extend(active("a", &[]));
+    input.extend(active("c", &[]));
+    input.extend(ended("c"));
+    lone.data(interest, &input);
+    lone.fin(interest);
+    let events = lone.events();
+    assert_eq!(
+        events[4..],
+        [
+            Event::Unannounced {
+                interest,
+                path: path("/a")
+            },
+            Event::Unannounced {
+                interest,
+                path: path("/b")
+            },
+            Event::InterestEnded {
+                interest,
+                reason: EndReason::Finished
+            },
+        ]
+    );
+    // We close our side in turn, and forget the stream.
+    assert_eq!(lone.commands(), vec![Command::Finish { id: interest }]);
+    assert_eq!(lone.session.open_streams(), 0);
+
+    // Reset.
+    let (mut lone, interest) = listening();
+    lone.data(interest, &active("a", &[]));
+    lone.reset(interest, ErrorCode(0x0));
+    let events = lone.events();
+    assert_eq!(
+        events[1..],
+        [
+            Event::Unannounced {
+                interest,
+                path: path("/a")
+            },
+            Event::InterestEnded {
+                interest,
+                reason: EndReason::PeerReset(ErrorCode(0x0))
+            },
+        ]
+    );
+}
+
+#[test]
+fn stop_interest_ends_entries_and_both_sides_close() {
+    for publisher in BOTH {
+        let mut pair = Pair::new();
+        let subscriber = publisher.other();
+        pair.side(publisher)
+            .session
+            .announce(path("/x"), vec![])
+            .unwrap();
+        let interest = pair
+            .side(subscriber)
+            .session
+            .announce_interest(PathPrefix::root(), HopId(0))
+            .unwrap();
+        pair.drive();
+        pair.side(subscriber).take_events();
+        pair.side(subscriber)
+            .session
+            .stop_interest(interest)
+            .unwrap();
+        pair.drive();
+        assert_eq!(
+            pair.side(subscriber).take_events(),
+            vec![
+                Event::Unannounced {
+                    interest,
+                    path: path("/x")
+                },
+                Event::InterestEnded {
+                    interest,
+                    reason: EndReason::Local
+                },
+            ]
+        );
+        // Later announcements go nowhere, and no stream is left behind.
+        pair.side(publisher)
+            .session
+            .announce(path("/y"), vec![])
+            .unwrap();
+        pair.drive();
+        assert_eq!(pair.side(subscriber).take_events(), vec![]);
+        assert_eq!(pair.client.session.open_streams(), 0);
+        assert_eq!(pair.server.session.open_streams(), 0);
+    }
+}
+
+#[test]
+fn slow_announce_consumer_is_cancelled_0x0() {
+    let server = Config {
+        stream_send_window: 1,
+        max_announce_queue: 4,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_config(Config::default(), server);
+    let interest = pair
+        .client
+        .session
+        .announce_interest(PathPrefix::root(), HopId(0))
+        .unwrap();
+    pair.drive();
+    pair.starve.insert(Side::Server);
+    for i in 0..10 {
+        pair.server
+            .session
+            .announce(path(&format!("/b{i}")), vec![])
+            .unwrap();
+    }
+    pair.drive();
+    let events = pair.client.take_events();
+    assert_eq!(
+        events.last(),
+        Some(&Event::InterestEnded {
+            interest,
+            reason: EndReason::PeerReset(codes::INTERNAL)
+        }),
+        "{events:?}"
+    );
+    assert!(!pair.server.session.is_closed());
+}
+
+#[test]
+fn announce_limits_cancel_with_0x0() {
+    // Entries per stream, on the subscriber.
+    let client = Config {
+        max_announce_entries: 2,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_config(client, Config::default());
+    for p in ["/a", "/b", "/c"] {
+        pair.server.session.announce(path(p), vec![]).unwrap();
+    }
+    let interest = pair
+        .client
+        .session
+        .announce_interest(PathPrefix::root(), HopId(0))
+        .unwrap();
+    pair.drive();
+    let events = pair.client.take_events();
+    assert_eq!(
+        events.last(),
+        Some(&Event::InterestEnded {
+            interest,
+            reason: EndReason::Cancelled(codes::INTERNAL)
+        }),
+        "{events:?}"
+    );
+    // Announce streams per session, on the publisher.
+    let server = Config {
+        max_incoming_announce_streams: 1,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_config(Config::default(), server);
+    let first = pair
+        .client
+        .session
+        .announce_interest(PathPrefix::root(), HopId(0))
+        .unwrap();
+    pair.drive();
+    let second = pair
+        .client
+        .session
+        .announce_interest(PathPrefix::new("/x/"), HopId(0))
+        .unwrap();
+    pair.drive();
+    assert_eq!(
+        pair.client.take_events(),
+        vec![Event::InterestEnded {
+            interest: second,
+            reason: EndReason::PeerReset(codes::INTERNAL)
+        }]
+    );
+    pair.server.session.announce(path("/a"), vec![]).unwrap();
+    pair.drive();
+    assert_eq!(
+        pair.client.take_events(),
+        vec![Event::Announced {
+            interest: first,
+            path: path("/a"),
+            hops: vec![]
+        }]
+    );
+}
+
+#[test]
+fn anything_after_announce_interest_is_a_protocol_violation() {
+    let mut lone = Lone::new(Role::Server);
+    let mut input = typed(
+        StreamType::Announce,
+        &AnnounceInterest {
+            prefix: PathPrefix::root(),
+            exclude_hop: HopId(0),
+        },
+    );
+    input.push(0x00);
+    lone.accept_with(Dir::Bi, &input);
+    let commands = lone.commands();
+    assert!(
+        matches!(commands.as_slice(), [Command::Close { code, .. }] if *code == crate::code::session::PROTOCOL_VIOLATION),
+        "{commands:?}"
+    );
+}

@@ -1,0 +1,665 @@
+//! Groups and frames: delivery under every knob, priorities, max latency, aborts and
+//! cancels, and the slow subscriber (spec §6.2, §6.3; decision D9).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::common::{
+    BOTH, Lone, cancels, frame, frames_of, group_end, group_stream, knobs, opens, pair_with, path,
+    response, subscribed, subscribed_with, typed,
+};
+use super::pair::{Pair, Side};
+use crate::code::group as codes;
+use crate::message::{GroupHeader, StreamType, SubscribeOk, SubscribeParams, SubscribeResponse};
+use crate::{
+    Command, CommandError, Config, Dir, EndReason, ErrorCode, Event, GroupSequence,
+    PublisherParams, Role, StreamId, SubscribeId,
+};
+
+fn payload(group: u64, frame: usize, len: usize) -> Bytes {
+    let mut v = vec![(group & 0xff) as u8; len];
+    v[0] = frame as u8;
+    Bytes::from(v)
+}
+
+/// The order in which group streams got their first `Write` after `from`.
+fn write_order(commands: &[Command], streams: &[StreamId]) -> Vec<StreamId> {
+    let mut order = Vec::new();
+    for c in commands {
+        if let Command::Write { id, .. } = c
+            && streams.contains(id)
+            && !order.contains(id)
+        {
+            order.push(*id);
+        }
+    }
+    order
+}
+
+#[test]
+fn frames_arrive_in_order_under_every_knob_in_both_directions() {
+    for publisher in BOTH {
+        for (split, reorder) in knobs() {
+            let mut pair = pair_with(split, reorder);
+            let subscriber = publisher.other();
+            let id = subscribed(&mut pair, publisher, SubscribeParams::default());
+            // Three groups written interleaved, one left open until later.
+            let p = &mut pair.side(publisher).session;
+            let groups: Vec<StreamId> = (1..=3)
+                .map(|seq| p.open_group(id, GroupSequence(seq)).unwrap())
+                .collect();
+            for f in 0..5 {
+                for (i, &g) in groups.iter().enumerate() {
+                    p.write_frame(g, payload(i as u64 + 1, f, 1 + f * 37))
+                        .unwrap();
+                }
+            }
+            // Empty frames are frames.
+            p.write_frame(groups[0], Bytes::new()).unwrap();
+            p.finish_group(groups[0]).unwrap();
+            p.finish_group(groups[1]).unwrap();
+            pair.drive();
+            let p = &mut pair.side(publisher).session;
+            p.write_frame(groups[2], payload(3, 9, 3)).unwrap();
+            p.finish_group(groups[2]).unwrap();
+            // A group with no frame at all.
+            let empty = p.open_group(id, GroupSequence(4)).unwrap();
+            p.finish_group(empty).unwrap();
+            pair.drive();
+
+            let events = pair.side(subscriber).take_events();
+            for seq in 1..=3u64 {
+                let stream = group_stream(&events, id, GroupSequence(seq)).unwrap();
+                let mut expected: Vec<Bytes> =
+                    (0..5).map(|f| payload(seq, f, 1 + f * 37)).collect();
+                if seq == 1 {
+                    expected.push(Bytes::new());
+                }
+                if seq == 3 {
+                    expected.push(payload(3, 9, 3));
+                }
+                assert_eq!(
+                    frames_of(&events, stream),
+                    expected,
+                    "group {seq}, split {split}, reorder {reorder}"
+                );
+                assert_eq!(group_end(&events, stream), Some(EndReason::Finished));
+            }
+            let stream = group_stream(&events, id, GroupSequence(4)).unwrap();
+            assert_eq!(frames_of(&events, stream), Vec::<Bytes>::new());
+            assert_eq!(group_end(&events, stream), Some(EndReason::Finished));
+            // Every group stream is forgotten on both sides once done.
+            assert_eq!(
+                pair.side(publisher).session.open_streams(),
+                1,
+                "the subscribe stream"
+            );
+            assert_eq!(pair.side(subscriber).session.open_streams(), 1);
+        }
+    }
+}
+
+#[test]
+fn higher_subscriber_priority_is_emitted_first_under_starved_credit() {
+    for publisher in BOTH {
+        let config = Config {
+            stream_send_window: 1024,
+            ..Config::default()
+        };
+        let mut pair = Pair::with_config(config.clone(), config);
+        let low = subscribed(
+            &mut pair,
+            publisher,
+            SubscribeParams {
+                priority: 1,
+                ..SubscribeParams::default()
+            },
+        );
+        let high = subscribed(
+            &mut pair,
+            publisher,
+            SubscribeParams {
+                priority: 200,
+                ..SubscribeParams::default()
+            },
+        );
+        pair.starve.insert(publisher);
+        let before = pair.side(publisher).commands.len();
+        // The low-priority group is opened and written first.
+        let p = &mut pair.side(publisher).session;
+        let gl = p.open_group(low, GroupSequence(1)).unwrap();
+        let gh = p.open_group(high, GroupSequence(1)).unwrap();
+        for f in 0..8 {
+            p.write_frame(gl, payload(1, f, 1024)).unwrap();
+            p.write_frame(gh, payload(1, f, 1024)).unwrap();
+        }
+        pair.drive();
+        let commands = &pair.side(publisher).commands[before..];
+        assert_eq!(write_order(commands, &[gl, gh]), vec![gh, gl]);
+        // The transport is told the same order.
+        let prio = |pair: &mut Pair, g| {
+            opens(pair.side(publisher))
+                .into_iter()
+                .find(|o| o.0 == g)
+                .unwrap()
+                .2
+        };
+        assert!(prio(&mut pair, gh) > prio(&mut pair, gl));
+
+        // Credit comes back to the low-priority stream first; the high one still goes first.
+        let before = pair.side(publisher).commands.len();
+        let now = pair.now;
+        pair.side(publisher)
+            .session
+            .handle_written(gl, usize::MAX, now);
+        pair.release_credit(publisher);
+        pair.starve.insert(publisher);
+        pair.drive();
+        let commands = &pair.side(publisher).commands[before..];
+        assert_eq!(
+            write_order(commands, &[gl, gh]),
+            vec![gh, gl],
+            "{commands:?}"
+        );
+        pair.release_credit(publisher);
+        pair.drive();
+    }
+}
+
+#[test]
+fn publisher_priority_breaks_ties_between_equal_subscribers() {
+    let config = Config {
+        stream_send_window: 1024,
+        ..Config::default()
+    };
+    let mut pair = Pair::with_config(config.clone(), config);
+    let params = SubscribeParams {
+        priority: 7,
+        ..SubscribeParams::default()
+    };
+    let low = subscribed_with(
+        &mut pair,
+        Side::Server,
+        params,
+        PublisherParams {
+            priority: 1,
+            ..PublisherParams::default()
+        },
+    );
+    let high = subscribed_with(
+        &mut pair,
+        Side::Server,
+        params,
+        PublisherParams {
+            priority: 9,
+            ..PublisherParams::default()
+        },
+    );
+    // A higher subscriber priority beats any publisher priority.
+    let top = subscribed_with(
+        &mut pair,
+        Side::Server,
+        SubscribeParams {
+            priority: 8,
+            ..params
+        },
+        PublisherParams::default(),
+    );
+    pair.starve.insert(Side::Server);
+    let before = pair.server.commands.len();
+    let p = &mut pair.server.session;
+    let gl = p.open_group(low, GroupSequence(1)).unwrap();
+    let gh = p.open_group(high, GroupSequence(1)).unwrap();
+    let gt = p.open_group(top, GroupSequence(1)).unwrap();
+    for g in [gl, gh, gt] {
+        p.write_frame(g, payload(1, 0, 4096)).unwrap();
+    }
+    pair.drive();
+    assert_eq!(
+        write_order(&pair.server.commands[before..], &[gl, gh, gt]),
+        vec![gt, gh, gl]
+    );
+}
+
+#[test]
+fn ordered_picks_oldest_or_newest_group_first() {
+    for (ordered, expected_first) in [(true, 1u64), (false, 3u64)] {
+        let config = Config {
+            stream_send_window: 512,
+            ..Config::default()
+        };
+        let mut pair = Pair::with_config(config.clone(), config);
+        let id = subscribed(
+            &mut pair,
+            Side::Server,
+            SubscribeParams {
+                ordered,
+                ..SubscribeParams::default()
+            },
+        );
+        pair.starve.insert(Side::Server);
+        let before = pair.server.commands.len();
+        let p = &mut pair.server.session;
+        let groups: Vec<_> = (1..=3)
+            .map(|seq| p.open_group(id, GroupSequence(seq)).unwrap())
+            .collect();
+        for (i, &g) in groups.iter().enumerate() {
+            p.write_frame(g, payload(i as u64 + 1, 0, 2048)).unwrap();
+        }
+        pair.drive();
+        let order = write_order(&pair.server.commands[before..], &groups);
+        let expected: Vec<StreamId> = if ordered {
+            groups.clone()
+        } else {
+            groups.iter().rev().copied().collect()
+        };
+        assert_eq!(order, expected, "ordered = {ordered}");
+        assert_eq!(order[0], groups[expected_first as usize - 1]);
+    }
+}
+
+#[test]
+fn publisher_resets_groups_older_than_max_latency_with_0x3() {
+    for publisher in BOTH {
+        for (split, reorder) in [(0, false), (1, true)] {
+            let mut pair = pair_with(split, reorder);
+            let subscriber = publisher.other();
+            let id = subscribed(
+                &mut pair,
+                publisher,
+                SubscribeParams {
+                    max_latency: Duration::from_millis(100),
+                    ..SubscribeParams::default()
+                },
+            );
+            let p = &mut pair.side(publisher).session;
+            let old = p.open_group(id, GroupSequence(1)).unwrap();
+            p.write_frame(old, payload(1, 0, 10)).unwrap();
+            pair.advance(Duration::from_millis(50));
+            // Within the limit: nothing expires.
+            let mid = pair
+                .side(publisher)
+                .session
+                .open_group(id, GroupSequence(2))
+                .unwrap();
+            pair.drive();
+            assert!(
+                !pair
+                    .side(publisher)
+                    .take_events()
+                    .iter()
+                    .any(|e| matches!(e, Event::GroupCancelled { .. }))
+            );
+            pair.advance(Duration::from_millis(60));
+            let before = pair.side(publisher).commands.len();
+            pair.side(publisher)
+                .session
+                .open_group(id, GroupSequence(3))
+                .unwrap();
+            pair.drive();
+            assert_eq!(
+                cancels(&pair.side(publisher).commands[before..]),
+                vec![(old, codes::EXPIRED, "reset")]
+            );
+            assert_eq!(
+                pair.side(publisher).take_events(),
+                vec![Event::GroupCancelled {
+                    id,
+                    sequence: GroupSequence(1),
+                    reason: EndReason::Expired
+                }]
+            );
+            assert_eq!(
+                pair.side(publisher).session.write_frame(old, Bytes::new()),
+                Err(CommandError::UnknownStream(old))
+            );
+            pair.side(publisher)
+                .session
+                .write_frame(mid, Bytes::new())
+                .unwrap();
+            let events = pair.side(subscriber).take_events();
+            let stream = group_stream(&events, id, GroupSequence(1)).unwrap();
+            assert_eq!(
+                group_end(&events, stream),
+                Some(EndReason::PeerReset(codes::EXPIRED))
+            );
+            assert!(pair.side(publisher).session.stats().groups_dropped >= 1);
+        }
+    }
+}
+
+#[test]
+fn publisher_uses_the_smaller_of_both_max_latencies() {
+    let mut pair = Pair::new();
+    let id = subscribed_with(
+        &mut pair,
+        Side::Server,
+        SubscribeParams {
+            max_latency: Duration::from_secs(10),
+            ..SubscribeParams::default()
+        },
+        PublisherParams {
+            max_latency: Duration::from_millis(100),
+            ..PublisherParams::default()
+        },
+    );
+    let old = pair
+        .server
+        .session
+        .open_group(id, GroupSequence(1))
+        .unwrap();
+    pair.advance(Duration::from_millis(150));
+    pair.server
+        .session
+        .open_group(id, GroupSequence(2))
+        .unwrap();
+    pair.drive();
+    assert_eq!(
+        pair.server.take_events(),
+        vec![Event::GroupCancelled {
+            id,
+            sequence: GroupSequence(1),
+            reason: EndReason::Expired
+        }]
+    );
+    let _ = old;
+}
+
+#[test]
+fn subscriber_stops_groups_older_than_max_latency_with_0x3() {
+    // A gomoqt publisher never applies max latency (D9): the subscriber must.
+    let mut lone = Lone::new(Role::Client);
+    let id = lone
+        .session
+        .subscribe(
+            path("/live/cam"),
+            "video",
+            SubscribeParams {
+                max_latency: Duration::from_millis(100),
+                ..SubscribeParams::default()
+            },
+        )
+        .unwrap();
+    let control = Lone::opened(&lone.commands());
+    lone.data(
+        control,
+        &response(SubscribeResponse::Ok(SubscribeOk::default())),
+    );
+    let header = |seq| {
+        let mut v = typed(
+            StreamType::Group,
+            &GroupHeader {
+                subscribe_id: id,
+                sequence: GroupSequence(seq),
+            },
+        );
+        v.extend(frame(b"x"));
+        v
+    };
+    let old = lone.accept_with(Dir::Uni, &header(1));
+    lone.advance(Duration::from_millis(100));
+    let fresh = lone.accept_with(Dir::Uni, &header(2));
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![],
+        "exactly the limit is not over it"
+    );
+    lone.advance(Duration::from_millis(1));
+    // An older group arriving late does not expire anything newer.
+    let late = lone.accept_with(Dir::Uni, &header(0));
+    assert_eq!(cancels(&lone.commands()), vec![]);
+    // The newest arrives more than the limit after each older one: all three expire.
+    lone.advance(Duration::from_millis(150));
+    let newest = lone.accept_with(Dir::Uni, &header(3));
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (late, codes::EXPIRED, "stop"),
+            (old, codes::EXPIRED, "stop"),
+            (fresh, codes::EXPIRED, "stop")
+        ]
+    );
+    let events = lone.events();
+    for g in [late, old, fresh] {
+        assert_eq!(group_end(&events, g), Some(EndReason::Expired));
+    }
+    assert_eq!(group_end(&events, newest), None);
+    // Whatever else arrives on an expired group is ignored.
+    lone.data(old, &frame(b"more"));
+    assert_eq!(lone.events(), vec![]);
+    assert_eq!(lone.session.stats().groups_dropped, 3);
+}
+
+#[test]
+fn aborted_group_is_seen_as_peer_reset_with_its_code() {
+    for publisher in BOTH {
+        for (split, reorder) in [(0, false), (1, true)] {
+            let mut pair = pair_with(split, reorder);
+            let subscriber = publisher.other();
+            let id = subscribed(&mut pair, publisher, SubscribeParams::default());
+            let p = &mut pair.side(publisher).session;
+            let g = p.open_group(id, GroupSequence(1)).unwrap();
+            p.write_frame(g, payload(1, 0, 100)).unwrap();
+            pair.drive();
+            pair.side(publisher)
+                .session
+                .abort_group(g, codes::PUBLISH_ABORTED)
+                .unwrap();
+            assert_eq!(
+                pair.side(publisher)
+                    .session
+                    .abort_group(g, codes::PUBLISH_ABORTED),
+                Err(CommandError::UnknownStream(g))
+            );
+            pair.drive();
+            let events = pair.side(subscriber).take_events();
+            let stream = group_stream(&events, id, GroupSequence(1)).unwrap();
+            assert_eq!(frames_of(&events, stream), vec![payload(1, 0, 100)]);
+            assert_eq!(
+                group_end(&events, stream),
+                Some(EndReason::PeerReset(codes::PUBLISH_ABORTED))
+            );
+            // The subscription itself lives on.
+            let g = pair
+                .side(publisher)
+                .session
+                .open_group(id, GroupSequence(2))
+                .unwrap();
+            pair.side(publisher).session.finish_group(g).unwrap();
+            pair.drive();
+            let events = pair.side(subscriber).take_events();
+            let stream = group_stream(&events, id, GroupSequence(2)).unwrap();
+            assert_eq!(group_end(&events, stream), Some(EndReason::Finished));
+            assert_eq!(pair.side(publisher).session.open_streams(), 1);
+            assert_eq!(pair.side(subscriber).session.open_streams(), 1);
+        }
+    }
+}
+
+#[test]
+fn cancelled_group_is_seen_as_peer_stopped_by_the_publisher() {
+    for publisher in BOTH {
+        let mut pair = Pair::new();
+        let subscriber = publisher.other();
+        let id = subscribed(&mut pair, publisher, SubscribeParams::default());
+        let g = pair
+            .side(publisher)
+            .session
+            .open_group(id, GroupSequence(1))
+            .unwrap();
+        pair.drive();
+        let events = pair.side(subscriber).take_events();
+        let stream = group_stream(&events, id, GroupSequence(1)).unwrap();
+        pair.side(subscriber)
+            .session
+            .cancel_group(stream, ErrorCode(0x3))
+            .unwrap();
+        assert_eq!(
+            pair.side(subscriber)
+                .session
+                .cancel_group(stream, ErrorCode(0x3)),
+            Err(CommandError::UnknownStream(stream))
+        );
+        pair.drive();
+        assert_eq!(
+            pair.side(subscriber).take_events(),
+            vec![Event::GroupEnded {
+                stream,
+                reason: EndReason::Local
+            }]
+        );
+        assert_eq!(
+            pair.side(publisher).take_events(),
+            vec![Event::GroupCancelled {
+                id,
+                sequence: GroupSequence(1),
+                reason: EndReason::PeerStopped(ErrorCode(0x3))
+            }]
+        );
+        // The publisher reset the stream in turn, with the same code.
+        assert!(cancels(&pair.side(publisher).commands).contains(&(g, ErrorCode(0x3), "reset")));
+        assert_eq!(
+            pair.side(publisher).session.write_frame(g, Bytes::new()),
+            Err(CommandError::UnknownStream(g))
+        );
+        assert_eq!(pair.side(publisher).session.open_streams(), 1);
+        assert_eq!(pair.side(subscriber).session.open_streams(), 1);
+    }
+}
+
+#[test]
+fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
+    const FRAME: usize = 1024;
+    const FRAMES: usize = 8;
+    const LIMIT: usize = 16 * 1024;
+    // A group's bytes in the core: its header and each frame's header and payload.
+    const GROUP: usize = 8 + FRAMES * (FRAME + 2);
+    for publisher in BOTH {
+        let config = Config {
+            stream_send_window: 2 * FRAME,
+            max_queued_bytes_per_subscription: LIMIT,
+            ..Config::default()
+        };
+        let mut pair = Pair::with_config(config.clone(), config);
+        let subscriber = publisher.other();
+        let id = subscribed(&mut pair, publisher, SubscribeParams::default());
+        pair.starve.insert(publisher);
+        let mut groups = Vec::new();
+        let mut peak = 0;
+        for seq in 1..=40u64 {
+            let p = &mut pair.side(publisher).session;
+            let g = p.open_group(id, GroupSequence(seq)).unwrap();
+            for f in 0..FRAMES {
+                p.write_frame(g, payload(seq, f, FRAME)).unwrap();
+                peak = peak.max(p.queued_bytes_total());
+                assert!(
+                    p.queued_bytes_total() <= LIMIT + GROUP,
+                    "group {seq} frame {f}: {} bytes queued",
+                    p.queued_bytes_total()
+                );
+            }
+            p.finish_group(g).unwrap();
+            groups.push(g);
+            pair.drive();
+            peak = peak.max(pair.side(publisher).session.queued_bytes_total());
+        }
+        assert!(
+            peak > LIMIT / 2,
+            "the test must fill the queue: peak {peak}"
+        );
+
+        let events = pair.side(publisher).take_events();
+        let dropped: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::GroupCancelled {
+                    id: i,
+                    sequence,
+                    reason: EndReason::Dropped,
+                } if *i == id => Some(sequence.0),
+                _ => None,
+            })
+            .collect();
+        assert!(dropped.len() >= 20, "dropped {dropped:?}");
+        assert!(
+            dropped.windows(2).all(|w| w[0] < w[1]),
+            "oldest first: {dropped:?}"
+        );
+        assert!(!dropped.contains(&40), "the newest group is kept");
+        assert_eq!(
+            pair.side(publisher).session.stats().groups_dropped,
+            dropped.len() as u64
+        );
+
+        // Credit returns: the subscriber learns of every drop, and the newest group arrives
+        // whole.
+        pair.release_credit(publisher);
+        pair.drive();
+        let events = pair.side(subscriber).take_events();
+        let mut told: Vec<u64> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::SubscribeDropped {
+                    id: i, start, end, ..
+                } if *i == id => {
+                    assert_eq!(start, end);
+                    Some(start.0)
+                }
+                _ => None,
+            })
+            .collect();
+        told.sort();
+        assert_eq!(told, dropped);
+        let newest = group_stream(&events, id, GroupSequence(40)).unwrap();
+        let expected: Vec<Bytes> = (0..FRAMES).map(|f| payload(40, f, FRAME)).collect();
+        assert_eq!(frames_of(&events, newest), expected);
+        assert_eq!(group_end(&events, newest), Some(EndReason::Finished));
+        // Every group is accounted for: delivered whole, or reset by the publisher.
+        for seq in 1..=40u64 {
+            if let Some(stream) = group_stream(&events, id, GroupSequence(seq)) {
+                match group_end(&events, stream) {
+                    Some(EndReason::Finished) => {
+                        assert!(!dropped.contains(&seq));
+                        assert_eq!(frames_of(&events, stream).len(), FRAMES);
+                    }
+                    Some(EndReason::PeerReset(_)) => assert!(dropped.contains(&seq)),
+                    other => panic!("group {seq} ended {other:?}"),
+                }
+            }
+        }
+        assert_eq!(pair.side(publisher).session.queued_bytes_total(), 0);
+    }
+}
+
+#[test]
+fn frame_and_group_counters_in_stats() {
+    let mut pair = Pair::new();
+    let id = subscribed(&mut pair, Side::Server, SubscribeParams::default());
+    for seq in 0..3 {
+        let g = pair
+            .server
+            .session
+            .open_group(id, GroupSequence(seq))
+            .unwrap();
+        for f in 0..4 {
+            pair.server
+                .session
+                .write_frame(g, payload(seq, f, 100))
+                .unwrap();
+        }
+        pair.server.session.finish_group(g).unwrap();
+    }
+    pair.drive();
+    let s = pair.server.session.stats();
+    let c = pair.client.session.stats();
+    assert_eq!((s.groups_sent, s.frames_sent), (3, 12));
+    assert_eq!((c.groups_received, c.frames_received), (3, 12));
+    assert_eq!((s.groups_received, c.groups_sent), (0, 0));
+    // Without transport counters, bytes are the stream bytes each way.
+    assert_eq!(s.bytes_sent, c.bytes_received);
+    assert_eq!(c.bytes_sent, s.bytes_received);
+    assert!(s.bytes_sent > 1200);
+    assert_eq!((s.rtt, s.estimated_bitrate), (None, None));
+    let _ = SubscribeId(0);
+}

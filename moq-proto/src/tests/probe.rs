@@ -1,0 +1,255 @@
+//! Probe flows (spec §6.5; decisions D5, D7).
+
+use std::time::Duration;
+
+use super::common::{BOTH, Lone, cancels, msg, opens, typed, written};
+use super::pair::Pair;
+use crate::code::probe as codes;
+use crate::message::{Probe, StreamType};
+use crate::{Command, Dir, EndReason, Event, Role, StreamId, TransportStats};
+
+fn probe(bitrate: u64) -> Probe {
+    Probe {
+        bitrate,
+        rtt: Duration::ZERO,
+    }
+}
+
+/// A server responder with one probe stream open; its prompt SampleStats is returned.
+fn responder() -> (Lone, StreamId) {
+    let mut lone = Lone::new(Role::Server);
+    let stream = lone.accept_with(Dir::Bi, &typed(StreamType::Probe, &probe(1_000_000)));
+    assert_eq!(
+        lone.events(),
+        vec![Event::ProbeTarget { bitrate: 1_000_000 }]
+    );
+    assert_eq!(lone.commands(), vec![Command::SampleStats]);
+    (lone, stream)
+}
+
+/// Answers a SampleStats with `stats`; returns the PROBE replies written.
+fn sample(lone: &mut Lone, stream: StreamId, stats: TransportStats) -> Vec<Probe> {
+    lone.session.handle_stats(stats, lone.now);
+    let bytes = written(&lone.commands(), stream);
+    let mut replies = Vec::new();
+    let mut rest = &bytes[..];
+    while let Some((reply, used)) =
+        <Probe as crate::Message>::decode(rest, &Default::default()).unwrap()
+    {
+        replies.push(reply);
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+    replies
+}
+
+fn stats(rtt_ms: Option<u64>, sent: Option<u64>) -> TransportStats {
+    TransportStats {
+        rtt: rtt_ms.map(Duration::from_millis),
+        bytes_sent: sent,
+        bytes_received: None,
+    }
+}
+
+#[test]
+fn probe_targets_travel_on_one_stream_and_replies_come_back_in_both_directions() {
+    for prober in BOTH {
+        let mut pair = Pair::new();
+        let responder = prober.other();
+        pair.side(prober).session.probe(1_000_000).unwrap();
+        pair.drive();
+        pair.side(prober).session.probe(2_500_000).unwrap();
+        pair.drive();
+        assert_eq!(
+            pair.side(responder).take_events(),
+            vec![
+                Event::ProbeTarget { bitrate: 1_000_000 },
+                Event::ProbeTarget { bitrate: 2_500_000 }
+            ]
+        );
+        assert_eq!(pair.side(responder).session.probe_target(), Some(2_500_000));
+        assert_eq!(opens(pair.side(prober)).len(), 1, "one probe stream");
+        // The first reply comes within one probe interval, with the transport's RTT.
+        let events = pair.side(prober).take_events();
+        assert!(
+            matches!(events.first(), Some(Event::ProbeResult { rtt, .. }) if *rtt == Duration::from_millis(20)),
+            "{events:?}"
+        );
+        let stats = pair.side(prober).session.stats();
+        assert_eq!(stats.rtt, Some(Duration::from_millis(20)));
+        // Stopping closes both sides.
+        pair.side(prober).session.stop_probe().unwrap();
+        pair.drive();
+        assert_eq!(
+            pair.side(prober).take_events(),
+            vec![Event::ProbeEnded {
+                reason: EndReason::Local
+            }]
+        );
+        assert_eq!(pair.side(responder).session.probe_target(), None);
+        pair.advance(Duration::from_secs(1));
+        assert_eq!(pair.client.session.open_streams(), 0);
+        assert_eq!(pair.server.session.open_streams(), 0);
+        assert_eq!(pair.client.session.poll_timeout(), None, "no sampling left");
+        assert_eq!(pair.server.session.poll_timeout(), None, "no sampling left");
+    }
+}
+
+#[test]
+fn responder_replaces_an_older_probe_stream_with_0x0() {
+    let (mut lone, old) = responder();
+    let new = lone.accept_with(Dir::Bi, &typed(StreamType::Probe, &probe(3_000)));
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (old, codes::INTERNAL, "reset"),
+            (old, codes::INTERNAL, "stop")
+        ]
+    );
+    assert_eq!(lone.events(), vec![Event::ProbeTarget { bitrate: 3_000 }]);
+    assert_eq!(lone.session.probe_target(), Some(3_000));
+    // Whatever the old stream still delivers is ignored; replies go to the new one.
+    lone.data(old, &msg(&probe(9)));
+    assert_eq!(lone.events(), vec![]);
+    assert_eq!(
+        sample(&mut lone, new, stats(Some(30), None)),
+        vec![Probe {
+            bitrate: 0,
+            rtt: Duration::from_millis(30)
+        }]
+    );
+    assert!(!lone.session.is_closed());
+}
+
+#[test]
+fn responder_without_stats_cancels_with_0x2() {
+    // Over the pair: the transport exposes nothing.
+    for prober in BOTH {
+        let mut pair = Pair::new();
+        pair.stats_available = false;
+        pair.side(prober).session.probe(1_000_000).unwrap();
+        pair.drive();
+        assert_eq!(
+            pair.side(prober).take_events(),
+            vec![Event::ProbeEnded {
+                reason: EndReason::PeerReset(codes::NOT_SUPPORTED)
+            }]
+        );
+        assert_eq!(pair.client.session.open_streams(), 0);
+        assert_eq!(pair.server.session.open_streams(), 0);
+    }
+    // On one session, with the exact commands.
+    let (mut lone, stream) = responder();
+    lone.session
+        .handle_stats(TransportStats::default(), lone.now);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (stream, codes::NOT_SUPPORTED, "reset"),
+            (stream, codes::NOT_SUPPORTED, "stop")
+        ]
+    );
+    assert_eq!(lone.session.poll_timeout(), None);
+}
+
+#[test]
+fn rtt_alone_is_enough_to_reply() {
+    let (mut lone, stream) = responder();
+    assert_eq!(
+        sample(&mut lone, stream, stats(Some(35), None)),
+        vec![Probe {
+            bitrate: 0,
+            rtt: Duration::from_millis(35)
+        }]
+    );
+}
+
+#[test]
+fn responder_replies_on_change_above_the_threshold_and_at_least_every_10s() {
+    let (mut lone, stream) = responder();
+    let interval = Duration::from_millis(100);
+    let mut sent = 0u64;
+    // 1 Mb/s = 12 500 bytes per 100 ms.
+    let mut tick = |lone: &mut Lone, bytes_per_interval: u64| {
+        lone.advance(interval);
+        assert_eq!(
+            lone.commands(),
+            vec![Command::SampleStats],
+            "sampled every interval"
+        );
+        sent += bytes_per_interval;
+        sample(lone, stream, stats(Some(20), Some(sent)))
+    };
+    // The first sample has no rate yet: reply at once with the RTT.
+    assert_eq!(
+        sample(&mut lone, stream, stats(Some(20), Some(0))),
+        vec![Probe {
+            bitrate: 0,
+            rtt: Duration::from_millis(20)
+        }]
+    );
+    // The rate appears: reply.
+    assert_eq!(
+        tick(&mut lone, 12_500),
+        vec![Probe {
+            bitrate: 1_000_000,
+            rtt: Duration::from_millis(20)
+        }]
+    );
+    // Steady, or within 10 %: silence.
+    assert_eq!(tick(&mut lone, 12_500), vec![]);
+    assert_eq!(tick(&mut lone, 13_500), vec![], "+8 %");
+    assert_eq!(tick(&mut lone, 11_500), vec![], "-8 %");
+    // More than 10 %: reply.
+    assert_eq!(
+        tick(&mut lone, 15_000),
+        vec![Probe {
+            bitrate: 1_200_000,
+            rtt: Duration::from_millis(20)
+        }]
+    );
+    // Steady for 10 s: exactly one reply, when the last one is 10 s old.
+    let mut replies = Vec::new();
+    for i in 0..100 {
+        for r in tick(&mut lone, 15_000) {
+            replies.push((i, r));
+        }
+    }
+    assert_eq!(
+        replies,
+        vec![(
+            99,
+            Probe {
+                bitrate: 1_200_000,
+                rtt: Duration::from_millis(20)
+            }
+        )]
+    );
+}
+
+#[test]
+fn probe_end_and_reset_reach_the_prober() {
+    for prober in BOTH {
+        let mut pair = Pair::new();
+        pair.side(prober).session.probe(1).unwrap();
+        pair.drive();
+        pair.side(prober).take_events();
+        // The peer's transport closes: the probe ends with the cause.
+        let reason = crate::CloseReason::Transport("gone".into());
+        let now = pair.now;
+        pair.side(prober)
+            .session
+            .handle_connection_closed(reason.clone(), now);
+        let events: Vec<_> =
+            std::iter::from_fn(|| pair.side(prober).session.poll_event()).collect();
+        assert_eq!(
+            events,
+            vec![
+                Event::ProbeEnded {
+                    reason: EndReason::SessionClosed(reason.clone())
+                },
+                Event::Closed { reason }
+            ]
+        );
+    }
+}
