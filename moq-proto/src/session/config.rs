@@ -28,6 +28,12 @@ pub struct Config {
     /// After our unsubscribe, how long the publisher has to close its side before we
     /// stop-send 0x0 (default 1 s; spec §5).
     pub unsubscribe_grace: Duration,
+    /// After the publisher finishes one of our subscriptions (FIN), how long group streams
+    /// that were already on their way are still accepted before
+    /// [`crate::Event::SubscriptionEnded`] reports it `Finished` (default 1 s). A
+    /// subscription whose bounded range has fully arrived, or that never got a
+    /// SUBSCRIBE_OK, ends at once.
+    pub subscription_linger: Duration,
     /// How often a probe responder samples transport statistics (default 100 ms).
     pub probe_interval: Duration,
     /// A probe responder replies at least this often (default 10 s).
@@ -65,6 +71,7 @@ impl Default for Config {
             max_announce_queue: 1024,
             subscribe_timeout: Duration::from_secs(30),
             unsubscribe_grace: Duration::from_secs(1),
+            subscription_linger: Duration::from_secs(1),
             probe_interval: Duration::from_millis(100),
             probe_max_age: Duration::from_secs(10),
             probe_change_percent: 10,

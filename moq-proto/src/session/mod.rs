@@ -8,6 +8,7 @@ mod event;
 mod fetch;
 mod probe;
 mod publish;
+mod ranges;
 mod stats;
 mod streams;
 mod subscribe;
@@ -333,7 +334,9 @@ impl Session {
         if self.goaway_sent {
             return Ok(());
         }
-        let message = GoAway { uri: uri.to_owned() };
+        let message = GoAway {
+            uri: uri.to_owned(),
+        };
         let id = self.open_stream(Dir::Bi, Kind::GoawayOut, i32::MAX);
         self.send_typed(id, StreamType::Goaway, &message)?;
         self.finish_send(id);
@@ -383,6 +386,7 @@ impl Session {
         match timer {
             Timer::SubscribeResponse(id) => self.on_subscribe_timeout(id),
             Timer::UnsubscribeGrace(id) => self.on_unsubscribe_grace(id),
+            Timer::SubscribeLinger(id) => self.on_subscribe_linger(id),
             Timer::ProbeSample => self.on_probe_sample_due(),
             Timer::GoawayDrain => self.close(code::session::GOAWAY_TIMEOUT, "goaway timeout"),
         }

@@ -6,12 +6,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
+use super::ranges::Ranges;
 use super::subscribe::{effective_latency, in_range};
 use super::{CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId};
 use crate::code::{group as group_codes, subscribe as codes};
 use crate::message::{
-    FrameHeader, GroupHeader, StreamType, Subscribe, SubscribeDrop, SubscribeOk,
-    SubscribeParams, SubscribeResponse, SubscribeUpdate,
+    FrameHeader, GroupHeader, StreamType, Subscribe, SubscribeDrop, SubscribeOk, SubscribeParams,
+    SubscribeResponse, SubscribeUpdate,
 };
 use crate::{BroadcastPath, ErrorCode, GroupSequence, Message, SubscribeId};
 
@@ -41,7 +42,7 @@ pub(super) struct Publication {
     /// Open group streams, by sequence.
     groups: BTreeMap<GroupSequence, StreamId>,
     /// Groups accounted for (delivered, reset or dropped), as merged inclusive ranges.
-    done: BTreeMap<u64, u64>,
+    done: Ranges,
     /// The newest group opened and when.
     newest: Option<(GroupSequence, Instant)>,
     /// Bytes queued in the core across its groups.
@@ -77,24 +78,12 @@ pub(super) fn group_priority(
 impl Publication {
     fn priority(&self, seq: GroupSequence) -> i32 {
         let publisher = self.publisher.unwrap_or_default();
-        group_priority(self.params.priority, publisher.priority, self.params.ordered, seq)
-    }
-
-    fn mark_done(&mut self, start: u64, end: u64) {
-        let (mut start, mut end) = (start, end);
-        // Merge with every overlapping or adjacent range.
-        let overlapping: Vec<(u64, u64)> = self
-            .done
-            .range(..=end.saturating_add(1))
-            .filter(|&(_, &e)| e.saturating_add(1) >= start)
-            .map(|(&s, &e)| (s, e))
-            .collect();
-        for (s, e) in overlapping {
-            self.done.remove(&s);
-            start = start.min(s);
-            end = end.max(e);
-        }
-        self.done.insert(start, end);
+        group_priority(
+            self.params.priority,
+            publisher.priority,
+            self.params.ordered,
+            seq,
+        )
     }
 
     /// Whether every group of a bounded range is accounted for.
@@ -102,10 +91,7 @@ impl Publication {
         let (Some(start), Some(end)) = (self.start, self.params.end) else {
             return false;
         };
-        self.done
-            .range(..=start.0)
-            .next_back()
-            .is_some_and(|(_, &e)| e >= end.0)
+        self.done.covers(start.0, end.0)
     }
 }
 
@@ -174,7 +160,11 @@ impl Session {
 
     /// Refuses a subscription from [`Event::SubscribeRequested`] with a Subscribe code
     /// (for example [`crate::code::subscribe::NOT_FOUND`] for an unknown track).
-    pub fn reject_subscribe(&mut self, id: SubscribeId, code: ErrorCode) -> Result<(), CommandError> {
+    pub fn reject_subscribe(
+        &mut self,
+        id: SubscribeId,
+        code: ErrorCode,
+    ) -> Result<(), CommandError> {
         let publication = self
             .pubs
             .get(&id)
@@ -213,13 +203,7 @@ impl Session {
         if !in_range(&range, sequence) {
             return Err(CommandError::OutOfRange { id, sequence });
         }
-        if publication.groups.contains_key(&sequence)
-            || publication
-                .done
-                .range(..=sequence.0)
-                .next_back()
-                .is_some_and(|(_, &e)| e >= sequence.0)
-        {
+        if publication.groups.contains_key(&sequence) || publication.done.contains(sequence.0) {
             return Err(CommandError::DuplicateGroup { id, sequence });
         }
         let header = GroupHeader {
@@ -231,13 +215,16 @@ impl Session {
         if publication.start.is_none() {
             // The first group resolves the start (spec §4.5).
             publication.start = Some(sequence);
-            resolve = Some((publication.stream, SubscribeParams {
-                priority: publisher.priority,
-                ordered: publisher.ordered,
-                max_latency: publisher.max_latency,
-                start: Some(sequence),
-                end: publication.params.end,
-            }));
+            resolve = Some((
+                publication.stream,
+                SubscribeParams {
+                    priority: publisher.priority,
+                    ordered: publisher.ordered,
+                    max_latency: publisher.max_latency,
+                    start: Some(sequence),
+                    end: publication.params.end,
+                },
+            ));
         }
         let priority = publication.priority(sequence);
         let newer = publication.newest.is_none_or(|(n, _)| sequence > n);
@@ -361,7 +348,7 @@ impl Session {
             code: code.0,
         });
         drop.encoded_len()?;
-        publication.mark_done(start.0.min(end.0), start.0.max(end.0));
+        publication.done.insert(start.0, end.0);
         let stream = publication.stream;
         self.send_response(stream, &drop)?;
         self.check_complete(id);
@@ -385,7 +372,11 @@ impl Session {
 
     /// Ends a subscription with an error: the subscribe stream is cancelled with a Subscribe
     /// code and open groups are reset with Group code 0x5 (publish aborted).
-    pub fn abort_publication(&mut self, id: SubscribeId, code: ErrorCode) -> Result<(), CommandError> {
+    pub fn abort_publication(
+        &mut self,
+        id: SubscribeId,
+        code: ErrorCode,
+    ) -> Result<(), CommandError> {
         if !self.pubs.contains_key(&id) {
             return Err(CommandError::UnknownSubscription(id));
         }
@@ -500,7 +491,7 @@ impl Session {
     /// its range is complete.
     fn account(&mut self, sub: SubscribeId, sequence: GroupSequence) {
         if let Some(p) = self.pubs.get_mut(&sub) {
-            p.mark_done(sequence.0, sequence.0);
+            p.done.insert(sequence.0, sequence.0);
         }
         self.check_complete(sub);
     }
@@ -580,7 +571,7 @@ impl Session {
                 publisher: None,
                 start: None,
                 groups: BTreeMap::new(),
-                done: BTreeMap::new(),
+                done: Ranges::default(),
                 newest: None,
                 queued: 0,
                 finished: false,
@@ -599,6 +590,11 @@ impl Session {
             return;
         };
         p.params = params;
+        // An explicit start replaces ours once accepted (the range may grow or shrink);
+        // "latest" keeps the start already told.
+        if p.publisher.is_some() && params.start.is_some() {
+            p.start = params.start;
+        }
         let priorities: Vec<_> = p
             .groups
             .iter()
@@ -609,6 +605,8 @@ impl Session {
         }
         self.events
             .push_back(Event::SubscriptionUpdated { id, params });
+        // A range that shrank to what was already accounted for is complete.
+        self.check_complete(id);
     }
 
     /// Ends an incoming subscription: close the subscribe stream (FIN, or cancel with
@@ -645,7 +643,8 @@ impl Session {
                 self.reap(p.stream);
             }
         }
-        self.events.push_back(Event::PublicationEnded { id, reason });
+        self.events
+            .push_back(Event::PublicationEnded { id, reason });
     }
 
     pub(super) fn end_all_publications(&mut self, reason: &EndReason) {

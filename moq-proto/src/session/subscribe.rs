@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::ranges::Ranges;
 use super::{CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId, Timer};
 use crate::code::{group as group_codes, subscribe as codes};
 use crate::message::{
@@ -25,6 +26,24 @@ pub(super) struct SubOut {
     groups: BTreeMap<GroupSequence, StreamId>,
     /// The newest group seen and when it arrived.
     newest: Option<(GroupSequence, Instant)>,
+    /// Groups received or dropped, to tell when a bounded range has fully arrived.
+    seen: Ranges,
+    /// The publisher finished the subscription; groups on their way are still accepted.
+    finishing: bool,
+}
+
+impl SubOut {
+    /// Whether every group of a bounded range was received or dropped. The start is the
+    /// publisher's (resolved) one, else ours; the end is ours (the latest we asked for),
+    /// else the publisher's.
+    fn range_arrived(&self) -> bool {
+        let start = self.publisher.and_then(|p| p.start).or(self.params.start);
+        let end = self.params.end.or(self.publisher.and_then(|p| p.end));
+        match (start, end) {
+            (Some(start), Some(end)) => self.seen.covers(start.0, end.0),
+            _ => false,
+        }
+    }
 }
 
 /// A group we are receiving.
@@ -81,6 +100,8 @@ impl Session {
                 publisher: None,
                 groups: BTreeMap::new(),
                 newest: None,
+                seen: Ranges::default(),
+                finishing: false,
             },
         );
         self.timers.set(
@@ -165,6 +186,9 @@ impl Session {
                     self.end_subscription(sub, EndReason::Cancelled(codes::INTERNAL));
                     return false;
                 }
+                if let Some(state) = self.subs_out.get_mut(&sub) {
+                    state.seen.insert(drop.start.0, drop.end.0);
+                }
                 self.events.push_back(Event::SubscribeDropped {
                     id: sub,
                     start: drop.start,
@@ -175,7 +199,7 @@ impl Session {
             }
             Input::End => {
                 // The track ended (with or without SUBSCRIBE_OK, decision D8).
-                self.end_subscription(sub, EndReason::Finished);
+                self.on_publisher_finished(sub);
                 false
             }
             Input::Pending | Input::Failed | Input::Invalid => false,
@@ -187,6 +211,34 @@ impl Session {
             let stream = state.stream;
             self.cancel(stream, codes::TIMEOUT);
             self.end_subscription(sub, EndReason::Cancelled(codes::TIMEOUT));
+        }
+    }
+
+    /// The publisher finished the subscribe stream. Group streams it opened before may still
+    /// be on their way (QUIC does not order streams): keep accepting them until the bounded
+    /// range has fully arrived or [`crate::Config::subscription_linger`] passes. Without a
+    /// SUBSCRIBE_OK no group was ever sent (decision D8), so it ends at once.
+    fn on_publisher_finished(&mut self, sub: SubscribeId) {
+        let Some(state) = self.subs_out.get_mut(&sub) else {
+            return;
+        };
+        if state.publisher.is_none() || state.range_arrived() {
+            self.end_subscription(sub, EndReason::Finished);
+            return;
+        }
+        state.finishing = true;
+        let stream = state.stream;
+        self.finish_send(stream);
+        self.reap(stream);
+        self.timers.set(
+            Timer::SubscribeLinger(sub),
+            self.now + self.config.subscription_linger,
+        );
+    }
+
+    pub(super) fn on_subscribe_linger(&mut self, sub: SubscribeId) {
+        if self.subs_out.get(&sub).is_some_and(|s| s.finishing) {
+            self.end_subscription(sub, EndReason::Finished);
         }
     }
 
@@ -202,6 +254,7 @@ impl Session {
             return;
         };
         self.timers.cancel(Timer::SubscribeResponse(sub));
+        self.timers.cancel(Timer::SubscribeLinger(sub));
         if reason != EndReason::Finished {
             for (_, group) in state.groups {
                 self.stop_recv(group, group_codes::SUBSCRIBE_CANCELLED);
@@ -292,6 +345,8 @@ impl Session {
             return;
         }
         let replaced = state.groups.insert(seq, id);
+        state.seen.insert(seq.0, seq.0);
+        let arrived = state.finishing && state.range_arrived();
         let newer = state.newest.is_none_or(|(n, _)| seq > n);
         if newer {
             state.newest = Some((seq, now));
@@ -339,6 +394,11 @@ impl Session {
             self.stats.groups_dropped += 1;
             self.end_group_in(stream, EndReason::Expired);
         }
+        if arrived {
+            // The last group the finished subscription was waiting for: its frames still
+            // arrive, on the group's own stream.
+            self.end_subscription(sub, EndReason::Finished);
+        }
     }
 
     /// Forgets a received group and reports its end.
@@ -355,6 +415,7 @@ impl Session {
             stream.kind = Kind::Ignored;
         }
         self.reap(id);
-        self.events.push_back(Event::GroupEnded { stream: id, reason });
+        self.events
+            .push_back(Event::GroupEnded { stream: id, reason });
     }
 }

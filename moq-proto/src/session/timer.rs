@@ -12,6 +12,9 @@ use crate::SubscribeId;
 pub(super) enum Timer {
     /// Our subscription has waited too long for its first SUBSCRIBE_OK.
     SubscribeResponse(SubscribeId),
+    /// The publisher finished our subscription: groups already on their way are still
+    /// accepted until this deadline.
+    SubscribeLinger(SubscribeId),
     /// The publisher of a subscription we ended has not closed its side of this stream.
     UnsubscribeGrace(StreamId),
     /// The probe responder's next statistics sample.

@@ -841,6 +841,19 @@ fn bounded_subscription_counts_drops_and_aborts_toward_completion() {
         let g = p.open_group(id, GroupSequence(4)).unwrap();
         p.abort_group(g, group_codes::PUBLISH_ABORTED).unwrap();
         pair.drive();
+        // The publisher is done (its range is accounted for) and FINs; group 4 was reset
+        // before its header went out, so the subscriber cannot know it will never come and
+        // waits out the linger for streams still on their way.
+        assert!(
+            pair.side(publisher)
+                .session
+                .open_group(id, GroupSequence(4))
+                .is_err()
+        );
+        assert_eq!(pair.side(subscriber).take_events(), vec![]);
+        pair.advance(Duration::from_millis(900));
+        assert_eq!(pair.side(subscriber).take_events(), vec![]);
+        pair.advance(Duration::from_millis(200));
         let events = pair.side(subscriber).take_events();
         assert_eq!(
             events.last(),
@@ -1154,4 +1167,104 @@ fn update_with_an_explicit_start_moves_the_publisher_start() {
             .open_group(id, GroupSequence(6))
             .unwrap();
     }
+}
+
+#[test]
+fn finished_subscription_still_accepts_groups_on_their_way_then_ends() {
+    // An unbounded subscription whose publisher ends the track while a group stream is
+    // still in flight (QUIC does not order streams): the group is delivered, not stopped.
+    let (mut lone, id, stream) = subscriber(SubscribeParams::default());
+    lone.data(stream, &ok(SubscribeParams::default()));
+    lone.events();
+    lone.fin(stream);
+    assert_eq!(lone.events(), vec![]);
+    assert_eq!(lone.commands(), vec![Command::Finish { id: stream }]);
+    lone.advance(Duration::from_millis(500));
+    let mut input = group(id.0, 3);
+    input.extend(frame(b"late"));
+    let g = lone.accept_with(Dir::Uni, &input);
+    lone.fin(g);
+    assert_eq!(cancels(&lone.commands()), vec![]);
+    assert_eq!(
+        lone.events(),
+        vec![
+            Event::GroupReceived {
+                id,
+                sequence: GroupSequence(3),
+                stream: g
+            },
+            Event::Frame {
+                stream: g,
+                payload: Bytes::from_static(b"late")
+            },
+            Event::GroupEnded {
+                stream: g,
+                reason: EndReason::Finished
+            },
+        ]
+    );
+    lone.advance(Duration::from_millis(500));
+    assert_eq!(
+        lone.events(),
+        vec![Event::SubscriptionEnded {
+            id,
+            reason: EndReason::Finished
+        }]
+    );
+    // After that, a group for it is refused as for any ended subscription.
+    let late = lone.accept_with(Dir::Uni, &group(id.0, 4));
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![(late, group_codes::SUBSCRIBE_CANCELLED, "stop")]
+    );
+    assert_eq!(lone.session.open_streams(), 0);
+    // Unsubscribing while it lingers ends it at once.
+    let (mut lone, id, stream) = subscriber(SubscribeParams::default());
+    lone.data(stream, &ok(SubscribeParams::default()));
+    lone.fin(stream);
+    lone.events();
+    lone.session.unsubscribe(id).unwrap();
+    assert_eq!(
+        lone.events(),
+        vec![Event::SubscriptionEnded {
+            id,
+            reason: EndReason::Local
+        }]
+    );
+    lone.advance(Duration::from_secs(2));
+    assert_eq!(lone.events(), vec![]);
+}
+
+#[test]
+fn publisher_sees_stop_sending_on_the_subscribe_stream_as_the_end() {
+    // What our own unsubscribe grace (and a gomoqt subscriber) does: STOP_SENDING 0x0.
+    let mut lone = Lone::new(Role::Server);
+    lone.session.announce(path("/a"), vec![]).unwrap();
+    let stream = lone.accept_with(Dir::Bi, &subscribe_msg(1, "/a"));
+    let id = SubscribeId(1);
+    lone.session
+        .accept_subscribe(id, PublisherParams::default())
+        .unwrap();
+    let g = lone.session.open_group(id, GroupSequence(0)).unwrap();
+    lone.commands();
+    lone.events();
+    lone.stop(stream, codes::INTERNAL);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![
+            (stream, codes::INTERNAL, "reset"),
+            (g, group_codes::SUBSCRIBE_CANCELLED, "reset")
+        ]
+    );
+    assert_eq!(
+        lone.events(),
+        vec![Event::PublicationEnded {
+            id,
+            reason: EndReason::PeerStopped(codes::INTERNAL)
+        }]
+    );
+    // The subscriber's FIN then closes the last half.
+    lone.fin(stream);
+    assert_eq!(lone.commands(), vec![]);
+    assert_eq!(lone.session.open_streams(), 0);
 }
