@@ -151,6 +151,13 @@ impl Client {
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
+
+    /// Waits until every connection of this endpoint has closed and its CONNECTION_CLOSE
+    /// has gone out. Call it after [`Session::close`] before the process exits, or the
+    /// peer may never learn the close code.
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
 }
 
 /// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
