@@ -1,0 +1,166 @@
+//! The client role: steps 0–5 against the server, then serving `/interop/client` and
+//! the server's probe until GOAWAY arrives (steps 6–9).
+
+use std::io::Write;
+use std::time::Duration;
+
+use moq_quinn::{BroadcastPath, Config, Router, ServerTrust, Session};
+
+use crate::flows::{discover, fetch_hello, first_group, probe, read_hello};
+use crate::hello::Hello;
+use crate::steps::{STEP_NAMES, Skip, StepResult, Steps};
+use crate::{CLIENT_BROADCAST, GOAWAY_URI, SERVER_BROADCAST, STEP_TIMEOUT};
+
+/// What the client runs against, and how.
+#[derive(Clone, Debug)]
+pub struct ClientOpts {
+    /// `moqt://host:port` (native QUIC). `https://` (WebTransport) is not supported yet.
+    pub url: String,
+    /// How to check the server's certificate; `None` (no trust anchor available) fails
+    /// step 0.
+    pub trust: Option<ServerTrust>,
+    /// Steps the peer does not implement, reported `skipped`.
+    pub skip: Skip,
+    /// Print each step's line to stdout as soon as it ends.
+    pub echo: bool,
+}
+
+impl ClientOpts {
+    /// Runs every step against `url`, trusting any certificate (`--insecure`), silently.
+    pub fn insecure(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            trust: Some(ServerTrust::Insecure),
+            skip: Skip::default(),
+            echo: false,
+        }
+    }
+}
+
+/// Plays the client role once and returns one result per step, in step order.
+pub async fn run_client(opts: &ClientOpts) -> Vec<StepResult> {
+    let echo = opts.echo;
+    let mut steps = Steps::new(opts.skip, move |result| {
+        if echo {
+            // A closed stdout must not abort the run.
+            let _ = writeln!(std::io::stdout(), "{result}");
+        }
+    });
+
+    // Published before connecting: the server may subscribe as soon as the session exists.
+    let hello = Hello::new();
+    let mut served = hello.served();
+    let router = Router::new();
+    router.publish(CLIENT_BROADCAST, hello);
+
+    let Some(dialled) = steps.run(0, STEP_TIMEOUT, dial(opts, router)).await else {
+        for step in 1..STEP_NAMES.len() {
+            steps.fail(step, "not connected");
+        }
+        return steps.finish();
+    };
+    let session = &dialled.session;
+
+    let path = steps
+        .run(1, STEP_TIMEOUT, discover(session, SERVER_BROADCAST))
+        .await;
+    // Later steps still try the well-known path when discovery failed.
+    let path = path.unwrap_or_else(|| BroadcastPath::new(SERVER_BROADCAST));
+    let subscribed = steps
+        .run(2, STEP_TIMEOUT, first_group(session, path.clone()))
+        .await;
+    match subscribed {
+        Some((_track, mut group)) => {
+            steps.run(3, STEP_TIMEOUT, read_hello(&mut group)).await;
+        }
+        None => steps.fail(3, "no group (step 2 failed)"),
+    }
+    steps.run(4, STEP_TIMEOUT, fetch_hello(session, path)).await;
+    steps.run(5, STEP_TIMEOUT, probe(session)).await;
+
+    steps
+        .run(6, STEP_TIMEOUT, async {
+            match session.is_closed() {
+                false => Ok(()),
+                true => Err("the session ended".to_owned()),
+            }
+        })
+        .await;
+    steps
+        .run(7, STEP_TIMEOUT, async {
+            served
+                .wait_for(|n| *n > 0)
+                .await
+                .map(|_| ())
+                .map_err(|_| "the broadcast was dropped".to_owned())
+        })
+        .await;
+    steps
+        .run(8, STEP_TIMEOUT, async {
+            let mut targets = session.probe_targets();
+            targets
+                .wait_for(Option::is_some)
+                .await
+                .map(|_| ())
+                .map_err(|_| "the session ended before the server probed".to_owned())
+        })
+        .await;
+    // The server sends GOAWAY once it has seen our probe, or after STEP_TIMEOUT without
+    // one (a client that skips probing): allow for that wait.
+    steps.run(9, 2 * STEP_TIMEOUT, goaway(session)).await;
+
+    dialled.close().await;
+    steps.finish()
+}
+
+/// Waits for GOAWAY and checks its URI (step 9). The caller then closes with code 0.
+async fn goaway(session: &Session) -> Result<(), String> {
+    match session.goaway_received().await {
+        Some(uri) if uri == GOAWAY_URI => Ok(()),
+        Some(uri) => Err(format!("GOAWAY to {uri:?}, expected {GOAWAY_URI:?}")),
+        None => Err(format!(
+            "the session ended without GOAWAY: {}",
+            session.closed().await
+        )),
+    }
+}
+
+/// A session and the endpoint that carries it.
+struct Dialled {
+    session: Session,
+    endpoint: moq_quinn::Client,
+}
+
+impl Dialled {
+    /// Closes with code 0 and waits (briefly) until the close has been sent.
+    async fn close(self) {
+        self.session
+            .close(moq_quinn::code::session::NO_ERROR, "interop done");
+        drop(self.session);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+    }
+}
+
+/// Connects to `opts.url`: the one place the URL scheme picks the transport.
+async fn dial(opts: &ClientOpts, router: Router) -> Result<Dialled, String> {
+    let trust = opts
+        .trust
+        .clone()
+        .ok_or("no trust anchor for the server's certificate: pass --insecure")?;
+    let (scheme, _) = opts
+        .url
+        .split_once("://")
+        .ok_or_else(|| format!("invalid URL {:?}", opts.url))?;
+    match scheme {
+        "moqt" => {
+            let endpoint = moq_quinn::Client::new(trust).map_err(|e| e.to_string())?;
+            let session = endpoint
+                .connect(&opts.url, Config::default(), Some(router))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Dialled { session, endpoint })
+        }
+        "https" => Err("WebTransport (https://) is not supported yet".into()),
+        other => Err(format!("unsupported URL scheme {other:?}: expected moqt")),
+    }
+}
