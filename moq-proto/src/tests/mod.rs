@@ -9,5 +9,6 @@ mod common;
 mod fetch;
 mod goaway;
 mod groups;
+mod model;
 mod probe;
 mod subscribe;
