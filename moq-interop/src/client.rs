@@ -108,6 +108,11 @@ pub async fn run_client(opts: &ClientOpts) -> Vec<StepResult> {
     // The server sends GOAWAY once it has seen our probe, or after STEP_TIMEOUT without
     // one (a client that skips probing): allow for that wait.
     steps.run(9, 2 * STEP_TIMEOUT, goaway(session)).await;
+    if opts.skip.goaway {
+        // No GOAWAY will end the session: leave the server time to finish its steps (it
+        // may still be reading our HELLO); its GOAWAY or close ends the wait early.
+        let _ = tokio::time::timeout(STEP_TIMEOUT, session.goaway_received()).await;
+    }
 
     dialled.close().await;
     steps.finish()
