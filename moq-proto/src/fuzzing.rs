@@ -411,3 +411,7 @@ mod tests {
         );
     }
 }
+
+mod session;
+
+pub use session::session;

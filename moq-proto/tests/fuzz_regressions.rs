@@ -43,3 +43,8 @@ fn varint() {
 fn reassembly() {
     replay("reassembly", moq_proto::fuzzing::reassembly);
 }
+
+#[test]
+fn session() {
+    replay("session", moq_proto::fuzzing::session);
+}

@@ -71,6 +71,11 @@ pub enum Role {
 /// opened and when the adapter reports a peer's stream, and the adapter keeps the map to real
 /// transport streams. It never reads a clock: a `now` earlier than the last one is taken as
 /// the last one.
+///
+/// Commands take no `now`: a deadline a command arms (the subscribe response timeout, the
+/// GOAWAY drain) counts from the latest input's `now`. After a quiet spell, report the time
+/// before issuing a command ([`Session::handle_timeout`] does, harmlessly), or the deadline
+/// may already be in the past.
 #[derive(Debug)]
 pub struct Session {
     role: Role,

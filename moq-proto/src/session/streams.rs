@@ -297,7 +297,6 @@ impl Session {
 
     /// Bytes queued in the core across every stream, not yet handed to the transport.
     /// Scans every stream: for tests and fuzzing, not for the data path.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn queued_bytes_total(&self) -> usize {
         self.streams
             .values()

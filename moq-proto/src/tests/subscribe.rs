@@ -1268,3 +1268,39 @@ fn publisher_sees_stop_sending_on_the_subscribe_stream_as_the_end() {
     assert_eq!(lone.commands(), vec![]);
     assert_eq!(lone.session.open_streams(), 0);
 }
+
+#[test]
+fn commands_count_time_from_the_latest_input() {
+    // Commands take no `now`: a deadline they arm counts from the latest input. After a
+    // quiet minute the adapter must report the time first (the documented drain rule);
+    // otherwise the response timeout would already be in the past.
+    let (mut lone, _, _) = subscriber(SubscribeParams::default());
+    lone.events();
+    lone.now += Duration::from_secs(60);
+    let stale = lone
+        .session
+        .subscribe(path("/x"), "t", SubscribeParams::default())
+        .unwrap();
+    assert!(lone.session.poll_timeout().unwrap() < lone.now, "armed from the stale clock");
+    lone.session.handle_timeout(lone.now);
+    assert_eq!(
+        lone.events().last(),
+        Some(&Event::SubscriptionEnded {
+            id: stale,
+            reason: EndReason::Cancelled(codes::TIMEOUT)
+        })
+    );
+    // Reported first, the time is right.
+    lone.now += Duration::from_secs(60);
+    lone.session.handle_timeout(lone.now);
+    let fresh = lone
+        .session
+        .subscribe(path("/x"), "t", SubscribeParams::default())
+        .unwrap();
+    assert_eq!(
+        lone.session.poll_timeout(),
+        Some(lone.now + Duration::from_secs(30))
+    );
+    lone.advance(Duration::from_secs(29));
+    assert!(lone.session.subscription(fresh).is_some());
+}
