@@ -262,6 +262,10 @@ impl Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
+        // Keep the peer's log only when the test failed.
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_file(&self.log);
+        }
     }
 }
 
