@@ -220,6 +220,12 @@ impl StreamDecoder {
 }
 
 impl StreamDecoder {
+    /// Releases the spare capacity of the chunk queue, all of it when nothing is buffered:
+    /// for streams that sit idle between rare messages. The next chunk allocates again.
+    pub fn shrink_to_fit(&mut self) {
+        self.chunks.shrink_to_fit();
+    }
+
     /// Drops every buffered byte, for streams whose remaining content is ignored.
     pub fn discard(&mut self) {
         self.chunks.clear();

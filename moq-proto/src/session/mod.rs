@@ -86,7 +86,8 @@ pub struct Session {
     // Transport plumbing.
     next_stream: u64,
     streams: HashMap<StreamId, Stream>,
-    ready: std::collections::BTreeSet<(std::cmp::Reverse<i32>, StreamId)>,
+    /// Streams with a write or FIN to emit: (priority, stream), highest first (see streams).
+    ready: std::collections::BinaryHeap<(i32, std::cmp::Reverse<StreamId>)>,
     commands: VecDeque<Command>,
     events: VecDeque<Event>,
     timers: Timers,
@@ -488,8 +489,20 @@ impl Session {
         }
     }
 
-    /// Dispatches buffered input on a stream to its flow until nothing more decodes.
+    /// Dispatches buffered input on a stream to its flow until nothing more decodes, then
+    /// releases an idle control stream's receive buffer.
     fn process(&mut self, id: StreamId) {
+        self.process_input(id);
+        if let Some(stream) = self.streams.get_mut(&id)
+            && !stream.kind.carries_data()
+            && let Some(recv) = stream.recv.as_mut()
+            && recv.buffered() == 0
+        {
+            recv.shrink_to_fit();
+        }
+    }
+
+    fn process_input(&mut self, id: StreamId) {
         loop {
             if self.closed.is_some() {
                 return;

@@ -1,5 +1,12 @@
-//! Per-stream transport state: send queues with credit, receive decoders, and the ready set
-//! that [`Session::poll_command`] drains in priority order.
+//! Per-stream transport state: send queues with credit, receive decoders, and the ready
+//! queue that [`Session::poll_command`] drains in priority order.
+//!
+//! The ready queue is a binary heap of `(priority, stream)` entries with lazy deletion: a
+//! stream has at most one live entry (its `scheduled` priority); an entry whose stream has
+//! since changed priority, lost its send side or stopped being ready is dropped when popped.
+//! Draining `poll_command` empties the heap, and its buffer keeps its capacity, so the data
+//! path allocates nothing for scheduling in steady state (a `BTreeSet` allocated and freed
+//! nodes as streams came and went from the set).
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
@@ -45,6 +52,19 @@ pub(super) enum Kind {
     Ignored,
 }
 
+impl Kind {
+    /// Whether the stream carries group or fetch data, as opposed to control messages: a
+    /// control stream sits idle between rare messages, so its buffers are released when
+    /// empty (an idle subscription then holds none); a data stream keeps them for the next
+    /// frame.
+    pub(super) fn carries_data(self) -> bool {
+        matches!(
+            self,
+            Self::GroupIn | Self::GroupOut | Self::FetchIn | Self::FetchOut
+        )
+    }
+}
+
 /// One stream; removed once both halves are done.
 #[derive(Debug)]
 pub(super) struct Stream {
@@ -69,6 +89,8 @@ pub(super) struct SendHalf {
     /// FIN follows the queued data.
     fin: bool,
     pub(super) priority: i32,
+    /// The priority of this stream's live entry in the ready queue, if it has one.
+    scheduled: Option<i32>,
 }
 
 impl SendHalf {
@@ -85,7 +107,15 @@ impl SendHalf {
             in_flight: 0,
             fin: false,
             priority,
+            scheduled: None,
         }
+    }
+
+    /// Whether the next write (or the FIN) can go to the transport now.
+    fn is_ready(&self, window: usize) -> bool {
+        self.opened
+            && ((!self.queue.is_empty() && self.in_flight < window)
+                || (self.queue.is_empty() && self.fin))
     }
 }
 
@@ -191,7 +221,7 @@ impl Session {
         let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.take()) else {
             return 0;
         };
-        self.ready.remove(&(Reverse(send.priority), id));
+        // Its ready entry, if any, is dropped when popped.
         // Also for a stream still opening: the adapter resets it as soon as it has it.
         self.commands.push_back(Command::Reset { id, code });
         send.queued
@@ -221,11 +251,12 @@ impl Session {
         if send.priority == priority {
             return;
         }
-        let old = send.priority;
         send.priority = priority;
         let opened = send.opened;
-        if self.ready.remove(&(Reverse(old), id)) {
-            self.ready.insert((Reverse(priority), id));
+        if send.scheduled.is_some() {
+            // Re-queued at the new priority; the old entry is dropped when popped.
+            send.scheduled = Some(priority);
+            self.ready.push((priority, Reverse(id)));
         }
         if opened {
             self.commands
@@ -244,33 +275,48 @@ impl Session {
         }
     }
 
-    /// Puts a stream in or out of the ready set after its send state changed.
+    /// Queues a stream for writing if its send state makes it ready. One that stops being
+    /// ready keeps its entry, which is dropped when popped.
     pub(super) fn refresh_ready(&mut self, id: StreamId) {
         let window = self.config.stream_send_window;
-        let Some(send) = self.streams.get(&id).and_then(|s| s.send.as_ref()) else {
+        let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) else {
             return;
         };
-        let key = (Reverse(send.priority), id);
-        let ready = send.opened
-            && ((!send.queue.is_empty() && send.in_flight < window)
-                || (send.queue.is_empty() && send.fin));
-        if ready {
-            self.ready.insert(key);
-        } else {
-            self.ready.remove(&key);
+        if send.scheduled.is_none() && send.is_ready(window) {
+            send.scheduled = Some(send.priority);
+            self.ready.push((send.priority, Reverse(id)));
         }
     }
 
     /// The next write (or FIN) of the highest-priority ready stream.
     pub(super) fn poll_write(&mut self) -> Option<Command> {
-        let (_, id) = self.ready.pop_first()?;
-        let stream = self.streams.get_mut(&id)?;
+        let window = self.config.stream_send_window;
+        let (id, stream) = loop {
+            let (priority, Reverse(id)) = self.ready.pop()?;
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let Some(send) = stream.send.as_mut() else {
+                continue;
+            };
+            if send.scheduled != Some(priority) {
+                // Stale: re-queued at another priority.
+                continue;
+            }
+            send.scheduled = None;
+            if send.is_ready(window) {
+                break (id, stream);
+            }
+        };
         let send = stream.send.as_mut()?;
         if let Some(data) = send.queue.pop_front() {
             send.queued -= data.len();
             send.in_flight += data.len();
             let len = data.len();
             let kind = stream.kind;
+            if send.queue.is_empty() && !kind.carries_data() {
+                send.queue.shrink_to_fit();
+            }
             self.stats.bytes_sent_app += len as u64;
             if kind == Kind::GroupOut {
                 self.on_group_bytes_sent(id, len);
