@@ -253,3 +253,44 @@ fn probe_end_and_reset_reach_the_prober() {
         );
     }
 }
+
+#[test]
+fn stats_follow_the_transport_and_the_peers_probe_replies() {
+    let mut pair = Pair::new();
+    // The server sends steadily, so its responder measures a send rate.
+    let id = super::common::subscribed(
+        &mut pair,
+        super::pair::Side::Server,
+        crate::message::SubscribeParams::default(),
+    );
+    pair.client.session.probe(5_000_000).unwrap();
+    pair.drive();
+    for seq in 0..10 {
+        let g = pair
+            .server
+            .session
+            .open_group(id, crate::GroupSequence(seq))
+            .unwrap();
+        pair.server
+            .session
+            .write_frame(g, bytes::Bytes::from(vec![0; 1250]))
+            .unwrap();
+        pair.server.session.finish_group(g).unwrap();
+        pair.advance(Duration::from_millis(100));
+    }
+    let server = pair.server.session.stats();
+    let client = pair.client.session.stats();
+    // The responder's transport reported RTT and bytes: they win over stream counts.
+    assert_eq!(server.rtt, Some(Duration::from_millis(20)));
+    assert!(server.bytes_sent > 12_500, "{server:?}");
+    // About 1250 bytes per 100 ms: 100 kb/s, plus the control traffic.
+    let rate = server.send_bitrate.unwrap();
+    assert!((90_000..=140_000).contains(&rate), "{rate}");
+    // The prober learns the peer's estimate (as of its last reply: replies follow changes
+    // over 10 %) and RTT from the replies.
+    let estimate = client.estimated_bitrate.unwrap();
+    assert!(estimate.abs_diff(rate) * 10 <= rate, "{estimate} vs {rate}");
+    assert_eq!(client.rtt, Some(Duration::from_millis(20)));
+    assert_eq!(client.send_bitrate, None);
+    assert_eq!((client.groups_received, server.groups_sent), (10, 10));
+}

@@ -1281,7 +1281,10 @@ fn commands_count_time_from_the_latest_input() {
         .session
         .subscribe(path("/x"), "t", SubscribeParams::default())
         .unwrap();
-    assert!(lone.session.poll_timeout().unwrap() < lone.now, "armed from the stale clock");
+    assert!(
+        lone.session.poll_timeout().unwrap() < lone.now,
+        "armed from the stale clock"
+    );
     lone.session.handle_timeout(lone.now);
     assert_eq!(
         lone.events().last(),
@@ -1303,4 +1306,52 @@ fn commands_count_time_from_the_latest_input() {
     );
     lone.advance(Duration::from_secs(29));
     assert!(lone.session.subscription(fresh).is_some());
+}
+
+#[test]
+fn response_timeout_counts_from_the_subscribe_under_latency() {
+    // A round trip just under the timeout: the OK arrives in time.
+    for (one_way, times_out) in [
+        (Duration::from_secs(14), false),
+        (Duration::from_secs(16), true),
+    ] {
+        let mut pair = Pair::new();
+        pair.latency = one_way;
+        pair.server
+            .session
+            .announce(path("/live/cam"), vec![])
+            .unwrap();
+        let id = pair
+            .client
+            .session
+            .subscribe(path("/live/cam"), "video", SubscribeParams::default())
+            .unwrap();
+        // Deliver the SUBSCRIBE, accept at once, then let time run.
+        pair.advance(one_way);
+        for e in pair.server.take_events() {
+            if let Event::SubscribeRequested { id, .. } = e {
+                pair.server
+                    .session
+                    .accept_subscribe(id, PublisherParams::default())
+                    .unwrap();
+            }
+        }
+        pair.advance(Duration::from_secs(40));
+        let events = pair.client.take_events();
+        if times_out {
+            assert_eq!(
+                events,
+                vec![Event::SubscriptionEnded {
+                    id,
+                    reason: EndReason::Cancelled(codes::TIMEOUT)
+                }],
+                "one way {one_way:?}"
+            );
+        } else {
+            assert!(
+                matches!(events.as_slice(), [Event::SubscribeOk { id: i, .. }] if *i == id),
+                "one way {one_way:?}: {events:?}"
+            );
+        }
+    }
 }
