@@ -38,11 +38,7 @@ impl Session {
     /// learnt followed by its own non-zero hop ID (decision D15). Announcing an active path
     /// again with other hops re-announces it (ENDED then ACTIVE); with the same hops it does
     /// nothing.
-    pub fn announce(
-        &mut self,
-        path: BroadcastPath,
-        hops: Vec<HopId>,
-    ) -> Result<(), CommandError> {
+    pub fn announce(&mut self, path: BroadcastPath, hops: Vec<HopId>) -> Result<(), CommandError> {
         self.check_open()?;
         let probe = Announce {
             status: AnnounceStatus::Active,
@@ -266,9 +262,7 @@ impl Session {
         let path = interest.prefix.join(&message.suffix);
         let failure = match message.status {
             AnnounceStatus::Active if interest.active.contains(&path) => Some(codes::DUPLICATED),
-            AnnounceStatus::Active if interest.active.len() >= max_entries => {
-                Some(codes::INTERNAL)
-            }
+            AnnounceStatus::Active if interest.active.len() >= max_entries => Some(codes::INTERNAL),
             AnnounceStatus::Active => {
                 interest.active.insert(path.clone());
                 self.events.push_back(Event::Announced {
@@ -279,7 +273,8 @@ impl Session {
                 None
             }
             AnnounceStatus::Ended if interest.active.remove(&path) => {
-                self.events.push_back(Event::Unannounced { interest: id, path });
+                self.events
+                    .push_back(Event::Unannounced { interest: id, path });
                 None
             }
             AnnounceStatus::Ended => Some(codes::DUPLICATED),
@@ -298,7 +293,8 @@ impl Session {
         let mut paths: Vec<_> = interest.active.into_iter().collect();
         paths.sort();
         for path in paths {
-            self.events.push_back(Event::Unannounced { interest: id, path });
+            self.events
+                .push_back(Event::Unannounced { interest: id, path });
         }
         self.events.push_back(Event::InterestEnded {
             interest: id,

@@ -161,7 +161,8 @@ impl Session {
             s.kind = Kind::Ignored;
         }
         self.reap(id);
-        self.events.push_back(Event::FetchEnded { stream: id, reason });
+        self.events
+            .push_back(Event::FetchEnded { stream: id, reason });
     }
 
     /// A fetch we serve was cancelled by the peer: report it.
@@ -169,7 +170,8 @@ impl Session {
         if self.fetches_in.remove(&id).is_some() {
             self.stop_recv(id, codes::CANCELLED);
             self.reap(id);
-            self.events.push_back(Event::FetchEnded { stream: id, reason });
+            self.events
+                .push_back(Event::FetchEnded { stream: id, reason });
         }
     }
 

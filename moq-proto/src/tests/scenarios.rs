@@ -30,7 +30,13 @@ fn subscribed(pair: &mut Pair, publisher: Side, params: SubscribeParams) -> Subs
         .unwrap();
     pair.drive();
     let requested = pair.side(publisher).take_events();
-    let Some(Event::SubscribeRequested { id: pid, path: p, track, .. }) = requested.first() else {
+    let Some(Event::SubscribeRequested {
+        id: pid,
+        path: p,
+        track,
+        ..
+    }) = requested.first()
+    else {
         panic!("expected SubscribeRequested, got {requested:?}");
     };
     assert_eq!((*pid, p, track.as_str()), (id, &path("live/cam"), "video"));
@@ -55,8 +61,14 @@ fn frames_of(events: &[Event], stream: StreamId) -> Vec<Bytes> {
 #[test]
 fn announce_interest_sees_active_then_ended() {
     let mut pair = Pair::new();
-    pair.server.session.announce(path("/live/a"), vec![]).unwrap();
-    pair.server.session.announce(path("/other/b"), vec![]).unwrap();
+    pair.server
+        .session
+        .announce(path("/live/a"), vec![])
+        .unwrap();
+    pair.server
+        .session
+        .announce(path("/other/b"), vec![])
+        .unwrap();
     let interest = pair
         .client
         .session
@@ -122,14 +134,21 @@ fn subscribe_delivers_frames_in_both_directions() {
         pair.drive();
         let events = pair.side(subscriber).take_events();
         // The resolved SUBSCRIBE_OK (start = 1) precedes the group.
-        assert!(matches!(
-            events.first(),
-            Some(Event::SubscribeOk { params, .. }) if params.start == Some(GroupSequence(1))
-        ), "{events:?}");
+        assert!(
+            matches!(
+                events.first(),
+                Some(Event::SubscribeOk { params, .. }) if params.start == Some(GroupSequence(1))
+            ),
+            "{events:?}"
+        );
         let stream = events
             .iter()
             .find_map(|e| match e {
-                Event::GroupReceived { id: i, sequence, stream } if *i == id => {
+                Event::GroupReceived {
+                    id: i,
+                    sequence,
+                    stream,
+                } if *i == id => {
                     assert_eq!(*sequence, GroupSequence(1));
                     Some(*stream)
                 }
@@ -150,7 +169,10 @@ fn subscribe_delivers_frames_in_both_directions() {
 #[test]
 fn fetch_returns_the_group_then_ends() {
     let mut pair = Pair::new();
-    pair.server.session.announce(path("/interop/server"), vec![]).unwrap();
+    pair.server
+        .session
+        .announce(path("/interop/server"), vec![])
+        .unwrap();
     let request = Fetch {
         path: path("/interop/server"),
         track: String::new(),
@@ -160,7 +182,11 @@ fn fetch_returns_the_group_then_ends() {
     let fetch = pair.client.session.fetch(request.clone()).unwrap();
     pair.drive();
     let events = pair.server.take_events();
-    let Some(Event::FetchRequested { stream, request: got }) = events.first() else {
+    let Some(Event::FetchRequested {
+        stream,
+        request: got,
+    }) = events.first()
+    else {
         panic!("{events:?}");
     };
     assert_eq!(got, &request);
@@ -195,13 +221,19 @@ fn probe_reply_arrives_within_one_interval() {
         matches!(events.first(), Some(Event::ProbeResult { rtt, .. }) if *rtt == Duration::from_millis(20)),
         "{events:?}"
     );
-    assert_eq!(pair.client.session.stats().rtt, Some(Duration::from_millis(20)));
+    assert_eq!(
+        pair.client.session.stats().rtt,
+        Some(Duration::from_millis(20))
+    );
 }
 
 #[test]
 fn goaway_refuses_new_requests_and_times_out() {
     let mut pair = Pair::new();
-    pair.server.session.goaway("https://next.example.com").unwrap();
+    pair.server
+        .session
+        .goaway("https://next.example.com")
+        .unwrap();
     pair.drive();
     assert_eq!(
         pair.client.take_events(),
@@ -261,7 +293,11 @@ fn malformed_message_closes_with_protocol_violation() {
     let session = &mut pair.server.session;
     let id = session.handle_accepted(crate::Dir::Bi, now);
     // SUBSCRIBE stream with a length that leaves a trailing byte.
-    session.handle_data(id, Bytes::from_static(&[0x02, 0x08, 0x01, 0x01, b'/', 0, 0, 0, 0, 0]), now);
+    session.handle_data(
+        id,
+        Bytes::from_static(&[0x02, 0x08, 0x01, 0x01, b'/', 0, 0, 0, 0, 0]),
+        now,
+    );
     let commands: Vec<_> = std::iter::from_fn(|| session.poll_command()).collect();
     assert!(
         matches!(commands.as_slice(), [Command::Close { code, .. }] if *code == code::session::PROTOCOL_VIOLATION),
