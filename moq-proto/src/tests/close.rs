@@ -362,3 +362,91 @@ fn peer_reset_and_stop_on_control_streams_end_the_flow() {
         assert_eq!(pair.server.session.open_streams(), 0);
     }
 }
+
+#[test]
+fn failed_opens_end_each_flow_with_open_failed() {
+    for side in BOTH {
+        let mut pair = Pair::new();
+        let peer = side.other();
+        // A subscription from `peer` to `side`, made while opens still work.
+        let sub = subscribed(&mut pair, side, SubscribeParams::default());
+        pair.side(peer)
+            .session
+            .announce(path("/theirs"), vec![])
+            .unwrap();
+        pair.fail_opens.insert(side);
+        let s = &mut pair.side(side).session;
+        let id = s
+            .subscribe(path("/theirs"), "t", SubscribeParams::default())
+            .unwrap();
+        let interest = s.announce_interest(PathPrefix::root(), HopId(0)).unwrap();
+        let fetch = s
+            .fetch(Fetch {
+                path: path("/theirs"),
+                track: String::new(),
+                priority: 0,
+                group: GroupSequence(0),
+            })
+            .unwrap();
+        s.probe(1).unwrap();
+        s.open_group(sub, GroupSequence(1)).unwrap();
+        pair.drive();
+        let events = pair.side(side).take_events();
+        for expected in [
+            Event::SubscriptionEnded {
+                id,
+                reason: EndReason::OpenFailed,
+            },
+            Event::InterestEnded {
+                interest,
+                reason: EndReason::OpenFailed,
+            },
+            Event::FetchEnded {
+                stream: fetch,
+                reason: EndReason::OpenFailed,
+            },
+            Event::ProbeEnded {
+                reason: EndReason::OpenFailed,
+            },
+            Event::GroupCancelled {
+                id: sub,
+                sequence: GroupSequence(1),
+                reason: EndReason::OpenFailed,
+            },
+        ] {
+            assert!(
+                events.contains(&expected),
+                "{expected:?} missing from {events:?}"
+            );
+        }
+        assert_eq!(events.len(), 5, "{events:?}");
+        // Of all that, the peer only learns the start the first group resolved; nothing is
+        // left behind, and the session lives on.
+        assert!(matches!(
+            pair.side(peer).take_events().as_slice(),
+            [Event::SubscribeOk { id, params }] if *id == sub && params.start == Some(GroupSequence(1))
+        ));
+        assert_eq!(
+            pair.side(side).session.open_streams(),
+            1,
+            "the subscription's stream"
+        );
+        assert!(!pair.side(side).session.is_closed());
+        // Opens work again: so does everything.
+        pair.fail_opens.clear();
+        let g = pair
+            .side(side)
+            .session
+            .open_group(sub, GroupSequence(2))
+            .unwrap();
+        pair.side(side).session.finish_group(g).unwrap();
+        pair.drive();
+        let events = pair.side(peer).take_events();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::GroupReceived { sequence, .. } if *sequence == GroupSequence(2))),
+            "{events:?}"
+        );
+    }
+}
