@@ -30,12 +30,12 @@ mod session;
 #[cfg(test)]
 mod tests;
 
+pub use code::ErrorCode;
 pub use coding::{
     DecodeError, EncodeError, Limits, Message, StreamDecoder, UnexpectedEnd, VarInt,
     VarIntBoundsExceeded,
 };
 pub use ids::{GroupSequence, HopId, SubscribeId};
-pub use code::ErrorCode;
 pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
     CloseReason, Command, CommandError, Config, Dir, EndReason, Event, PublisherParams, Role,

@@ -245,7 +245,10 @@ mod tests {
     #[test]
     fn slash_terminated_prefix_matches_whole_segments() {
         let prefix = PathPrefix::from_wire("/live/".to_owned());
-        assert_eq!(prefix.suffix_of(&BroadcastPath::new("/live/cam1")), Some("cam1"));
+        assert_eq!(
+            prefix.suffix_of(&BroadcastPath::new("/live/cam1")),
+            Some("cam1")
+        );
         assert!(!prefix.matches(&BroadcastPath::new("/live")));
         assert!(!prefix.matches(&BroadcastPath::new("/livestream")));
         assert_eq!(prefix.join("cam1"), BroadcastPath::new("live/cam1"));

@@ -48,7 +48,9 @@ fn args() -> Result<Args, Error> {
             "--subscribe" => args.subscribe = Some(it.next().ok_or("--subscribe URL")?),
             "--insecure" => args.insecure = true,
             "-h" | "--help" => {
-                println!("usage: clock [--seconds N] [--serve ADDR | --subscribe URL [--insecure]]");
+                println!(
+                    "usage: clock [--seconds N] [--serve ADDR | --subscribe URL [--insecure]]"
+                );
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other}").into()),
@@ -101,7 +103,11 @@ async fn subscribe(session: &moq_quinn::Session, duration: Duration) -> Result<S
         .await?
         .ok_or("the announce stream ended")?;
     println!("discovered {}", announcement.path());
-    let mut track = session.subscribe(announcement.path().clone(), TRACK, SubscribeParams::default())?;
+    let mut track = session.subscribe(
+        announcement.path().clone(),
+        TRACK,
+        SubscribeParams::default(),
+    )?;
     let mut summary = Summary {
         frames: 0,
         groups: 0,
@@ -124,11 +130,18 @@ async fn subscribe(session: &moq_quinn::Session, duration: Duration) -> Result<S
                 summary.latencies.push(latency);
                 if verbose {
                     let text = String::from_utf8_lossy(frame.get(8..).unwrap_or_default());
-                    println!("  {text:<20} latency {:>7.3} ms", latency.as_secs_f64() * 1e3);
+                    println!(
+                        "  {text:<20} latency {:>7.3} ms",
+                        latency.as_secs_f64() * 1e3
+                    );
                 }
             }
             if !verbose {
-                println!("group {} complete: {} frames so far", group.sequence(), summary.frames);
+                println!(
+                    "group {} complete: {} frames so far",
+                    group.sequence(),
+                    summary.frames
+                );
             }
         }
         Ok::<_, Error>(())
@@ -145,7 +158,10 @@ fn print_summary(summary: &mut Summary, session: &moq_quinn::Session, elapsed: D
     summary.latencies.sort();
     let pct = |p: f64| {
         let i = ((summary.latencies.len() as f64 - 1.0) * p).round() as usize;
-        summary.latencies.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        summary
+            .latencies
+            .get(i)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
     };
     println!(
         "summary: {} frames in {} groups, {:.1} kbit/s of payload, latency p50 {:.3} ms p99 {:.3} ms, rtt {:?}, {} bytes received on the connection",
@@ -168,7 +184,9 @@ async fn main() -> Result<(), Error> {
         let trust = if args.insecure {
             ServerTrust::Insecure
         } else {
-            return Err("--subscribe needs --insecure (the server's certificate is unknown)".into());
+            return Err(
+                "--subscribe needs --insecure (the server's certificate is unknown)".into(),
+            );
         };
         let client = Client::new(trust)?;
         let session = client.connect(url, Config::default(), None).await?;

@@ -56,7 +56,11 @@ impl transport::Connection for QuicConnection {
     type RecvStream = RecvStream;
 
     async fn open_uni(&self) -> Result<SendStream, StreamError> {
-        self.conn.open_uni().await.map(SendStream).map_err(connection_lost)
+        self.conn
+            .open_uni()
+            .await
+            .map(SendStream)
+            .map_err(connection_lost)
     }
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
@@ -65,7 +69,11 @@ impl transport::Connection for QuicConnection {
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
-        self.conn.accept_uni().await.map(RecvStream).map_err(connection_lost)
+        self.conn
+            .accept_uni()
+            .await
+            .map(RecvStream)
+            .map_err(connection_lost)
     }
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
@@ -150,7 +158,9 @@ impl transport::RecvStream for RecvStream {
         match self.0.read_chunk(max, true).await {
             Ok(Some(chunk)) => Ok(Some(chunk.bytes)),
             Ok(None) => Ok(None),
-            Err(quinn::ReadError::Reset(code)) => Err(StreamError::Reset(ErrorCode(code.into_inner()))),
+            Err(quinn::ReadError::Reset(code)) => {
+                Err(StreamError::Reset(ErrorCode(code.into_inner())))
+            }
             Err(quinn::ReadError::ClosedStream) => Err(StreamError::Closed),
             Err(_) => Err(StreamError::ConnectionLost),
         }

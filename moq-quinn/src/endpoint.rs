@@ -97,7 +97,11 @@ pub struct Client {
 impl Client {
     /// A client on an ephemeral local port, checking servers with `trust`.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
-        Self::bind(SocketAddr::from(([0, 0, 0, 0], 0)), trust, QuicOptions::default())
+        Self::bind(
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            trust,
+            QuicOptions::default(),
+        )
     }
 
     /// A client bound to `addr`, with explicit QUIC options.
@@ -241,8 +245,10 @@ impl Server {
 
     /// Stops accepting and closes every connection with `code`.
     pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
-        self.endpoint
-            .close(quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::MAX), reason.as_bytes());
+        self.endpoint.close(
+            quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::MAX),
+            reason.as_bytes(),
+        );
     }
 }
 
@@ -252,8 +258,14 @@ mod tests {
 
     #[test]
     fn urls() {
-        assert_eq!(parse_url("moqt://127.0.0.1:4443").unwrap(), ("127.0.0.1".into(), 4443));
-        assert_eq!(parse_url("moqt://localhost:1/x/y").unwrap(), ("localhost".into(), 1));
+        assert_eq!(
+            parse_url("moqt://127.0.0.1:4443").unwrap(),
+            ("127.0.0.1".into(), 4443)
+        );
+        assert_eq!(
+            parse_url("moqt://localhost:1/x/y").unwrap(),
+            ("localhost".into(), 1)
+        );
         assert_eq!(parse_url("moqt://[::1]:9").unwrap(), ("::1".into(), 9));
         for bad in ["https://a:1", "moqt://a", "moqt://:1", "moqt://a:x"] {
             assert!(parse_url(bad).is_err(), "{bad}");

@@ -48,8 +48,9 @@ impl Identity {
     /// enough for browsers' `serverCertificateHashes`).
     pub fn self_signed(names: &[&str]) -> Result<Self, CertError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
-        let mut params =
-            rcgen::CertificateParams::new(names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())?;
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        )?;
         let now = std::time::SystemTime::now();
         params.not_before = (now - std::time::Duration::from_secs(3600)).into();
         params.not_after = (now + std::time::Duration::from_secs(13 * 24 * 3600)).into();

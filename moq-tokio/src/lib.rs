@@ -39,6 +39,6 @@ pub use transport::ConnectionInfo;
 
 pub use moq_proto::message::SubscribeParams;
 pub use moq_proto::{
-    self as proto, BroadcastPath, CloseReason, Config, EndReason, ErrorCode, GroupSequence,
-    HopId, PathPrefix, PublisherParams, Role, SessionStats, SubscribeId, code,
+    self as proto, BroadcastPath, CloseReason, Config, EndReason, ErrorCode, GroupSequence, HopId,
+    PathPrefix, PublisherParams, Role, SessionStats, SubscribeId, code,
 };

@@ -298,9 +298,7 @@ impl TrackWriter {
     /// Opens the group with this sequence.
     pub fn open_group_at(&mut self, sequence: GroupSequence) -> Result<GroupWriter, PublishError> {
         self.accept(PublisherParams::default())?;
-        let stream = self
-            .shared
-            .with(|s| s.core.open_group(self.id, sequence))?;
+        let stream = self.shared.with(|s| s.core.open_group(self.id, sequence))?;
         self.next = self.next.max(sequence.0.saturating_add(1));
         Ok(GroupWriter {
             shared: self.shared.clone(),

@@ -36,7 +36,11 @@ struct Owner(Arc<Shared>);
 
 impl Drop for Owner {
     fn drop(&mut self) {
-        self.0.with(|inner| inner.core.close(moq_proto::code::session::NO_ERROR, "session dropped"));
+        self.0.with(|inner| {
+            inner
+                .core
+                .close(moq_proto::code::session::NO_ERROR, "session dropped")
+        });
     }
 }
 
@@ -143,7 +147,12 @@ impl Session {
             inner.groups.insert(stream, tx);
             Ok::<_, SessionError>(stream)
         })?;
-        Ok(GroupReader::new_fetch(self.shared.clone(), stream, group, rx))
+        Ok(GroupReader::new_fetch(
+            self.shared.clone(),
+            stream,
+            group,
+            rx,
+        ))
     }
 
     /// Listens for the peer's broadcasts under `prefix` (announce interest). An edge passes

@@ -91,11 +91,14 @@ impl Unread {
     }
 
     pub(crate) fn add(&self, n: usize) {
-        self.bytes.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        self.bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
     }
 
     pub(crate) fn sub(&self, n: usize) {
-        let before = self.bytes.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        let before = self
+            .bytes
+            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
         if before > self.limit && before - n <= self.limit {
             self.drained.notify_waiters();
         }
@@ -143,12 +146,20 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     /// Locks the core. Never held across an await.
     pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Runs `f` on the core, then wakes the driver to carry out what it queued.
+    ///
+    /// The core's clock moves only with inputs, so it is advanced first: a deadline a
+    /// command sets (a subscribe timeout, a GOAWAY drain) counts from now.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
-        let out = f(&mut self.lock());
+        let mut inner = self.lock();
+        inner.core.handle_timeout(crate::driver::now());
+        let out = f(&mut inner);
+        drop(inner);
         self.wake.notify_one();
         out
     }

@@ -37,7 +37,10 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
-        let (&b, rest) = self.buf.split_first().ok_or_else(|| self.truncated(field))?;
+        let (&b, rest) = self
+            .buf
+            .split_first()
+            .ok_or_else(|| self.truncated(field))?;
         self.buf = rest;
         Ok(b)
     }

@@ -216,8 +216,14 @@ mod tests {
 
     #[test]
     fn too_large_is_an_error() {
-        assert_eq!(VarInt::from_u64(1 << 62), Err(VarIntBoundsExceeded(1 << 62)));
-        assert_eq!(VarInt::try_from(u64::MAX), Err(VarIntBoundsExceeded(u64::MAX)));
+        assert_eq!(
+            VarInt::from_u64(1 << 62),
+            Err(VarIntBoundsExceeded(1 << 62))
+        );
+        assert_eq!(
+            VarInt::try_from(u64::MAX),
+            Err(VarIntBoundsExceeded(u64::MAX))
+        );
     }
 
     #[test]

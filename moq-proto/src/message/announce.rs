@@ -87,9 +87,8 @@ impl Message for Announce {
         }
         // Status (0 or 1: one byte), suffix, then the hop count as a varint: up to 63 takes
         // one byte, 64 (MAX_HOPS) takes two.
-        let mut len = 1
-            + string_len(Self::NAME, "suffix", &self.suffix)?
-            + size_of_len(self.hops.len());
+        let mut len =
+            1 + string_len(Self::NAME, "suffix", &self.suffix)? + size_of_len(self.hops.len());
         for hop in &self.hops {
             len += varint_len(Self::NAME, "hop_id", hop.0)?;
         }

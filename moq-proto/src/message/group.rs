@@ -3,8 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::coding::{
-    DecodeError, EncodeError, Limits, Message, Reader, VarInt, put_varint, size_of_len,
-    varint_len,
+    DecodeError, EncodeError, Limits, Message, Reader, VarInt, put_varint, size_of_len, varint_len,
 };
 use crate::{GroupSequence, SubscribeId};
 

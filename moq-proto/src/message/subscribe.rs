@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use bytes::BufMut;
 
+use super::{path_len, put_path};
 use crate::coding::{
     DecodeError, EncodeError, Limits, Message, Reader, put_string, put_varint, string_len,
     varint_len,
 };
-use super::{path_len, put_path};
 use crate::{BroadcastPath, GroupSequence, SubscribeId};
 
 /// The delivery preferences and group range carried by SUBSCRIBE, SUBSCRIBE_UPDATE and
@@ -36,9 +36,19 @@ pub struct SubscribeParams {
 
 impl SubscribeParams {
     fn body_len(&self, message: &'static str) -> Result<usize, EncodeError> {
-        Ok(2 + varint_len(message, "max_latency", latency_ms(message, self.max_latency)?)?
-            + varint_len(message, "start_group", range_to_wire(message, "start_group", self.start)?)?
-            + varint_len(message, "end_group", range_to_wire(message, "end_group", self.end)?)?)
+        Ok(2 + varint_len(
+            message,
+            "max_latency",
+            latency_ms(message, self.max_latency)?,
+        )? + varint_len(
+            message,
+            "start_group",
+            range_to_wire(message, "start_group", self.start)?,
+        )? + varint_len(
+            message,
+            "end_group",
+            range_to_wire(message, "end_group", self.end)?,
+        )?)
     }
 
     fn encode<B: BufMut + ?Sized>(&self, buf: &mut B) {
@@ -76,14 +86,11 @@ fn range_to_wire(
 ) -> Result<u64, EncodeError> {
     match group {
         None => Ok(0),
-        Some(seq) => seq
-            .0
-            .checked_add(1)
-            .ok_or(EncodeError::ValueOutOfRange {
-                message,
-                field,
-                value: seq.0,
-            }),
+        Some(seq) => seq.0.checked_add(1).ok_or(EncodeError::ValueOutOfRange {
+            message,
+            field,
+            value: seq.0,
+        }),
     }
 }
 

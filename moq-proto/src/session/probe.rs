@@ -209,7 +209,9 @@ impl Session {
         let stream = p.stream;
         let reply = Probe {
             bitrate: value,
-            rtt: rtt.unwrap_or_default(),
+            // Whole milliseconds on the wire, where 0 means unknown: a measured RTT under
+            // 1 ms is sent as 1 ms.
+            rtt: rtt.map_or(Duration::ZERO, |r| r.max(Duration::from_millis(1))),
         };
         let _ = self.send_message(stream, &reply);
     }

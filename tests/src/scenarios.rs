@@ -1,0 +1,478 @@
+//! The end-to-end scenario suite, generic over the transport: each function is one test.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use moq_quinn::{
+    Broadcast, CloseReason, Config, ErrorCode, GroupSequence, HopId, SessionError, StreamEndError,
+    SubscribeParams, TrackEvent, TrackRequest, TrackWriter, code,
+};
+
+use crate::{Options, Transport, WAIT, within};
+
+fn frame(s: &str) -> Bytes {
+    Bytes::copy_from_slice(s.as_bytes())
+}
+
+/// Publishes `path` with one track `name` on `router`, returning its producer.
+fn broadcast(router: &moq_quinn::Router, path: &str, name: &str) -> moq_quinn::TrackProducer {
+    let broadcast = Broadcast::new();
+    let track = broadcast.create_track(name, 8);
+    router.publish(path, broadcast);
+    track
+}
+
+/// Announcements reach the other side; new ones arrive live; unpublishing ends them.
+pub async fn announce_discovery<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let _a = broadcast(&pair.server_router, "/live/a", "t");
+    let mut announced = pair.client.announced("/live/", HopId(0)).expect("interest");
+    let mut a = within("announcement a", announced.next()).await.expect("a");
+    assert_eq!(a.path().to_string(), "/live/a");
+    assert!(a.hops().is_empty());
+    let _b = broadcast(&pair.server_router, "/live/b", "t");
+    let _other = broadcast(&pair.server_router, "/other/c", "t");
+    let b = within("announcement b", announced.next()).await.expect("b");
+    assert_eq!(
+        b.path().to_string(),
+        "/live/b",
+        "only paths under the prefix"
+    );
+    assert!(pair.server_router.unpublish(&"/live/a".into()));
+    within("a ended", a.ended()).await;
+    assert!(!b.is_ended());
+}
+
+/// Subscribing delivers every frame of every group, in order, from `publisher` to the
+/// other side.
+async fn deliver(pair: &crate::Pair, server_publishes: bool) {
+    let (router, subscriber) = if server_publishes {
+        (&pair.server_router, &pair.client)
+    } else {
+        (&pair.client_router, &pair.server)
+    };
+    let track = broadcast(router, "/live/cam", "video");
+    let mut reader = subscriber
+        .subscribe("/live/cam", "video", SubscribeParams::default())
+        .expect("subscribe");
+    // Wait for the publisher to see the subscriber before producing.
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    for g in 0..3 {
+        let group = track.append_group();
+        for f in 0..5 {
+            group.write_frame(frame(&format!("g{g}f{f}")));
+        }
+        group.finish();
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let mut group = within("group", reader.next_group())
+            .await
+            .expect("track open")
+            .expect("a group");
+        let frames = within("frames", group.read_all()).await.expect("frames");
+        seen.push((group.sequence(), frames));
+    }
+    seen.sort_by_key(|(s, _)| *s);
+    for (i, (seq, frames)) in seen.iter().enumerate() {
+        assert_eq!(*seq, GroupSequence(i as u64 + 1), "groups numbered from 1");
+        let want: Vec<Bytes> = (0..5).map(|f| frame(&format!("g{i}f{f}"))).collect();
+        assert_eq!(frames, &want);
+    }
+    let ok = reader.publisher_params().expect("SUBSCRIBE_OK arrived");
+    assert!(ok.start.is_some(), "the resolved start arrived");
+}
+
+/// Server publishes, client subscribes.
+pub async fn subscribe_server_to_client<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    deliver(&pair, true).await;
+}
+
+/// Client publishes, server subscribes.
+pub async fn subscribe_client_to_server<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    deliver(&pair, false).await;
+}
+
+/// A handler that hands each writer to the test.
+fn capture(
+    router: &moq_quinn::Router,
+    path: &str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(TrackRequest, TrackWriter)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    router.publish(path, move |request: TrackRequest, writer: TrackWriter| {
+        let _ = tx.send((request, writer));
+    });
+    rx
+}
+
+/// SUBSCRIBE_UPDATE reaches the publisher; SUBSCRIBE_DROP reaches the subscriber.
+pub async fn update_and_drop<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let mut writers = capture(&pair.server_router, "/u");
+    let mut reader = pair
+        .client
+        .subscribe("/u", "t", SubscribeParams::default())
+        .expect("subscribe");
+    let (request, mut writer) = within("request", writers.recv()).await.expect("writer");
+    assert_eq!(
+        (request.path.to_string(), request.track.as_str()),
+        ("/u".into(), "t")
+    );
+    let new = SubscribeParams {
+        priority: 7,
+        ordered: true,
+        max_latency: Duration::from_millis(500),
+        start: Some(GroupSequence(2)),
+        end: Some(GroupSequence(9)),
+    };
+    reader.update(new).expect("update");
+    let got = within("update", writer.updated()).await.expect("updated");
+    assert_eq!(got, new);
+    writer
+        .drop_groups(GroupSequence(5), GroupSequence(7), ErrorCode(0))
+        .expect("drop");
+    match within("drop", reader.next()).await.expect("open") {
+        Some(TrackEvent::Dropped { start, end, code }) => {
+            assert_eq!(
+                (start, end, code),
+                (GroupSequence(5), GroupSequence(7), ErrorCode(0))
+            );
+        }
+        other => panic!("expected a drop, got {other:?}"),
+    }
+    // The range ends at 9: after groups 2..=9 are accounted for, the track ends.
+    for seq in [2, 3, 4, 8, 9] {
+        let mut g = writer.open_group_at(GroupSequence(seq)).expect("open");
+        g.write_frame(frame("x")).expect("write");
+        g.finish().expect("finish");
+    }
+    let mut groups = 0;
+    while let Some(event) = within("track", reader.next()).await.expect("no error") {
+        if let TrackEvent::Group(mut g) = event {
+            assert_eq!(
+                within("group", g.read_all()).await.expect("frames"),
+                vec![frame("x")]
+            );
+            groups += 1;
+        }
+    }
+    assert_eq!(groups, 5, "the bounded track ended after its last group");
+}
+
+/// A subscription to an unknown broadcast or track fails with Subscribe code 0x3.
+pub async fn subscribe_not_found<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let _t = broadcast(&pair.server_router, "/known", "t");
+    for (path, track) in [("/unknown", "t"), ("/known", "nope")] {
+        let mut reader = pair
+            .client
+            .subscribe(path, track, SubscribeParams::default())
+            .expect("subscribe");
+        let err = within("refusal", reader.next_group())
+            .await
+            .expect_err("refused");
+        assert_eq!(
+            err,
+            StreamEndError::Reset(code::subscribe::NOT_FOUND),
+            "{path} {track}"
+        );
+    }
+}
+
+/// FETCH returns a cached group; an unavailable one fails with Fetch code 0x0.
+pub async fn fetch<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let track = broadcast(&pair.server_router, "/f", "t");
+    let group = track.append_group();
+    group.write_frame(frame("HELLO"));
+    group.write_frame(frame("WORLD"));
+    group.finish();
+    let mut reader = pair
+        .client
+        .fetch("/f", "t", GroupSequence(1), 0)
+        .expect("fetch");
+    let frames = within("fetch", reader.read_all()).await.expect("frames");
+    assert_eq!(frames, vec![frame("HELLO"), frame("WORLD")]);
+    let mut missing = pair
+        .client
+        .fetch("/f", "t", GroupSequence(42), 0)
+        .expect("fetch");
+    let err = within("fetch refusal", missing.read_all())
+        .await
+        .expect_err("refused");
+    assert_eq!(err, StreamEndError::Reset(code::fetch::INTERNAL));
+}
+
+/// A probe gets a reply with a plausible RTT; the peer sees our target.
+pub async fn probe<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let mut targets = pair.server.probe_targets();
+    let mut results = pair.client.probe(1_000_000).expect("probe");
+    let reply = within("probe reply", results.next())
+        .await
+        .expect("a reply");
+    assert!(
+        reply.rtt > Duration::ZERO && reply.rtt < Duration::from_secs(1),
+        "loopback rtt {:?}",
+        reply.rtt
+    );
+    assert!(reply.bitrate < 10_000_000_000, "bitrate {}", reply.bitrate);
+    within("target", targets.wait_for(|t| *t == Some(1_000_000)))
+        .await
+        .expect("target seen");
+    assert!(pair.client.stats().rtt.is_some());
+}
+
+/// GOAWAY carries its URI; new requests fail; the receiver closes and the sender sees it.
+pub async fn goaway<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    pair.server
+        .goaway("https://next.example.com")
+        .expect("goaway");
+    let uri = within("goaway", pair.client.goaway_received()).await;
+    assert_eq!(uri.as_deref(), Some("https://next.example.com"));
+    assert_eq!(
+        pair.client
+            .subscribe("/x", "t", SubscribeParams::default())
+            .expect_err("refused"),
+        SessionError::GoingAway
+    );
+    pair.client.close(code::session::NO_ERROR, "moving");
+    match within("server close", pair.server.closed()).await {
+        CloseReason::Peer { code, reason } => {
+            assert_eq!((code, reason.as_str()), (code::session::NO_ERROR, "moving"));
+        }
+        other => panic!("expected the client's close, got {other:?}"),
+    }
+}
+
+/// A GOAWAY whose peer never leaves ends with a close 0x10 after the drain time.
+pub async fn goaway_timeout<T: Transport>() {
+    let mut options = Options::default();
+    options.server.goaway_timeout = Duration::from_millis(300);
+    let pair = T::connect(options).await;
+    pair.server.goaway("").expect("goaway");
+    match within("client sees close", pair.client.closed()).await {
+        CloseReason::Peer { code, .. } => assert_eq!(code, code::session::GOAWAY_TIMEOUT),
+        other => panic!("expected 0x10, got {other:?}"),
+    }
+}
+
+/// A close code and reason reach the peer.
+pub async fn close_with_code<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    pair.client.close(ErrorCode(0x2), "unauthorized here");
+    assert_eq!(
+        within("close", pair.server.closed()).await,
+        CloseReason::Peer {
+            code: ErrorCode(0x2),
+            reason: "unauthorized here".into()
+        }
+    );
+}
+
+/// 256 concurrent subscriptions on one connection each receive their group.
+pub async fn many_subscriptions<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let broadcast = Broadcast::new();
+    let tracks: Vec<_> = (0..256)
+        .map(|i| broadcast.create_track(&format!("t{i}"), 2))
+        .collect();
+    pair.server_router.publish("/many", broadcast);
+    let mut readers: Vec<_> = (0..256)
+        .map(|i| {
+            pair.client
+                .subscribe("/many", &format!("t{i}"), SubscribeParams::default())
+                .expect("subscribe")
+        })
+        .collect();
+    within("all subscribers", async {
+        while tracks.iter().any(|t| t.subscriber_count() == 0) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    for (i, track) in tracks.iter().enumerate() {
+        let g = track.append_group();
+        g.write_frame(frame(&format!("track {i}")));
+        g.finish();
+    }
+    for (i, reader) in readers.iter_mut().enumerate() {
+        let mut g = within("group", reader.next_group())
+            .await
+            .expect("ok")
+            .expect("group");
+        let frames = within("frames", g.read_all()).await.expect("frames");
+        assert_eq!(frames, vec![frame(&format!("track {i}"))]);
+    }
+}
+
+/// A frame of 8 MiB arrives intact.
+pub async fn large_frame<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let track = broadcast(&pair.server_router, "/big", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/big", "t", SubscribeParams::default())
+        .expect("subscribe");
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let payload: Bytes = (0..8 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    let g = track.append_group();
+    g.write_frame(payload.clone());
+    g.finish();
+    let mut group = within("group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    let frames = within("frame", group.read_all()).await.expect("frames");
+    assert_eq!(frames.len(), 1);
+    assert!(frames[0] == payload, "8 MiB frame intact");
+}
+
+/// The peer vanishes mid-stream: every reader ends with an error naming the cause, and
+/// nothing hangs.
+pub async fn peer_vanishes<T: Transport>() {
+    let mut options = Options {
+        via_relay: true,
+        ..Options::default()
+    };
+    options.quic.idle_timeout = Duration::from_millis(800);
+    options.quic.keep_alive = Duration::from_millis(200);
+    let mut pair = T::connect(options).await;
+    let track = broadcast(&pair.server_router, "/v", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/v", "t", SubscribeParams::default())
+        .expect("subscribe");
+    let mut announced = pair.client.announced("/", HopId(0)).expect("interest");
+    let mut announcement = within("announcement", announced.next()).await.expect("a");
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let g = track.append_group();
+    g.write_frame(frame("before"));
+    let mut group = within("group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("frame", group.read_frame()).await.expect("ok"),
+        Some(frame("before"))
+    );
+    // Cut the path: nothing more flows either way.
+    pair.cut
+        .take()
+        .expect("relay")
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    g.write_frame(frame("after"));
+    let err = within("group end", group.read_frame())
+        .await
+        .expect_err("group fails");
+    assert!(
+        matches!(
+            err,
+            StreamEndError::SessionClosed(CloseReason::Transport(_))
+        ),
+        "{err:?}"
+    );
+    let err = within("track end", reader.next_group())
+        .await
+        .expect_err("track fails");
+    assert!(
+        matches!(
+            err,
+            StreamEndError::SessionClosed(CloseReason::Transport(_))
+        ),
+        "{err:?}"
+    );
+    within("announcement end", announcement.ended()).await;
+    assert!(matches!(
+        within("session end", pair.client.closed()).await,
+        CloseReason::Transport(_)
+    ));
+}
+
+/// A subscriber that does not read: the publisher's memory stays bounded and its oldest
+/// groups are dropped, with a SUBSCRIBE_DROP the subscriber sees when it reads again.
+pub async fn slow_subscriber<T: Transport>() {
+    let mut options = Options::default();
+    options.server.max_queued_bytes_per_subscription = 1024 * 1024;
+    options.client.max_unread_bytes = 512 * 1024;
+    let pair = T::connect(options).await;
+    let track = broadcast(&pair.server_router, "/slow", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/slow", "t", SubscribeParams::default())
+        .expect("subscribe");
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // 64 groups of 256 KiB = 16 MiB, far above every window and limit.
+    let chunk = Bytes::from(vec![7u8; 64 * 1024]);
+    for _ in 0..64 {
+        let g = track.append_group();
+        for _ in 0..4 {
+            g.write_frame(chunk.clone());
+        }
+        g.finish();
+        tokio::task::yield_now().await;
+    }
+    let stats = within("drops", async {
+        loop {
+            let stats = pair.server.stats();
+            if stats.groups_dropped > 0 {
+                return stats;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(stats.groups_dropped > 0);
+    // Reading again: drop notices arrive, and the newest group is delivered.
+    let mut drops = 0;
+    let mut last = GroupSequence(0);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    // Group 64 and the drop notices travel on different streams: wait for both.
+    while (last < GroupSequence(64) || drops == 0) && tokio::time::Instant::now() < deadline {
+        match within("track", reader.next()).await.expect("ok") {
+            Some(TrackEvent::Dropped { .. }) => drops += 1,
+            Some(TrackEvent::Group(mut g)) => {
+                let seq = g.sequence();
+                if g.read_all().await.is_ok() {
+                    last = last.max(seq);
+                }
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    assert!(drops > 0, "drop notices reached the subscriber");
+    assert_eq!(last, GroupSequence(64), "the newest group was delivered");
+}
+
+/// Keeps a value alive; used to hold writers in handlers.
+pub type Keep<T> = Arc<Mutex<Vec<T>>>;
+
+/// The default config, for tests that tweak it.
+pub fn config() -> Config {
+    Config::default()
+}
