@@ -23,6 +23,9 @@ pub async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
 }
 
 /// Knobs for a pair.
+///
+/// `quic` applies to every transport: the WebTransport pair takes its idle timeout,
+/// keep-alive and stream limit too.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     /// The server's session config.
@@ -92,6 +95,70 @@ impl Transport for Quic {
         )
         .expect("client");
         let url = format!("moqt://localhost:{}", target.port());
+        let client_session = within(
+            "connect",
+            client.connect(&url, options.client.clone(), Some(client_router.clone())),
+        )
+        .await
+        .expect("connect");
+        let (server, server_session) = within("accept", accept).await.expect("accept task");
+        Pair {
+            server: server_session,
+            client: client_session,
+            server_router,
+            client_router,
+            cut,
+            _keep: vec![Box::new(server), Box::new(client)],
+        }
+    }
+}
+
+/// WebTransport with wtransport: the same pair over HTTP/3 (`https://localhost:PORT/moq`).
+pub struct WebTransport;
+
+/// The WebTransport options equal to `quic`.
+pub fn wt_options(quic: &QuicOptions) -> moq_webtransport::WebTransportOptions {
+    let mut options = moq_webtransport::WebTransportOptions::default();
+    options.idle_timeout = quic.idle_timeout;
+    options.keep_alive = quic.keep_alive;
+    options.max_streams = quic.max_streams;
+    options
+}
+
+impl Transport for WebTransport {
+    async fn connect(options: Options) -> Pair {
+        let identity =
+            moq_webtransport::Identity::self_signed(&["localhost"]).expect("certificate");
+        let cert = identity.leaf().cloned().expect("leaf");
+        let wt = wt_options(&options.quic);
+        let server_router = Router::new();
+        let server = moq_webtransport::Server::bind_with_options(
+            "127.0.0.1:0".parse().expect("addr"),
+            identity,
+            options.server.clone(),
+            server_router.clone(),
+            wt.clone(),
+        )
+        .expect("bind");
+        let server_addr = server.local_addr().expect("local addr");
+        let (target, cut) = if options.via_relay {
+            let (addr, cut) = udp_relay(server_addr).await;
+            (addr, Some(cut))
+        } else {
+            (server_addr, None)
+        };
+        let accept = tokio::spawn(async move {
+            let session = server.accept().await.expect("incoming").expect("handshake");
+            (server, session)
+        });
+        let client_router = Router::new();
+        let client = moq_webtransport::Client::bind(
+            "127.0.0.1:0".parse().expect("addr"),
+            moq_webtransport::ServerTrust::Pinned(cert),
+            wt,
+        )
+        .expect("client");
+        let url = format!("https://localhost:{}/moq", target.port());
         let client_session = within(
             "connect",
             client.connect(&url, options.client.clone(), Some(client_router.clone())),

@@ -1,0 +1,205 @@
+//! wtransport behind the transport trait: stream I/O, close, statistics. No MOQ logic.
+//!
+//! Stream data goes through the underlying quinn streams (wtransport has already written or
+//! read the WebTransport stream header), so writes pass the core's `Bytes` without a copy.
+//! Every error code crosses [`crate::code`]'s mapping.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use moq_tokio::transport::{self, ConnectionInfo, StreamError};
+use moq_tokio::{CloseReason, ErrorCode};
+use quinn::VarInt;
+
+use crate::code;
+
+/// A WebTransport session carrying a moq-lite-04 session.
+#[derive(Clone, Debug)]
+pub struct WebTransportConnection {
+    conn: wtransport::Connection,
+    local: Option<SocketAddr>,
+    info: Arc<ConnectionInfo>,
+}
+
+impl WebTransportConnection {
+    /// Wraps an established session; `info` says what was negotiated.
+    pub fn new(
+        conn: wtransport::Connection,
+        local: Option<SocketAddr>,
+        info: ConnectionInfo,
+    ) -> Self {
+        Self {
+            conn,
+            local,
+            info: Arc::new(info),
+        }
+    }
+
+    /// The underlying wtransport session.
+    pub fn inner(&self) -> &wtransport::Connection {
+        &self.conn
+    }
+}
+
+fn h3(code: ErrorCode) -> VarInt {
+    VarInt::from_u64(code::to_http3(code)).unwrap_or(VarInt::MAX)
+}
+
+/// The send side of a WebTransport stream.
+#[derive(Debug)]
+pub struct SendStream(wtransport::SendStream);
+
+/// The receive side of a WebTransport stream.
+#[derive(Debug)]
+pub struct RecvStream(wtransport::RecvStream);
+
+impl transport::Connection for WebTransportConnection {
+    type SendStream = SendStream;
+    type RecvStream = RecvStream;
+
+    async fn open_uni(&self) -> Result<SendStream, StreamError> {
+        let opening = self
+            .conn
+            .open_uni()
+            .await
+            .map_err(|_| StreamError::ConnectionLost)?;
+        let stream = opening.await.map_err(|_| StreamError::ConnectionLost)?;
+        Ok(SendStream(stream))
+    }
+
+    async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+        let opening = self
+            .conn
+            .open_bi()
+            .await
+            .map_err(|_| StreamError::ConnectionLost)?;
+        let (send, recv) = opening.await.map_err(|_| StreamError::ConnectionLost)?;
+        Ok((SendStream(send), RecvStream(recv)))
+    }
+
+    async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
+        self.conn
+            .accept_uni()
+            .await
+            .map(RecvStream)
+            .map_err(|_| StreamError::ConnectionLost)
+    }
+
+    async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+        let (send, recv) = self
+            .conn
+            .accept_bi()
+            .await
+            .map_err(|_| StreamError::ConnectionLost)?;
+        Ok((SendStream(send), RecvStream(recv)))
+    }
+
+    /// wtransport cannot send CLOSE_WEBTRANSPORT_SESSION: the session ends with a QUIC
+    /// CONNECTION_CLOSE whose code is the session code mapped into the HTTP/3 error space
+    /// (a wtransport peer reads it back unchanged; a browser reports a lost connection).
+    fn close(&self, code: ErrorCode, reason: &str) {
+        self.conn
+            .quic_connection()
+            .close(h3(code), reason.as_bytes());
+    }
+
+    async fn closed(&self) -> CloseReason {
+        // A peer's CLOSE_WEBTRANSPORT_SESSION capsule is reported by wtransport's driver to
+        // its stream and datagram receivers only (it then closes the QUIC connection with
+        // H3_NO_ERROR itself). Datagrams are unused here, so waiting on them observes the end
+        // without competing with the session's stream accept loops.
+        let error = loop {
+            if let Err(e) = self.conn.receive_datagram().await {
+                break e;
+            }
+        };
+        close_reason(error)
+    }
+
+    fn stats(&self) -> moq_tokio::proto::TransportStats {
+        let quic = self.conn.quic_connection();
+        let stats = quic.stats();
+        moq_tokio::proto::TransportStats {
+            rtt: Some(self.conn.rtt()),
+            bytes_sent: Some(stats.udp_tx.bytes),
+            bytes_received: Some(stats.udp_rx.bytes),
+        }
+    }
+
+    fn info(&self) -> ConnectionInfo {
+        (*self.info).clone()
+    }
+
+    fn remote_addr(&self) -> Option<SocketAddr> {
+        Some(self.conn.remote_address())
+    }
+
+    fn local_addr(&self) -> Option<SocketAddr> {
+        self.local
+    }
+}
+
+/// The cause of a session's end, with its code unmapped.
+fn close_reason(error: wtransport::error::ConnectionError) -> CloseReason {
+    use wtransport::error::ConnectionError as E;
+    match error {
+        // A CLOSE_WEBTRANSPORT_SESSION capsule carries the application code unmapped; a QUIC
+        // CONNECTION_CLOSE from a wtransport peer carries it mapped (see `close`). Both come
+        // here; the capsule's code is a u32 and never in the mapped range.
+        E::ApplicationClosed(close) => CloseReason::Peer {
+            code: code::received_close(close.code().into_inner()),
+            reason: String::from_utf8_lossy(close.reason()).into_owned(),
+        },
+        other => CloseReason::Transport(other.to_string()),
+    }
+}
+
+impl transport::SendStream for SendStream {
+    async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
+        self.0
+            .quic_stream_mut()
+            .write_chunk(data)
+            .await
+            .map_err(|e| match e {
+                quinn::WriteError::Stopped(code) => {
+                    StreamError::Stopped(code::received(code.into_inner()))
+                }
+                quinn::WriteError::ClosedStream => StreamError::Closed,
+                _ => StreamError::ConnectionLost,
+            })
+    }
+
+    fn finish(&mut self) -> Result<(), StreamError> {
+        self.0
+            .quic_stream_mut()
+            .finish()
+            .map_err(|_| StreamError::Closed)
+    }
+
+    fn reset(&mut self, code: ErrorCode) {
+        let _ = self.0.quic_stream_mut().reset(h3(code));
+    }
+
+    fn set_priority(&mut self, priority: i32) {
+        self.0.set_priority(priority);
+    }
+}
+
+impl transport::RecvStream for RecvStream {
+    async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
+        match self.0.quic_stream_mut().read_chunk(max, true).await {
+            Ok(Some(chunk)) => Ok(Some(chunk.bytes)),
+            Ok(None) => Ok(None),
+            Err(quinn::ReadError::Reset(code)) => {
+                Err(StreamError::Reset(code::received(code.into_inner())))
+            }
+            Err(quinn::ReadError::ClosedStream) => Err(StreamError::Closed),
+            Err(_) => Err(StreamError::ConnectionLost),
+        }
+    }
+
+    fn stop(&mut self, code: ErrorCode) {
+        let _ = self.0.quic_stream_mut().stop(h3(code));
+    }
+}

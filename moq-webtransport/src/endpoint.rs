@@ -1,0 +1,313 @@
+//! Dialling and serving WebTransport sessions: QUIC with ALPN `h3`, HTTP/3 Extended
+//! CONNECT, and the `moq-lite-04` sub-protocol (spec §1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moq_tokio::transport::ConnectionInfo;
+use moq_tokio::{Config, Role, Router, Session};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+
+use crate::conn::WebTransportConnection;
+use crate::protocol::{self, Negotiation};
+use crate::tls::{Identity, ServerTrust, Verifier, provider};
+
+/// The QUIC ALPN token of HTTP/3, which carries WebTransport.
+pub const ALPN_H3: &str = "h3";
+
+/// Why a session could not be made or accepted.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not `https://host:port/path`.
+    #[error("invalid URL {0:?}: expected https://host:port/path")]
+    InvalidUrl(String),
+    /// A local socket could not be bound.
+    #[error("cannot bind: {0}")]
+    Bind(#[from] std::io::Error),
+    /// The TLS configuration was refused.
+    #[error("tls configuration: {0}")]
+    Tls(String),
+    /// Dialling failed: QUIC, TLS, HTTP/3, or the server refused the CONNECT.
+    #[error("connect: {0}")]
+    Connecting(#[from] wtransport::error::ConnectingError),
+    /// The QUIC or HTTP/3 handshake of an incoming session failed.
+    #[error("connection failed: {0}")]
+    Connection(#[from] wtransport::error::ConnectionError),
+    /// The CONNECT offered sub-protocols, none of them `moq-lite-04`: refused.
+    #[error("the client offered {0:?}, not moq-lite-04: refused")]
+    Protocol(Vec<String>),
+}
+
+/// QUIC transport settings for WebTransport endpoints (as `moq-quinn`'s `QuicOptions`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WebTransportOptions {
+    /// How long a silent connection lives (default 30 s).
+    pub idle_timeout: Duration,
+    /// How often to send keep-alives on an idle connection (default 4 s).
+    pub keep_alive: Duration,
+    /// Most concurrent streams the peer may open, per direction kind (default 1024),
+    /// HTTP/3's own unidirectional streams included: stream opens beyond it wait for
+    /// credit, they never fail.
+    pub max_streams: u32,
+}
+
+impl Default for WebTransportOptions {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(30),
+            keep_alive: Duration::from_secs(4),
+            max_streams: 1024,
+        }
+    }
+}
+
+impl WebTransportOptions {
+    fn transport_config(&self) -> quinn::TransportConfig {
+        let mut t = quinn::TransportConfig::default();
+        t.max_concurrent_uni_streams(self.max_streams.into());
+        t.max_concurrent_bidi_streams(self.max_streams.into());
+        t.keep_alive_interval(Some(self.keep_alive));
+        if let Ok(idle) = self.idle_timeout.try_into() {
+            t.max_idle_timeout(Some(idle));
+        }
+        t
+    }
+}
+
+/// Checks `https://host:port[/path]` and returns its path (`/` when empty).
+pub(crate) fn parse_url(url: &str) -> Result<String, ConnectError> {
+    let bad = || ConnectError::InvalidUrl(url.to_owned());
+    let rest = url.strip_prefix("https://").ok_or_else(bad)?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, "/"),
+    };
+    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(path.to_owned())
+}
+
+/// A client endpoint: dials `https://` URLs.
+///
+/// The CONNECT offers `WT-Available-Protocols: "moq-lite-04"`. wtransport does not expose
+/// the response headers, so the server's `WT-Protocol` answer cannot be checked here: a
+/// server that accepts the CONNECT is taken to speak moq-lite-04, and
+/// [`ConnectionInfo::version`] stays `None` on this side.
+pub struct Client {
+    endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("local_addr", &self.endpoint.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// A client on an ephemeral local port, checking servers with `trust`.
+    pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
+        Self::bind(
+            SocketAddr::from(([0, 0, 0, 0], 0)),
+            trust,
+            WebTransportOptions::default(),
+        )
+    }
+
+    /// A client bound to `addr`, with explicit transport options.
+    pub fn bind(
+        addr: SocketAddr,
+        trust: ServerTrust,
+        options: WebTransportOptions,
+    ) -> Result<Self, ConnectError> {
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Tls(e.to_string()))?
+            .dangerous()
+            .with_custom_certificate_verifier(Verifier::new(&trust))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![ALPN_H3.as_bytes().to_vec()];
+        let crypto =
+            QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
+        quic.transport_config(Arc::new(options.transport_config()));
+        let config = wtransport::ClientConfig::builder()
+            .with_bind_address(addr)
+            .build_with_quic_config(quic);
+        let endpoint = wtransport::Endpoint::client(config)?;
+        Ok(Self { endpoint })
+    }
+
+    /// Dials `https://host:port/path` and starts a session. `router` serves what this end
+    /// publishes (a client may publish to a server).
+    pub async fn connect(
+        &self,
+        url: &str,
+        config: Config,
+        router: Option<Router>,
+    ) -> Result<Session, ConnectError> {
+        let path = parse_url(url)?;
+        let options = wtransport::endpoint::ConnectOptions::builder(url)
+            .add_header(protocol::AVAILABLE_PROTOCOLS, protocol::quoted_version())
+            .build();
+        let conn = self.endpoint.connect(options).await?;
+        let mut info = ConnectionInfo::new("webtransport");
+        let handshake = conn.handshake_data();
+        info.alpn = handshake
+            .alpn()
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        info.server_name = handshake.server_name().map(str::to_owned);
+        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        info.path = Some(path);
+        let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
+        Ok(Session::new(conn, Role::Client, config, router))
+    }
+
+    /// The local address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Waits until every connection of this endpoint has closed and its CONNECTION_CLOSE
+    /// has gone out. Call it after [`Session::close`] before the process exits.
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}
+
+/// A server endpoint: accepts WebTransport sessions (ALPN `h3`, any URL path).
+///
+/// Per CONNECT it reads `WT-Available-Protocols`: when the list offers `"moq-lite-04"` it
+/// accepts and answers `WT-Protocol: "moq-lite-04"` (quoted: Chromium ignores an unquoted
+/// answer); with no list it accepts, assuming moq-lite-04; a list without it is refused with
+/// HTTP 403, the closest status wtransport can send to the spec's 400.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: quinn::Endpoint,
+    config: Config,
+    router: Router,
+}
+
+impl Server {
+    /// Listens on `addr` with `identity`; sessions publish what `router` holds.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: Identity,
+        config: Config,
+        router: Router,
+    ) -> Result<Self, ConnectError> {
+        Self::bind_with_options(
+            addr,
+            identity,
+            config,
+            router,
+            WebTransportOptions::default(),
+        )
+    }
+
+    /// [`Server::bind`] with explicit transport options.
+    pub fn bind_with_options(
+        addr: SocketAddr,
+        identity: Identity,
+        config: Config,
+        router: Router,
+        options: WebTransportOptions,
+    ) -> Result<Self, ConnectError> {
+        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| ConnectError::Tls(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(identity.chain, identity.key)
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        tls.alpn_protocols = vec![ALPN_H3.as_bytes().to_vec()];
+        let crypto =
+            QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(Arc::new(options.transport_config()));
+        let endpoint = quinn::Endpoint::server(server, addr)?;
+        Ok(Self {
+            endpoint,
+            config,
+            router,
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// The router its sessions serve.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The next session; `None` once the endpoint is closed. A connection whose handshake
+    /// fails, or whose CONNECT is refused, yields an error and the server goes on.
+    pub async fn accept(&self) -> Option<Result<Session, ConnectError>> {
+        let incoming = self.endpoint.accept().await?;
+        Some(self.handshake(incoming).await)
+    }
+
+    async fn handshake(&self, incoming: quinn::Incoming) -> Result<Session, ConnectError> {
+        let request =
+            wtransport::endpoint::IncomingSessionFuture::with_quic_incoming(incoming).await?;
+        let negotiation = protocol::negotiate(request.headers());
+        tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
+        if let Negotiation::Refused(offered) = negotiation {
+            request.forbidden().await;
+            return Err(ConnectError::Protocol(offered));
+        }
+        let path = request.path().to_owned();
+        let conn = request
+            .accept_with_headers(negotiation.response_headers())
+            .await?;
+        let mut info = ConnectionInfo::new("webtransport");
+        let handshake = conn.handshake_data();
+        info.alpn = handshake
+            .alpn()
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        info.server_name = handshake.server_name().map(str::to_owned);
+        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        info.path = Some(path);
+        info.version = Some(moq_tokio::proto::ALPN.to_owned());
+        let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
+        Ok(Session::new(
+            conn,
+            Role::Server,
+            self.config.clone(),
+            Some(self.router.clone()),
+        ))
+    }
+
+    /// Stops accepting and closes every connection with `code` (mapped into the HTTP/3
+    /// error space, as every session close).
+    pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
+        self.endpoint.close(
+            quinn::VarInt::from_u64(crate::code::to_http3(code)).unwrap_or(quinn::VarInt::MAX),
+            reason.as_bytes(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(parse_url("https://127.0.0.1:4443").unwrap(), "/");
+        assert_eq!(parse_url("https://localhost:1/x/y").unwrap(), "/x/y");
+        assert_eq!(parse_url("https://[::1]:9/moq").unwrap(), "/moq");
+        for bad in ["moqt://a:1", "https://a", "https://:1", "https://a:x/"] {
+            assert!(parse_url(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! moq-lite-04 over WebTransport, with wtransport.
+//!
+//! Dial with [`Client::connect`] (`https://host:port/path`), serve with [`Server::bind`] and
+//! [`Server::accept`]; both give a [`Session`], the async API of [`moq_tokio`], re-exported
+//! here in full, so a program switches transport by URL alone. The adapter moves bytes and
+//! maps codes; it holds no MOQ logic. TLS uses rustls with the ring provider;
+//! [`Identity::self_signed`] makes an ECDSA P-256 certificate valid for less than 14 days,
+//! which browsers accept through `serverCertificateHashes` (its SHA-256:
+//! [`Identity::certificate_hash`]).
+//!
+//! ```no_run
+//! use moq_webtransport::{Client, Config, Identity, Router, Server, ServerTrust, SubscribeParams};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let identity = Identity::self_signed(&["localhost"])?;
+//! let cert = identity.leaf().cloned().expect("a certificate");
+//! let server = Server::bind("127.0.0.1:0".parse()?, identity, Config::default(), Router::new())?;
+//! let url = format!("https://localhost:{}/moq", server.local_addr()?.port());
+//!
+//! let client = Client::new(ServerTrust::Pinned(cert))?;
+//! let session = client.connect(&url, Config::default(), None).await?;
+//! let mut track = session.subscribe("/demo", "clock", SubscribeParams::default())?;
+//! while let Some(mut group) = track.next_group().await? {
+//!     while let Some(frame) = group.read_frame().await? {
+//!         println!("{:?}", frame);
+//!     }
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Session setup (spec §1)
+//!
+//! - The client offers `WT-Available-Protocols: "moq-lite-04"`. **wtransport's client
+//!   cannot read response headers**, so the server's `WT-Protocol` answer cannot be checked
+//!   from Rust; [`ConnectionInfo::version`] is `None` on a client session.
+//! - The server parses the `wt-available-protocols` Structured-Field list
+//!   ([`protocol::parse_list`]), answers `wt-protocol: "moq-lite-04"` (quoted) when it is
+//!   offered, accepts a CONNECT without a list, and refuses one whose list lacks it (HTTP 403:
+//!   wtransport can send 403, 404 and 429, not 400).
+//! - **wtransport never sends `SETTINGS_WT_ENABLED` (`0x2c7cf000`)**, only the older
+//!   `0x2b603742`, H3 datagrams and extended CONNECT, and this is not configurable. Chromium
+//!   accepts that; gomoqt's WebTransport client insists on `0x2c7cf000` and refuses our
+//!   server (a known interop limit).
+//!
+//! # Error codes
+//!
+//! Stream codes travel through the WebTransport mapping into the HTTP/3 error space
+//! ([`code`]) in both directions, so the spec's codes arrive unchanged whether the peer is a
+//! browser or another wtransport endpoint. A session close is a QUIC CONNECTION_CLOSE with
+//! the mapped code (wtransport cannot send CLOSE_WEBTRANSPORT_SESSION); a peer's
+//! CLOSE_WEBTRANSPORT_SESSION capsule is read with its code as sent. **A browser does not
+//! see our close code or reason** (it reports a lost connection): a server ends a browser
+//! session gracefully with GOAWAY first and lets the browser close.
+//!
+//! # Browsers
+//!
+//! Chromium (tested here, headless, through `@moq/lite`) works. Firefox drops
+//! server-opened bidirectional streams, so a Firefox client cannot be subscribed to by the
+//! server (its own subscriptions work); Safari's WebTransport is recent and untested here.
+//! See the README for the matrix.
+
+pub mod code;
+mod conn;
+mod endpoint;
+pub mod protocol;
+mod tls;
+
+pub use conn::{RecvStream, SendStream, WebTransportConnection};
+pub use endpoint::{ALPN_H3, Client, ConnectError, Server, WebTransportOptions};
+pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
+
+pub use moq_tokio::*;
+pub use rustls::pki_types::CertificateDer;

@@ -1,0 +1,219 @@
+//! TLS for WebTransport: self-signed certificates that browsers accept through
+//! `serverCertificateHashes`, and client verification that trusts exactly one certificate
+//! (or, explicitly, any). Mirrors `moq-quinn`'s, with the certificate's SHA-256 added.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// A certificate chain and its private key, for a server.
+#[derive(Debug)]
+pub struct Identity {
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    /// The leaf's private key.
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Self {
+        Self {
+            chain: self.chain.clone(),
+            key: self.key.clone_key(),
+        }
+    }
+}
+
+/// Errors making or loading a certificate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertError {
+    /// The certificate could not be generated.
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+    /// A PEM file could not be read or parsed.
+    #[error("invalid PEM in {path}: {reason}")]
+    Pem {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Identity {
+    /// A self-signed ECDSA P-256 certificate for `names`, valid from an hour ago for 13 days
+    /// from now: within the 14 days that browsers allow for `serverCertificateHashes`.
+    pub fn self_signed(names: &[&str]) -> Result<Self, CertError> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let mut params = rcgen::CertificateParams::new(
+            names.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>(),
+        )?;
+        let now = std::time::SystemTime::now();
+        params.not_before = (now - std::time::Duration::from_secs(3600)).into();
+        params.not_after = (now + std::time::Duration::from_secs(13 * 24 * 3600)).into();
+        let cert = params.self_signed(&key)?;
+        Ok(Self {
+            chain: vec![cert.der().clone()],
+            key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
+        })
+    }
+
+    /// Loads a PEM certificate chain and private key from files.
+    pub fn from_pem_files(cert: &str, key: &str) -> Result<Self, CertError> {
+        use rustls::pki_types::pem::PemObject;
+        let err = |path: &str, e: &dyn std::fmt::Display| CertError::Pem {
+            path: path.to_owned(),
+            reason: e.to_string(),
+        };
+        let chain = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| err(cert, &e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| err(cert, &e))?;
+        let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| err(key, &e))?;
+        Ok(Self {
+            chain,
+            key: key_der,
+        })
+    }
+
+    /// The leaf certificate, for a client to pin.
+    pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
+        self.chain.first()
+    }
+
+    /// The SHA-256 of the leaf certificate's DER: the value a browser passes in
+    /// `serverCertificateHashes` (`{ algorithm: "sha-256", value }`).
+    pub fn certificate_hash(&self) -> Option<[u8; 32]> {
+        self.leaf().map(|cert| certificate_hash(cert))
+    }
+}
+
+/// The SHA-256 of a certificate's DER encoding.
+pub fn certificate_hash(cert: &CertificateDer<'_>) -> [u8; 32] {
+    let digest = ring_sha256(cert.as_ref());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest);
+    out
+}
+
+fn ring_sha256(data: &[u8]) -> Vec<u8> {
+    // rustls's ring provider exposes SHA-256 through its hash interface: no extra crate.
+    let hash = rustls::crypto::ring::default_provider()
+        .cipher_suites
+        .iter()
+        .find(|s| s.suite() == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        .and_then(|s| s.tls13())
+        .map(|s| s.common.hash_provider)
+        .expect("the ring provider has TLS13_AES_128_GCM_SHA256");
+    hash.hash(data).as_ref().to_vec()
+}
+
+/// How a client checks the server's certificate.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum ServerTrust {
+    /// Trust exactly this certificate (compared byte for byte), whatever its name and
+    /// dates: for self-signed test and demo servers.
+    Pinned(CertificateDer<'static>),
+    /// Trust a certificate whose DER has this SHA-256, as a browser's
+    /// `serverCertificateHashes` does (without its validity-period checks).
+    Hash([u8; 32]),
+    /// Trust any certificate. For interop runs against servers with throwaway certificates
+    /// only; never in production.
+    Insecure,
+}
+
+/// The ring provider all our TLS uses.
+pub(crate) fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Accepts the pinned certificate, or any with [`ServerTrust::Insecure`]; handshake
+/// signatures are always verified.
+#[derive(Debug)]
+pub(crate) struct Verifier {
+    trust: ServerTrust,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl Verifier {
+    pub(crate) fn new(trust: &ServerTrust) -> Arc<Self> {
+        Arc::new(Self {
+            trust: trust.clone(),
+            algorithms: provider().signature_verification_algorithms,
+        })
+    }
+}
+
+impl ServerCertVerifier for Verifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let trusted = match &self.trust {
+            ServerTrust::Pinned(pinned) => pinned.as_ref() == end_entity.as_ref(),
+            ServerTrust::Hash(hash) => certificate_hash(end_entity) == *hash,
+            ServerTrust::Insecure => true,
+        };
+        match trusted {
+            true => Ok(ServerCertVerified::assertion()),
+            false => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_the_der() {
+        // SHA-256("abc"), FIPS 180-2.
+        assert_eq!(
+            ring_sha256(b"abc"),
+            [
+                0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+                0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+                0xf2, 0x00, 0x15, 0xad
+            ]
+        );
+        let identity = Identity::self_signed(&["localhost"]).unwrap();
+        let leaf = identity.leaf().unwrap();
+        assert_eq!(identity.certificate_hash(), Some(certificate_hash(leaf)));
+        // wtransport computes the same hash for its serverCertificateHashes check.
+        let wt = wtransport::tls::Certificate::from_der(leaf.to_vec()).unwrap();
+        assert_eq!(wt.hash().as_ref(), &certificate_hash(leaf));
+    }
+}
