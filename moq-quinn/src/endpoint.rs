@@ -224,23 +224,28 @@ impl Server {
     /// fails, or that did not negotiate `moq-lite-04`, yields an error and the server goes
     /// on.
     pub async fn accept(&self) -> Option<Result<Session, ConnectError>> {
-        let incoming = self.endpoint.accept().await?;
-        Some(self.handshake(incoming).await)
+        let incoming = self.incoming().await?;
+        let router = self.router.clone();
+        Some(incoming.accept(move |_| Some(router)).await)
     }
 
-    async fn handshake(&self, incoming: quinn::Incoming) -> Result<Session, ConnectError> {
-        let conn = incoming.await?;
-        let conn = QuicConnection::new(conn, self.endpoint.local_addr().ok());
-        if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
-            conn.inner().close(0u32.into(), b"alpn");
-            return Err(ConnectError::Alpn);
-        }
-        Ok(Session::new(
-            conn,
-            Role::Server,
-            self.config.clone(),
-            Some(self.router.clone()),
-        ))
+    /// The next connection attempt, before its handshake; `None` once the endpoint is
+    /// closed. Unlike [`Server::accept`] the caller chooses, per connection, the router its
+    /// session serves (for example one that holds only what that peer may see), and can
+    /// run several handshakes at once.
+    pub async fn incoming(&self) -> Option<Incoming> {
+        let incoming = self.endpoint.accept().await?;
+        Some(Incoming {
+            incoming,
+            config: self.config.clone(),
+            local: self.endpoint.local_addr().ok(),
+        })
+    }
+
+    /// Stops accepting new connections; established ones go on. Pair it with
+    /// [`Session::goaway`] on each session to drain a server.
+    pub fn stop_accepting(&self) {
+        self.endpoint.set_server_config(None);
     }
 
     /// Stops accepting and closes every connection with `code`.
@@ -249,6 +254,43 @@ impl Server {
             quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::MAX),
             reason.as_bytes(),
         );
+    }
+}
+
+/// A connection attempt on a [`Server`], not yet handshaken.
+#[derive(Debug)]
+pub struct Incoming {
+    incoming: quinn::Incoming,
+    config: Config,
+    local: Option<SocketAddr>,
+}
+
+impl Incoming {
+    /// The peer's address (before any handshake, so not yet validated).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Refuses the connection without a handshake.
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+
+    /// Completes the handshake and starts the session. `router` is called once the
+    /// connection is up, with what it negotiated, and returns the router the session
+    /// serves (`None`: every SUBSCRIBE and FETCH is refused).
+    pub async fn accept(
+        self,
+        router: impl FnOnce(&moq_tokio::ConnectionInfo) -> Option<Router>,
+    ) -> Result<Session, ConnectError> {
+        let conn = self.incoming.await?;
+        let conn = QuicConnection::new(conn, self.local);
+        if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
+            conn.inner().close(0u32.into(), b"alpn");
+            return Err(ConnectError::Alpn);
+        }
+        let router = router(&moq_tokio::transport::Connection::info(&conn));
+        Ok(Session::new(conn, Role::Server, self.config, router))
     }
 }
 

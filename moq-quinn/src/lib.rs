@@ -27,12 +27,17 @@
 //! # }
 //! ```
 
+/// The README's quick-start sample, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+pub struct ReadmeDoctests;
+
 mod conn;
 mod endpoint;
 mod tls;
 
 pub use conn::{QuicConnection, RecvStream, SendStream};
-pub use endpoint::{Client, ConnectError, QuicOptions, Server};
+pub use endpoint::{Client, ConnectError, Incoming, QuicOptions, Server};
 pub use tls::{CertError, Identity, ServerTrust};
 
 pub use moq_tokio::*;

@@ -88,6 +88,7 @@ pub struct Router {
 #[derive(Default)]
 struct RouterInner {
     broadcasts: HashMap<BroadcastPath, (Arc<dyn TrackHandler>, Vec<HopId>)>,
+    fallback: Option<Arc<dyn TrackHandler>>,
     sessions: Vec<Weak<Shared>>,
 }
 
@@ -147,6 +148,16 @@ impl Router {
         found
     }
 
+    /// Serves subscriptions and fetches for paths that are not published here (nothing is
+    /// announced for them). Without a fallback they are refused: Subscribe code 0x3 (not
+    /// found), Fetch code 0x0.
+    ///
+    /// A relay uses it to answer for broadcasts a session may not see (Subscribe code 0x4,
+    /// unauthorized) or has not been told about yet.
+    pub fn set_fallback(&self, handler: Arc<dyn TrackHandler>) {
+        lock(&self.inner).fallback = Some(handler);
+    }
+
     /// The published broadcast paths.
     pub fn paths(&self) -> Vec<BroadcastPath> {
         lock(&self.inner).broadcasts.keys().cloned().collect()
@@ -166,10 +177,12 @@ impl Router {
     }
 
     fn handler(&self, path: &BroadcastPath) -> Option<Arc<dyn TrackHandler>> {
-        lock(&self.inner)
+        let inner = lock(&self.inner);
+        inner
             .broadcasts
             .get(path)
             .map(|(h, _)| h.clone())
+            .or_else(|| inner.fallback.clone())
     }
 
     pub(crate) fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
@@ -254,6 +267,22 @@ impl TrackWriter {
         self.ended.borrow().is_some()
     }
 
+    /// Like [`TrackWriter::closed`], but a future that owns what it needs, so the writer
+    /// can be stored elsewhere (for example in a fan-out table) while its end is awaited.
+    pub fn closed_owned(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static {
+        let mut ended = self.ended.clone();
+        async move {
+            loop {
+                if let Some(reason) = ended.borrow_and_update().clone() {
+                    return reason;
+                }
+                if ended.changed().await.is_err() {
+                    return EndReason::Local;
+                }
+            }
+        }
+    }
+
     /// Accepts with our priority, order and max latency (SUBSCRIBE_OK). Using the writer
     /// accepts with defaults if this was not called.
     pub fn accept(&mut self, publisher: PublisherParams) -> Result<(), PublishError> {
@@ -278,6 +307,11 @@ impl TrackWriter {
 
     /// Refuses the subscription with a Subscribe code (no SUBSCRIBE_OK is sent).
     pub fn reject(mut self, code: ErrorCode) {
+        self.end_with(code);
+    }
+
+    /// Refuses (before SUBSCRIBE_OK) or aborts (after) with a Subscribe code.
+    fn end_with(&mut self, code: ErrorCode) {
         self.done = true;
         let id = self.id;
         self.shared.with(|s| {
@@ -356,14 +390,7 @@ impl TrackWriter {
 
     /// Ends the track with a Subscribe code; open groups are reset (Group code 0x5).
     pub fn close_with_error(mut self, code: ErrorCode) {
-        self.done = true;
-        let id = self.id;
-        self.shared.with(|s| {
-            s.pubs.remove(&id);
-            if s.core.reject_subscribe(id, code).is_err() {
-                let _ = s.core.abort_publication(id, code);
-            }
-        });
+        self.end_with(code);
     }
 }
 

@@ -76,6 +76,18 @@ pub(super) fn group_priority(
 }
 
 impl Publication {
+    /// The values a SUBSCRIBE_OK carries now: ours, and the range we serve.
+    fn ok_params(&self) -> SubscribeParams {
+        let publisher = self.publisher.unwrap_or_default();
+        SubscribeParams {
+            priority: publisher.priority,
+            ordered: publisher.ordered,
+            max_latency: publisher.max_latency,
+            start: self.start,
+            end: self.params.end,
+        }
+    }
+
     fn priority(&self, seq: GroupSequence) -> i32 {
         let publisher = self.publisher.unwrap_or_default();
         group_priority(
@@ -106,27 +118,7 @@ impl Session {
         id: SubscribeId,
         publisher: PublisherParams,
     ) -> Result<(), CommandError> {
-        self.check_open()?;
-        let publication = self
-            .pubs
-            .get_mut(&id)
-            .ok_or(CommandError::UnknownSubscription(id))?;
-        if publication.publisher.is_some() {
-            return Err(CommandError::AlreadyAnswered(id));
-        }
-        publication.publisher = Some(publisher);
-        publication.start = publication.params.start;
-        let ok = SubscribeResponse::Ok(SubscribeOk {
-            params: SubscribeParams {
-                priority: publisher.priority,
-                ordered: publisher.ordered,
-                max_latency: publisher.max_latency,
-                start: publication.start,
-                end: publication.params.end,
-            },
-        });
-        let stream = publication.stream;
-        self.send_response(stream, &ok)
+        self.set_publisher(id, publisher, false)
     }
 
     /// Changes our priority, order and max latency on an accepted subscription (a new
@@ -136,23 +128,31 @@ impl Session {
         id: SubscribeId,
         publisher: PublisherParams,
     ) -> Result<(), CommandError> {
+        self.set_publisher(id, publisher, true)
+    }
+
+    /// Records our values and sends the SUBSCRIBE_OK carrying them: the first one
+    /// (`accepted == false`) or an update.
+    fn set_publisher(
+        &mut self,
+        id: SubscribeId,
+        publisher: PublisherParams,
+        accepted: bool,
+    ) -> Result<(), CommandError> {
         self.check_open()?;
         let publication = self
             .pubs
             .get_mut(&id)
             .ok_or(CommandError::UnknownSubscription(id))?;
-        if publication.publisher.is_none() {
-            return Err(CommandError::NotAccepted(id));
+        match (publication.publisher.is_some(), accepted) {
+            (true, false) => return Err(CommandError::AlreadyAnswered(id)),
+            (false, true) => return Err(CommandError::NotAccepted(id)),
+            (false, false) => publication.start = publication.params.start,
+            (true, true) => {}
         }
         publication.publisher = Some(publisher);
         let ok = SubscribeResponse::Ok(SubscribeOk {
-            params: SubscribeParams {
-                priority: publisher.priority,
-                ordered: publisher.ordered,
-                max_latency: publisher.max_latency,
-                start: publication.start,
-                end: publication.params.end,
-            },
+            params: publication.ok_params(),
         });
         let stream = publication.stream;
         self.send_response(stream, &ok)
@@ -215,16 +215,7 @@ impl Session {
         if publication.start.is_none() {
             // The first group resolves the start (spec §4.5).
             publication.start = Some(sequence);
-            resolve = Some((
-                publication.stream,
-                SubscribeParams {
-                    priority: publisher.priority,
-                    ordered: publisher.ordered,
-                    max_latency: publisher.max_latency,
-                    start: Some(sequence),
-                    end: publication.params.end,
-                },
-            ));
+            resolve = Some((publication.stream, publication.ok_params()));
         }
         let priority = publication.priority(sequence);
         let newer = publication.newest.is_none_or(|(n, _)| sequence > n);

@@ -1,0 +1,357 @@
+//! Fan-out over real QUIC on loopback: one track to N subscribers on N connections, against
+//! the same bytes pushed over plain quinn streams, plus frame latency and memory.
+//!
+//! `cargo bench -p moq-quinn --bench fanout` prints, for N = 1, 4, 16, 64: aggregate MB/s
+//! (moq and plain quinn, and their ratio), the spread between the fastest and slowest
+//! subscriber, p50/p99 latency of timestamped 1 KiB frames, and peak memory per connection.
+
+#![allow(clippy::disallowed_methods, missing_docs)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use moq_quinn::{
+    Broadcast, Client, Config, Identity, Router, Server, ServerTrust, SubscribeParams,
+};
+
+const FRAME: usize = 16 * 1024;
+const FRAMES_PER_GROUP: usize = 256;
+const GROUPS: usize = 4;
+
+fn peak_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn current_rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        })
+        .unwrap_or(0)
+}
+
+fn config() -> Config {
+    let mut c = Config::default();
+    // Throughput run: never drop, measure what the transport delivers.
+    c.max_queued_bytes_per_subscription = 1 << 30;
+    c
+}
+
+struct Setup {
+    server: Arc<Server>,
+    url: String,
+    cert: moq_quinn::CertificateDer<'static>,
+    router: Router,
+}
+
+fn setup() -> Setup {
+    let identity = Identity::self_signed(&["localhost"]).expect("cert");
+    let cert = identity.leaf().cloned().expect("leaf");
+    let router = Router::new();
+    let server = Server::bind(
+        "127.0.0.1:0".parse().expect("addr"),
+        identity,
+        config(),
+        router.clone(),
+    )
+    .expect("bind");
+    let url = format!(
+        "moqt://localhost:{}",
+        server.local_addr().expect("addr").port()
+    );
+    let server = Arc::new(server);
+    let accept = server.clone();
+    tokio::spawn(async move {
+        let mut sessions = Vec::new();
+        while let Some(Ok(s)) = accept.accept().await {
+            sessions.push(s);
+        }
+    });
+    Setup {
+        server,
+        url,
+        cert,
+        router,
+    }
+}
+
+/// MOQ: returns (aggregate MB/s, slowest/fastest subscriber seconds).
+async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
+    let setup = setup();
+    let broadcast = Broadcast::new();
+    let track = broadcast.create_track("data", 1);
+    setup
+        .router
+        .publish(format!("/bench/{n}").as_str(), broadcast);
+    let rss_before = current_rss_kib();
+    let mut sessions = Vec::new();
+    let mut readers = Vec::new();
+    for _ in 0..n {
+        let client = Client::new(ServerTrust::Pinned(setup.cert.clone())).expect("client");
+        let session = client
+            .connect(&setup.url, config(), None)
+            .await
+            .expect("connect");
+        let reader = session
+            .subscribe(
+                format!("/bench/{n}").as_str(),
+                "data",
+                SubscribeParams::default(),
+            )
+            .expect("subscribe");
+        sessions.push((client, session));
+        readers.push(reader);
+    }
+    while track.subscriber_count() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let payload = Bytes::from(vec![0xabu8; FRAME]);
+    let start = Instant::now();
+    let tasks: Vec<_> = readers
+        .into_iter()
+        .map(|mut reader| {
+            tokio::spawn(async move {
+                let mut bytes = 0usize;
+                let mut groups = 0;
+                while groups < GROUPS {
+                    let Ok(Some(mut g)) = reader.next_group().await else {
+                        break;
+                    };
+                    while let Ok(Some(f)) = g.read_frame().await {
+                        bytes += f.len();
+                    }
+                    groups += 1;
+                }
+                (bytes, start.elapsed())
+            })
+        })
+        .collect();
+    for _ in 0..GROUPS {
+        let g = track.append_group();
+        for _ in 0..FRAMES_PER_GROUP {
+            g.write_frame(payload.clone());
+        }
+        g.finish();
+        tokio::task::yield_now().await;
+    }
+    let mut total = 0usize;
+    let mut times = Vec::new();
+    for t in tasks {
+        let (bytes, elapsed) = t.await.expect("reader");
+        total += bytes;
+        times.push(elapsed.as_secs_f64());
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let rss = peak_rss_kib().saturating_sub(rss_before);
+    times.sort_by(f64::total_cmp);
+    drop(sessions);
+    drop(setup.server);
+    (
+        total as f64 / elapsed / 1e6,
+        times.first().copied().unwrap_or(0.0),
+        times.last().copied().unwrap_or(0.0),
+        rss / n as u64,
+    )
+}
+
+/// Plain quinn: the same bytes, one uni stream per group, on N connections.
+async fn quinn_throughput(n: usize) -> f64 {
+    let identity = Identity::self_signed(&["localhost"]).expect("cert");
+    let cert = identity.leaf().cloned().expect("leaf");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.clone()).expect("root");
+    let server_crypto = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls")
+    .with_no_client_auth()
+    .with_single_cert(identity.chain.clone(), identity.key.clone_key())
+    .expect("cert");
+    let server_config = quinn::ServerConfig::with_crypto(Arc::new(
+        quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto).expect("quic"),
+    ));
+    let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().expect("addr"))
+        .expect("server");
+    let addr = endpoint.local_addr().expect("addr");
+    let payload = Bytes::from(vec![0xabu8; FRAME]);
+    let server = tokio::spawn({
+        let payload = payload.clone();
+        async move {
+            let mut conns = Vec::new();
+            for _ in 0..n {
+                let conn = endpoint
+                    .accept()
+                    .await
+                    .expect("incoming")
+                    .await
+                    .expect("conn");
+                let payload = payload.clone();
+                conns.push(tokio::spawn(async move {
+                    for _ in 0..GROUPS {
+                        let mut s = conn.open_uni().await.expect("open");
+                        for _ in 0..FRAMES_PER_GROUP {
+                            s.write_chunk(payload.clone()).await.expect("write");
+                        }
+                        s.finish().expect("finish");
+                    }
+                    conn.closed().await;
+                }));
+            }
+            conns
+        }
+    });
+    let client_crypto = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .expect("tls")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let client_config = quinn::ClientConfig::new(Arc::new(
+        quinn::crypto::rustls::QuicClientConfig::try_from(client_crypto).expect("quic"),
+    ));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let mut ep = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("client");
+        ep.set_default_client_config(client_config.clone());
+        let conn = ep
+            .connect(addr, "localhost")
+            .expect("connect")
+            .await
+            .expect("conn");
+        tasks.push(tokio::spawn(async move {
+            let mut bytes = 0usize;
+            for _ in 0..GROUPS {
+                let mut s = conn.accept_uni().await.expect("accept");
+                while let Some(chunk) = s.read_chunk(usize::MAX, true).await.expect("read") {
+                    bytes += chunk.bytes.len();
+                }
+            }
+            conn.close(0u32.into(), b"done");
+            drop(ep);
+            bytes
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("reader");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    for c in server.await.expect("server") {
+        c.abort();
+    }
+    total as f64 / elapsed / 1e6
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// Latency of paced 1 KiB timestamped frames to N subscribers: (p50, p99) in ms.
+async fn latency(n: usize) -> (f64, f64) {
+    let setup = setup();
+    let broadcast = Broadcast::new();
+    let track = broadcast.create_track("lat", 1);
+    setup.router.publish("/lat", broadcast);
+    let mut sessions = Vec::new();
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        let client = Client::new(ServerTrust::Pinned(setup.cert.clone())).expect("client");
+        let session = client
+            .connect(&setup.url, Config::default(), None)
+            .await
+            .expect("connect");
+        let mut reader = session
+            .subscribe("/lat", "lat", SubscribeParams::default())
+            .expect("subscribe");
+        sessions.push((client, session));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            while let Ok(Some(mut g)) = reader.next_group().await {
+                while let Ok(Some(f)) = g.read_frame().await {
+                    let sent = u64::from_be_bytes(f[..8].try_into().expect("8 bytes"));
+                    lat.push(unix_micros().saturating_sub(sent));
+                }
+            }
+            lat
+        }));
+    }
+    while track.subscriber_count() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut ticker = tokio::time::interval(Duration::from_millis(2));
+    for _ in 0..5 {
+        let g = track.append_group();
+        for _ in 0..100 {
+            ticker.tick().await;
+            let mut frame = vec![0u8; 1024];
+            frame[..8].copy_from_slice(&unix_micros().to_be_bytes());
+            g.write_frame(Bytes::from(frame));
+        }
+        g.finish();
+    }
+    track.close();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    drop(sessions);
+    let mut all = Vec::new();
+    for t in tasks {
+        if let Ok(Ok(lat)) = tokio::time::timeout(Duration::from_secs(5), t).await {
+            all.extend(lat);
+        }
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        let i = ((all.len().max(1) - 1) as f64 * p).round() as usize;
+        all.get(i).copied().unwrap_or(0) as f64 / 1e3
+    };
+    (pct(0.5), pct(0.99))
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    println!(
+        "fan-out over loopback: 1 track, {GROUPS} groups x {FRAMES_PER_GROUP} frames x {} KiB per subscriber",
+        FRAME / 1024
+    );
+    println!(
+        "{:>4} {:>12} {:>12} {:>7} {:>22} {:>10} {:>10} {:>14}",
+        "N",
+        "moq MB/s",
+        "quinn MB/s",
+        "ratio",
+        "subscriber done (s)",
+        "p50 ms",
+        "p99 ms",
+        "peak KiB/conn"
+    );
+    for n in [1usize, 4, 16, 64] {
+        let (moq, fastest, slowest, rss) = rt.block_on(moq_throughput(n));
+        let plain = rt.block_on(quinn_throughput(n));
+        let (p50, p99) = rt.block_on(latency(n));
+        println!(
+            "{n:>4} {moq:>12.1} {plain:>12.1} {:>7.2} {:>10.3} .. {:>8.3} {p50:>10.3} {p99:>10.3} {rss:>14}",
+            moq / plain,
+            fastest,
+            slowest
+        );
+    }
+}
