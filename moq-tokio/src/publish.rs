@@ -150,12 +150,18 @@ impl Router {
 
     /// Serves subscriptions and fetches for paths that are not published here (nothing is
     /// announced for them). Without a fallback they are refused: Subscribe code 0x3 (not
-    /// found), Fetch code 0x0.
+    /// found), Fetch code 0x0. Setting one turns [`moq_proto::Config::serve_unannounced`]
+    /// on for every session of this router, current and future.
     ///
     /// A relay uses it to answer for broadcasts a session may not see (Subscribe code 0x4,
     /// unauthorized) or has not been told about yet.
     pub fn set_fallback(&self, handler: Arc<dyn TrackHandler>) {
-        lock(&self.inner).fallback = Some(handler);
+        let mut inner = lock(&self.inner);
+        inner.fallback = Some(handler);
+        inner.sessions.retain(|s| s.strong_count() > 0);
+        for session in inner.sessions.iter().filter_map(Weak::upgrade) {
+            session.with(|s| s.core.set_serve_unannounced(true));
+        }
     }
 
     /// The published broadcast paths.
@@ -167,7 +173,11 @@ impl Router {
         let mut inner = lock(&self.inner);
         inner.sessions.retain(|s| s.strong_count() > 0);
         inner.sessions.push(Arc::downgrade(shared));
+        let fallback = inner.fallback.is_some();
         shared.with(|s| {
+            if fallback {
+                s.core.set_serve_unannounced(true);
+            }
             for (path, (_, hops)) in &inner.broadcasts {
                 if s.core.announce(path.clone(), hops.clone()).is_ok() {
                     s.published.insert(path.clone(), hops.clone());

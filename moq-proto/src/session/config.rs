@@ -58,6 +58,12 @@ pub struct Config {
     /// control slows the publisher (which then drops its oldest groups) instead of memory
     /// growing here (default 32 MiB).
     pub max_unread_bytes: usize,
+    /// Whether SUBSCRIBE and FETCH for a broadcast we have not announced reach the
+    /// application ([`crate::Event::SubscribeRequested`], [`crate::Event::FetchRequested`])
+    /// instead of being refused here with Subscribe code 0x3 / Fetch code 0x0 (default
+    /// false). A relay turns it on to answer for paths a peer may not see (Subscribe code
+    /// 0x4) or that it serves without announcing them.
+    pub serve_unannounced: bool,
 }
 
 impl Default for Config {
@@ -80,6 +86,7 @@ impl Default for Config {
             max_queued_bytes_per_subscription: 8 * 1024 * 1024,
             max_queued_bytes_per_fetch: 64 * 1024 * 1024,
             max_unread_bytes: 32 * 1024 * 1024,
+            serve_unannounced: false,
         }
     }
 }

@@ -111,7 +111,7 @@ impl Session {
         }
         match self.decode::<Fetch>(id) {
             Input::Item(request) => {
-                if !self.broadcasts.contains_key(&request.path) {
+                if !self.config.serve_unannounced && !self.broadcasts.contains_key(&request.path) {
                     self.fetches_in.remove(&id);
                     self.cancel(id, codes::INTERNAL);
                     return false;

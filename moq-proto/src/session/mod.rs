@@ -170,6 +170,11 @@ impl Session {
         &self.config
     }
 
+    /// Turns [`Config::serve_unannounced`] on or off from now on.
+    pub fn set_serve_unannounced(&mut self, on: bool) {
+        self.config.serve_unannounced = on;
+    }
+
     /// Why the session ended, once it has.
     pub fn close_reason(&self) -> Option<&CloseReason> {
         self.closed.as_ref()

@@ -539,7 +539,7 @@ impl Session {
             self.cancel(stream, codes::INTERNAL);
             return;
         }
-        if !self.broadcasts.contains_key(&message.path) {
+        if !self.config.serve_unannounced && !self.broadcasts.contains_key(&message.path) {
             self.cancel(stream, codes::NOT_FOUND);
             return;
         }

@@ -293,6 +293,38 @@ fn unknown_broadcast_is_refused_with_0x3() {
 }
 
 #[test]
+fn serve_unannounced_passes_an_unknown_broadcast_to_the_application() {
+    for publisher in BOTH {
+        let mut pair = Pair::new();
+        let subscriber = publisher.other();
+        pair.side(publisher).session.set_serve_unannounced(true);
+        let id = pair
+            .side(subscriber)
+            .session
+            .subscribe(path("/nobody"), "video", SubscribeParams::default())
+            .unwrap();
+        pair.drive();
+        assert!(matches!(
+            pair.side(publisher).take_events().as_slice(),
+            [Event::SubscribeRequested { id: got, path: p, .. }] if *got == id && *p == path("/nobody")
+        ));
+        // The application answers, here with 0x4 (unauthorized).
+        pair.side(publisher)
+            .session
+            .reject_subscribe(id, codes::UNAUTHORIZED)
+            .unwrap();
+        pair.drive();
+        assert_eq!(
+            pair.side(subscriber).take_events(),
+            vec![Event::SubscriptionEnded {
+                id,
+                reason: EndReason::PeerReset(codes::UNAUTHORIZED)
+            }]
+        );
+    }
+}
+
+#[test]
 fn unknown_track_is_refused_with_0x3() {
     for publisher in BOTH {
         let mut pair = Pair::new();
