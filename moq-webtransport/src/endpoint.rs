@@ -187,7 +187,7 @@ impl Client {
 /// Per CONNECT it reads `WT-Available-Protocols`: when the list offers `"moq-lite-04"` it
 /// accepts and answers `WT-Protocol: "moq-lite-04"` (quoted: Chromium ignores an unquoted
 /// answer); with no list it accepts, assuming moq-lite-04; a list without it is refused with
-/// HTTP 403, the closest status wtransport can send to the spec's 400.
+/// HTTP 400.
 #[derive(Debug)]
 pub struct Server {
     endpoint: quinn::Endpoint,
@@ -262,7 +262,7 @@ impl Server {
         let negotiation = protocol::negotiate(request.headers());
         tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
         if let Negotiation::Refused(offered) = negotiation {
-            request.forbidden().await;
+            refuse(request).await;
             return Err(ConnectError::Protocol(offered));
         }
         let path = request.path().to_owned();
@@ -294,6 +294,27 @@ impl Server {
             quinn::VarInt::from_u64(crate::code::to_http3(code)).unwrap_or(quinn::VarInt::MAX),
             reason.as_bytes(),
         );
+    }
+}
+
+/// How long a refused client has to read the 400 and close before we close.
+const REFUSAL_LINGER: Duration = Duration::from_secs(5);
+
+/// Answers a CONNECT with HTTP 400 (spec §1). wtransport's own refusals are 403, 404 and
+/// 429 only, but the status of an accepted response is one of its headers, which
+/// `accept_with_headers` lets us replace; the session it then registers is never used, and
+/// the connection is closed once the client has gone (or after [`REFUSAL_LINGER`]), so the
+/// response is not cut off by an early CONNECTION_CLOSE.
+async fn refuse(request: wtransport::endpoint::SessionRequest) {
+    match request.accept_with_headers([(":status", "400")]).await {
+        Ok(conn) => {
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(REFUSAL_LINGER, conn.closed()).await;
+                conn.quic_connection()
+                    .close(quinn::VarInt::from_u32(0x100), b"refused");
+            });
+        }
+        Err(e) => tracing::debug!("refusing a CONNECT: {e}"),
     }
 }
 

@@ -36,8 +36,9 @@
 //!   from Rust; [`ConnectionInfo::version`] is `None` on a client session.
 //! - The server parses the `wt-available-protocols` Structured-Field list
 //!   ([`protocol::parse_list`]), answers `wt-protocol: "moq-lite-04"` (quoted) when it is
-//!   offered, accepts a CONNECT without a list, and refuses one whose list lacks it (HTTP 403:
-//!   wtransport can send 403, 404 and 429, not 400).
+//!   offered, accepts a CONNECT without a list, and refuses one whose list lacks it with
+//!   HTTP 400 (wtransport's own refusals are 403, 404 and 429; the adapter replaces the
+//!   `:status` of an accepting response instead).
 //! - **wtransport never sends `SETTINGS_WT_ENABLED` (`0x2c7cf000`)**, only the older
 //!   `0x2b603742`, H3 datagrams and extended CONNECT, and this is not configurable. Chromium
 //!   accepts that; gomoqt's WebTransport client insists on `0x2c7cf000` and refuses our
