@@ -14,7 +14,7 @@ use crate::{CLIENT_BROADCAST, GOAWAY_URI, SERVER_BROADCAST, STEP_TIMEOUT};
 /// What the client runs against, and how.
 #[derive(Clone, Debug)]
 pub struct ClientOpts {
-    /// `moqt://host:port` (native QUIC). `https://` (WebTransport) is not supported yet.
+    /// `moqt://host:port` (native QUIC) or `https://host:port/path` (WebTransport).
     pub url: String,
     /// How to check the server's certificate; `None` (no trust anchor available) fails
     /// step 0.
@@ -135,7 +135,13 @@ async fn goaway(session: &Session) -> Result<(), String> {
 /// A session and the endpoint that carries it.
 struct Dialled {
     session: Session,
-    endpoint: moq_quinn::Client,
+    endpoint: Endpoint,
+}
+
+/// The client endpoint of either transport.
+enum Endpoint {
+    Quic(moq_quinn::Client),
+    WebTransport(moq_webtransport::Client),
 }
 
 impl Dialled {
@@ -144,7 +150,13 @@ impl Dialled {
         self.session
             .close(moq_quinn::code::session::NO_ERROR, "interop done");
         drop(self.session);
-        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        let idle = async {
+            match &self.endpoint {
+                Endpoint::Quic(endpoint) => endpoint.wait_idle().await,
+                Endpoint::WebTransport(endpoint) => endpoint.wait_idle().await,
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), idle).await;
     }
 }
 
@@ -165,9 +177,29 @@ async fn dial(opts: &ClientOpts, router: Router) -> Result<Dialled, String> {
                 .connect(&opts.url, Config::default(), Some(router))
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok(Dialled { session, endpoint })
+            Ok(Dialled {
+                session,
+                endpoint: Endpoint::Quic(endpoint),
+            })
         }
-        "https" => Err("WebTransport (https://) is not supported yet".into()),
-        other => Err(format!("unsupported URL scheme {other:?}: expected moqt")),
+        "https" => {
+            let trust = match trust {
+                ServerTrust::Pinned(cert) => moq_webtransport::ServerTrust::Pinned(cert),
+                ServerTrust::Insecure => moq_webtransport::ServerTrust::Insecure,
+                other => return Err(format!("{other:?} is not supported over WebTransport")),
+            };
+            let endpoint = moq_webtransport::Client::new(trust).map_err(|e| e.to_string())?;
+            let session = endpoint
+                .connect(&opts.url, Config::default(), Some(router))
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(Dialled {
+                session,
+                endpoint: Endpoint::WebTransport(endpoint),
+            })
+        }
+        other => Err(format!(
+            "unsupported URL scheme {other:?}: expected moqt or https"
+        )),
     }
 }

@@ -1,8 +1,9 @@
 //! `interop`: the moq-lite-04 interop scenario, client or server role.
 //!
 //! ```text
-//! interop server --addr 127.0.0.1:PORT [--cert FILE --key FILE]
+//! interop server --addr 127.0.0.1:PORT [--wt-addr 127.0.0.1:PORT] [--cert FILE --key FILE]
 //! interop client --url moqt://127.0.0.1:PORT [--insecure] [--skip fetch,probe,goaway]
+//! interop client --url https://127.0.0.1:PORT/interop [--insecure] [...]
 //! ```
 //!
 //! Prints one `STEP <n> <name>: ok|FAILED <reason>|skipped` line per step. The client exits
@@ -17,8 +18,8 @@ use moq_interop::{ClientOpts, ServerOpts, Skip, run_client};
 use moq_quinn::ServerTrust;
 use tokio::sync::mpsc;
 
-const USAGE: &str = "usage: interop server --addr HOST:PORT [--cert FILE --key FILE]
-       interop client --url moqt://HOST:PORT [--insecure] [--skip fetch,probe,goaway]";
+const USAGE: &str = "usage: interop server --addr HOST:PORT [--wt-addr HOST:PORT] [--cert FILE --key FILE]
+       interop client --url moqt://HOST:PORT|https://HOST:PORT/PATH [--insecure] [--skip fetch,probe,goaway]";
 
 enum Command {
     Server(ServerOpts),
@@ -28,6 +29,7 @@ enum Command {
 fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     let role = args.next().ok_or("missing role")?;
     let mut addr = None;
+    let mut wt_addr = None;
     let mut cert = None;
     let mut key = None;
     let mut url = None;
@@ -40,6 +42,10 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
                 let v = value()?;
                 addr = Some(v.parse().map_err(|_| format!("invalid address {v:?}"))?);
             }
+            ("server", "--wt-addr") => {
+                let v = value()?;
+                wt_addr = Some(v.parse().map_err(|_| format!("invalid address {v:?}"))?);
+            }
             ("server", "--cert") => cert = Some(PathBuf::from(value()?)),
             ("server", "--key") => key = Some(PathBuf::from(value()?)),
             ("client", "--url") => url = Some(value()?),
@@ -51,6 +57,7 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
     match role.as_str() {
         "server" => Ok(Command::Server(ServerOpts {
             addr: addr.ok_or("missing --addr")?,
+            wt_addr,
             cert: match (cert, key) {
                 (Some(cert), Some(key)) => Some((cert, key)),
                 (None, None) => None,
@@ -100,6 +107,9 @@ async fn serve(opts: &ServerOpts) -> ExitCode {
         }
     };
     eprintln!("interop server listening on moqt://{}", server.local_addr());
+    if let Some(wt) = server.wt_local_addr() {
+        eprintln!("interop server listening on https://{wt}/interop (WebTransport)");
+    }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let run = tokio::spawn(server.run(tx));
     let mut failed = false;

@@ -18,8 +18,10 @@ use crate::{CLIENT_BROADCAST, GOAWAY_DRAIN, GOAWAY_URI, SERVER_BROADCAST, STEP_T
 /// Where and with which certificate the server listens.
 #[derive(Clone, Debug)]
 pub struct ServerOpts {
-    /// The UDP address to listen on.
+    /// The UDP address to listen on (native QUIC).
     pub addr: SocketAddr,
+    /// A second UDP address for WebTransport (`https://host:port/<any path>`), if any.
+    pub wt_addr: Option<SocketAddr>,
     /// A PEM certificate chain and private key; `None` generates a self-signed one.
     pub cert: Option<(PathBuf, PathBuf)>,
 }
@@ -28,11 +30,13 @@ pub struct ServerOpts {
 #[derive(Debug)]
 pub struct InteropServer {
     server: Server,
+    wt: Option<moq_webtransport::Server>,
     certificate: Option<CertificateDer<'static>>,
 }
 
 impl InteropServer {
-    /// Listens on `opts.addr` (native QUIC) and publishes `/interop/server`.
+    /// Listens on `opts.addr` (native QUIC) and, with `opts.wt_addr`, on WebTransport too
+    /// (same certificate, same broadcasts), and publishes `/interop/server`.
     pub fn bind(opts: &ServerOpts) -> Result<Self, String> {
         let identity = match &opts.cert {
             Some((cert, key)) => {
@@ -47,10 +51,24 @@ impl InteropServer {
         let mut config = Config::default();
         // After GOAWAY the core itself closes with 0x10 once the drain time has passed.
         config.goaway_timeout = GOAWAY_DRAIN;
+        let wt = match opts.wt_addr {
+            Some(addr) => {
+                let identity = moq_webtransport::Identity {
+                    chain: identity.chain.clone(),
+                    key: identity.key.clone_key(),
+                };
+                Some(
+                    moq_webtransport::Server::bind(addr, identity, config.clone(), router.clone())
+                        .map_err(|e| e.to_string())?,
+                )
+            }
+            None => None,
+        };
         let server =
             Server::bind(opts.addr, identity, config, router).map_err(|e| e.to_string())?;
         Ok(Self {
             server,
+            wt,
             certificate,
         })
     }
@@ -62,6 +80,11 @@ impl InteropServer {
             .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
     }
 
+    /// The WebTransport address, when it listens on one.
+    pub fn wt_local_addr(&self) -> Option<SocketAddr> {
+        self.wt.as_ref().and_then(|wt| wt.local_addr().ok())
+    }
+
     /// Its leaf certificate, for a client to pin.
     pub fn certificate(&self) -> Option<&CertificateDer<'static>> {
         self.certificate.as_ref()
@@ -70,14 +93,32 @@ impl InteropServer {
     /// Accepts sessions until the endpoint closes; for each, runs steps 6–9 on its own task
     /// and sends their results to `report` as they end.
     pub async fn run(self, report: mpsc::UnboundedSender<StepResult>) {
-        while let Some(accepted) = self.server.accept().await {
-            match accepted {
-                Ok(session) => {
-                    tokio::spawn(serve_session(session, report.clone()));
-                }
-                Err(e) => eprintln!("interop server: a connection failed: {e}"),
+        let quic = async {
+            while let Some(accepted) = self.server.accept().await {
+                serve(accepted, &report);
             }
+        };
+        let wt = async {
+            if let Some(wt) = &self.wt {
+                while let Some(accepted) = wt.accept().await {
+                    serve(accepted, &report);
+                }
+            }
+        };
+        tokio::join!(quic, wt);
+    }
+}
+
+/// Runs steps 6–9 on an accepted session, on its own task.
+fn serve<E: std::fmt::Display>(
+    accepted: Result<Session, E>,
+    report: &mpsc::UnboundedSender<StepResult>,
+) {
+    match accepted {
+        Ok(session) => {
+            tokio::spawn(serve_session(session, report.clone()));
         }
+        Err(e) => eprintln!("interop server: a connection failed: {e}"),
     }
 }
 

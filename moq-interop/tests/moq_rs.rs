@@ -508,6 +508,7 @@ async fn the_interop_binary_as_client_against_moq_rs() {
 async fn the_interop_server_against_moq_rs_as_client() {
     let server = InteropServer::bind(&ServerOpts {
         addr: "127.0.0.1:0".parse().unwrap(),
+        wt_addr: None,
         cert: None,
     })
     .expect("bind");

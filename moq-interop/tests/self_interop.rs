@@ -19,6 +19,7 @@ const TEST_TIMEOUT: Duration = Duration::from_secs(60);
 fn start_server() -> (SocketAddr, ServerTrust, mpsc::UnboundedReceiver<StepResult>) {
     let opts = ServerOpts {
         addr: "127.0.0.1:0".parse().unwrap(),
+        wt_addr: None,
         cert: None,
     };
     let server = InteropServer::bind(&opts).expect("bind");
@@ -55,6 +56,38 @@ async fn every_step_passes_both_ways() {
         let mut opts = ClientOpts::insecure(format!("moqt://localhost:{}", addr.port()));
         opts.trust = Some(trust);
 
+        let client = run_client(&opts).await;
+        let server = server_steps(&mut server_rx).await;
+        print("client", &client);
+        print("server", &server);
+
+        let numbers: Vec<usize> = client.iter().map(|s| s.step).collect();
+        assert_eq!(numbers, (0..STEP_NAMES.len()).collect::<Vec<_>>());
+        assert!(client.iter().all(StepResult::is_ok), "client: {client:?}");
+        let numbers: Vec<usize> = server.iter().map(|s| s.step).collect();
+        assert_eq!(numbers, vec![6, 7, 8, 9]);
+        assert!(server.iter().all(StepResult::is_ok), "server: {server:?}");
+    })
+    .await
+    .expect("the run ends in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_passes_over_webtransport() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let opts = ServerOpts {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            wt_addr: Some("127.0.0.1:0".parse().unwrap()),
+            cert: None,
+        };
+        let server = InteropServer::bind(&opts).expect("bind");
+        let wt = server.wt_local_addr().expect("a WebTransport listener");
+        let trust = ServerTrust::Pinned(server.certificate().expect("a certificate").clone());
+        let (tx, mut server_rx) = mpsc::unbounded_channel();
+        tokio::spawn(server.run(tx));
+
+        let mut opts = ClientOpts::insecure(format!("https://localhost:{}/interop", wt.port()));
+        opts.trust = Some(trust);
         let client = run_client(&opts).await;
         let server = server_steps(&mut server_rx).await;
         print("client", &client);
