@@ -12,7 +12,7 @@ use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use moq_tokio::{CloseReason, ErrorCode};
 use quinn::VarInt;
 
-use crate::code;
+use crate::code_mapping as code;
 
 /// A WebTransport session carrying a moq-lite-04 session.
 #[derive(Clone, Debug)]

@@ -291,7 +291,8 @@ impl Server {
     /// error space, as every session close).
     pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
         self.endpoint.close(
-            quinn::VarInt::from_u64(crate::code::to_http3(code)).unwrap_or(quinn::VarInt::MAX),
+            quinn::VarInt::from_u64(crate::code_mapping::to_http3(code))
+                .unwrap_or(quinn::VarInt::MAX),
             reason.as_bytes(),
         );
     }

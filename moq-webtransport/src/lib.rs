@@ -47,7 +47,7 @@
 //! # Error codes
 //!
 //! Stream codes travel through the WebTransport mapping into the HTTP/3 error space
-//! ([`code`]) in both directions, so the spec's codes arrive unchanged whether the peer is a
+//! ([`code_mapping`]) in both directions, so the spec's codes arrive unchanged whether the peer is a
 //! browser or another wtransport endpoint. A session close is a QUIC CONNECTION_CLOSE with
 //! the mapped code (wtransport cannot send CLOSE_WEBTRANSPORT_SESSION); a peer's
 //! CLOSE_WEBTRANSPORT_SESSION capsule is read with its code as sent. **A browser does not
@@ -61,7 +61,7 @@
 //! server (its own subscriptions work); Safari's WebTransport is recent and untested here.
 //! See the README for the matrix.
 
-pub mod code;
+pub mod code_mapping;
 mod conn;
 mod endpoint;
 pub mod protocol;

@@ -119,7 +119,7 @@ async fn stream_codes_are_mapped_on_the_wire() {
         Err(wtransport::error::StreamReadError::Reset(code)) => {
             assert_eq!(code.into_inner(), 0x52e4a40fa8dc);
             assert_eq!(
-                moq_webtransport::code::from_http3(code.into_inner()),
+                moq_webtransport::code_mapping::from_http3(code.into_inner()),
                 Some(moq_webtransport::ErrorCode(1))
             );
         }

@@ -1,0 +1,285 @@
+//! The clock demo over WebTransport: a publisher and a subscriber over HTTP/3 on loopback.
+//!
+//! `cargo run -p moq-webtransport --release --example wt_clock` starts a WebTransport server
+//! that publishes `/clock` (track `seconds`: a group per second, a frame per 100 ms tick), a
+//! client that dials `https://localhost:PORT/clock`, discovers the broadcast by announcement
+//! and subscribes, prints every frame with its delivery latency, and ends by itself with a
+//! summary. The same program as `moq-quinn`'s clock example, with the transport picked by
+//! the URL scheme.
+//!
+//! Flags:
+//! - `--seconds N`: run for N seconds (default 5).
+//! - `--serve ADDR`: only publish, listening on ADDR (e.g. `127.0.0.1:4443`), until Ctrl-C or
+//!   N seconds. Prints the certificate's SHA-256, for `--hash` or a browser's
+//!   `serverCertificateHashes`.
+//! - `--subscribe URL`: only subscribe to `https://host:port/path`, trusting the certificate
+//!   whose SHA-256 is `--hash HEX`, or any with `--insecure`.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use moq_webtransport::{
+    Broadcast, Client, Config, HopId, Identity, Router, Server, ServerTrust, SubscribeParams,
+};
+
+const BROADCAST: &str = "/clock";
+const TRACK: &str = "seconds";
+const TICK: Duration = Duration::from_millis(100);
+const TICKS_PER_GROUP: u32 = 10;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+struct Args {
+    seconds: u64,
+    serve: Option<String>,
+    subscribe: Option<String>,
+    insecure: bool,
+    hash: Option<[u8; 32]>,
+}
+
+fn parse_hash(hex: &str) -> Result<[u8; 32], Error> {
+    let hex = hex.replace(':', "");
+    let mut out = [0u8; 32];
+    if hex.len() != 64 {
+        return Err("--hash takes 64 hex digits (the SHA-256 printed by --serve)".into());
+    }
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
+    }
+    Ok(out)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn args() -> Result<Args, Error> {
+    let mut args = Args {
+        seconds: 5,
+        serve: None,
+        subscribe: None,
+        insecure: false,
+        hash: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--seconds" => args.seconds = it.next().ok_or("--seconds N")?.parse()?,
+            "--serve" => args.serve = Some(it.next().ok_or("--serve ADDR")?),
+            "--subscribe" => args.subscribe = Some(it.next().ok_or("--subscribe URL")?),
+            "--insecure" => args.insecure = true,
+            "--hash" => args.hash = Some(parse_hash(&it.next().ok_or("--hash HEX")?)?),
+            "-h" | "--help" => {
+                println!(
+                    "usage: wt_clock [--seconds N] [--serve ADDR | --subscribe https://HOST:PORT/PATH (--hash HEX | --insecure)]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other}").into()),
+        }
+    }
+    Ok(args)
+}
+
+fn unix_micros() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A frame: 8 bytes of send time (µs since the epoch), then the tick as text.
+fn tick_frame(group: u64, tick: u32) -> Bytes {
+    let mut frame = unix_micros().to_be_bytes().to_vec();
+    frame.extend_from_slice(format!("group {group} tick {tick}").as_bytes());
+    Bytes::from(frame)
+}
+
+/// Publishes the clock on `router` until `duration` has passed.
+async fn publish(router: &Router, duration: Duration) {
+    let broadcast = Broadcast::new();
+    let track = broadcast.create_track(TRACK, 4);
+    router.publish(BROADCAST, broadcast);
+    let mut ticker = tokio::time::interval(TICK);
+    let end = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < end {
+        let group = track.append_group();
+        for tick in 0..TICKS_PER_GROUP {
+            ticker.tick().await;
+            group.write_frame(tick_frame(group.sequence().0, tick));
+        }
+        group.finish();
+    }
+}
+
+struct Summary {
+    frames: u64,
+    groups: u64,
+    bytes: u64,
+    latencies: Vec<Duration>,
+}
+
+/// Discovers the clock, subscribes, prints frames until `duration` has passed.
+async fn subscribe(
+    session: &moq_webtransport::Session,
+    duration: Duration,
+) -> Result<Summary, Error> {
+    let mut announced = session.announced("/", HopId(0))?;
+    let announcement = tokio::time::timeout(Duration::from_secs(5), announced.next())
+        .await?
+        .ok_or("the announce stream ended")?;
+    println!("discovered {}", announcement.path());
+    let mut track = session.subscribe(
+        announcement.path().clone(),
+        TRACK,
+        SubscribeParams::default(),
+    )?;
+    let mut summary = Summary {
+        frames: 0,
+        groups: 0,
+        bytes: 0,
+        latencies: Vec::new(),
+    };
+    let verbose = duration <= Duration::from_secs(10);
+    let deadline = tokio::time::Instant::now() + duration;
+    let run = async {
+        while let Some(mut group) = track.next_group().await? {
+            summary.groups += 1;
+            while let Some(frame) = group.read_frame().await? {
+                summary.frames += 1;
+                summary.bytes += frame.len() as u64;
+                let sent = frame
+                    .get(..8)
+                    .and_then(|b| b.try_into().ok())
+                    .map_or(0, u64::from_be_bytes);
+                let latency = Duration::from_micros(unix_micros().saturating_sub(sent));
+                summary.latencies.push(latency);
+                if verbose {
+                    let text = String::from_utf8_lossy(frame.get(8..).unwrap_or_default());
+                    println!(
+                        "  {text:<20} latency {:>7.3} ms",
+                        latency.as_secs_f64() * 1e3
+                    );
+                }
+            }
+            if !verbose {
+                println!(
+                    "group {} complete: {} frames so far",
+                    group.sequence(),
+                    summary.frames
+                );
+            }
+        }
+        Ok::<_, Error>(())
+    };
+    match tokio::time::timeout_at(deadline, run).await {
+        Ok(result) => result?,
+        Err(_elapsed) => {}
+    }
+    Ok(summary)
+}
+
+fn print_summary(summary: &mut Summary, session: &moq_webtransport::Session, elapsed: Duration) {
+    let stats = session.stats();
+    summary.latencies.sort();
+    let pct = |p: f64| {
+        let i = ((summary.latencies.len() as f64 - 1.0) * p).round() as usize;
+        summary
+            .latencies
+            .get(i)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3)
+    };
+    println!(
+        "summary: {} frames in {} groups, {:.1} kbit/s of payload, latency p50 {:.3} ms p99 {:.3} ms, rtt {:?}, {} bytes received on the connection",
+        summary.frames,
+        summary.groups,
+        summary.bytes as f64 * 8.0 / elapsed.as_secs_f64() / 1e3,
+        pct(0.5),
+        pct(0.99),
+        stats.rtt.unwrap_or_default(),
+        stats.bytes_received,
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = args()?;
+    let duration = Duration::from_secs(args.seconds);
+
+    if let Some(url) = &args.subscribe {
+        let trust = match (args.hash, args.insecure) {
+            (Some(hash), _) => ServerTrust::Hash(hash),
+            (None, true) => ServerTrust::Insecure,
+            (None, false) => {
+                return Err(
+                    "--subscribe needs --hash HEX (printed by --serve) or --insecure".into(),
+                );
+            }
+        };
+        let client = Client::new(trust)?;
+        let session = client.connect(url, Config::default(), None).await?;
+        let start = std::time::Instant::now();
+        let mut summary = subscribe(&session, duration).await?;
+        print_summary(&mut summary, &session, start.elapsed());
+        session.close(moq_webtransport::code::session::NO_ERROR, "done");
+        return Ok(());
+    }
+
+    let identity = Identity::self_signed(&["localhost", "127.0.0.1"])?;
+    let cert = identity.leaf().cloned().ok_or("no certificate")?;
+    let hash = hex(&identity.certificate_hash().ok_or("no certificate")?);
+    let addr = args.serve.as_deref().unwrap_or("127.0.0.1:0").parse()?;
+    let router = Router::new();
+    let server = Server::bind(addr, identity, Config::default(), router.clone())?;
+    let url = format!("https://localhost:{}/clock", server.local_addr()?.port());
+    println!("server listening on {url} (moq-lite-04 over WebTransport)");
+    println!("certificate sha-256 {hash}");
+    if args.serve.is_some() {
+        println!(
+            "subscribe with: cargo run -p moq-webtransport --example wt_clock -- --subscribe {url} --hash {hash}"
+        );
+    }
+    let accept = tokio::spawn(async move {
+        let mut sessions = Vec::new();
+        while let Some(session) = server.accept().await {
+            match session {
+                Ok(session) => {
+                    println!("server: session from {:?}", session.remote_addr());
+                    sessions.push(session);
+                }
+                Err(err) => eprintln!("server: {err}"),
+            }
+        }
+    });
+    let publisher = {
+        let router = router.clone();
+        tokio::spawn(async move { publish(&router, duration + Duration::from_secs(1)).await })
+    };
+
+    if args.serve.is_some() {
+        tokio::select! {
+            _ = publisher => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        accept.abort();
+        return Ok(());
+    }
+
+    let client = Client::new(ServerTrust::Pinned(cert))?;
+    let session = client.connect(&url, Config::default(), None).await?;
+    let info = session.connection_info();
+    println!(
+        "client: connected, alpn {}, path {} (the server's wt-protocol answer is not visible to a wtransport client)",
+        info.alpn.as_deref().unwrap_or("?"),
+        info.path.as_deref().unwrap_or("?")
+    );
+    let start = std::time::Instant::now();
+    let mut summary = subscribe(&session, duration).await?;
+    print_summary(&mut summary, &session, start.elapsed());
+    session.close(moq_webtransport::code::session::NO_ERROR, "done");
+    accept.abort();
+    publisher.abort();
+    if summary.frames == 0 {
+        return Err("no frame was received".into());
+    }
+    Ok(())
+}
