@@ -66,6 +66,17 @@ impl Announcements {
     pub async fn next(&mut self) -> Option<Announcement> {
         self.rx.recv().await
     }
+
+    /// Stops listening with an Announce code (the stream is reset and stop-sent), for
+    /// example `code::announce::BANNED_PREFIX` when the peer announces what it may not
+    /// publish here. Every announcement it reported ends.
+    pub fn cancel(self, code: moq_proto::ErrorCode) {
+        let stream = self.stream;
+        self.shared.with(|inner| {
+            inner.interests.remove(&stream);
+            let _ = inner.core.cancel_interest(stream, code);
+        });
+    }
 }
 
 impl Drop for Announcements {

@@ -113,6 +113,22 @@ impl Session {
         Ok(())
     }
 
+    /// Cancels one of our announce interests with an Announce code (RESET_STREAM and
+    /// STOP_SENDING), for example [`codes::BANNED_PREFIX`] when the peer announces what it
+    /// may not publish here. Its active entries are reported ended, then
+    /// [`Event::InterestEnded`] with [`EndReason::Cancelled`].
+    pub fn cancel_interest(
+        &mut self,
+        interest: StreamId,
+        code: crate::ErrorCode,
+    ) -> Result<(), CommandError> {
+        if !self.forget_interest_out(interest, EndReason::Cancelled(code)) {
+            return Err(CommandError::UnknownStream(interest));
+        }
+        self.cancel(interest, code);
+        Ok(())
+    }
+
     // ---- Publisher side ----
 
     /// ACTIVE/ENDED for `path` to every interest that wants it.
@@ -286,9 +302,11 @@ impl Session {
     }
 
     /// Ends one of our interests: every active entry is reported ended, then the interest.
-    pub(super) fn end_interest_out(&mut self, id: StreamId, reason: EndReason) {
+    /// Reports every active entry of one of our interests ended, then the interest itself;
+    /// `false` if it was not ours.
+    fn forget_interest_out(&mut self, id: StreamId, reason: EndReason) -> bool {
         let Some(interest) = self.interests_out.remove(&id) else {
-            return;
+            return false;
         };
         let mut paths: Vec<_> = interest.active.into_iter().collect();
         paths.sort();
@@ -300,6 +318,13 @@ impl Session {
             interest: id,
             reason,
         });
+        true
+    }
+
+    pub(super) fn end_interest_out(&mut self, id: StreamId, reason: EndReason) {
+        if !self.forget_interest_out(id, reason) {
+            return;
+        }
         // FIN our side (we were done), discard whatever else arrives, and forget the stream
         // once the peer closes its side.
         self.finish_send(id);

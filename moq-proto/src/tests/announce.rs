@@ -439,6 +439,57 @@ fn stop_interest_ends_entries_and_both_sides_close() {
 }
 
 #[test]
+fn cancel_interest_resets_with_the_code_and_ends_entries() {
+    for publisher in BOTH {
+        let mut pair = Pair::new();
+        let subscriber = publisher.other();
+        pair.side(publisher)
+            .session
+            .announce(path("/x"), vec![])
+            .unwrap();
+        let interest = pair
+            .side(subscriber)
+            .session
+            .announce_interest(PathPrefix::root(), HopId(0))
+            .unwrap();
+        pair.drive();
+        pair.side(subscriber).take_events();
+        pair.side(subscriber)
+            .session
+            .cancel_interest(interest, codes::BANNED_PREFIX)
+            .unwrap();
+        assert!(
+            pair.side(subscriber)
+                .session
+                .cancel_interest(interest, codes::BANNED_PREFIX)
+                .is_err()
+        );
+        pair.drive();
+        assert_eq!(
+            pair.side(subscriber).take_events(),
+            vec![
+                Event::Unannounced {
+                    interest,
+                    path: path("/x")
+                },
+                Event::InterestEnded {
+                    interest,
+                    reason: EndReason::Cancelled(codes::BANNED_PREFIX)
+                },
+            ]
+        );
+        assert!(
+            cancels(&pair.side(subscriber).commands)
+                .iter()
+                .all(|c| c.1 == codes::BANNED_PREFIX)
+        );
+        assert!(!cancels(&pair.side(subscriber).commands).is_empty());
+        assert_eq!(pair.client.session.open_streams(), 0);
+        assert_eq!(pair.server.session.open_streams(), 0);
+    }
+}
+
+#[test]
 fn slow_announce_consumer_is_cancelled_0x0() {
     let server = Config {
         stream_send_window: 1,
