@@ -26,7 +26,7 @@ pub fn to_http3(code: ErrorCode) -> u64 {
 /// Maps an HTTP/3 error code back to the application code, or `None` when it is outside the
 /// WebTransport range or one of its reserved values.
 pub fn from_http3(h3: u64) -> Option<ErrorCode> {
-    if !(FIRST..=LAST).contains(&h3) || (h3 - 0x21) % 0x1f == 0 {
+    if !(FIRST..=LAST).contains(&h3) || (h3 - 0x21).is_multiple_of(0x1f) {
         return None;
     }
     let shifted = h3 - FIRST;
@@ -74,7 +74,7 @@ mod tests {
         assert_eq!(from_http3(LAST + 1), None);
         assert_eq!(from_http3(0x100), None);
         // first + 0x1e is 0x21 + k·0x1f: reserved.
-        assert_eq!((FIRST + 0x1e - 0x21) % 0x1f, 0);
+        assert!((FIRST + 0x1e - 0x21).is_multiple_of(0x1f));
         assert_eq!(from_http3(FIRST + 0x1e), None);
         assert_eq!(received(0x10c), ErrorCode(0x10c));
         assert_eq!(received(to_http3(ErrorCode(7))), ErrorCode(7));
@@ -93,7 +93,10 @@ mod tests {
         for n in codes {
             let h3 = to_http3(ErrorCode(n));
             assert!((FIRST..=LAST).contains(&h3));
-            assert_ne!((h3 - 0x21) % 0x1f, 0, "{n} maps onto a reserved value");
+            assert!(
+                !(h3 - 0x21).is_multiple_of(0x1f),
+                "{n} maps onto a reserved value"
+            );
             assert_eq!(from_http3(h3), Some(ErrorCode(n)), "{n}");
             if let Some((pn, ph)) = previous
                 && pn + 1 == n
@@ -106,7 +109,7 @@ mod tests {
         for h3 in FIRST..FIRST + 2000 {
             match from_http3(h3) {
                 Some(code) => assert_eq!(to_http3(code), h3),
-                None => assert_eq!((h3 - 0x21) % 0x1f, 0),
+                None => assert!((h3 - 0x21).is_multiple_of(0x1f)),
             }
         }
     }
