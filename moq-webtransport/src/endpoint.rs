@@ -252,39 +252,28 @@ impl Server {
     /// The next session; `None` once the endpoint is closed. A connection whose handshake
     /// fails, or whose CONNECT is refused, yields an error and the server goes on.
     pub async fn accept(&self) -> Option<Result<Session, ConnectError>> {
-        let incoming = self.endpoint.accept().await?;
-        Some(self.handshake(incoming).await)
+        let incoming = self.incoming().await?;
+        let router = self.router.clone();
+        Some(incoming.accept(move |_| Some(router)).await)
     }
 
-    async fn handshake(&self, incoming: quinn::Incoming) -> Result<Session, ConnectError> {
-        let request =
-            wtransport::endpoint::IncomingSessionFuture::with_quic_incoming(incoming).await?;
-        let negotiation = protocol::negotiate(request.headers());
-        tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
-        if let Negotiation::Refused(offered) = negotiation {
-            refuse(request).await;
-            return Err(ConnectError::Protocol(offered));
-        }
-        let path = request.path().to_owned();
-        let conn = request
-            .accept_with_headers(negotiation.response_headers())
-            .await?;
-        let mut info = ConnectionInfo::new("webtransport");
-        let handshake = conn.handshake_data();
-        info.alpn = handshake
-            .alpn()
-            .map(|a| String::from_utf8_lossy(a).into_owned());
-        info.server_name = handshake.server_name().map(str::to_owned);
-        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
-        info.path = Some(path);
-        info.version = Some(moq_tokio::proto::ALPN.to_owned());
-        let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
-        Ok(Session::new(
-            conn,
-            Role::Server,
-            self.config.clone(),
-            Some(self.router.clone()),
-        ))
+    /// The next connection attempt, before its handshake; `None` once the endpoint is
+    /// closed. Unlike [`Server::accept`] the caller chooses, per session, the router it
+    /// serves (knowing the CONNECT's URL path, query included), and can run several
+    /// handshakes at once.
+    pub async fn incoming(&self) -> Option<Incoming> {
+        let incoming = self.endpoint.accept().await?;
+        Some(Incoming {
+            incoming,
+            config: self.config.clone(),
+            local: self.endpoint.local_addr().ok(),
+        })
+    }
+
+    /// Stops accepting new connections; established ones go on. Pair it with
+    /// [`Session::goaway`] on each session to drain a server.
+    pub fn stop_accepting(&self) {
+        self.endpoint.set_server_config(None);
     }
 
     /// Stops accepting and closes every connection with `code` (mapped into the HTTP/3
@@ -316,6 +305,60 @@ async fn refuse(request: wtransport::endpoint::SessionRequest) {
             });
         }
         Err(e) => tracing::debug!("refusing a CONNECT: {e}"),
+    }
+}
+
+/// A connection attempt on a [`Server`], not yet handshaken.
+#[derive(Debug)]
+pub struct Incoming {
+    incoming: quinn::Incoming,
+    config: Config,
+    local: Option<SocketAddr>,
+}
+
+impl Incoming {
+    /// The peer's address (before any handshake, so not yet validated).
+    pub fn remote_addr(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Refuses the connection without a handshake.
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+
+    /// Completes the QUIC handshake and the WebTransport CONNECT, then starts the session.
+    /// `router` is called once the CONNECT is accepted, with what was negotiated (its
+    /// `path` is the CONNECT's, query included), and returns the router the session serves
+    /// (`None`: every SUBSCRIBE and FETCH is refused).
+    pub async fn accept(
+        self,
+        router: impl FnOnce(&ConnectionInfo) -> Option<Router>,
+    ) -> Result<Session, ConnectError> {
+        let request =
+            wtransport::endpoint::IncomingSessionFuture::with_quic_incoming(self.incoming).await?;
+        let negotiation = protocol::negotiate(request.headers());
+        tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
+        if let Negotiation::Refused(offered) = negotiation {
+            refuse(request).await;
+            return Err(ConnectError::Protocol(offered));
+        }
+        let path = request.path().to_owned();
+        let conn = request
+            .accept_with_headers(negotiation.response_headers())
+            .await?;
+        let mut info = ConnectionInfo::new("webtransport");
+        let handshake = conn.handshake_data();
+        info.alpn = handshake
+            .alpn()
+            .map(|a| String::from_utf8_lossy(a).into_owned());
+        info.server_name = handshake.server_name().map(str::to_owned);
+        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        info.path = Some(path);
+        info.version = Some(moq_tokio::proto::ALPN.to_owned());
+        let router = router(&info);
+        let conn = WebTransportConnection::new(conn, self.local, info);
+        Ok(Session::new(conn, Role::Server, self.config, router))
     }
 }
 

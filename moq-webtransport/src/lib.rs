@@ -68,7 +68,7 @@ pub mod protocol;
 mod tls;
 
 pub use conn::{RecvStream, SendStream, WebTransportConnection};
-pub use endpoint::{ALPN_H3, Client, ConnectError, Server, WebTransportOptions};
+pub use endpoint::{ALPN_H3, Client, ConnectError, Incoming, Server, WebTransportOptions};
 pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
 
 pub use moq_tokio::*;
