@@ -36,6 +36,8 @@ async function main() {
 		}
 		log("frame", frame.group, frame.frame, new TextDecoder().decode(frame.data));
 	}
+	// PROBE replies from the server (moq-lite-04): the RTT they carry, in ms.
+	log("probe-rtt", connection.rtt?.peek() ?? "none");
 	log("done", frames);
 	track.close();
 	connection.close();

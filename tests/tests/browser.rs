@@ -13,7 +13,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use moq_webtransport::{Broadcast, Config, Identity, Router, Server, Session};
+use moq_webtransport::{
+    Broadcast, CloseReason, Config, ErrorCode, Identity, Router, Server, Session,
+};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
@@ -253,12 +255,21 @@ async fn chromium_subscribes_through_moq_lite() {
         false
     })
     .await;
+    // The server side of the browser's session. The page closes its connection after the
+    // last frame: that close (a CLOSE_WEBTRANSPORT_SESSION capsule) reaches the server.
+    let session = sessions.try_recv().ok();
+    let closed = match &session {
+        Some(session) if outcome == Ok(true) => {
+            tokio::time::timeout(Duration::from_secs(10), session.closed())
+                .await
+                .ok()
+        }
+        _ => None,
+    };
+    println!("server: the browser's session ended: {closed:?}");
     let _ = child.start_kill();
     let _ = child.wait().await;
     let _ = std::fs::remove_dir_all(&profile);
-
-    // The server side of the browser's session.
-    let session = sessions.try_recv().ok();
     accept.abort();
 
     assert!(
@@ -310,6 +321,14 @@ async fn chromium_subscribes_through_moq_lite() {
     assert_eq!(info.transport, "webtransport");
     assert_eq!(info.path.as_deref(), Some("/clock"));
     assert_eq!(info.version.as_deref(), Some("moq-lite-04"));
+    assert_eq!(
+        closed,
+        Some(CloseReason::Peer {
+            code: ErrorCode(0),
+            reason: String::new()
+        }),
+        "the browser's close reached the server with code 0"
+    );
     // @moq/lite probes on moq-lite-04: the server answered its PROBE stream.
     println!(
         "server: probe target from the browser {:?}, stats {:?}",
