@@ -119,6 +119,13 @@ impl Session {
             last_sample: None,
             last_reply: None,
         });
+        // Measure and reply from the moment the stream opens, not only after a PROBE: a
+        // prober may only read (@moq/lite opens the stream and never writes a target).
+        if !self.timers.is_set(Timer::ProbeSample) {
+            self.commands.push_back(Command::SampleStats);
+            self.timers
+                .set(Timer::ProbeSample, self.now + self.config.probe_interval);
+        }
     }
 
     pub(super) fn recv_probe_in(&mut self, id: StreamId) -> bool {

@@ -96,6 +96,27 @@ fn probe_targets_travel_on_one_stream_and_replies_come_back_in_both_directions()
 }
 
 #[test]
+fn responder_replies_to_a_prober_that_only_reads() {
+    // @moq/lite opens the probe stream and reads replies without ever writing a PROBE: the
+    // responder measures from the moment the stream opens and answers all the same.
+    let mut lone = Lone::new(Role::Server);
+    let stream = lone.accept_with(Dir::Bi, &[StreamType::Probe.to_byte()]);
+    assert_eq!(lone.events(), vec![], "no target was asked for");
+    assert_eq!(lone.commands(), vec![Command::SampleStats]);
+    assert_eq!(
+        sample(&mut lone, stream, stats(Some(12), Some(1000))),
+        vec![Probe {
+            bitrate: 0,
+            rtt: Duration::from_millis(12)
+        }]
+    );
+    // A PROBE that arrives later is a target as usual, with no second prompt sample.
+    lone.data(stream, &msg(&probe(500_000)));
+    assert_eq!(lone.events(), vec![Event::ProbeTarget { bitrate: 500_000 }]);
+    assert_eq!(lone.commands(), vec![]);
+}
+
+#[test]
 fn responder_replaces_an_older_probe_stream_with_0x0() {
     let (mut lone, old) = responder();
     let new = lone.accept_with(Dir::Bi, &typed(StreamType::Probe, &probe(3_000)));
