@@ -384,6 +384,11 @@ impl Session {
 
     // ---- Internals ----
 
+    /// Bytes queued across every incoming subscription (for [`Session::stats`]).
+    pub(super) fn queued_publication_bytes(&self) -> usize {
+        self.pubs.values().map(|p| p.queued).sum()
+    }
+
     fn send_response(
         &mut self,
         stream: StreamId,

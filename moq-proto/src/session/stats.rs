@@ -41,6 +41,10 @@ pub struct SessionStats {
     pub frames_received: u64,
     /// Groups dropped or expired on either side.
     pub groups_dropped: u64,
+    /// Bytes of group data queued in the core for the peer's subscriptions, not yet handed
+    /// to the transport: each subscription holds at most
+    /// [`crate::Config::max_queued_bytes_per_subscription`] plus its newest group.
+    pub queued_bytes: u64,
 }
 
 #[derive(Debug, Default)]
@@ -73,6 +77,7 @@ impl Session {
             frames_sent: c.frames_sent,
             frames_received: c.frames_received,
             groups_dropped: c.groups_dropped,
+            queued_bytes: self.queued_publication_bytes() as u64,
         }
     }
 }

@@ -218,12 +218,20 @@ impl Session {
 
     /// Resets the send side, dropping queued data. Returns the bytes dropped.
     pub(super) fn reset_send(&mut self, id: StreamId, code: ErrorCode) -> usize {
-        let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.take()) else {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return 0;
+        };
+        let kind = stream.kind;
+        let Some(send) = stream.send.take() else {
             return 0;
         };
         // Its ready entry, if any, is dropped when popped.
         // Also for a stream still opening: the adapter resets it as soon as it has it.
         self.commands.push_back(Command::Reset { id, code });
+        if kind == Kind::GroupOut {
+            // The discarded bytes leave its subscription's queue too.
+            self.on_group_bytes_sent(id, send.queued);
+        }
         send.queued
     }
 

@@ -529,6 +529,53 @@ fn cancelled_group_is_seen_as_peer_stopped_by_the_publisher() {
 }
 
 #[test]
+fn a_stopped_or_expired_group_gives_its_queued_bytes_back() {
+    const FRAME: usize = 1024;
+    for publisher in BOTH {
+        let config = Config {
+            stream_send_window: 2 * FRAME,
+            ..Config::default()
+        };
+        let mut pair = Pair::with_config(config.clone(), config);
+        let subscriber = publisher.other();
+        let params = SubscribeParams {
+            max_latency: Duration::from_millis(100),
+            ..SubscribeParams::default()
+        };
+        let id = subscribed(&mut pair, publisher, params);
+        pair.starve.insert(publisher);
+        let p = &mut pair.side(publisher).session;
+        let g = p.open_group(id, GroupSequence(1)).unwrap();
+        for f in 0..8 {
+            p.write_frame(g, payload(1, f, FRAME)).unwrap();
+        }
+        assert!(p.stats().queued_bytes > 0);
+        pair.drive();
+        // The subscriber stops the group: its unsent bytes leave the count.
+        let events = pair.side(subscriber).take_events();
+        let stream = group_stream(&events, id, GroupSequence(1)).unwrap();
+        pair.side(subscriber)
+            .session
+            .cancel_group(stream, codes::SUBSCRIBE_CANCELLED)
+            .unwrap();
+        pair.drive();
+        assert_eq!(pair.side(publisher).session.stats().queued_bytes, 0);
+
+        // Expiry: group 2 is still queued when group 3 opens past the max latency.
+        let p = &mut pair.side(publisher).session;
+        let g = p.open_group(id, GroupSequence(2)).unwrap();
+        for f in 0..8 {
+            p.write_frame(g, payload(2, f, FRAME)).unwrap();
+        }
+        pair.advance(Duration::from_millis(200));
+        let p = &mut pair.side(publisher).session;
+        p.open_group(id, GroupSequence(3)).unwrap();
+        assert_eq!(p.stats().groups_dropped, 1);
+        assert_eq!(p.stats().queued_bytes, 0);
+    }
+}
+
+#[test]
 fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
     const FRAME: usize = 1024;
     const FRAMES: usize = 8;
@@ -547,12 +594,15 @@ fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
         pair.starve.insert(publisher);
         let mut groups = Vec::new();
         let mut peak = 0;
+        let mut stats_peak = 0;
         for seq in 1..=40u64 {
             let p = &mut pair.side(publisher).session;
             let g = p.open_group(id, GroupSequence(seq)).unwrap();
             for f in 0..FRAMES {
                 p.write_frame(g, payload(seq, f, FRAME)).unwrap();
                 peak = peak.max(p.queued_bytes_total());
+                stats_peak = stats_peak.max(p.stats().queued_bytes as usize);
+                assert!(p.stats().queued_bytes as usize <= LIMIT + GROUP);
                 assert!(
                     p.queued_bytes_total() <= LIMIT + GROUP,
                     "group {seq} frame {f}: {} bytes queued",
@@ -568,6 +618,7 @@ fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
             peak > LIMIT / 2,
             "the test must fill the queue: peak {peak}"
         );
+        assert!(stats_peak > LIMIT / 2, "stats report it: {stats_peak}");
 
         let events = pair.side(publisher).take_events();
         let dropped: Vec<u64> = events
