@@ -1,0 +1,237 @@
+//! Access control as a hook: from what is known about a connection to the broadcast
+//! prefixes it may publish and subscribe under.
+//!
+//! Native QUIC carries no URL, so there a policy sees only the peer's address and the TLS
+//! server name; over WebTransport it also sees the URL path and its `?token=` (or `?jwt=`).
+//! Refusals use the spec's codes: a SUBSCRIBE or FETCH outside the allowed prefixes is
+//! refused with Subscribe code 0x4 (Unauthorized) / Fetch code 0x0, and a publisher's
+//! announcement outside its prefixes makes the relay cancel the announce stream with
+//! Announce code 0x4 (Banned prefix).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use moq_quinn::{BroadcastPath, PathPrefix};
+
+use crate::config::AuthConfig;
+
+/// What is known about a connection when it is accepted.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConnectionRequest {
+    /// `"quic"` or `"webtransport"`.
+    pub transport: &'static str,
+    /// The URL path without the query (WebTransport only).
+    pub path: Option<String>,
+    /// The `token` (or `jwt`) query parameter (WebTransport only).
+    pub token: Option<String>,
+    /// The peer's address.
+    pub remote: Option<SocketAddr>,
+    /// The TLS server name the client asked for.
+    pub server_name: Option<String>,
+}
+
+impl ConnectionRequest {
+    /// A request for a transport, with nothing else known yet.
+    pub fn new(transport: &'static str) -> Self {
+        Self {
+            transport,
+            ..Self::default()
+        }
+    }
+
+    /// Splits a URL path (`/relay?token=abc`) into `path` and `token`.
+    pub fn with_url_path(mut self, url_path: &str) -> Self {
+        let (path, query) = url_path.split_once('?').unwrap_or((url_path, ""));
+        self.path = Some(path.to_owned());
+        self.token = query
+            .split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "token" || *k == "jwt")
+            .map(|(_, v)| v.to_owned());
+        self
+    }
+}
+
+/// Broadcast prefixes a connection may publish and subscribe under.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Access {
+    publish: Vec<PathPrefix>,
+    subscribe: Vec<PathPrefix>,
+}
+
+fn prefix_list<S: AsRef<str>>(list: &[S]) -> Vec<PathPrefix> {
+    list.iter().map(|p| PathPrefix::new(p.as_ref())).collect()
+}
+
+impl Access {
+    /// Everything, both ways.
+    pub fn all() -> Self {
+        Self {
+            publish: vec![PathPrefix::root()],
+            subscribe: vec![PathPrefix::root()],
+        }
+    }
+
+    /// Nothing at all.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// These prefixes (any path form: `a/`, `/a/`, `a`; `""` or `/` is everything).
+    pub fn new<S: AsRef<str>>(publish: &[S], subscribe: &[S]) -> Self {
+        Self {
+            publish: prefix_list(publish),
+            subscribe: prefix_list(subscribe),
+        }
+    }
+
+    /// Whether the connection may publish `path`.
+    pub fn may_publish(&self, path: &BroadcastPath) -> bool {
+        self.publish.iter().any(|p| p.matches(path))
+    }
+
+    /// Whether the connection may subscribe to (or fetch from) `path`.
+    pub fn may_subscribe(&self, path: &BroadcastPath) -> bool {
+        self.subscribe.iter().any(|p| p.matches(path))
+    }
+
+    /// The prefixes it may publish under.
+    pub fn publish_prefixes(&self) -> &[PathPrefix] {
+        &self.publish
+    }
+
+    /// The prefixes it may subscribe under.
+    pub fn subscribe_prefixes(&self) -> &[PathPrefix] {
+        &self.subscribe
+    }
+}
+
+/// The hook: decides what a connection may do. Called once per connection, on the accept
+/// path, so it must not block.
+pub trait AccessControl: Send + Sync + 'static {
+    /// What the connection may publish and subscribe. [`Access::none`] still lets it
+    /// connect (its requests are then refused one by one with the spec's codes).
+    fn check(&self, request: &ConnectionRequest) -> Access;
+}
+
+impl<F> AccessControl for F
+where
+    F: Fn(&ConnectionRequest) -> Access + Send + Sync + 'static,
+{
+    fn check(&self, request: &ConnectionRequest) -> Access {
+        self(request)
+    }
+}
+
+/// Anyone may publish and subscribe anything.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Anonymous;
+
+impl AccessControl for Anonymous {
+    fn check(&self, _: &ConnectionRequest) -> Access {
+        Access::all()
+    }
+}
+
+/// The built-in policy: static tokens, each with its prefixes, and what anonymous
+/// connections may do.
+#[derive(Clone, Debug)]
+pub struct StaticTokens {
+    tokens: HashMap<String, Access>,
+    anonymous: Access,
+}
+
+impl StaticTokens {
+    /// A policy from the `[auth]` section: with no tokens and no `anonymous_*` lists,
+    /// anonymous access to everything; otherwise anonymous connections get the
+    /// `anonymous_*` prefixes (default none).
+    pub fn from_config(config: &AuthConfig) -> Self {
+        let open = config.tokens.is_empty()
+            && config.anonymous_publish.is_none()
+            && config.anonymous_subscribe.is_none();
+        let anonymous = if open {
+            Access::all()
+        } else {
+            Access {
+                publish: prefix_list(config.anonymous_publish.as_deref().unwrap_or_default()),
+                subscribe: prefix_list(config.anonymous_subscribe.as_deref().unwrap_or_default()),
+            }
+        };
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| (t.token.clone(), Access::new(&t.publish, &t.subscribe)))
+            .collect();
+        Self { tokens, anonymous }
+    }
+}
+
+impl AccessControl for StaticTokens {
+    fn check(&self, request: &ConnectionRequest) -> Access {
+        request
+            .token
+            .as_ref()
+            .and_then(|t| self.tokens.get(t))
+            .unwrap_or(&self.anonymous)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenConfig;
+
+    fn path(p: &str) -> BroadcastPath {
+        BroadcastPath::new(p)
+    }
+
+    #[test]
+    fn url_paths_give_path_and_token() {
+        let r = ConnectionRequest::new("webtransport").with_url_path("/relay?x=1&token=abc");
+        assert_eq!(r.path.as_deref(), Some("/relay"));
+        assert_eq!(r.token.as_deref(), Some("abc"));
+        let r = ConnectionRequest::new("webtransport").with_url_path("/?jwt=j");
+        assert_eq!(r.token.as_deref(), Some("j"));
+        let r = ConnectionRequest::new("webtransport").with_url_path("/moq");
+        assert_eq!(r.token, None);
+    }
+
+    #[test]
+    fn prefixes_match_in_any_path_form() {
+        let access = Access::new(&["a/"], &["/a/", "b"]);
+        assert!(access.may_publish(&path("/a/x")));
+        assert!(!access.may_publish(&path("/ab")));
+        assert!(!access.may_publish(&path("/b/x")));
+        assert!(access.may_subscribe(&path("a/x")));
+        assert!(access.may_subscribe(&path("/b/x")));
+        assert!(!access.may_subscribe(&path("/c")));
+        assert!(Access::all().may_publish(&path("/anything/at/all")));
+        assert!(!Access::none().may_subscribe(&path("/a")));
+    }
+
+    #[test]
+    fn static_tokens() {
+        let open = StaticTokens::from_config(&AuthConfig::default());
+        assert_eq!(open.check(&ConnectionRequest::new("quic")), Access::all());
+
+        let config = AuthConfig {
+            tokens: vec![TokenConfig {
+                token: "t".into(),
+                publish: vec!["a/".into()],
+                subscribe: vec!["a/".into()],
+            }],
+            ..AuthConfig::default()
+        };
+        let policy = StaticTokens::from_config(&config);
+        let anonymous = policy.check(&ConnectionRequest::new("quic"));
+        assert_eq!(anonymous, Access::none());
+        let wrong =
+            policy.check(&ConnectionRequest::new("webtransport").with_url_path("/?token=x"));
+        assert_eq!(wrong, Access::none());
+        let a = policy.check(&ConnectionRequest::new("webtransport").with_url_path("/?token=t"));
+        assert!(a.may_subscribe(&path("/a/x")));
+        assert!(!a.may_subscribe(&path("/b/x")));
+    }
+}

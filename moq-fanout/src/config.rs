@@ -1,0 +1,544 @@
+//! The relay's configuration: a TOML file, then command-line overrides.
+//!
+//! ```toml
+//! [listen]
+//! quic = "0.0.0.0:4443"          # native QUIC (ALPN moq-lite-04)
+//! webtransport = "0.0.0.0:4443"  # WebTransport over HTTP/3 (a different port than quic)
+//!
+//! [tls]
+//! cert = "relay.crt"             # PEM chain and key; without them a self-signed
+//! key = "relay.key"              # certificate is generated for `generate`
+//! generate = ["localhost"]
+//!
+//! [relay]
+//! hop_id = 7                     # non-zero; random when absent
+//! upstreams = ["moqt://origin.example:4443"]
+//! upstream_cert = "origin.crt"   # pin the upstream's certificate, or:
+//! upstream_insecure = false      # skip verification (tests only)
+//! next_session_uri = ""          # sent in GOAWAY on shutdown
+//! drain_timeout_ms = 5000
+//!
+//! [cache]                        # per track
+//! groups = 8
+//! bytes = 8388608
+//!
+//! [limits]
+//! max_sessions = 10000
+//! max_subscriptions_per_session = 4096
+//! max_queued_bytes_per_subscriber = 4194304
+//!
+//! [auth]                         # no tokens: anonymous may do everything
+//! anonymous_subscribe = ["public/"]
+//! [[auth.tokens]]
+//! token = "s3cret"
+//! publish = ["live/"]
+//! subscribe = ["live/", "public/"]
+//!
+//! [log]
+//! level = "info"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Why the configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown keys.
+    #[error("invalid configuration: {0}")]
+    Toml(#[from] toml::de::Error),
+    /// A command-line argument is wrong.
+    #[error("{0}")]
+    Args(String),
+    /// The values do not make sense together.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Everything the relay reads at start.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RelayConfig {
+    /// Where to listen.
+    pub listen: ListenConfig,
+    /// The server certificate.
+    pub tls: TlsConfig,
+    /// Relay-to-relay routing and shutdown.
+    pub relay: RoutingConfig,
+    /// The per-track group cache.
+    pub cache: CacheConfig,
+    /// Resource limits.
+    pub limits: LimitsConfig,
+    /// Access control.
+    pub auth: AuthConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Listening addresses.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ListenConfig {
+    /// Native QUIC (default `0.0.0.0:4443`); absent: no native listener.
+    pub quic: Option<SocketAddr>,
+    /// WebTransport (HTTP/3); absent (the default): none.
+    pub webtransport: Option<SocketAddr>,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            quic: Some(SocketAddr::from(([0, 0, 0, 0], 4443))),
+            webtransport: None,
+        }
+    }
+}
+
+/// The server certificate: PEM files, or a generated self-signed one.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    pub cert: Option<PathBuf>,
+    /// PEM private key.
+    pub key: Option<PathBuf>,
+    /// Names for a self-signed certificate when no files are given (default `localhost`).
+    pub generate: Vec<String>,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert: None,
+            key: None,
+            generate: vec!["localhost".to_owned()],
+        }
+    }
+}
+
+/// Relay-to-relay routing and shutdown.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct RoutingConfig {
+    /// This relay's hop ID (non-zero); random when absent.
+    pub hop_id: Option<u64>,
+    /// Relays to connect to (`moqt://host:port` or `https://host:port/path`).
+    pub upstreams: Vec<String>,
+    /// PEM certificate the upstream relays must present (pinned).
+    pub upstream_cert: Option<PathBuf>,
+    /// Skip certificate verification of upstream relays (tests only).
+    pub upstream_insecure: bool,
+    /// Delay before reconnecting to an upstream, doubled up to 10 s (default 500 ms).
+    pub reconnect_ms: u64,
+    /// The URI sent in GOAWAY on shutdown (empty: no redirect).
+    pub next_session_uri: String,
+    /// How long peers have to leave after GOAWAY before their sessions are closed
+    /// (default 5000 ms).
+    pub drain_timeout_ms: u64,
+    /// Max Latency asked of upstream publishers, in ms (default 10 000; 0 = no limit,
+    /// which moq-net reads as "only the newest group").
+    pub upstream_max_latency_ms: u64,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            hop_id: None,
+            upstreams: Vec::new(),
+            upstream_cert: None,
+            upstream_insecure: false,
+            reconnect_ms: 500,
+            next_session_uri: String::new(),
+            drain_timeout_ms: 5000,
+            upstream_max_latency_ms: 10_000,
+        }
+    }
+}
+
+/// The per-track cache of recent groups.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct CacheConfig {
+    /// Most groups kept per track (default 8; at least 1).
+    pub groups: usize,
+    /// Most payload bytes kept per track (default 8 MiB). A group that alone exceeds it is
+    /// not cached.
+    pub bytes: usize,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            groups: 8,
+            bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Resource limits.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LimitsConfig {
+    /// Most concurrent sessions (default 10 000); beyond, connections are refused.
+    pub max_sessions: usize,
+    /// Most subscriptions one peer may hold on the relay (default 4096).
+    pub max_subscriptions_per_session: usize,
+    /// Bytes queued for one downstream subscription before its oldest groups are dropped
+    /// (SUBSCRIBE_DROP) (default 4 MiB).
+    pub max_queued_bytes_per_subscriber: usize,
+    /// Most announce streams one peer may open (default 64).
+    pub max_announce_streams: usize,
+    /// Most concurrent QUIC streams a peer may open per kind (default 1024).
+    pub max_streams: u32,
+    /// Idle timeout of a connection in ms (default 30 000).
+    pub idle_timeout_ms: u64,
+    /// Announcements that already passed through this many relays are ignored
+    /// (default 32).
+    pub max_hops: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 10_000,
+            max_subscriptions_per_session: 4096,
+            max_queued_bytes_per_subscriber: 4 * 1024 * 1024,
+            max_announce_streams: 64,
+            max_streams: 1024,
+            idle_timeout_ms: 30_000,
+            max_hops: 32,
+        }
+    }
+}
+
+/// Access control: static tokens with allowed prefixes.
+///
+/// With no tokens and no `anonymous_*` lists, anyone may publish and subscribe anything.
+/// Once tokens are configured, a connection without a (known) token gets only the
+/// `anonymous_*` prefixes (default: none).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct AuthConfig {
+    /// Known tokens.
+    pub tokens: Vec<TokenConfig>,
+    /// Prefixes anyone may publish under.
+    pub anonymous_publish: Option<Vec<String>>,
+    /// Prefixes anyone may subscribe under.
+    pub anonymous_subscribe: Option<Vec<String>>,
+}
+
+/// One token and what it allows.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TokenConfig {
+    /// The secret, given by clients as `?token=` in the URL.
+    pub token: String,
+    /// Broadcast prefixes it may publish under (`""` or `"/"`: everything).
+    pub publish: Vec<String>,
+    /// Broadcast prefixes it may subscribe under.
+    pub subscribe: Vec<String>,
+}
+
+/// Logging.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct LogConfig {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// The usage text of the `moq-fanout` program.
+pub const USAGE: &str = "\
+usage: moq-fanout [CONFIG.toml] [options]
+
+  --config FILE              read the TOML configuration (also the first bare argument)
+  --bind ADDR                native QUIC listen address (\"none\" to disable)
+  --webtransport ADDR        WebTransport listen address
+  --cert FILE --key FILE     PEM certificate chain and key
+  --generate NAME            self-signed certificate name (repeatable)
+  --upstream URL             relay to connect to (repeatable)
+  --upstream-cert FILE       pin the upstream relays' certificate
+  --upstream-insecure        do not verify upstream certificates
+  --hop ID                   this relay's non-zero hop ID
+  --cache-groups N           groups cached per track
+  --cache-bytes N            bytes cached per track
+  --max-sessions N           most concurrent sessions
+  --max-queued-bytes N       bytes queued per subscriber before dropping old groups
+  --token SECRET:PUB:SUB     a token with comma-separated publish and subscribe prefixes
+  --anonymous PUB:SUB        prefixes allowed without a token
+  --next-session-uri URI     GOAWAY redirect on shutdown
+  --drain-timeout-ms N       how long to wait for peers to leave on shutdown
+  --log LEVEL                error, warn, info, debug or trace
+  --help                     this text
+";
+
+fn prefixes(list: &str) -> Vec<String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl RelayConfig {
+    /// Parses a TOML document.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text)
+    }
+
+    /// Builds the configuration from command-line arguments (without the program name):
+    /// the file named by `--config` or the first bare argument, then the overrides.
+    /// Returns `Ok(None)` for `--help`.
+    pub fn from_args(args: &[String]) -> Result<Option<Self>, ConfigError> {
+        let mut file = None;
+        let mut i = 0;
+        while i < args.len() {
+            match args[i].as_str() {
+                "--help" | "-h" => return Ok(None),
+                "--config" => {
+                    file = args.get(i + 1).cloned();
+                    i += 1;
+                }
+                a if !a.starts_with("--") && file.is_none() && i == 0 => file = Some(a.to_owned()),
+                _ => {}
+            }
+            i += 1;
+        }
+        let mut config = match &file {
+            Some(path) => Self::from_file(std::path::Path::new(path))?,
+            None => Self::default(),
+        };
+        config.apply_args(args)?;
+        config.validate()?;
+        Ok(Some(config))
+    }
+
+    /// Applies command-line overrides (see [`USAGE`]).
+    pub fn apply_args(&mut self, args: &[String]) -> Result<(), ConfigError> {
+        let mut it = args.iter().enumerate();
+        let mut generated = false;
+        while let Some((i, arg)) = it.next() {
+            let mut value = |name: &str| {
+                it.next()
+                    .map(|(_, v)| v.clone())
+                    .ok_or_else(|| ConfigError::Args(format!("{name} needs a value")))
+            };
+            fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError> {
+                v.parse()
+                    .map_err(|_| ConfigError::Args(format!("{name}: not a number: {v}")))
+            }
+            fn addr(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+                v.parse()
+                    .map_err(|_| ConfigError::Args(format!("{name}: not an address: {v}")))
+            }
+            match arg.as_str() {
+                "--config" => {
+                    value(arg)?;
+                }
+                "--bind" => {
+                    let v = value(arg)?;
+                    self.listen.quic = match v.as_str() {
+                        "none" => None,
+                        v => Some(addr(arg, v)?),
+                    };
+                }
+                "--webtransport" => self.listen.webtransport = Some(addr(arg, &value(arg)?)?),
+                "--cert" => self.tls.cert = Some(value(arg)?.into()),
+                "--key" => self.tls.key = Some(value(arg)?.into()),
+                "--generate" => {
+                    if !generated {
+                        self.tls.generate.clear();
+                        generated = true;
+                    }
+                    self.tls.generate.push(value(arg)?);
+                }
+                "--upstream" => self.relay.upstreams.push(value(arg)?),
+                "--upstream-cert" => self.relay.upstream_cert = Some(value(arg)?.into()),
+                "--upstream-insecure" => self.relay.upstream_insecure = true,
+                "--hop" => self.relay.hop_id = Some(num(arg, &value(arg)?)?),
+                "--cache-groups" => self.cache.groups = num(arg, &value(arg)?)?,
+                "--cache-bytes" => self.cache.bytes = num(arg, &value(arg)?)?,
+                "--max-sessions" => self.limits.max_sessions = num(arg, &value(arg)?)?,
+                "--max-queued-bytes" => {
+                    self.limits.max_queued_bytes_per_subscriber = num(arg, &value(arg)?)?
+                }
+                "--token" => {
+                    let v = value(arg)?;
+                    let mut parts = v.splitn(3, ':');
+                    let token = parts.next().unwrap_or_default().to_owned();
+                    let publish = prefixes(parts.next().unwrap_or_default());
+                    let subscribe = prefixes(parts.next().unwrap_or_default());
+                    if token.is_empty() {
+                        return Err(ConfigError::Args("--token: empty secret".into()));
+                    }
+                    self.auth.tokens.push(TokenConfig {
+                        token,
+                        publish,
+                        subscribe,
+                    });
+                }
+                "--anonymous" => {
+                    let v = value(arg)?;
+                    let (publish, subscribe) = v.split_once(':').unwrap_or((&v, ""));
+                    self.auth.anonymous_publish = Some(prefixes(publish));
+                    self.auth.anonymous_subscribe = Some(prefixes(subscribe));
+                }
+                "--next-session-uri" => self.relay.next_session_uri = value(arg)?,
+                "--drain-timeout-ms" => self.relay.drain_timeout_ms = num(arg, &value(arg)?)?,
+                "--log" => self.log.level = value(arg)?,
+                a if i == 0 && !a.starts_with("--") => {} // the configuration file
+                other => return Err(ConfigError::Args(format!("unknown argument {other}"))),
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks values that cannot work.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
+        if self.relay.hop_id == Some(0) {
+            return bad("relay.hop_id must be non-zero");
+        }
+        if self.relay.hop_id.is_some_and(|h| h >= 1 << 62) {
+            return bad("relay.hop_id must be below 2^62");
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            return bad("tls.cert and tls.key go together");
+        }
+        if self.tls.cert.is_none() && self.tls.generate.is_empty() {
+            return bad("tls: give cert and key, or names to generate");
+        }
+        if !self.relay.upstreams.is_empty()
+            && self.relay.upstream_cert.is_none()
+            && !self.relay.upstream_insecure
+        {
+            return bad("relay.upstreams need relay.upstream_cert or relay.upstream_insecure");
+        }
+        if self.cache.groups == 0 {
+            return bad("cache.groups must be at least 1");
+        }
+        if !matches!(
+            self.log.level.as_str(),
+            "error" | "warn" | "info" | "debug" | "trace"
+        ) {
+            return bad("log.level must be error, warn, info, debug or trace");
+        }
+        Ok(())
+    }
+
+    /// How long peers have to leave after GOAWAY.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.relay.drain_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn toml_then_overrides() {
+        let mut config = RelayConfig::from_toml(
+            r#"
+            [listen]
+            quic = "127.0.0.1:5000"
+            [relay]
+            hop_id = 9
+            upstreams = ["moqt://a:1"]
+            upstream_insecure = true
+            [cache]
+            groups = 3
+            [[auth.tokens]]
+            token = "t"
+            publish = ["a/"]
+            subscribe = ["a/", "b/"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.listen.quic, Some("127.0.0.1:5000".parse().unwrap()));
+        assert_eq!(config.relay.hop_id, Some(9));
+        assert_eq!(config.cache.groups, 3);
+        assert_eq!(config.cache.bytes, CacheConfig::default().bytes);
+        assert_eq!(config.auth.tokens[0].subscribe, ["a/", "b/"]);
+        config
+            .apply_args(&args(
+                "--bind 127.0.0.1:6000 --hop 4 --cache-groups 2 --upstream moqt://b:2 \
+                 --token x:c/:c/,d/ --anonymous :pub/",
+            ))
+            .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.listen.quic, Some("127.0.0.1:6000".parse().unwrap()));
+        assert_eq!(config.relay.hop_id, Some(4));
+        assert_eq!(config.cache.groups, 2);
+        assert_eq!(config.relay.upstreams, ["moqt://a:1", "moqt://b:2"]);
+        assert_eq!(config.auth.tokens[1].token, "x");
+        assert_eq!(config.auth.tokens[1].subscribe, ["c/", "d/"]);
+        assert_eq!(config.auth.anonymous_publish, Some(vec![]));
+        assert_eq!(config.auth.anonymous_subscribe, Some(vec!["pub/".into()]));
+    }
+
+    #[test]
+    fn refusals() {
+        assert!(RelayConfig::from_toml("[relay]\nhop_id = 0").is_err());
+        assert!(RelayConfig::from_toml("[nope]").is_err());
+        assert!(RelayConfig::from_toml("[relay]\nupstreams = [\"moqt://a:1\"]").is_err());
+        assert!(RelayConfig::from_toml("[tls]\ncert = \"a\"").is_err());
+        let mut c = RelayConfig::default();
+        assert!(c.apply_args(&args("--bind")).is_err());
+        assert!(c.apply_args(&args("--what")).is_err());
+        assert!(c.apply_args(&args("--cache-groups x")).is_err());
+        assert!(RelayConfig::from_args(&args("--help")).unwrap().is_none());
+        assert_eq!(
+            RelayConfig::from_args(&args("--bind none"))
+                .unwrap()
+                .unwrap()
+                .listen
+                .quic,
+            None
+        );
+    }
+}

@@ -1,0 +1,454 @@
+//! One track's fan-out: a single upstream subscription, any number of downstream ones, and
+//! a cache of the most recent groups.
+//!
+//! One task per track owns everything: the upstream [`TrackReader`], every downstream
+//! [`TrackWriter`] with its open [`GroupWriter`]s, and the readers of the upstream groups in
+//! flight (several at once: groups travel on their own streams and may interleave). Each
+//! frame read upstream is written to every downstream group of the same sequence as the
+//! same `Bytes` (a reference count, never a copy). The sans-IO core under each downstream
+//! session applies that subscriber's priority, order, range and max latency, and drops its
+//! oldest groups (SUBSCRIBE_DROP) when it falls too far behind, so a slow subscriber never
+//! holds up the others or this task.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures_util::stream::{FuturesUnordered, SelectAll};
+use futures_util::{Stream, StreamExt};
+use moq_quinn::{
+    EndReason, ErrorCode, GroupReader, GroupSequence, GroupWriter, PublishError, PublisherParams,
+    StreamEndError, TrackEvent, TrackReader, TrackWriter, code,
+};
+use tokio::sync::{mpsc, watch};
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One cached group.
+#[derive(Debug)]
+struct CachedGroup {
+    sequence: GroupSequence,
+    frames: Vec<Bytes>,
+    bytes: usize,
+    finished: bool,
+}
+
+/// The most recent groups of one track, bounded by count and payload bytes.
+#[derive(Debug)]
+pub(crate) struct Cache {
+    /// By ascending sequence.
+    groups: VecDeque<CachedGroup>,
+    bytes: usize,
+    max_groups: usize,
+    max_bytes: usize,
+}
+
+impl Cache {
+    pub(crate) fn new(max_groups: usize, max_bytes: usize) -> Self {
+        Self {
+            groups: VecDeque::new(),
+            bytes: 0,
+            max_groups: max_groups.max(1),
+            max_bytes,
+        }
+    }
+
+    fn find(&mut self, sequence: GroupSequence) -> Option<&mut CachedGroup> {
+        // Frames almost always belong to the newest group: search from the back.
+        self.groups
+            .iter_mut()
+            .rev()
+            .find(|g| g.sequence == sequence)
+    }
+
+    /// A group started arriving.
+    fn begin(&mut self, sequence: GroupSequence) {
+        if self.groups.iter().any(|g| g.sequence == sequence) {
+            return;
+        }
+        let at = self
+            .groups
+            .iter()
+            .rposition(|g| g.sequence < sequence)
+            .map_or(0, |i| i + 1);
+        self.groups.insert(
+            at,
+            CachedGroup {
+                sequence,
+                frames: Vec::new(),
+                bytes: 0,
+                finished: false,
+            },
+        );
+        self.evict();
+    }
+
+    /// A frame of a group arrived. A group evicted (or never begun) stays uncached.
+    fn push(&mut self, sequence: GroupSequence, frame: &Bytes) {
+        let len = frame.len();
+        let Some(group) = self.find(sequence).filter(|g| !g.finished) else {
+            return;
+        };
+        group.frames.push(frame.clone());
+        group.bytes += len;
+        self.bytes += len;
+        self.evict();
+    }
+
+    fn finish(&mut self, sequence: GroupSequence) {
+        if let Some(group) = self.find(sequence) {
+            group.finished = true;
+        }
+    }
+
+    /// An incomplete group is not kept.
+    fn abort(&mut self, sequence: GroupSequence) {
+        if let Some(at) = self.groups.iter().position(|g| g.sequence == sequence)
+            && let Some(group) = self.groups.remove(at)
+        {
+            self.bytes -= group.bytes;
+        }
+    }
+
+    fn evict(&mut self) {
+        while self.groups.len() > self.max_groups
+            || (self.bytes > self.max_bytes && !self.groups.is_empty())
+        {
+            if let Some(old) = self.groups.pop_front() {
+                self.bytes -= old.bytes;
+            }
+        }
+    }
+
+    /// The frames of a complete cached group.
+    pub(crate) fn group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
+        self.groups
+            .iter()
+            .find(|g| g.sequence == sequence && g.finished)
+            .map(|g| g.frames.clone())
+    }
+
+    /// The cached sequences, oldest first.
+    pub(crate) fn sequences(&self) -> Vec<GroupSequence> {
+        self.groups.iter().map(|g| g.sequence).collect()
+    }
+
+    /// Payload bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+}
+
+/// What the relay keeps about a running fan-out.
+#[derive(Debug)]
+pub(crate) struct TrackFanout {
+    /// Tells fan-outs apart when one replaces another under the same name.
+    pub(crate) id: u64,
+    /// New downstream subscribers.
+    pub(crate) joins: mpsc::UnboundedSender<TrackWriter>,
+    /// Shared with fetches.
+    pub(crate) cache: Arc<Mutex<Cache>>,
+    /// Dropped to end the fan-out (the broadcast is gone).
+    pub(crate) _stop: watch::Sender<bool>,
+}
+
+/// Removes the fan-out from the relay's table, atomically with respect to new joins:
+/// called with `force` false when the last subscriber left (it returns the writers that
+/// joined meanwhile, and removes the entry only if there are none), and with `force` true
+/// when the upstream track ended (it always removes the entry).
+pub(crate) type Detach =
+    Box<dyn FnMut(&mut mpsc::UnboundedReceiver<TrackWriter>, bool) -> Vec<TrackWriter> + Send>;
+
+/// The end of one frame read from an upstream group.
+enum Item {
+    Frame(Bytes),
+    End(Result<(), StreamEndError>),
+}
+
+type GroupStream = Pin<Box<dyn Stream<Item = (GroupSequence, Item)> + Send>>;
+
+/// An upstream group as a stream of its frames, then its end. One allocation per group.
+fn frames(reader: GroupReader) -> GroupStream {
+    let sequence = reader.sequence();
+    Box::pin(futures_util::stream::unfold(
+        Some(reader),
+        move |reader| async move {
+            let mut reader = reader?;
+            match reader.read_frame().await {
+                Ok(Some(frame)) => Some(((sequence, Item::Frame(frame)), Some(reader))),
+                Ok(None) => Some(((sequence, Item::End(Ok(()))), None)),
+                Err(e) => Some(((sequence, Item::End(Err(e))), None)),
+            }
+        },
+    ))
+}
+
+struct Subscriber {
+    writer: TrackWriter,
+    /// Its open groups (few: usually one).
+    groups: Vec<GroupWriter>,
+}
+
+impl Subscriber {
+    fn take_group(&mut self, sequence: GroupSequence) -> Option<GroupWriter> {
+        let at = self.groups.iter().position(|g| g.sequence() == sequence)?;
+        Some(self.groups.swap_remove(at))
+    }
+}
+
+/// The Group code forwarded downstream when an upstream group ends abnormally.
+fn group_code(err: &StreamEndError) -> ErrorCode {
+    match err {
+        StreamEndError::Reset(c) => *c,
+        StreamEndError::Expired => code::group::EXPIRED,
+        StreamEndError::SessionClosed(_) => code::group::SESSION_CLOSING,
+        _ => code::group::PUBLISH_ABORTED,
+    }
+}
+
+/// The fan-out task's state.
+pub(crate) struct Fanout {
+    upstream: TrackReader,
+    cache: Arc<Mutex<Cache>>,
+    subscribers: Vec<(u64, Subscriber)>,
+    next_subscriber: u64,
+    groups: SelectAll<GroupStream>,
+    leaving: FuturesUnordered<Pin<Box<dyn std::future::Future<Output = u64> + Send>>>,
+}
+
+impl Fanout {
+    pub(crate) fn new(upstream: TrackReader, cache: Arc<Mutex<Cache>>) -> Self {
+        Self {
+            upstream,
+            cache,
+            subscribers: Vec::new(),
+            next_subscriber: 0,
+            groups: SelectAll::new(),
+            leaving: FuturesUnordered::new(),
+        }
+    }
+
+    /// Runs until the last subscriber leaves, the upstream track ends, or `stop` is set.
+    pub(crate) async fn run(
+        mut self,
+        mut joins: mpsc::UnboundedReceiver<TrackWriter>,
+        mut stop: watch::Receiver<bool>,
+        mut detach: Detach,
+    ) {
+        let path = self.upstream.path().clone();
+        let track = self.upstream.track().to_owned();
+        tracing::debug!(%path, %track, "upstream subscription started");
+        let mut upstream_end: Option<Result<(), StreamEndError>> = None;
+        loop {
+            if self.subscribers.is_empty() && upstream_end.is_none() {
+                let joined = detach(&mut joins, false);
+                if joined.is_empty() {
+                    tracing::debug!(%path, %track, "last subscriber left: upstream subscription ends");
+                    return;
+                }
+                for writer in joined {
+                    self.join(writer);
+                }
+                continue;
+            }
+            if upstream_end.is_some() && self.groups.is_empty() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = stop.changed() => {
+                    upstream_end = Some(Ok(()));
+                    break;
+                }
+                Some(writer) = joins.recv() => self.join(writer),
+                Some((sequence, item)) = self.groups.next(), if !self.groups.is_empty() => {
+                    self.group_item(sequence, item);
+                }
+                event = self.upstream.next(), if upstream_end.is_none() => match event {
+                    Ok(Some(TrackEvent::Group(reader))) => self.open_group(reader),
+                    Ok(Some(TrackEvent::Dropped { start, end, code })) => {
+                        for (_, sub) in &mut self.subscribers {
+                            let _ = sub.writer.drop_groups(start, end, code);
+                        }
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => upstream_end = Some(Ok(())),
+                    Err(e) => upstream_end = Some(Err(e)),
+                },
+                Some(id) = self.leaving.next(), if !self.leaving.is_empty() => {
+                    self.subscribers.retain(|(i, _)| *i != id);
+                }
+            }
+        }
+        let end = upstream_end.unwrap_or(Ok(()));
+        tracing::debug!(%path, %track, ?end, "upstream track ended");
+        for writer in detach(&mut joins, true) {
+            self.join(writer);
+        }
+        for (_, mut sub) in self.subscribers.drain(..) {
+            for group in sub.groups.drain(..) {
+                let _ = group.finish();
+            }
+            match &end {
+                Err(StreamEndError::Reset(c) | StreamEndError::Cancelled(c)) => {
+                    sub.writer.close_with_error(*c)
+                }
+                _ => sub.writer.finish(),
+            }
+        }
+    }
+
+    /// A new downstream subscriber: it starts with the latest cached group (or, if it asked
+    /// for a start, every cached group from there), then follows the live groups.
+    fn join(&mut self, mut writer: TrackWriter) {
+        if writer.accept(PublisherParams::default()).is_err() {
+            return;
+        }
+        let start = writer.subscriber_params().start;
+        let mut sub = Subscriber {
+            writer,
+            groups: Vec::new(),
+        };
+        {
+            let cache = lock(&self.cache);
+            let replay: Vec<&CachedGroup> = match start {
+                Some(s) => cache.groups.iter().filter(|g| g.sequence >= s).collect(),
+                None => cache.groups.back().into_iter().collect(),
+            };
+            // Groups before the oldest cached one will not come (SUBSCRIBE_DROP, code 0).
+            if let (Some(s), Some(first)) = (start, replay.first())
+                && first.sequence > s
+            {
+                let _ = sub.writer.drop_groups(
+                    s,
+                    GroupSequence(first.sequence.0 - 1),
+                    code::subscribe::INTERNAL,
+                );
+            }
+            for cached in replay {
+                match sub.writer.open_group_at(cached.sequence) {
+                    Ok(mut group) => {
+                        for frame in &cached.frames {
+                            if group.write_frame(frame.clone()).is_err() {
+                                break;
+                            }
+                        }
+                        if cached.finished {
+                            let _ = group.finish();
+                        } else {
+                            sub.groups.push(group);
+                        }
+                    }
+                    Err(PublishError::Closed(_)) => return,
+                    Err(_) => {} // outside its range
+                }
+            }
+        }
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        let leaving = sub.writer.closed_owned();
+        self.leaving.push(Box::pin(async move {
+            let _: EndReason = leaving.await;
+            id
+        }));
+        self.subscribers.push((id, sub));
+    }
+
+    fn open_group(&mut self, reader: GroupReader) {
+        let sequence = reader.sequence();
+        lock(&self.cache).begin(sequence);
+        for (_, sub) in &mut self.subscribers {
+            // Out of its range, a duplicate, or it has ended: not for this subscriber.
+            if let Ok(group) = sub.writer.open_group_at(sequence) {
+                sub.groups.push(group);
+            }
+        }
+        self.groups.push(frames(reader));
+    }
+
+    fn group_item(&mut self, sequence: GroupSequence, item: Item) {
+        match item {
+            Item::Frame(frame) => {
+                lock(&self.cache).push(sequence, &frame);
+                for (_, sub) in &mut self.subscribers {
+                    if let Some(group) = sub.groups.iter_mut().find(|g| g.sequence() == sequence)
+                        && group.write_frame(frame.clone()).is_err()
+                    {
+                        // Dropped for being too slow, expired or stopped by the subscriber.
+                        sub.take_group(sequence);
+                    }
+                }
+            }
+            Item::End(Ok(())) => {
+                lock(&self.cache).finish(sequence);
+                for (_, sub) in &mut self.subscribers {
+                    if let Some(group) = sub.take_group(sequence) {
+                        let _ = group.finish();
+                    }
+                }
+            }
+            Item::End(Err(err)) => {
+                lock(&self.cache).abort(sequence);
+                let code = group_code(&err);
+                for (_, sub) in &mut self.subscribers {
+                    if let Some(group) = sub.take_group(sequence) {
+                        group.cancel(code);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seqs(cache: &Cache) -> Vec<u64> {
+        cache.sequences().into_iter().map(|s| s.0).collect()
+    }
+
+    #[test]
+    fn cache_keeps_the_newest_groups_by_count_and_bytes() {
+        let mut cache = Cache::new(3, 100);
+        for s in 1..=5 {
+            cache.begin(GroupSequence(s));
+            cache.push(GroupSequence(s), &Bytes::from(vec![0u8; 10]));
+            cache.finish(GroupSequence(s));
+        }
+        assert_eq!(seqs(&cache), [3, 4, 5]);
+        assert_eq!(cache.bytes(), 30);
+        assert_eq!(cache.group(GroupSequence(4)).unwrap().len(), 1);
+        assert!(cache.group(GroupSequence(2)).is_none());
+
+        // Bytes: a big group pushes the old ones out, and one bigger than the budget goes too.
+        cache.begin(GroupSequence(6));
+        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 80]));
+        assert_eq!(seqs(&cache), [5, 6]);
+        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 30]));
+        assert_eq!(seqs(&cache), Vec::<u64>::new());
+        assert_eq!(cache.bytes(), 0);
+        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 1]));
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn cache_orders_interleaved_groups_and_drops_aborted_ones() {
+        let mut cache = Cache::new(4, 1000);
+        cache.begin(GroupSequence(2));
+        cache.begin(GroupSequence(1));
+        cache.begin(GroupSequence(3));
+        assert_eq!(seqs(&cache), [1, 2, 3]);
+        cache.push(GroupSequence(2), &Bytes::from_static(b"ab"));
+        cache.abort(GroupSequence(2));
+        assert_eq!(seqs(&cache), [1, 3]);
+        assert_eq!(cache.bytes(), 0);
+        // Unfinished groups are not served to fetches.
+        assert!(cache.group(GroupSequence(1)).is_none());
+        cache.finish(GroupSequence(1));
+        assert_eq!(cache.group(GroupSequence(1)), Some(vec![]));
+    }
+}

@@ -1,0 +1,32 @@
+//! `moq-fanout`: a moq-lite-04 relay built on the async session API, with no protocol logic
+//! of its own beyond routing and caching.
+//!
+//! - **Fan-out**: per track, one upstream subscription however many downstream subscribers
+//!   ([`fanout`](crate::Relay) internals); each frame goes to all of them as the same
+//!   `Bytes`. Each downstream subscription keeps its own priority, order, range and max
+//!   latency, and a slow one loses its oldest groups (SUBSCRIBE_DROP) without slowing the
+//!   others. The upstream subscription ends when the last downstream one does.
+//! - **Cache**: the most recent groups of each relayed track, bounded by count and bytes:
+//!   a late joiner starts at the latest group at once, and FETCH is served from it (or
+//!   forwarded upstream).
+//! - **Relay-to-relay**: announcements are forwarded with our hop ID appended, interest
+//!   carries it as exclude-hop, the shortest route wins, and a ring does not loop.
+//! - **Access control**: an [`AccessControl`] hook maps a connection to the prefixes it may
+//!   publish and subscribe; [`StaticTokens`] is the built-in policy.
+//!
+//! [`RelayServer::start`] runs a relay from a [`RelayConfig`]; the `moq-fanout` program
+//! wraps it with a TOML file, command-line overrides, logging and signal handling.
+
+mod auth;
+mod config;
+mod fanout;
+mod relay;
+mod server;
+
+pub use auth::{Access, AccessControl, Anonymous, ConnectionRequest, StaticTokens};
+pub use config::{
+    AuthConfig, CacheConfig, ConfigError, LimitsConfig, ListenConfig, LogConfig, RelayConfig,
+    RoutingConfig, TlsConfig, TokenConfig, USAGE,
+};
+pub use relay::{BroadcastInfo, PeerId, PreparedPeer, Relay, connection_request};
+pub use server::{RelayServer, StartError};

@@ -1,0 +1,875 @@
+//! The relay: every connected peer (publisher, subscriber or another relay), the routes
+//! to each broadcast, and the fan-outs of the tracks being relayed.
+//!
+//! Every peer gets its own [`Router`]: it holds the broadcasts that peer may subscribe to
+//! (announced to it with our hop ID appended, spec D15), except those it is itself the
+//! route to, and a fallback that answers for everything else (Subscribe code 0x4 outside its
+//! prefixes, 0x3 for an unknown broadcast). From every peer the relay asks for announcements
+//! (`announced("/", our hop ID)`): each ACTIVE adds a route to that broadcast, each ENDED
+//! removes it. A broadcast is announced onwards through one primary route, kept until that
+//! route ends (then the shortest remaining one takes over and the broadcast is re-announced
+//! with its hops); subscriptions and fetches go upstream through the shortest route that
+//! does not lead back to the requester.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use moq_quinn::{
+    Announcement, Announcements, BroadcastPath, Config, ErrorCode, FetchRequest, FetchWriter,
+    HopId, Router, Session, SubscribeParams, TrackHandler, TrackRequest, TrackWriter, code,
+};
+use tokio::sync::{mpsc, watch};
+
+use crate::auth::{Access, AccessControl, ConnectionRequest};
+use crate::config::RelayConfig;
+use crate::fanout::{Cache, Detach, Fanout, TrackFanout, lock};
+
+/// How long a fetch forwarded upstream may take.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Identifies a peer of this relay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl std::fmt::Display for PeerId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// The relay's routing and fan-out state, shared by its listeners and upstream links.
+/// Cloning gives another handle.
+#[derive(Clone)]
+pub struct Relay {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("hop", &self.inner.hop)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    hop: HopId,
+    config: RelayConfig,
+    access: Arc<dyn AccessControl>,
+    state: Mutex<State>,
+    /// Set (with the GOAWAY URI) when the relay shuts down.
+    shutdown: watch::Sender<Option<String>>,
+    /// Bumped whenever a peer leaves (for the drain).
+    peers_left: watch::Sender<u64>,
+}
+
+#[derive(Default)]
+struct State {
+    next_peer: u64,
+    next_fanout: u64,
+    peers: HashMap<PeerId, Peer>,
+    origins: HashMap<BroadcastPath, Origin>,
+}
+
+struct Peer {
+    session: Session,
+    router: Router,
+    access: Access,
+    handler: Arc<dyn TrackHandler>,
+}
+
+/// One way to reach a broadcast: the peer that announced it, with its hops.
+#[derive(Clone, Debug)]
+struct Route {
+    peer: PeerId,
+    /// Which of the peer's announce interests reported it.
+    interest: usize,
+    hops: Vec<HopId>,
+}
+
+struct Origin {
+    routes: Vec<Route>,
+    /// The route the broadcast is announced through.
+    primary: PeerId,
+    /// The hops announced onwards: the primary route's, then ours.
+    hops: Vec<HopId>,
+    /// Tracks being relayed, by name.
+    tracks: HashMap<String, TrackFanout>,
+}
+
+impl Origin {
+    /// The shortest route that does not lead back to `requester`.
+    fn best_route(&self, requester: PeerId) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.peer != requester)
+            .min_by_key(|r| (r.hops.len(), r.peer != self.primary, r.peer))
+    }
+}
+
+/// What a caller learns about the relay's table (for logs and tests).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BroadcastInfo {
+    /// The broadcast.
+    pub path: BroadcastPath,
+    /// The hops announced onwards (ending with ours).
+    pub hops: Vec<HopId>,
+    /// How many routes lead to it.
+    pub routes: usize,
+    /// Tracks being relayed, with their cached group sequences.
+    pub tracks: Vec<(String, Vec<u64>)>,
+}
+
+/// The fallback handler of one peer's router: every subscription and fetch from that peer.
+struct PeerHandler {
+    relay: Weak<Inner>,
+    peer: PeerId,
+    access: Access,
+}
+
+impl TrackHandler for PeerHandler {
+    fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
+        if !self.access.may_subscribe(&request.path) {
+            tracing::info!(peer = %self.peer, path = %request.path, "subscribe refused: unauthorized");
+            writer.reject(code::subscribe::UNAUTHORIZED);
+            return;
+        }
+        match self.relay.upgrade() {
+            Some(relay) => relay.subscribe(self.peer, request, writer),
+            None => writer.reject(code::subscribe::INTERNAL),
+        }
+    }
+
+    fn serve_fetch(&self, request: FetchRequest, writer: FetchWriter) {
+        if !self.access.may_subscribe(&request.path) {
+            // The Fetch stream has no Unauthorized code: Internal, as for "not available".
+            tracing::info!(peer = %self.peer, path = %request.path, "fetch refused: unauthorized");
+            writer.reject(code::fetch::INTERNAL);
+            return;
+        }
+        match self.relay.upgrade() {
+            Some(relay) => relay.fetch(self.peer, request, writer),
+            None => writer.reject(code::fetch::INTERNAL),
+        }
+    }
+}
+
+/// A hop ID from the clock and the process: non-zero, below 2^31 (a 4-byte varint).
+fn random_hop() -> HopId {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    #[allow(clippy::disallowed_methods)] // only as entropy
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    HopId((h.finish() % ((1 << 31) - 1)) + 1)
+}
+
+impl Relay {
+    /// A relay with no peers yet. Its hop ID is `config.relay.hop_id`, or random.
+    pub fn new(config: RelayConfig, access: Arc<dyn AccessControl>) -> Self {
+        let hop = config.relay.hop_id.map_or_else(random_hop, HopId);
+        Self {
+            inner: Arc::new(Inner {
+                hop,
+                config,
+                access,
+                state: Mutex::new(State::default()),
+                shutdown: watch::channel(None).0,
+                peers_left: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// This relay's hop ID.
+    pub fn hop_id(&self) -> HopId {
+        self.inner.hop
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &RelayConfig {
+        &self.inner.config
+    }
+
+    /// The session configuration for every peer: the configured limits, the drain time,
+    /// and unannounced paths passed to the relay (so it can answer 0x4 or 0x3 itself).
+    pub fn session_config(&self) -> Config {
+        let limits = &self.inner.config.limits;
+        let mut config = Config::default();
+        config.max_incoming_subscriptions = limits.max_subscriptions_per_session;
+        config.max_queued_bytes_per_subscription = limits.max_queued_bytes_per_subscriber;
+        config.max_incoming_announce_streams = limits.max_announce_streams;
+        config.goaway_timeout = self.inner.config.drain_timeout();
+        config.serve_unannounced = true;
+        config
+    }
+
+    /// How many peers are connected.
+    pub fn peer_count(&self) -> usize {
+        lock(&self.inner.state).peers.len()
+    }
+
+    /// Whether a new connection may come in (below `limits.max_sessions`, not shutting
+    /// down).
+    pub fn accepting(&self) -> bool {
+        self.inner.shutdown.borrow().is_none()
+            && self.peer_count() < self.inner.config.limits.max_sessions
+    }
+
+    /// The broadcasts the relay knows, sorted by path.
+    pub fn broadcasts(&self) -> Vec<BroadcastInfo> {
+        let state = lock(&self.inner.state);
+        let mut list: Vec<_> = state
+            .origins
+            .iter()
+            .map(|(path, o)| {
+                let mut tracks: Vec<_> = o
+                    .tracks
+                    .iter()
+                    .map(|(name, f)| {
+                        let seqs = lock(&f.cache).sequences().iter().map(|s| s.0).collect();
+                        (name.clone(), seqs)
+                    })
+                    .collect();
+                tracks.sort();
+                BroadcastInfo {
+                    path: path.clone(),
+                    hops: o.hops.clone(),
+                    routes: o.routes.len(),
+                    tracks,
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.path.cmp(&b.path));
+        list
+    }
+
+    /// Each peer's session statistics (`queued_bytes` is what the relay holds for that
+    /// peer's subscriptions), by peer ID.
+    pub fn peer_stats(&self) -> Vec<(PeerId, moq_quinn::SessionStats)> {
+        let sessions: Vec<(PeerId, Session)> = lock(&self.inner.state)
+            .peers
+            .iter()
+            .map(|(id, p)| (*id, p.session.clone()))
+            .collect();
+        let mut stats: Vec<_> = sessions
+            .into_iter()
+            .map(|(id, s)| (id, s.stats()))
+            .collect();
+        stats.sort_by_key(|(id, _)| *id);
+        stats
+    }
+
+    /// Payload bytes cached over every relayed track.
+    pub fn cached_bytes(&self) -> usize {
+        let state = lock(&self.inner.state);
+        state
+            .origins
+            .values()
+            .flat_map(|o| o.tracks.values())
+            .map(|f| lock(&f.cache).bytes())
+            .sum()
+    }
+
+    /// Decides what a connection may do (the access-control hook) and builds the router
+    /// its session will serve. Call [`Relay::attach`] with the session once it exists.
+    pub fn prepare(&self, request: &ConnectionRequest) -> PreparedPeer {
+        let access = self.inner.access.check(request);
+        self.prepare_with(access)
+    }
+
+    /// Like [`Relay::prepare`] with a given access (upstream relays get [`Access::all`]).
+    pub fn prepare_with(&self, access: Access) -> PreparedPeer {
+        let id = {
+            let mut state = lock(&self.inner.state);
+            state.next_peer += 1;
+            PeerId(state.next_peer)
+        };
+        let handler: Arc<dyn TrackHandler> = Arc::new(PeerHandler {
+            relay: Arc::downgrade(&self.inner),
+            peer: id,
+            access: access.clone(),
+        });
+        let router = Router::new();
+        router.set_fallback(handler.clone());
+        PreparedPeer {
+            id,
+            router,
+            access,
+            handler,
+        }
+    }
+
+    /// Adds a peer whose session serves `prepared.router`, and runs it until its session
+    /// ends: its announcements become routes, and what it may see is announced to it.
+    /// Resolves when the session has ended and the peer is gone from the tables.
+    pub async fn attach(&self, prepared: PreparedPeer, session: Session) {
+        let PreparedPeer {
+            id,
+            router,
+            access,
+            handler,
+        } = prepared;
+        tracing::info!(
+            peer = %id,
+            remote = ?session.remote_addr(),
+            transport = session.connection_info().transport,
+            "session started"
+        );
+        self.inner.add_peer(
+            id,
+            Peer {
+                session: session.clone(),
+                router,
+                access: access.clone(),
+                handler,
+            },
+        );
+        self.inner.clone().run_peer(id, session, access).await;
+        self.inner.remove_peer(id);
+        self.inner.peers_left.send_modify(|n| *n += 1);
+        tracing::info!(peer = %id, "session ended");
+    }
+
+    /// Sends GOAWAY (with `config.relay.next_session_uri`) to every peer, stops taking new
+    /// ones, and waits until they have left or the drain timeout passed. Sessions still
+    /// open then are closed.
+    pub async fn shutdown(&self) {
+        let uri = self.inner.config.relay.next_session_uri.clone();
+        tracing::info!(%uri, peers = self.peer_count(), "shutting down: GOAWAY to every peer");
+        self.inner.shutdown.send_replace(Some(uri));
+        let deadline = tokio::time::Instant::now() + self.inner.config.drain_timeout();
+        let mut left = self.inner.peers_left.subscribe();
+        while self.peer_count() > 0 {
+            tokio::select! {
+                _ = left.changed() => {}
+                () = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        let remaining: Vec<Session> = lock(&self.inner.state)
+            .peers
+            .values()
+            .map(|p| p.session.clone())
+            .collect();
+        if !remaining.is_empty() {
+            tracing::info!(
+                peers = remaining.len(),
+                "drain timeout: closing the remaining sessions"
+            );
+        }
+        for session in remaining {
+            session.close(code::session::GOAWAY_TIMEOUT, "relay shutting down");
+        }
+    }
+
+    /// Resolves once [`Relay::shutdown`] has started.
+    pub async fn shutting_down(&self) {
+        let mut rx = self.inner.shutdown.subscribe();
+        let _ = rx.wait_for(Option::is_some).await;
+    }
+
+    /// Whether [`Relay::shutdown`] has started.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutdown.borrow().is_some()
+    }
+}
+
+/// A peer about to connect: its ID, the router its session must serve, and its access.
+pub struct PreparedPeer {
+    id: PeerId,
+    router: Router,
+    access: Access,
+    handler: Arc<dyn TrackHandler>,
+}
+
+impl std::fmt::Debug for PreparedPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedPeer")
+            .field("id", &self.id)
+            .field("access", &self.access)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PreparedPeer {
+    /// The peer's ID.
+    pub fn id(&self) -> PeerId {
+        self.id
+    }
+
+    /// The router its session must serve.
+    pub fn router(&self) -> Router {
+        self.router.clone()
+    }
+}
+
+/// One announce interest being watched: announcements come out of `rx`, a code sent on
+/// `cancel` resets it.
+struct Interest {
+    cancel: Option<tokio::sync::oneshot::Sender<ErrorCode>>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+/// Forwards one interest's announcements as `(interest, announcement)`; `None` at its end.
+fn watch_interest(
+    index: usize,
+    mut announcements: Announcements,
+    tx: mpsc::UnboundedSender<(usize, Option<Announcement>)>,
+    mut cancel: tokio::sync::oneshot::Receiver<ErrorCode>,
+) -> BoxFuture<()> {
+    Box::pin(async move {
+        loop {
+            tokio::select! {
+                next = announcements.next() => {
+                    let end = next.is_none();
+                    let _ = tx.send((index, next));
+                    if end {
+                        return;
+                    }
+                }
+                code = &mut cancel => {
+                    if let Ok(code) = code {
+                        announcements.cancel(code);
+                    }
+                    return;
+                }
+            }
+        }
+    })
+}
+
+/// Opens an announce interest on a peer (excluding our hop) and starts watching it.
+fn open_interest(
+    session: &Session,
+    hop: HopId,
+    id: PeerId,
+    prefix: &str,
+    tx: &mpsc::UnboundedSender<(usize, Option<Announcement>)>,
+    watchers: &mut FuturesUnordered<BoxFuture<()>>,
+    interests: &mut Vec<Interest>,
+) {
+    match session.announced(prefix, hop) {
+        Ok(announcements) => {
+            let (cancel, cancel_rx) = tokio::sync::oneshot::channel();
+            watchers.push(watch_interest(
+                interests.len(),
+                announcements,
+                tx.clone(),
+                cancel_rx,
+            ));
+            interests.push(Interest {
+                cancel: Some(cancel),
+            });
+        }
+        Err(e) => tracing::debug!(peer = %id, error = %e, "announce interest failed"),
+    }
+}
+
+impl Inner {
+    fn add_peer(&self, id: PeerId, peer: Peer) {
+        let mut state = lock(&self.state);
+        for (path, origin) in &state.origins {
+            if origin.primary != id && peer.access.may_subscribe(path) {
+                peer.router.publish_with_hops(
+                    path.clone(),
+                    origin.hops.clone(),
+                    peer.handler.clone(),
+                );
+            }
+        }
+        state.peers.insert(id, peer);
+    }
+
+    fn remove_peer(&self, id: PeerId) {
+        let mut state = lock(&self.state);
+        let paths: Vec<(BroadcastPath, usize)> = state
+            .origins
+            .iter()
+            .flat_map(|(path, o)| {
+                o.routes
+                    .iter()
+                    .filter(|r| r.peer == id)
+                    .map(|r| (path.clone(), r.interest))
+            })
+            .collect();
+        for (path, interest) in paths {
+            Self::remove_route_locked(&mut state, self.hop, &path, id, interest);
+        }
+        state.peers.remove(&id);
+    }
+
+    /// Announces `path` with `hops` to every peer that may see it, except `primary`, which
+    /// is withdrawn from.
+    fn announce_locked(state: &State, path: &BroadcastPath, hops: &[HopId], primary: PeerId) {
+        for (&id, peer) in &state.peers {
+            if id == primary {
+                peer.router.unpublish(path);
+            } else if peer.access.may_subscribe(path) {
+                peer.router
+                    .publish_with_hops(path.clone(), hops.to_vec(), peer.handler.clone());
+            }
+        }
+    }
+
+    fn add_route(&self, path: BroadcastPath, route: Route) {
+        let mut state = lock(&self.state);
+        let hop = self.hop;
+        let with_ours = |hops: &[HopId]| {
+            let mut h = hops.to_vec();
+            h.push(hop);
+            h
+        };
+        match state.origins.get_mut(&path) {
+            Some(origin) => {
+                let peer = route.peer;
+                let primary = origin.primary == peer;
+                match origin.routes.iter_mut().find(|r| r.peer == peer) {
+                    Some(existing) => *existing = route,
+                    None => origin.routes.push(route),
+                }
+                if primary {
+                    let hops = with_ours(
+                        &origin
+                            .routes
+                            .iter()
+                            .find(|r| r.peer == peer)
+                            .map(|r| r.hops.clone())
+                            .unwrap_or_default(),
+                    );
+                    if hops != origin.hops {
+                        origin.hops = hops.clone();
+                        Self::announce_locked(&state, &path, &hops, peer);
+                    }
+                }
+            }
+            None => {
+                tracing::info!(%path, peer = %route.peer, hops = ?route.hops, "broadcast active");
+                let hops = with_ours(&route.hops);
+                let primary = route.peer;
+                state.origins.insert(
+                    path.clone(),
+                    Origin {
+                        routes: vec![route],
+                        primary,
+                        hops: hops.clone(),
+                        tracks: HashMap::new(),
+                    },
+                );
+                Self::announce_locked(&state, &path, &hops, primary);
+            }
+        }
+    }
+
+    fn remove_route(&self, path: &BroadcastPath, peer: PeerId, interest: usize) {
+        let mut state = lock(&self.state);
+        Self::remove_route_locked(&mut state, self.hop, path, peer, interest);
+    }
+
+    fn remove_route_locked(
+        state: &mut State,
+        hop: HopId,
+        path: &BroadcastPath,
+        peer: PeerId,
+        interest: usize,
+    ) {
+        let Some(origin) = state.origins.get_mut(path) else {
+            return;
+        };
+        let Some(at) = origin
+            .routes
+            .iter()
+            .position(|r| r.peer == peer && r.interest == interest)
+        else {
+            return;
+        };
+        origin.routes.remove(at);
+        if origin.primary != peer {
+            return;
+        }
+        let next = origin
+            .routes
+            .iter()
+            .min_by_key(|r| (r.hops.len(), r.peer))
+            .cloned();
+        match next {
+            Some(route) => {
+                let mut hops = route.hops.clone();
+                hops.push(hop);
+                tracing::info!(%path, peer = %route.peer, ?hops, "broadcast rerouted");
+                origin.primary = route.peer;
+                origin.hops = hops.clone();
+                Self::announce_locked(state, path, &hops, route.peer);
+            }
+            None => {
+                tracing::info!(%path, "broadcast ended");
+                // Dropping the fan-outs' stop senders ends them: their subscribers see the
+                // track end.
+                state.origins.remove(path);
+                for peer in state.peers.values() {
+                    peer.router.unpublish(path);
+                }
+            }
+        }
+    }
+
+    /// A downstream subscription: join the track's fan-out, or start one with a single
+    /// upstream subscription through the best route.
+    fn subscribe(self: &Arc<Self>, requester: PeerId, request: TrackRequest, writer: TrackWriter) {
+        let mut state = lock(&self.state);
+        let fanout_id = state.next_fanout;
+        let State { origins, peers, .. } = &mut *state;
+        let Some(origin) = origins.get_mut(&request.path) else {
+            drop(state);
+            tracing::debug!(peer = %requester, path = %request.path, "subscribe: no such broadcast");
+            writer.reject(code::subscribe::NOT_FOUND);
+            return;
+        };
+        let mut writer = writer;
+        if let Some(fanout) = origin.tracks.get(&request.track) {
+            match fanout.joins.send(writer) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(w)) => writer = w,
+            }
+        }
+        let Some(session) = origin
+            .best_route(requester)
+            .and_then(|r| peers.get(&r.peer))
+            .map(|p| p.session.clone())
+        else {
+            drop(state);
+            writer.reject(code::subscribe::NOT_FOUND);
+            return;
+        };
+        let params = SubscribeParams {
+            priority: request.params.priority,
+            ordered: request.params.ordered,
+            max_latency: Duration::from_millis(self.config.relay.upstream_max_latency_ms),
+            start: request.params.start,
+            end: None,
+        };
+        let upstream = match session.subscribe(request.path.clone(), &request.track, params) {
+            Ok(upstream) => upstream,
+            Err(e) => {
+                drop(state);
+                tracing::debug!(path = %request.path, error = %e, "upstream subscribe failed");
+                writer.reject(code::subscribe::NOT_FOUND);
+                return;
+            }
+        };
+        let (joins, joins_rx) = mpsc::unbounded_channel();
+        let _ = joins.send(writer);
+        let (stop, stop_rx) = watch::channel(false);
+        let cache = Arc::new(Mutex::new(Cache::new(
+            self.config.cache.groups,
+            self.config.cache.bytes,
+        )));
+        origin.tracks.insert(
+            request.track.clone(),
+            TrackFanout {
+                id: fanout_id,
+                joins,
+                cache: cache.clone(),
+                _stop: stop,
+            },
+        );
+        state.next_fanout += 1;
+        drop(state);
+
+        let relay = Arc::downgrade(self);
+        let (path, track) = (request.path, request.track);
+        let detach: Detach = Box::new(move |rx, force| {
+            let mut joined = Vec::new();
+            let Some(relay) = relay.upgrade() else {
+                return joined;
+            };
+            let mut state = lock(&relay.state);
+            while let Ok(w) = rx.try_recv() {
+                joined.push(w);
+            }
+            if (force || joined.is_empty())
+                && let Some(origin) = state.origins.get_mut(&path)
+                && origin.tracks.get(&track).is_some_and(|f| f.id == fanout_id)
+            {
+                origin.tracks.remove(&track);
+            }
+            joined
+        });
+        tokio::spawn(Fanout::new(upstream, cache).run(joins_rx, stop_rx, detach));
+    }
+
+    /// A downstream fetch: from the cache, or forwarded upstream.
+    fn fetch(&self, requester: PeerId, request: FetchRequest, mut writer: FetchWriter) {
+        let state = lock(&self.state);
+        let Some(origin) = state.origins.get(&request.path) else {
+            drop(state);
+            writer.reject(code::fetch::INTERNAL);
+            return;
+        };
+        let cached = origin
+            .tracks
+            .get(&request.track)
+            .and_then(|f| lock(&f.cache).group(request.group));
+        if let Some(frames) = cached {
+            drop(state);
+            tracing::debug!(path = %request.path, group = request.group.0, "fetch served from the cache");
+            for frame in frames {
+                if writer.write_frame(frame).is_err() {
+                    return;
+                }
+            }
+            let _ = writer.finish();
+            return;
+        }
+        let session = origin
+            .best_route(requester)
+            .and_then(|r| state.peers.get(&r.peer))
+            .map(|p| p.session.clone());
+        drop(state);
+        let Some(session) = session else {
+            writer.reject(code::fetch::INTERNAL);
+            return;
+        };
+        let mut reader = match session.fetch(
+            request.path.clone(),
+            &request.track,
+            request.group,
+            request.priority,
+        ) {
+            Ok(reader) => reader,
+            Err(_) => {
+                writer.reject(code::fetch::INTERNAL);
+                return;
+            }
+        };
+        tracing::debug!(path = %request.path, group = request.group.0, "fetch forwarded upstream");
+        tokio::spawn(async move {
+            loop {
+                match tokio::time::timeout(FETCH_TIMEOUT, reader.read_frame()).await {
+                    Ok(Ok(Some(frame))) => {
+                        if writer.write_frame(frame).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(Ok(None)) => {
+                        let _ = writer.finish();
+                        return;
+                    }
+                    Ok(Err(e)) => {
+                        writer.reject(e.code().unwrap_or(code::fetch::INTERNAL));
+                        return;
+                    }
+                    Err(_) => {
+                        writer.reject(code::fetch::TIMEOUT);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Watches one peer's announcements until its session ends; sends GOAWAY when the relay
+    /// shuts down.
+    async fn run_peer(self: Arc<Self>, id: PeerId, session: Session, access: Access) {
+        let (tx, mut announced) = mpsc::unbounded_channel();
+        let mut watchers: FuturesUnordered<BoxFuture<()>> = FuturesUnordered::new();
+        let mut interests: Vec<Interest> = Vec::new();
+        // Everything first; narrowed to the peer's publish prefixes if it oversteps them.
+        open_interest(
+            &session,
+            self.hop,
+            id,
+            "/",
+            &tx,
+            &mut watchers,
+            &mut interests,
+        );
+        let mut endings: FuturesUnordered<BoxFuture<(BroadcastPath, usize)>> =
+            FuturesUnordered::new();
+        let mut shutdown = self.shutdown.subscribe();
+        let mut goaway_sent = false;
+        let goaway_received = session.goaway_received();
+        tokio::pin!(goaway_received);
+        let mut goaway_seen = false;
+        loop {
+            tokio::select! {
+                _ = session.closed() => break,
+                Some((index, next)) = announced.recv() => {
+                    let Some(announcement) = next else { continue };
+                    let path = announcement.path().clone();
+                    let hops = announcement.hops().to_vec();
+                    if hops.contains(&self.hop) || hops.len() >= self.config.limits.max_hops {
+                        tracing::debug!(peer = %id, %path, ?hops, "announcement ignored: loop or too many hops");
+                        continue;
+                    }
+                    if !access.may_publish(&path) {
+                        if let Some(cancel) = interests.get_mut(index).and_then(|i| i.cancel.take()) {
+                            tracing::info!(peer = %id, %path, "publish refused: banned prefix (announce code 0x4)");
+                            let _ = cancel.send(code::announce::BANNED_PREFIX);
+                            if index == 0 {
+                                for prefix in access.publish_prefixes() {
+                                    open_interest(
+                                        &session,
+                                        self.hop,
+                                        id,
+                                        prefix.as_wire(),
+                                        &tx,
+                                        &mut watchers,
+                                        &mut interests,
+                                    );
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    self.add_route(path.clone(), Route { peer: id, interest: index, hops });
+                    let mut announcement = announcement;
+                    endings.push(Box::pin(async move {
+                        announcement.ended().await;
+                        (path, index)
+                    }));
+                }
+                Some((path, index)) = endings.next(), if !endings.is_empty() => {
+                    self.remove_route(&path, id, index);
+                }
+                Some(()) = watchers.next(), if !watchers.is_empty() => {}
+                _ = shutdown.changed(), if !goaway_sent => {
+                    goaway_sent = true;
+                    let uri = shutdown.borrow().clone().unwrap_or_default();
+                    if let Err(e) = session.goaway(&uri) {
+                        tracing::debug!(peer = %id, error = %e, "goaway failed");
+                        session.close(code::session::NO_ERROR, "relay shutting down");
+                    }
+                }
+                uri = &mut goaway_received, if !goaway_seen => {
+                    goaway_seen = true;
+                    tracing::info!(peer = %id, uri = ?uri, "peer sent GOAWAY: closing the session");
+                    session.close(code::session::NO_ERROR, "goaway");
+                }
+            }
+        }
+    }
+}
+
+/// The [`ConnectionRequest`] for an accepted connection.
+pub fn connection_request(
+    info: &moq_quinn::ConnectionInfo,
+    remote: Option<SocketAddr>,
+) -> ConnectionRequest {
+    let mut request = ConnectionRequest::new(info.transport);
+    if let Some(path) = &info.path {
+        request = request.with_url_path(path);
+    }
+    request.remote = remote;
+    request.server_name = info.server_name.clone();
+    request
+}

@@ -1,0 +1,348 @@
+//! A running relay: its listeners (native QUIC, WebTransport), its links to upstream
+//! relays, and a clean shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use moq_quinn::CertificateDer;
+use tokio::task::JoinHandle;
+
+use crate::auth::{Access, AccessControl};
+use crate::config::RelayConfig;
+use crate::relay::{Relay, connection_request};
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The certificate could not be made or loaded.
+    #[error("certificate: {0}")]
+    Certificate(String),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+    /// The upstream client could not be set up.
+    #[error("upstream: {0}")]
+    Upstream(String),
+}
+
+/// A relay that is listening and linked to its upstreams.
+#[derive(Debug)]
+pub struct RelayServer {
+    relay: Relay,
+    quic: Option<Arc<moq_quinn::Server>>,
+    webtransport: Option<Arc<moq_webtransport::Server>>,
+    certificate: Option<CertificateDer<'static>>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// How the relay dials its upstreams.
+#[derive(Clone, Debug)]
+enum Upstream {
+    Quic(moq_quinn::Client),
+    WebTransport(Arc<moq_webtransport::Client>),
+}
+
+fn identity(config: &RelayConfig) -> Result<moq_quinn::Identity, StartError> {
+    let err = |e: &dyn std::fmt::Display| StartError::Certificate(e.to_string());
+    match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => {
+            moq_quinn::Identity::from_pem_files(&cert.to_string_lossy(), &key.to_string_lossy())
+                .map_err(|e| err(&e))
+        }
+        _ => {
+            let names: Vec<&str> = config.tls.generate.iter().map(String::as_str).collect();
+            moq_quinn::Identity::self_signed(&names).map_err(|e| err(&e))
+        }
+    }
+}
+
+fn upstream_cert(config: &RelayConfig) -> Result<Option<CertificateDer<'static>>, StartError> {
+    use rustls::pki_types::pem::PemObject;
+    let Some(path) = &config.relay.upstream_cert else {
+        return Ok(None);
+    };
+    CertificateDer::from_pem_file(path)
+        .map(Some)
+        .map_err(|e| StartError::Upstream(format!("{}: {e}", path.display())))
+}
+
+impl RelayServer {
+    /// Starts a relay from `config`, checking every connection with `access`: binds the
+    /// listeners, then dials the upstream relays (and keeps redialling them).
+    pub async fn start(
+        config: RelayConfig,
+        access: Arc<dyn AccessControl>,
+    ) -> Result<Self, StartError> {
+        let identity = identity(&config)?;
+        let certificate = identity.leaf().cloned();
+        let relay = Relay::new(config.clone(), access);
+        let limits = &config.limits;
+        let idle = Duration::from_millis(limits.idle_timeout_ms);
+        tracing::info!(hop = relay.hop_id().0, "relay starting");
+
+        let mut tasks = Vec::new();
+        let mut quic = None;
+        if let Some(addr) = config.listen.quic {
+            let mut options = moq_quinn::QuicOptions::default();
+            options.idle_timeout = idle;
+            options.max_streams = limits.max_streams;
+            let server = moq_quinn::Server::bind_with_options(
+                addr,
+                identity.clone(),
+                relay.session_config(),
+                moq_quinn::Router::new(),
+                options,
+            )
+            .map_err(|e| StartError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
+            let server = Arc::new(server);
+            let local = server.local_addr().ok();
+            tracing::info!(addr = ?local, kind = "quic", "listening");
+            tasks.push(tokio::spawn(accept_quic(relay.clone(), server.clone())));
+            quic = Some(server);
+        }
+        let mut webtransport = None;
+        if let Some(addr) = config.listen.webtransport {
+            let mut options = moq_webtransport::WebTransportOptions::default();
+            options.idle_timeout = idle;
+            options.max_streams = limits.max_streams;
+            let wt_identity = moq_webtransport::Identity {
+                chain: identity.chain.clone(),
+                key: identity.key.clone_key(),
+            };
+            let server = moq_webtransport::Server::bind_with_options(
+                addr,
+                wt_identity,
+                relay.session_config(),
+                moq_webtransport::Router::new(),
+                options,
+            )
+            .map_err(|e| StartError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
+            let server = Arc::new(server);
+            let local = server.local_addr().ok();
+            tracing::info!(addr = ?local, kind = "webtransport", "listening");
+            tasks.push(tokio::spawn(accept_webtransport(
+                relay.clone(),
+                server.clone(),
+            )));
+            webtransport = Some(server);
+        }
+
+        if !config.relay.upstreams.is_empty() {
+            let pinned = upstream_cert(&config)?;
+            let any = SocketAddr::from(([0, 0, 0, 0], 0));
+            let mut quic_client = None;
+            let mut wt_client = None;
+            for url in &config.relay.upstreams {
+                let upstream = if url.starts_with("https://") {
+                    if wt_client.is_none() {
+                        let trust = match &pinned {
+                            Some(cert) => moq_webtransport::ServerTrust::Pinned(cert.clone()),
+                            None => moq_webtransport::ServerTrust::Insecure,
+                        };
+                        let mut options = moq_webtransport::WebTransportOptions::default();
+                        options.idle_timeout = idle;
+                        options.max_streams = limits.max_streams;
+                        wt_client = Some(Arc::new(
+                            moq_webtransport::Client::bind(any, trust, options)
+                                .map_err(|e| StartError::Upstream(e.to_string()))?,
+                        ));
+                    }
+                    wt_client.clone().map(Upstream::WebTransport)
+                } else {
+                    if quic_client.is_none() {
+                        let trust = match &pinned {
+                            Some(cert) => moq_quinn::ServerTrust::Pinned(cert.clone()),
+                            None => moq_quinn::ServerTrust::Insecure,
+                        };
+                        let mut options = moq_quinn::QuicOptions::default();
+                        options.idle_timeout = idle;
+                        options.max_streams = limits.max_streams;
+                        quic_client = Some(
+                            moq_quinn::Client::bind(any, trust, options)
+                                .map_err(|e| StartError::Upstream(e.to_string()))?,
+                        );
+                    }
+                    quic_client.clone().map(Upstream::Quic)
+                };
+                if let Some(upstream) = upstream {
+                    tasks.push(tokio::spawn(upstream_link(
+                        relay.clone(),
+                        url.clone(),
+                        upstream,
+                    )));
+                }
+            }
+        }
+        Ok(Self {
+            relay,
+            quic,
+            webtransport,
+            certificate,
+            tasks,
+        })
+    }
+
+    /// The relay's tables.
+    pub fn relay(&self) -> &Relay {
+        &self.relay
+    }
+
+    /// Where native QUIC listens.
+    pub fn quic_addr(&self) -> Option<SocketAddr> {
+        self.quic.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// Where WebTransport listens.
+    pub fn webtransport_addr(&self) -> Option<SocketAddr> {
+        self.webtransport.as_ref().and_then(|s| s.local_addr().ok())
+    }
+
+    /// The certificate the relay presents (for a client to pin).
+    pub fn certificate(&self) -> Option<&CertificateDer<'static>> {
+        self.certificate.as_ref()
+    }
+
+    /// Shuts down cleanly: no new connections, GOAWAY to every peer (upstream links
+    /// included), then waits for them to leave until the drain timeout, closes what is
+    /// left, and closes the endpoints.
+    pub async fn shutdown(self) {
+        if let Some(server) = &self.quic {
+            server.stop_accepting();
+        }
+        if let Some(server) = &self.webtransport {
+            server.stop_accepting();
+        }
+        self.relay.shutdown().await;
+        for task in &self.tasks {
+            task.abort();
+        }
+        if let Some(server) = &self.quic {
+            server.close(moq_quinn::code::session::NO_ERROR, "relay stopped");
+        }
+        if let Some(server) = &self.webtransport {
+            server.close(moq_quinn::code::session::NO_ERROR, "relay stopped");
+        }
+        tracing::info!("relay stopped");
+    }
+}
+
+async fn accept_quic(relay: Relay, server: Arc<moq_quinn::Server>) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = server.incoming() => incoming,
+            () = relay.shutting_down() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        if !relay.accepting() {
+            tracing::warn!(remote = %incoming.remote_addr(), "connection refused: session limit");
+            incoming.refuse();
+            continue;
+        }
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_addr();
+            let mut prepared = None;
+            let session = incoming
+                .accept(|info| {
+                    let peer = relay.prepare(&connection_request(info, Some(remote)));
+                    let router = peer.router();
+                    prepared = Some(peer);
+                    Some(router)
+                })
+                .await;
+            match (session, prepared) {
+                (Ok(session), Some(peer)) => relay.attach(peer, session).await,
+                (Err(e), _) => tracing::debug!(%remote, error = %e, "handshake failed"),
+                (Ok(_), None) => {}
+            }
+        });
+    }
+}
+
+async fn accept_webtransport(relay: Relay, server: Arc<moq_webtransport::Server>) {
+    loop {
+        let incoming = tokio::select! {
+            incoming = server.incoming() => incoming,
+            () = relay.shutting_down() => return,
+        };
+        let Some(incoming) = incoming else { return };
+        if !relay.accepting() {
+            tracing::warn!(remote = %incoming.remote_addr(), "connection refused: session limit");
+            incoming.refuse();
+            continue;
+        }
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_addr();
+            let mut prepared = None;
+            let session = incoming
+                .accept(|info| {
+                    let peer = relay.prepare(&connection_request(info, Some(remote)));
+                    let router = peer.router();
+                    prepared = Some(peer);
+                    Some(router)
+                })
+                .await;
+            match (session, prepared) {
+                (Ok(session), Some(peer)) => relay.attach(peer, session).await,
+                (Err(e), _) => tracing::debug!(%remote, error = %e, "WebTransport CONNECT failed"),
+                (Ok(_), None) => {}
+            }
+        });
+    }
+}
+
+/// Keeps a link to one upstream relay: dial, run until the session ends (or the upstream
+/// sends GOAWAY), wait, redial. Upstream relays may publish and subscribe anything.
+async fn upstream_link(relay: Relay, url: String, upstream: Upstream) {
+    let base = Duration::from_millis(relay.config().relay.reconnect_ms.max(10));
+    let mut delay = base;
+    while !relay.is_shutting_down() {
+        let peer = relay.prepare_with(Access::all());
+        let config = relay.session_config();
+        let router = Some(peer.router());
+        let connect = async {
+            match &upstream {
+                Upstream::Quic(client) => client
+                    .connect(&url, config, router)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Upstream::WebTransport(client) => client
+                    .connect(&url, config, router)
+                    .await
+                    .map_err(|e| e.to_string()),
+            }
+        };
+        let session = tokio::select! {
+            session = connect => session,
+            () = relay.shutting_down() => return,
+        };
+        match session {
+            Ok(session) => {
+                tracing::info!(%url, peer = %peer.id(), "upstream connected");
+                delay = base;
+                relay.attach(peer, session).await;
+                tracing::info!(%url, "upstream link ended");
+            }
+            Err(e) => tracing::warn!(%url, error = %e, "upstream connect failed"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = relay.shutting_down() => return,
+        }
+        delay = (delay * 2).min(Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,400 @@
+//! One relay on loopback: fan-out to many subscribers, a slow subscriber beside fast ones,
+//! late joiners, FETCH from the cache and upstream, and a publisher that goes away.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use moq_quinn::{
+    Client, Config, QuicOptions, ServerTrust, StreamEndError, SubscribeParams, TrackEvent, code,
+};
+
+const PATH: &str = "/live/demo";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_publisher_to_64_subscribers_every_frame_of_every_group_in_order() {
+    const SUBSCRIBERS: usize = 64;
+    const GROUPS: u64 = 5;
+    const FRAMES: usize = 20;
+    const SIZE: usize = 1000;
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
+    let track = publisher.tracks[0].clone();
+
+    let mut tasks = Vec::new();
+    let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
+    for _ in 0..SUBSCRIBERS {
+        let (client, url, ready) = (client.clone(), url.clone(), ready_tx.clone());
+        tasks.push(tokio::spawn(async move {
+            let session = connect(&client, &url, None).await;
+            // Discovery through announce interest, then the subscription.
+            let (_announcements, announcement) = discover(&session, PATH).await;
+            let mut reader = session
+                .subscribe(announcement.path().clone(), "video", ordered())
+                .expect("subscribe");
+            accepted(&reader).await;
+            ready.send(()).unwrap();
+            let groups = read_groups(&mut reader, GROUPS as usize).await;
+            drop(session);
+            groups
+        }));
+    }
+    for _ in 0..SUBSCRIBERS {
+        within("every subscriber ready", ready.recv())
+            .await
+            .unwrap();
+    }
+    // One upstream subscription however many downstream ones.
+    assert_eq!(track.subscriber_count(), 1);
+    for _ in 0..GROUPS {
+        write_group(&track, FRAMES, SIZE);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let want = expected(1, GROUPS, FRAMES, SIZE);
+    for task in tasks {
+        let got = within("a subscriber's groups", task).await.unwrap();
+        assert_eq!(got, want);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_subscriber_loses_old_groups_while_fast_ones_get_everything() {
+    const FAST: usize = 3;
+    const GROUPS: u64 = 40;
+    const FRAMES: usize = 8;
+    const SIZE: usize = 8 * 1024;
+    const LIMIT: usize = 128 * 1024;
+    let mut config = config();
+    config.limits.max_queued_bytes_per_subscriber = LIMIT;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let client = client();
+    let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
+    let track = publisher.tracks[0].clone();
+
+    let mut fast = Vec::new();
+    for _ in 0..FAST {
+        let session = connect(&client, &url, None).await;
+        let reader = session.subscribe(PATH, "video", ordered()).unwrap();
+        accepted(&reader).await;
+        fast.push((session, reader));
+    }
+    // The slow one: few concurrent streams and a small receive budget, so QUIC flow
+    // control pushes back on the relay instead of its buffers absorbing everything.
+    let mut options = QuicOptions::default();
+    options.max_streams = 2;
+    let slow_client = Client::bind(
+        "127.0.0.1:0".parse().unwrap(),
+        ServerTrust::Insecure,
+        options,
+    )
+    .unwrap();
+    let mut slow_config = Config::default();
+    slow_config.max_unread_bytes = 16 * 1024;
+    let slow_session = within("connect", slow_client.connect(&url, slow_config, None))
+        .await
+        .unwrap();
+    let mut slow = slow_session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&slow).await;
+
+    let readers: Vec<_> = fast
+        .into_iter()
+        .map(|(session, mut reader)| {
+            tokio::spawn(async move {
+                let groups = read_groups(&mut reader, GROUPS as usize).await;
+                (session, groups, Instant::now())
+            })
+        })
+        .collect();
+    let slow_task = tokio::spawn(async move {
+        let (mut frames, mut dropped, mut groups) = (0, 0, 0);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline {
+            match tokio::time::timeout(Duration::from_millis(500), slow.next()).await {
+                Ok(Ok(Some(TrackEvent::Group(mut group)))) => {
+                    groups += 1;
+                    while let Ok(Ok(Some(_))) =
+                        tokio::time::timeout(Duration::from_millis(500), group.read_frame()).await
+                    {
+                        frames += 1;
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                    }
+                }
+                Ok(Ok(Some(TrackEvent::Dropped { start, end, .. }))) => {
+                    dropped += end.0 - start.0 + 1
+                }
+                Ok(Ok(Some(_))) => {}
+                _ => break,
+            }
+        }
+        (frames, dropped, groups, slow_session)
+    });
+
+    // Publish at 20 ms per group; sample what the relay holds meanwhile.
+    let (mut peak_queued, mut peak_cache) = (0u64, 0usize);
+    let start = Instant::now();
+    for _ in 0..GROUPS {
+        write_group(&track, FRAMES, SIZE);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        for (_, stats) in relay.relay().peer_stats() {
+            peak_queued = peak_queued.max(stats.queued_bytes);
+        }
+        peak_cache = peak_cache.max(relay.relay().cached_bytes());
+    }
+    let published = start.elapsed();
+
+    let want = expected(1, GROUPS, FRAMES, SIZE);
+    for reader in readers {
+        let (_session, groups, done) = within("a fast subscriber", reader).await.unwrap();
+        assert_eq!(groups, want, "a fast subscriber gets every frame");
+        let lag = done.duration_since(start).saturating_sub(published);
+        assert!(
+            lag < Duration::from_secs(2),
+            "fast subscriber lagged {lag:?}"
+        );
+    }
+    let (frames, dropped, groups, _slow_session) =
+        within("the slow subscriber", slow_task).await.unwrap();
+    println!(
+        "slow subscriber: {frames} frames in {groups} groups, {dropped} groups dropped; \
+         relay peak queued {peak_queued} B (limit {LIMIT}), peak cache {peak_cache} B"
+    );
+    assert!(dropped > 0, "the slow subscriber is told of drops");
+    assert!(
+        frames < GROUPS as usize * FRAMES,
+        "the slow subscriber did fall behind"
+    );
+    // Bounded: the limit plus the newest group (and one more being opened).
+    let group_bytes = (FRAMES * (SIZE + 4) + 16) as u64;
+    assert!(
+        peak_queued <= LIMIT as u64 + 2 * group_bytes,
+        "relay queue peaked at {peak_queued} B"
+    );
+    assert!(peak_cache <= relay.relay().config().cache.bytes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_starts_at_the_latest_cached_group_at_once() {
+    const FRAMES: usize = 4;
+    const SIZE: usize = 100;
+    let mut config = config();
+    config.cache.groups = 4;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let client = client();
+    let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
+    let track = publisher.tracks[0].clone();
+
+    // An early subscriber keeps the track relayed while groups 1..=6 go by.
+    let early = connect(&client, &url, None).await;
+    let mut early_reader = early.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&early_reader).await;
+    for _ in 0..6 {
+        write_group(&track, FRAMES, SIZE);
+    }
+    assert_eq!(read_groups(&mut early_reader, 6).await.len(), 6);
+    until("the relay caches 3..=6", || {
+        relay.relay().broadcasts()[0].tracks == vec![("video".to_owned(), vec![3, 4, 5, 6])]
+    })
+    .await;
+
+    // The late joiner gets group 6 whole, without waiting for the publisher.
+    let late = connect(&client, &url, None).await;
+    let started = Instant::now();
+    let mut late_reader = late
+        .subscribe(PATH, "video", SubscribeParams::default())
+        .unwrap();
+    let first = read_groups(&mut late_reader, 1).await;
+    assert_eq!(first, expected(6, 1, FRAMES, SIZE));
+    assert!(started.elapsed() < Duration::from_secs(1));
+    // Then it follows live.
+    write_group(&track, FRAMES, SIZE);
+    assert_eq!(
+        read_groups(&mut late_reader, 1).await,
+        expected(7, 1, FRAMES, SIZE)
+    );
+
+    // A joiner asking for a start gets every cached group from there on.
+    let from = connect(&client, &url, None).await;
+    let params = SubscribeParams {
+        start: Some(seq(5)),
+        ..ordered()
+    };
+    let mut from_reader = from.subscribe(PATH, "video", params).unwrap();
+    assert_eq!(
+        read_groups(&mut from_reader, 3).await,
+        expected(5, 3, FRAMES, SIZE)
+    );
+    // Still one upstream subscription.
+    assert_eq!(track.subscriber_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_is_served_from_the_cache_or_upstream_and_an_evicted_group_is_refused() {
+    const FRAMES: usize = 3;
+    const SIZE: usize = 50;
+    let mut config = config();
+    config.cache.groups = 3;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let client = client();
+    // The publisher keeps 5 groups, the relay 3.
+    let publisher = publisher(&client, &url, PATH, &["video"], 5).await;
+    let track = publisher.tracks[0].clone();
+    let session = connect(&client, &url, None).await;
+    let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&reader).await;
+    for _ in 0..10 {
+        write_group(&track, FRAMES, SIZE);
+    }
+    read_groups(&mut reader, 10).await;
+    until("the relay caches 8..=10", || {
+        relay.relay().broadcasts()[0].tracks == vec![("video".to_owned(), vec![8, 9, 10])]
+    })
+    .await;
+
+    let fetch = |group: u64| {
+        let session = session.clone();
+        async move {
+            let mut group = session.fetch(PATH, "video", seq(group), 0).unwrap();
+            within("a fetch", group.read_all()).await
+        }
+    };
+    // In the relay's cache.
+    let want = |g: u64| -> Vec<Bytes> { (0..FRAMES).map(|f| payload(g, f, SIZE)).collect() };
+    assert_eq!(fetch(9).await.unwrap(), want(9));
+    // Evicted from the relay but kept by the publisher: forwarded upstream.
+    assert_eq!(fetch(6).await.unwrap(), want(6));
+    // Evicted everywhere: refused with Fetch code 0x0, passed on by the relay.
+    assert_eq!(
+        fetch(2).await.unwrap_err(),
+        StreamEndError::Reset(code::fetch::INTERNAL)
+    );
+    // An unknown broadcast: the same code.
+    let mut unknown = session.fetch("/nobody", "video", seq(1), 0).unwrap();
+    assert_eq!(
+        within("a fetch", unknown.read_all()).await.unwrap_err(),
+        StreamEndError::Reset(code::fetch::INTERNAL)
+    );
+
+    // Served from the cache indeed: with the publisher gone, the cached groups still come.
+    drop(publisher);
+    let mut cached = session.fetch(PATH, "video", seq(10), 0).unwrap();
+    let got = within("a fetch", cached.read_all()).await;
+    // Either served (the relay still had the track) or refused once the broadcast ended.
+    if let Ok(frames) = got {
+        assert_eq!(frames, want(10));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_leaves_subscribers_see_ended_and_their_subscription_end() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let publisher = publisher(&client, &url, PATH, &["video", "audio"], 1).await;
+
+    let mut subscribers = Vec::new();
+    for _ in 0..3 {
+        let session = connect(&client, &url, None).await;
+        let (announcements, announcement) = discover(&session, PATH).await;
+        let video = session.subscribe(PATH, "video", ordered()).unwrap();
+        let audio = session.subscribe(PATH, "audio", ordered()).unwrap();
+        accepted(&video).await;
+        accepted(&audio).await;
+        subscribers.push((session, announcements, announcement, video, audio));
+    }
+    write_group(&publisher.tracks[0], 2, 10);
+    write_group(&publisher.tracks[1], 2, 10);
+    for (_, _, _, video, audio) in &mut subscribers {
+        read_groups(video, 1).await;
+        read_groups(audio, 1).await;
+    }
+
+    // The publisher's connection goes away.
+    publisher.session.close(code::session::NO_ERROR, "bye");
+    drop(publisher);
+    for (_, _, announcement, video, audio) in &mut subscribers {
+        within("ENDED", announcement.ended()).await;
+        assert!(announcement.is_ended());
+        for reader in [video, audio] {
+            let end = within("the subscription's end", async {
+                loop {
+                    match reader.next().await {
+                        Ok(Some(_)) => continue,
+                        other => return other,
+                    }
+                }
+            })
+            .await;
+            assert!(matches!(end, Ok(None)), "a clean end, got {end:?}");
+        }
+    }
+    until("the relay forgets the broadcast", || {
+        relay.relay().broadcasts().is_empty()
+    })
+    .await;
+    // A new subscription to it is refused as not found.
+    let (session, ..) = &subscribers[0];
+    let mut again = session.subscribe(PATH, "video", ordered()).unwrap();
+    assert_eq!(
+        within("refusal", again.next()).await.unwrap_err(),
+        StreamEndError::Reset(code::subscribe::NOT_FOUND)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upstream_subscription_ends_with_the_last_downstream_one() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
+    let track = publisher.tracks[0].clone();
+    let a = connect(&client, &url, None).await;
+    let b = connect(&client, &url, None).await;
+    let ra = a.subscribe(PATH, "video", ordered()).unwrap();
+    let rb = b.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&ra).await;
+    accepted(&rb).await;
+    assert_eq!(track.subscriber_count(), 1);
+    drop(ra);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        track.subscriber_count(),
+        1,
+        "one downstream subscriber is left"
+    );
+    drop(rb);
+    until("the upstream subscription ends", || {
+        track.subscriber_count() == 0
+    })
+    .await;
+    until("the relay drops the fan-out", || {
+        relay.relay().broadcasts()[0].tracks.is_empty()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_sends_goaway_and_drains() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let session = connect(&client, &url, None).await;
+    until("the relay sees the session", || {
+        relay.relay().peer_count() == 1
+    })
+    .await;
+    let stop = tokio::spawn(relay.shutdown());
+    let uri = within("GOAWAY", session.goaway_received()).await;
+    assert_eq!(uri.as_deref(), Some(""));
+    // We leave; the relay's shutdown completes well before its drain timeout.
+    session.close(code::session::NO_ERROR, "leaving");
+    let started = Instant::now();
+    within("shutdown", stop).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(900));
+}
