@@ -1,0 +1,360 @@
+//! Interop with moq-dev's stack:
+//!
+//! - our publisher → moq-dev's relay (crates.io `moq-relay` 0.17.10) → our subscriber;
+//! - a publisher from PyPI `moq-rs` 0.5.1 (moq-net) → our relay → our subscriber.
+//!
+//! The moq-relay binary is found through `$MOQ_RELAY_BIN`, else at
+//! `target/moq-relay/bin/moq-relay` under the workspace (where `.ci/run` installs it with
+//! `cargo install moq-relay@0.17.10 --no-default-features --features noq --root
+//! target/moq-relay`). The moq-rs package is installed into the virtualenv the moq-interop
+//! tests use (`$MOQ_RS_VENV`, else `target/moq-rs-venv`). If either is missing the test
+//! fails and says why; none passes by skipping. Every wait is bounded and every child
+//! process is killed when the test ends.
+
+mod common;
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use moq_quinn::{BroadcastPath, SubscribeParams};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the crate sits in the workspace")
+        .to_path_buf()
+}
+
+/// Subscription parameters for moq-net peers: oldest first, and a non-zero max latency
+/// (moq-net reads 0 as "only the newest group").
+fn patient() -> SubscribeParams {
+    SubscribeParams {
+        ordered: true,
+        max_latency: Duration::from_secs(30),
+        ..SubscribeParams::default()
+    }
+}
+
+/// A free UDP port on loopback (bound, read, released).
+fn free_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Strips ANSI colour sequences from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+// ---- moq-dev's relay ----
+
+/// moq-dev's relay running as a child process; killed when dropped.
+struct MoqRelay {
+    _child: Child,
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+fn moq_relay_bin() -> PathBuf {
+    let bin = std::env::var_os("MOQ_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/moq-relay/bin/moq-relay"));
+    assert!(
+        bin.exists(),
+        "moq-dev's relay is missing at {} (set MOQ_RELAY_BIN, or build it with `cargo install \
+         moq-relay@0.17.10 --no-default-features --features noq --root target/moq-relay`, \
+         which .ci/run does): this interop test cannot run without it",
+        bin.display()
+    );
+    bin
+}
+
+impl MoqRelay {
+    async fn start() -> Self {
+        let bin = moq_relay_bin();
+        let port = free_port();
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let config = dir.join(format!("moq-relay-{}-{port}.toml", std::process::id()));
+        std::fs::write(
+            &config,
+            format!(
+                "[listen]\nbind = \"127.0.0.1:{port}\"\n\n[listen.tls]\ngenerate = [\"localhost\"]\n\n\
+                 [auth]\npublic = [\"**\"]\n"
+            ),
+        )
+        .expect("write the moq-relay config");
+        let mut child = Command::new(&bin)
+            .arg(&config)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+        let stderr = child.stderr.take().expect("piped stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
+        let lines = log.clone();
+        tokio::spawn(async move {
+            let mut ready_tx = Some(ready_tx);
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                let line = plain(&line);
+                if line.contains("listening") && line.contains("addr=") {
+                    if let Some(tx) = ready_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        if tokio::time::timeout(WAIT, ready).await.is_err() {
+            panic!(
+                "moq-relay did not log `listening addr=` within {WAIT:?}:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        }
+        Self {
+            _child: child,
+            port,
+            log,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("moqt://localhost:{}", self.port)
+    }
+
+    fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().unwrap().iter().any(|l| l.contains(needle))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_publisher_through_moq_dev_relay_to_our_subscriber() {
+    const GROUPS: u64 = 5;
+    const FRAMES: usize = 10;
+    const SIZE: usize = 1000;
+    let moq_relay = MoqRelay::start().await;
+    let url = moq_relay.url();
+    let client = client();
+    let publisher = publisher(&client, &url, "/interop/demo", &["video"], 1).await;
+    let track = publisher.tracks[0].clone();
+
+    let subscriber = connect(&client, &url, None).await;
+    // moq-relay announces it slash-less (`interop/demo`); the paths compare equal (D20).
+    let (_announcements, announcement) = discover(&subscriber, "/interop/demo").await;
+    let mut reader = subscriber
+        .subscribe(announcement.path().clone(), "video", patient())
+        .expect("subscribe");
+    until("moq-relay subscribes to our publisher", || {
+        track.subscriber_count() > 0
+    })
+    .await;
+    for _ in 0..GROUPS {
+        write_group(&track, FRAMES, SIZE);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        read_groups(&mut reader, GROUPS as usize).await,
+        expected(1, GROUPS, FRAMES, SIZE),
+        "every frame of every group, in order"
+    );
+    until("moq-relay logs the negotiated version", || {
+        moq_relay.log_contains("moq-lite-04")
+    })
+    .await;
+}
+
+// ---- moq-net (PyPI moq-rs) ----
+
+const PACKAGES: [&str; 2] = ["moq-rs==0.5.1", "moq-ffi==0.4.18"];
+const VERSIONS: &str = "0.5.1 0.4.18";
+
+fn run_logged(cmd: &mut std::process::Command, log: &Path, limit: Duration) -> Result<(), String> {
+    let out = File::options()
+        .create(true)
+        .append(true)
+        .open(log)
+        .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
+    let err = out.try_clone().map_err(|e| e.to_string())?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            return match status.success() {
+                true => Ok(()),
+                false => Err(format!("{cmd:?} failed ({status}); see {}", log.display())),
+            };
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{cmd:?} took over {limit:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The virtualenv's Python with moq-rs installed (created on first use), or a failure
+/// that says why.
+fn python() -> PathBuf {
+    static READY: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
+    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
+    let result = ready.get_or_insert_with(|| {
+        let dir = std::env::var_os("MOQ_RS_VENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| workspace_root().join("target").join("moq-rs-venv"));
+        let python = dir.join("bin").join("python");
+        let log = dir.with_extension("log");
+        let check = format!(
+            "import importlib.metadata as m, moq; v = m.version('moq-rs') + ' ' + \
+             m.version('moq-ffi'); assert v == '{VERSIONS}', v"
+        );
+        let ready = |python: &Path| {
+            python.exists()
+                && run_logged(
+                    std::process::Command::new(python).args(["-c", &check]),
+                    &log,
+                    Duration::from_secs(60),
+                )
+                .is_ok()
+        };
+        if ready(&python) {
+            return Ok(python);
+        }
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        if !python.exists() {
+            run_logged(
+                std::process::Command::new("python3")
+                    .args(["-m", "venv"])
+                    .arg(&dir),
+                &log,
+                Duration::from_secs(120),
+            )
+            .map_err(|e| format!("cannot create the virtualenv (python3-venv?): {e}"))?;
+        }
+        run_logged(
+            std::process::Command::new(dir.join("bin").join("pip"))
+                .arg("install")
+                .args(PACKAGES),
+            &log,
+            Duration::from_secs(600),
+        )
+        .map_err(|e| format!("cannot install {PACKAGES:?}: {e}"))?;
+        if ready(&python) {
+            Ok(python)
+        } else {
+            Err(format!("{PACKAGES:?} installed but `import moq` fails"))
+        }
+    });
+    match result {
+        Ok(python) => python.clone(),
+        Err(reason) => panic!("moq-rs is not available, so this interop test fails: {reason}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moq_rs_publisher_through_our_relay_to_our_subscriber() {
+    const GROUPS: usize = 4;
+    const FRAMES: usize = 5;
+    let relay = relay(config()).await;
+    let url = format!("moqt://127.0.0.1:{}", relay.quic_addr().unwrap().port());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/py/client_publish.py");
+    let log = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("moq-rs-client-publish-{}.log", std::process::id()));
+    let mut peer = Command::new(python())
+        .arg(&script)
+        .args([
+            url.as_str(),
+            "live/py",
+            "frames",
+            &GROUPS.to_string(),
+            &FRAMES.to_string(),
+            "40",
+        ])
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(File::create(&log).expect("a log file"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the moq-rs publisher");
+    let mut lines = BufReader::new(peer.stdout.take().unwrap()).lines();
+    let mut said = Vec::new();
+    let mut expect = async |word: &str, said: &mut Vec<String>| loop {
+        let line = match tokio::time::timeout(WAIT, lines.next_line()).await {
+            Ok(Ok(Some(line))) => line,
+            other => panic!(
+                "moq-rs publisher: no `{word}` ({other:?}); said {said:?}; log {}:\n{}",
+                log.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ),
+        };
+        said.push(line.clone());
+        assert!(!line.starts_with("ERROR"), "moq-rs publisher: {said:?}");
+        if line.starts_with(word) {
+            return;
+        }
+    };
+    expect("CONNECTED", &mut said).await;
+
+    // Our subscriber on our relay discovers moq-net's slash-less `live/py`.
+    let client = client();
+    let subscriber = connect(&client, &url, None).await;
+    let (_announcements, announcement) = discover(&subscriber, "/live/py").await;
+    assert_eq!(announcement.path(), &BroadcastPath::new("live/py"));
+    // The relay forwarded it with its own hop ID appended (moq-net's client puts its own
+    // origin's hop ID first).
+    assert_eq!(announcement.hops().last(), Some(&relay.relay().hop_id()));
+    let mut reader = subscriber
+        .subscribe(announcement.path().clone(), "frames", patient())
+        .expect("subscribe");
+    expect("SUBSCRIBED", &mut said).await;
+    let groups = read_groups(&mut reader, GROUPS).await;
+    // moq-net numbers groups from 0; the relay keeps the publisher's numbers.
+    let want: Vec<(u64, Vec<Bytes>)> = (0..GROUPS as u64)
+        .map(|g| {
+            (
+                g,
+                (0..FRAMES)
+                    .map(|f| Bytes::from(format!("g{g}f{f}")))
+                    .collect(),
+            )
+        })
+        .collect();
+    assert_eq!(groups, want);
+    expect("PUBLISHED", &mut said).await;
+    let _ = std::fs::remove_file(&log);
+}
