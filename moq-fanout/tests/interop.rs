@@ -4,9 +4,9 @@
 //! - a publisher from PyPI `moq-rs` 0.5.1 (moq-net) → our relay → our subscriber.
 //!
 //! The moq-relay binary is found through `$MOQ_RELAY_BIN`, else at
-//! `target/moq-relay/bin/moq-relay` under the workspace (where `.ci/run` installs it with
-//! `cargo install moq-relay@0.17.10 --no-default-features --features noq --root
-//! target/moq-relay`). The moq-rs package is installed into the virtualenv the moq-interop
+//! `target/moq-relay/bin/moq-relay` under the workspace, else under
+//! `~/.cache/moq-fanout/moq-relay-0.17.10` (where `.ci/run` installs it with `cargo install
+//! moq-relay@0.17.10 --no-default-features --features noq --root …`). The moq-rs package is installed into the virtualenv the moq-interop
 //! tests use (`$MOQ_RS_VENV`, else `target/moq-rs-venv`). If either is missing the test
 //! fails and says why; none passes by skipping. Every wait is bounded and every child
 //! process is killed when the test ends.
@@ -77,18 +77,30 @@ struct MoqRelay {
     log: Arc<Mutex<Vec<String>>>,
 }
 
+/// `$MOQ_RELAY_BIN`, else `target/moq-relay/bin/moq-relay` under the workspace, else the
+/// copy `.ci/run` keeps under `~/.cache/moq-fanout/moq-relay-0.17.10`.
 fn moq_relay_bin() -> PathBuf {
-    let bin = std::env::var_os("MOQ_RELAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/moq-relay/bin/moq-relay"));
-    assert!(
-        bin.exists(),
-        "moq-dev's relay is missing at {} (set MOQ_RELAY_BIN, or build it with `cargo install \
-         moq-relay@0.17.10 --no-default-features --features noq --root target/moq-relay`, \
-         which .ci/run does): this interop test cannot run without it",
-        bin.display()
-    );
-    bin
+    let candidates: Vec<PathBuf> = match std::env::var_os("MOQ_RELAY_BIN") {
+        Some(bin) => vec![PathBuf::from(bin)],
+        None => {
+            let mut list = vec![workspace_root().join("target/moq-relay/bin/moq-relay")];
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+            if let Some(cache) = cache {
+                list.push(cache.join("moq-fanout/moq-relay-0.17.10/bin/moq-relay"));
+            }
+            list
+        }
+    };
+    match candidates.iter().find(|bin| bin.exists()) {
+        Some(bin) => bin.clone(),
+        None => panic!(
+            "moq-dev's relay is missing (looked at {candidates:?}): set MOQ_RELAY_BIN, or build \
+             it with `cargo install moq-relay@0.17.10 --no-default-features --features noq \
+             --root target/moq-relay` (.ci/run does): this interop test cannot run without it"
+        ),
+    }
 }
 
 impl MoqRelay {
