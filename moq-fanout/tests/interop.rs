@@ -136,10 +136,11 @@ impl MoqRelay {
             let mut reader = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 let line = plain(&line);
-                if line.contains("listening") && line.contains("addr=") {
-                    if let Some(tx) = ready_tx.take() {
-                        let _ = tx.send(());
-                    }
+                if line.contains("listening")
+                    && line.contains("addr=")
+                    && let Some(tx) = ready_tx.take()
+                {
+                    let _ = tx.send(());
                 }
                 lines.lock().unwrap().push(line);
             }
