@@ -17,7 +17,10 @@ use moq_quinn::{
 
 const FRAME: usize = 16 * 1024;
 const FRAMES_PER_GROUP: usize = 256;
-const GROUPS: usize = 4;
+/// Groups per subscriber: at least 4, and 256 MiB per run in total.
+fn groups(n: usize) -> usize {
+    (64 / n).max(4)
+}
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -88,6 +91,7 @@ fn setup() -> Setup {
 
 /// MOQ: returns (aggregate MB/s, slowest/fastest subscriber seconds).
 async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
+    let groups_n = groups(n);
     let setup = setup();
     let broadcast = Broadcast::new();
     let track = broadcast.create_track("data", 1);
@@ -124,7 +128,7 @@ async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
             tokio::spawn(async move {
                 let mut bytes = 0usize;
                 let mut groups = 0;
-                while groups < GROUPS {
+                while groups < groups_n {
                     let Ok(Some(mut g)) = reader.next_group().await else {
                         break;
                     };
@@ -137,7 +141,7 @@ async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
             })
         })
         .collect();
-    for _ in 0..GROUPS {
+    for _ in 0..groups_n {
         let g = track.append_group();
         for _ in 0..FRAMES_PER_GROUP {
             g.write_frame(payload.clone());
@@ -167,6 +171,7 @@ async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
 
 /// Plain quinn: the same bytes, one uni stream per group, on N connections.
 async fn quinn_throughput(n: usize) -> f64 {
+    let groups_n = groups(n);
     let identity = Identity::self_signed(&["localhost"]).expect("cert");
     let cert = identity.leaf().cloned().expect("leaf");
     let mut roots = rustls::RootCertStore::empty();
@@ -199,7 +204,7 @@ async fn quinn_throughput(n: usize) -> f64 {
                     .expect("conn");
                 let payload = payload.clone();
                 conns.push(tokio::spawn(async move {
-                    for _ in 0..GROUPS {
+                    for _ in 0..groups_n {
                         let mut s = conn.open_uni().await.expect("open");
                         for _ in 0..FRAMES_PER_GROUP {
                             s.write_chunk(payload.clone()).await.expect("write");
@@ -234,7 +239,7 @@ async fn quinn_throughput(n: usize) -> f64 {
             .expect("conn");
         tasks.push(tokio::spawn(async move {
             let mut bytes = 0usize;
-            for _ in 0..GROUPS {
+            for _ in 0..groups_n {
                 let mut s = conn.accept_uni().await.expect("accept");
                 while let Some(chunk) = s.read_chunk(usize::MAX, true).await.expect("read") {
                     bytes += chunk.bytes.len();
@@ -329,7 +334,7 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "fan-out over loopback: 1 track, {GROUPS} groups x {FRAMES_PER_GROUP} frames x {} KiB per subscriber",
+        "fan-out over loopback: 1 track, groups of {FRAMES_PER_GROUP} frames x {} KiB, max(4, 64/N) groups per subscriber",
         FRAME / 1024
     );
     println!(

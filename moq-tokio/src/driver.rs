@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -20,7 +21,7 @@ use crate::shared::{Shared, Upcall};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
 /// How much one read may take from a stream.
-const READ_CHUNK: usize = 64 * 1024;
+const READ_CHUNK: usize = 256 * 1024;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -229,13 +230,14 @@ impl<C: Connection> Driver<C> {
     fn apply(&mut self, input: Input<C>) {
         let now = now();
         let shared = self.shared.clone();
-        let mut inner = shared.lock();
+        let mut guard = shared.lock();
+        let inner = &mut *guard;
         let core = &mut inner.core;
         match input {
             Input::Opened(id, send, recv) => {
                 self.spawn_send(id, send);
                 if let Some(recv) = recv {
-                    self.spawn_recv(id, recv, false);
+                    self.spawn_recv(id, recv, None);
                 }
                 // A reset queued while the stream was opening is carried out now.
                 if let Some(ops) = self.early.remove(&id) {
@@ -251,20 +253,25 @@ impl<C: Connection> Driver<C> {
             }
             Input::AcceptedUni(recv) => {
                 let id = core.handle_accepted(Dir::Uni, now);
-                self.spawn_recv(id, recv, true);
+                // Only group streams are uni: their reads follow the application's.
+                let mine = Arc::new(AtomicUsize::new(0));
+                inner.stream_unread.insert(id, mine.clone());
+                self.spawn_recv(id, recv, Some(mine));
             }
             Input::AcceptedBi(send, recv) => {
                 let id = core.handle_accepted(Dir::Bi, now);
                 self.spawn_send(id, send);
-                self.spawn_recv(id, recv, false);
+                self.spawn_recv(id, recv, None);
             }
             Input::Data(id, data) => core.handle_data(id, data, now),
             Input::Fin(id) => {
                 self.stoppers.remove(&id);
+                inner.stream_unread.remove(&id);
                 core.handle_fin(id, now);
             }
             Input::Reset(id, code) => {
                 self.stoppers.remove(&id);
+                inner.stream_unread.remove(&id);
                 core.handle_reset(id, code, now);
             }
             Input::Stopped(id, code) => {
@@ -310,16 +317,22 @@ impl<C: Connection> Driver<C> {
         }));
     }
 
-    /// Reads a stream until it ends. A group stream (`gated`) pauses while the
-    /// application has too many unread bytes, so flow control reaches the publisher.
-    fn spawn_recv(&mut self, id: StreamId, mut stream: C::RecvStream, gated: bool) {
+    /// Reads a stream until it ends. A group stream (`gated` with its unread counter)
+    /// pauses while the application has too many unread bytes and some of them are this
+    /// group's, so flow control reaches the publisher.
+    fn spawn_recv(
+        &mut self,
+        id: StreamId,
+        mut stream: C::RecvStream,
+        gated: Option<Arc<AtomicUsize>>,
+    ) {
         let (stop_tx, mut stop) = oneshot::channel();
         self.stoppers.insert(id, stop_tx);
         let input = self.input_tx.clone();
         let unread = self.shared.unread.clone();
         self.tasks.push(Box::pin(async move {
             loop {
-                if gated {
+                if let Some(mine) = &gated {
                     tokio::select! {
                         biased;
                         code = &mut stop => {
@@ -328,7 +341,7 @@ impl<C: Connection> Driver<C> {
                             }
                             return;
                         }
-                        () = unread.wait() => {}
+                        () = unread.wait(mine) => {}
                     }
                 }
                 tokio::select! {

@@ -74,6 +74,7 @@ impl Session {
                 core: moq_proto::Session::new(role, config, now()),
                 subs: HashMap::new(),
                 groups: HashMap::new(),
+                stream_unread: HashMap::new(),
                 interests: HashMap::new(),
                 announced: HashMap::new(),
                 pubs: HashMap::new(),
@@ -142,9 +143,10 @@ impl Session {
             group,
         };
         let (tx, rx) = mpsc::unbounded_channel();
+        let unread = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let stream = self.shared.with(|inner| {
             let stream = inner.core.fetch(request)?;
-            inner.groups.insert(stream, tx);
+            inner.groups.insert(stream, (tx, unread.clone()));
             Ok::<_, SessionError>(stream)
         })?;
         Ok(GroupReader::new_fetch(
@@ -152,6 +154,7 @@ impl Session {
             stream,
             group,
             rx,
+            unread,
         ))
     }
 

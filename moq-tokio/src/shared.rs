@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -63,7 +64,10 @@ pub(crate) struct Meta {
 pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
     pub(crate) subs: HashMap<SubscribeId, SubRoute>,
-    pub(crate) groups: HashMap<StreamId, mpsc::UnboundedSender<GroupMsg>>,
+    /// Where each received group's (or fetch's) frames go, and its unread-bytes counter.
+    pub(crate) groups: HashMap<StreamId, (mpsc::UnboundedSender<GroupMsg>, Arc<AtomicUsize>)>,
+    /// Unread-bytes counters of group streams whose GROUP header has not been routed yet.
+    pub(crate) stream_unread: HashMap<StreamId, Arc<AtomicUsize>>,
     pub(crate) interests: HashMap<StreamId, mpsc::UnboundedSender<Announcement>>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
@@ -73,11 +77,13 @@ pub(crate) struct Inner {
     pub(crate) published: HashMap<BroadcastPath, Vec<HopId>>,
 }
 
-/// Bytes of received frames routed to readers and not yet read: above the limit, group
-/// streams are not read from the transport, so flow control pushes back on the publisher.
+/// Bytes of received frames routed to readers and not yet read, in total and per group
+/// stream. Above the total limit, a group stream whose own reader has unread frames is not
+/// read from the transport, so flow control pushes back on the publisher; a stream whose
+/// reader has read everything (the one the application is waiting on) always goes on.
 #[derive(Debug, Default)]
 pub(crate) struct Unread {
-    bytes: std::sync::atomic::AtomicUsize,
+    bytes: AtomicUsize,
     limit: usize,
     drained: Notify,
 }
@@ -90,25 +96,28 @@ impl Unread {
         }
     }
 
-    pub(crate) fn add(&self, n: usize) {
-        self.bytes
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    /// Frames of `n` bytes were routed to the reader of a stream counted by `mine`.
+    pub(crate) fn add(&self, n: usize, mine: &AtomicUsize) {
+        self.bytes.fetch_add(n, Ordering::Relaxed);
+        mine.fetch_add(n, Ordering::Relaxed);
     }
 
-    pub(crate) fn sub(&self, n: usize) {
-        let before = self
-            .bytes
-            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
-        if before > self.limit && before - n <= self.limit {
+    /// The reader of a stream counted by `mine` took (or dropped) `n` bytes.
+    pub(crate) fn sub(&self, n: usize, mine: &AtomicUsize) {
+        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
+        let mine_before = mine.fetch_sub(n, Ordering::Relaxed);
+        let crossed = before > self.limit && before - n <= self.limit;
+        if crossed || mine_before == n {
             self.drained.notify_waiters();
         }
     }
 
-    /// Waits until the unread bytes are within the limit.
-    pub(crate) async fn wait(&self) {
+    /// Waits until the stream counted by `mine` may be read again.
+    pub(crate) async fn wait(&self, mine: &AtomicUsize) {
         loop {
             let drained = self.drained.notified();
-            if self.bytes.load(std::sync::atomic::Ordering::Relaxed) <= self.limit {
+            if mine.load(Ordering::Relaxed) == 0 || self.bytes.load(Ordering::Relaxed) <= self.limit
+            {
                 return;
             }
             drained.await;
@@ -221,10 +230,11 @@ impl Inner {
                     return;
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
-                let reader = GroupReader::new(shared.clone(), stream, sequence, rx);
+                let mine = self.stream_unread.remove(&stream).unwrap_or_default();
+                let reader = GroupReader::new(shared.clone(), stream, sequence, rx, mine.clone());
                 match route.tx.send(TrackMsg::Group(reader)) {
                     Ok(()) => {
-                        self.groups.insert(stream, tx);
+                        self.groups.insert(stream, (tx, mine));
                     }
                     Err(mpsc::error::SendError(msg)) => {
                         // The track reader is gone. Dropping the group reader here would
@@ -239,15 +249,16 @@ impl Inner {
                 }
             }
             Event::Frame { stream, payload } => {
-                if let Some(tx) = self.groups.get(&stream) {
+                if let Some((tx, mine)) = self.groups.get(&stream) {
                     let len = payload.len();
                     if tx.send(GroupMsg::Frame(payload)).is_ok() {
-                        shared.unread.add(len);
+                        shared.unread.add(len, mine);
                     }
                 }
             }
             Event::GroupEnded { stream, reason } | Event::FetchEnded { stream, reason } => {
-                if let Some(tx) = self.groups.remove(&stream) {
+                self.stream_unread.remove(&stream);
+                if let Some((tx, _)) = self.groups.remove(&stream) {
                     let _ = tx.send(GroupMsg::Ended(reason));
                 }
             }

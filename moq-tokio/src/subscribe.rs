@@ -1,6 +1,7 @@
 //! Reading what we subscribed to: tracks, their groups, and fetched groups.
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
@@ -159,6 +160,8 @@ pub struct GroupReader {
     stream: StreamId,
     sequence: GroupSequence,
     rx: mpsc::UnboundedReceiver<GroupMsg>,
+    /// Bytes routed to this reader and not yet read (see `Unread`).
+    unread: Arc<AtomicUsize>,
     fetch: bool,
     ended: Option<Result<(), StreamEndError>>,
 }
@@ -169,12 +172,14 @@ impl GroupReader {
         stream: StreamId,
         sequence: GroupSequence,
         rx: mpsc::UnboundedReceiver<GroupMsg>,
+        unread: Arc<AtomicUsize>,
     ) -> Self {
         Self {
             shared,
             stream,
             sequence,
             rx,
+            unread,
             fetch: false,
             ended: None,
         }
@@ -185,8 +190,9 @@ impl GroupReader {
         stream: StreamId,
         sequence: GroupSequence,
         rx: mpsc::UnboundedReceiver<GroupMsg>,
+        unread: Arc<AtomicUsize>,
     ) -> Self {
-        let mut reader = Self::new(shared, stream, sequence, rx);
+        let mut reader = Self::new(shared, stream, sequence, rx, unread);
         reader.fetch = true;
         reader
     }
@@ -209,7 +215,7 @@ impl GroupReader {
         }
         let end = match self.rx.recv().await {
             Some(GroupMsg::Frame(payload)) => {
-                self.shared.unread.sub(payload.len());
+                self.shared.unread.sub(payload.len(), &self.unread);
                 return Ok(Some(payload));
             }
             Some(GroupMsg::Ended(reason)) => match StreamEndError::from_reason(reason) {
@@ -264,7 +270,7 @@ impl Drop for GroupReader {
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
             if let GroupMsg::Frame(payload) = msg {
-                self.shared.unread.sub(payload.len());
+                self.shared.unread.sub(payload.len(), &self.unread);
             }
         }
     }

@@ -476,3 +476,42 @@ pub type Keep<T> = Arc<Mutex<Vec<T>>>;
 pub fn config() -> Config {
     Config::default()
 }
+
+/// A reader that drains groups one at a time never deadlocks on the receive budget, even
+/// when newer groups (sent first, newest-first) fill it: the group being read goes on.
+pub async fn unread_budget_never_blocks_the_group_being_read<T: Transport>() {
+    let mut options = Options::default();
+    options.client.max_unread_bytes = 256 * 1024;
+    options.server.max_queued_bytes_per_subscription = 1 << 30;
+    let pair = T::connect(options).await;
+    let track = broadcast(&pair.server_router, "/budget", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/budget", "t", SubscribeParams::default())
+        .expect("subscribe");
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let chunk = Bytes::from(vec![1u8; 16 * 1024]);
+    for _ in 0..8 {
+        let g = track.append_group();
+        for _ in 0..64 {
+            g.write_frame(chunk.clone());
+        }
+        g.finish();
+    }
+    let mut total = 0;
+    for _ in 0..8 {
+        let mut g = within("group", reader.next_group())
+            .await
+            .expect("ok")
+            .expect("group");
+        let frames = within("whole group", g.read_all()).await.expect("frames");
+        assert_eq!(frames.len(), 64, "group {}", g.sequence());
+        total += frames.len();
+    }
+    assert_eq!(total, 8 * 64);
+}

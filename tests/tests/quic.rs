@@ -28,4 +28,5 @@ suite!(
     large_frame,
     peer_vanishes,
     slow_subscriber,
+    unread_budget_never_blocks_the_group_being_read,
 );
