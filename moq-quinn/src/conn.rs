@@ -43,6 +43,14 @@ fn connection_lost(_: impl std::fmt::Debug) -> StreamError {
     StreamError::ConnectionLost
 }
 
+fn write_error(e: quinn::WriteError) -> StreamError {
+    match e {
+        quinn::WriteError::Stopped(code) => StreamError::Stopped(ErrorCode(code.into_inner())),
+        quinn::WriteError::ClosedStream => StreamError::Closed,
+        _ => StreamError::ConnectionLost,
+    }
+}
+
 /// The send side of a quinn stream.
 #[derive(Debug)]
 pub struct SendStream(quinn::SendStream);
@@ -133,11 +141,11 @@ impl transport::Connection for QuicConnection {
 
 impl transport::SendStream for SendStream {
     async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
-        self.0.write_chunk(data).await.map_err(|e| match e {
-            quinn::WriteError::Stopped(code) => StreamError::Stopped(ErrorCode(code.into_inner())),
-            quinn::WriteError::ClosedStream => StreamError::Closed,
-            _ => StreamError::ConnectionLost,
-        })
+        self.0.write_chunk(data).await.map_err(write_error)
+    }
+
+    async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
+        self.0.write_all_chunks(chunks).await.map_err(write_error)
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {

@@ -20,6 +20,9 @@ use tokio::sync::{mpsc, oneshot};
 use crate::shared::{Shared, Upcall};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
+/// Most chunks handed to the transport in one write.
+const MAX_BATCH: usize = 64;
+
 /// How much one read may take from a stream.
 const READ_CHUNK: usize = 256 * 1024;
 
@@ -288,11 +291,34 @@ impl<C: Connection> Driver<C> {
         self.senders.insert(id, tx);
         let input = self.input_tx.clone();
         self.tasks.push(Box::pin(async move {
-            while let Some(op) = ops.recv().await {
+            // Writes already queued go to the transport as one batch.
+            let mut batch: Vec<Bytes> = Vec::new();
+            let mut next = None;
+            loop {
+                let op = match next.take() {
+                    Some(op) => op,
+                    None => match ops.recv().await {
+                        Some(op) => op,
+                        None => return,
+                    },
+                };
                 match op {
                     SendOp::Write(data) => {
-                        let n = data.len();
-                        match stream.write_chunk(data).await {
+                        batch.push(data);
+                        while batch.len() < MAX_BATCH {
+                            match ops.try_recv() {
+                                Ok(SendOp::Write(data)) => batch.push(data),
+                                Ok(other) => {
+                                    next = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        let n = batch.iter().map(Bytes::len).sum();
+                        let written = stream.write_chunks(&mut batch).await;
+                        batch.clear();
+                        match written {
                             Ok(()) => {
                                 let _ = input.send(Input::Written(id, n));
                             }

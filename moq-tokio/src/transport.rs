@@ -93,6 +93,19 @@ pub trait SendStream: Send + 'static {
     /// Writes a chunk, without copying it. Fails with [`StreamError::Stopped`] when the peer
     /// sent STOP_SENDING.
     fn write_chunk(&mut self, data: Bytes) -> impl Future<Output = Result<(), StreamError>> + Send;
+    /// Writes several chunks in order, without copying them; the chunks are taken (left
+    /// empty). Transports that can hand a batch over at once should override this.
+    fn write_chunks(
+        &mut self,
+        chunks: &mut [Bytes],
+    ) -> impl Future<Output = Result<(), StreamError>> + Send {
+        async move {
+            for chunk in chunks.iter_mut() {
+                self.write_chunk(std::mem::take(chunk)).await?;
+            }
+            Ok(())
+        }
+    }
     /// Finishes the stream (FIN).
     fn finish(&mut self) -> Result<(), StreamError>;
     /// Resets the stream (RESET_STREAM).

@@ -155,19 +155,29 @@ fn close_reason(error: wtransport::error::ConnectionError) -> CloseReason {
     }
 }
 
+fn write_error(e: quinn::WriteError) -> StreamError {
+    match e {
+        quinn::WriteError::Stopped(code) => StreamError::Stopped(code::received(code.into_inner())),
+        quinn::WriteError::ClosedStream => StreamError::Closed,
+        _ => StreamError::ConnectionLost,
+    }
+}
+
 impl transport::SendStream for SendStream {
     async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
         self.0
             .quic_stream_mut()
             .write_chunk(data)
             .await
-            .map_err(|e| match e {
-                quinn::WriteError::Stopped(code) => {
-                    StreamError::Stopped(code::received(code.into_inner()))
-                }
-                quinn::WriteError::ClosedStream => StreamError::Closed,
-                _ => StreamError::ConnectionLost,
-            })
+            .map_err(write_error)
+    }
+
+    async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
+        self.0
+            .quic_stream_mut()
+            .write_all_chunks(chunks)
+            .await
+            .map_err(write_error)
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {
