@@ -5,10 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use moq_tokio::{Config, Role, Router, Session};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use crate::conn::QuicConnection;
-use crate::tls::{Identity, ServerTrust, Verifier, provider};
+use crate::tls::{Identity, ServerTrust, client_crypto, server_crypto};
 
 /// Why a connection could not be made or accepted.
 #[derive(Debug, thiserror::Error)]
@@ -110,15 +109,8 @@ impl Client {
         trust: ServerTrust,
         options: QuicOptions,
     ) -> Result<Self, ConnectError> {
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Tls(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Verifier::new(&trust))
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![moq_tokio::proto::ALPN.as_bytes().to_vec()];
-        let crypto =
-            QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let crypto = client_crypto(&trust, moq_tokio::proto::ALPN.as_bytes())
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(crypto));
         config.transport_config(Arc::new(options.transport_config()));
         let endpoint = quinn::Endpoint::client(addr)?;
@@ -191,15 +183,8 @@ impl Server {
         router: Router,
         options: QuicOptions,
     ) -> Result<Self, ConnectError> {
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(identity.chain, identity.key)
+        let crypto = server_crypto(identity, moq_tokio::proto::ALPN.as_bytes())
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        tls.alpn_protocols = vec![moq_tokio::proto::ALPN.as_bytes().to_vec()];
-        let crypto =
-            QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(Arc::new(options.transport_config()));
         let endpoint = quinn::Endpoint::server(server, addr)?;

@@ -34,11 +34,11 @@ pub struct ReadmeDoctests;
 
 mod conn;
 mod endpoint;
-mod tls;
+pub mod tls;
 
 pub use conn::{QuicConnection, RecvStream, SendStream};
 pub use endpoint::{Client, ConnectError, Incoming, QuicOptions, Server};
-pub use tls::{CertError, Identity, ServerTrust};
+pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
 
 pub use moq_tokio::*;
 pub use rustls::pki_types::CertificateDer;

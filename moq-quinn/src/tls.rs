@@ -1,5 +1,7 @@
-//! TLS for native QUIC: self-signed certificates for tests and demos, and client
-//! verification that trusts exactly one certificate (or, explicitly, any).
+//! TLS for QUIC and WebTransport (shared by `moq-webtransport`): self-signed certificates
+//! that browsers also accept through `serverCertificateHashes`, client verification that
+//! trusts exactly one certificate (by its DER or its SHA-256, or explicitly any), and the
+//! TLS 1.3 ring configurations both adapters build on.
 
 use std::sync::Arc;
 
@@ -44,8 +46,8 @@ pub enum CertError {
 }
 
 impl Identity {
-    /// A self-signed ECDSA P-256 certificate for `names`, valid for 14 days from now (short
-    /// enough for browsers' `serverCertificateHashes`).
+    /// A self-signed ECDSA P-256 certificate for `names`, valid from an hour ago for 13 days
+    /// from now: within the 14 days that browsers allow for `serverCertificateHashes`.
     pub fn self_signed(names: &[&str]) -> Result<Self, CertError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = rcgen::CertificateParams::new(
@@ -83,6 +85,32 @@ impl Identity {
     pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
         self.chain.first()
     }
+
+    /// The SHA-256 of the leaf certificate's DER: the value a browser passes in
+    /// `serverCertificateHashes` (`{ algorithm: "sha-256", value }`).
+    pub fn certificate_hash(&self) -> Option<[u8; 32]> {
+        self.leaf().map(|cert| certificate_hash(cert))
+    }
+}
+
+/// The SHA-256 of a certificate's DER encoding.
+pub fn certificate_hash(cert: &CertificateDer<'_>) -> [u8; 32] {
+    let digest = ring_sha256(cert.as_ref());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(&digest);
+    out
+}
+
+fn ring_sha256(data: &[u8]) -> Vec<u8> {
+    // rustls's ring provider exposes SHA-256 through its hash interface: no extra crate.
+    let hash = rustls::crypto::ring::default_provider()
+        .cipher_suites
+        .iter()
+        .find(|s| s.suite() == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
+        .and_then(|s| s.tls13())
+        .map(|s| s.common.hash_provider)
+        .expect("the ring provider has TLS13_AES_128_GCM_SHA256");
+    hash.hash(data).as_ref().to_vec()
 }
 
 /// How a client checks the server's certificate.
@@ -92,9 +120,43 @@ pub enum ServerTrust {
     /// Trust exactly this certificate (compared byte for byte), whatever its name and
     /// dates: for self-signed test and demo servers.
     Pinned(CertificateDer<'static>),
+    /// Trust a certificate whose DER has this SHA-256, as a browser's
+    /// `serverCertificateHashes` does (without its validity-period checks).
+    Hash([u8; 32]),
     /// Trust any certificate. For interop runs against servers with throwaway certificates
     /// only; never in production.
     Insecure,
+}
+
+/// A QUIC client crypto config: TLS 1.3 with ring, checking the server with `trust`,
+/// offering the ALPN token `alpn`.
+pub fn client_crypto(
+    trust: &ServerTrust,
+    alpn: &[u8],
+) -> Result<quinn::crypto::rustls::QuicClientConfig, rustls::Error> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .dangerous()
+        .with_custom_certificate_verifier(Verifier::new(trust))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+        .map_err(|e| rustls::Error::General(e.to_string()))
+}
+
+/// A QUIC server crypto config: TLS 1.3 with ring, presenting `identity`, selecting the
+/// ALPN token `alpn`.
+pub fn server_crypto(
+    identity: Identity,
+    alpn: &[u8],
+) -> Result<quinn::crypto::rustls::QuicServerConfig, rustls::Error> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)?;
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+        .map_err(|e| rustls::Error::General(e.to_string()))
 }
 
 /// The ring provider all our TLS uses.
@@ -106,17 +168,14 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 /// signatures are always verified.
 #[derive(Debug)]
 pub(crate) struct Verifier {
-    pinned: Option<CertificateDer<'static>>,
+    trust: ServerTrust,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl Verifier {
     pub(crate) fn new(trust: &ServerTrust) -> Arc<Self> {
         Arc::new(Self {
-            pinned: match trust {
-                ServerTrust::Pinned(cert) => Some(cert.clone()),
-                ServerTrust::Insecure => None,
-            },
+            trust: trust.clone(),
             algorithms: provider().signature_verification_algorithms,
         })
     }
@@ -131,11 +190,16 @@ impl ServerCertVerifier for Verifier {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.pinned {
-            Some(pinned) if pinned.as_ref() != end_entity.as_ref() => Err(
-                rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
-            ),
-            _ => Ok(ServerCertVerified::assertion()),
+        let trusted = match &self.trust {
+            ServerTrust::Pinned(pinned) => pinned.as_ref() == end_entity.as_ref(),
+            ServerTrust::Hash(hash) => certificate_hash(end_entity) == *hash,
+            ServerTrust::Insecure => true,
+        };
+        match trusted {
+            true => Ok(ServerCertVerified::assertion()),
+            false => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::UnknownIssuer,
+            )),
         }
     }
 
@@ -159,5 +223,26 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha256_of_the_der() {
+        // SHA-256("abc"), FIPS 180-2.
+        assert_eq!(
+            ring_sha256(b"abc"),
+            [
+                0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
+                0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,
+                0xf2, 0x00, 0x15, 0xad
+            ]
+        );
+        let identity = Identity::self_signed(&["localhost"]).unwrap();
+        let leaf = identity.leaf().unwrap();
+        assert_eq!(identity.certificate_hash(), Some(certificate_hash(leaf)));
     }
 }

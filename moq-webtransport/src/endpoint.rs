@@ -7,11 +7,10 @@ use std::time::Duration;
 
 use moq_tokio::transport::ConnectionInfo;
 use moq_tokio::{Config, Role, Router, Session};
-use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 
 use crate::conn::WebTransportConnection;
 use crate::protocol::{self, Negotiation};
-use crate::tls::{Identity, ServerTrust, Verifier, provider};
+use moq_quinn::tls::{Identity, ServerTrust, client_crypto, server_crypto};
 
 /// The QUIC ALPN token of HTTP/3, which carries WebTransport.
 pub const ALPN_H3: &str = "h3";
@@ -127,15 +126,8 @@ impl Client {
         trust: ServerTrust,
         options: WebTransportOptions,
     ) -> Result<Self, ConnectError> {
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Tls(e.to_string()))?
-            .dangerous()
-            .with_custom_certificate_verifier(Verifier::new(&trust))
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![ALPN_H3.as_bytes().to_vec()];
-        let crypto =
-            QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let crypto = client_crypto(&trust, ALPN_H3.as_bytes())
+            .map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
         quic.transport_config(Arc::new(options.transport_config()));
         let config = wtransport::ClientConfig::builder()
@@ -220,15 +212,8 @@ impl Server {
         router: Router,
         options: WebTransportOptions,
     ) -> Result<Self, ConnectError> {
-        let mut tls = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| ConnectError::Tls(e.to_string()))?
-            .with_no_client_auth()
-            .with_single_cert(identity.chain, identity.key)
+        let crypto = server_crypto(identity, ALPN_H3.as_bytes())
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        tls.alpn_protocols = vec![ALPN_H3.as_bytes().to_vec()];
-        let crypto =
-            QuicServerConfig::try_from(tls).map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         server.transport_config(Arc::new(options.transport_config()));
         let endpoint = quinn::Endpoint::server(server, addr)?;

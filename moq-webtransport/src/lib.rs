@@ -65,11 +65,23 @@ pub mod code_mapping;
 mod conn;
 mod endpoint;
 pub mod protocol;
-mod tls;
 
 pub use conn::{RecvStream, SendStream, WebTransportConnection};
 pub use endpoint::{ALPN_H3, Client, ConnectError, Incoming, Server, WebTransportOptions};
-pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
+pub use moq_quinn::tls::{CertError, Identity, ServerTrust, certificate_hash};
 
 pub use moq_tokio::*;
 pub use rustls::pki_types::CertificateDer;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wtransport_hashes_certificates_as_we_do() {
+        let identity = Identity::self_signed(&["localhost"]).expect("certificate");
+        let leaf = identity.leaf().expect("leaf");
+        let wt = wtransport::tls::Certificate::from_der(leaf.to_vec()).expect("der");
+        assert_eq!(wt.hash().as_ref(), &certificate_hash(leaf));
+    }
+}
