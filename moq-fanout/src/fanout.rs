@@ -426,8 +426,9 @@ mod tests {
 
         // Bytes: a big group pushes the old ones out, and one bigger than the budget goes too.
         cache.begin(GroupSequence(6));
-        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 80]));
+        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 81]));
         assert_eq!(seqs(&cache), [5, 6]);
+        assert_eq!(cache.bytes(), 91);
         cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 30]));
         assert_eq!(seqs(&cache), Vec::<u64>::new());
         assert_eq!(cache.bytes(), 0);
