@@ -24,6 +24,7 @@ async fn one_publisher_to_64_subscribers_every_frame_of_every_group_in_order() {
     let client = client();
     let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
     let track = publisher.tracks[0].clone();
+    known(&relay, 1).await;
 
     let mut tasks = Vec::new();
     let (ready_tx, mut ready) = tokio::sync::mpsc::unbounded_channel();
@@ -75,6 +76,7 @@ async fn a_slow_subscriber_loses_old_groups_while_fast_ones_get_everything() {
     let client = client();
     let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
     let track = publisher.tracks[0].clone();
+    known(&relay, 1).await;
 
     let mut fast = Vec::new();
     for _ in 0..FAST {
@@ -188,6 +190,7 @@ async fn a_late_joiner_starts_at_the_latest_cached_group_at_once() {
     let client = client();
     let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
     let track = publisher.tracks[0].clone();
+    known(&relay, 1).await;
 
     // An early subscriber keeps the track relayed while groups 1..=6 go by.
     let early = connect(&client, &url, None).await;
@@ -245,6 +248,7 @@ async fn fetch_is_served_from_the_cache_or_upstream_and_an_evicted_group_is_refu
     // The publisher keeps 5 groups, the relay 3.
     let publisher = publisher(&client, &url, PATH, &["video"], 5).await;
     let track = publisher.tracks[0].clone();
+    known(&relay, 1).await;
     let session = connect(&client, &url, None).await;
     let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
     accepted(&reader).await;
@@ -354,6 +358,7 @@ async fn the_upstream_subscription_ends_with_the_last_downstream_one() {
     let client = client();
     let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
     let track = publisher.tracks[0].clone();
+    known(&relay, 1).await;
     let a = connect(&client, &url, None).await;
     let b = connect(&client, &url, None).await;
     let ra = a.subscribe(PATH, "video", ordered()).unwrap();

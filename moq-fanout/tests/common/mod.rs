@@ -36,6 +36,15 @@ pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
     .await
 }
 
+/// Waits until the relay has learnt `count` broadcasts (a subscription that arrives before
+/// the announcement is refused as not found).
+pub async fn known(relay: &RelayServer, count: usize) {
+    until("the relay learns the broadcasts", || {
+        relay.relay().broadcasts().len() >= count
+    })
+    .await
+}
+
 /// A relay configuration listening on an ephemeral loopback port.
 pub fn config() -> RelayConfig {
     let mut config = RelayConfig::default();
