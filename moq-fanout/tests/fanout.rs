@@ -385,21 +385,35 @@ async fn the_upstream_subscription_ends_with_the_last_downstream_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn shutdown_sends_goaway_and_drains() {
-    let relay = relay(config()).await;
+async fn shutdown_sends_goaway_with_the_next_uri_and_drains() {
+    let mut config = config();
+    config.relay.next_session_uri = "moqt://next.example:4443".to_owned();
+    config.relay.drain_timeout_ms = 3000;
+    let relay = relay(config).await;
     let url = url(&relay);
     let client = client();
-    let session = connect(&client, &url, None).await;
-    until("the relay sees the session", || {
-        relay.relay().peer_count() == 1
+    let leaving = connect(&client, &url, None).await;
+    let staying = connect(&client, &url, None).await;
+    until("the relay sees both sessions", || {
+        relay.relay().peer_count() == 2
     })
     .await;
-    let stop = tokio::spawn(relay.shutdown());
-    let uri = within("GOAWAY", session.goaway_received()).await;
-    assert_eq!(uri.as_deref(), Some(""));
-    // We leave; the relay's shutdown completes well before its drain timeout.
-    session.close(code::session::NO_ERROR, "leaving");
     let started = Instant::now();
+    let stop = tokio::spawn(relay.shutdown());
+    for session in [&leaving, &staying] {
+        let uri = within("GOAWAY", session.goaway_received()).await;
+        assert_eq!(uri.as_deref(), Some("moqt://next.example:4443"));
+    }
+    // New requests are refused locally once GOAWAY arrived.
+    assert!(leaving.subscribe(PATH, "video", ordered()).is_err());
+    // One leaves at once; the other stays until the drain timeout closes it (0x10).
+    leaving.close(code::session::NO_ERROR, "leaving");
+    let reason = within("the relay closes the lingering session", staying.closed()).await;
+    println!("lingering session closed: {reason:?}");
     within("shutdown", stop).await.unwrap();
-    assert!(started.elapsed() < Duration::from_millis(900));
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        "drained for {took:?}"
+    );
 }

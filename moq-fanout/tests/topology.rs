@@ -239,3 +239,28 @@ async fn three_relays_in_a_ring_do_not_loop() {
         "{seen3:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relays_link_over_webtransport_too() {
+    let mut c1 = hop_config(1, vec![]);
+    c1.listen.webtransport = Some("127.0.0.1:0".parse().unwrap());
+    let r1 = relay(c1).await;
+    let wt = format!(
+        "https://localhost:{}/relay",
+        r1.webtransport_addr().unwrap().port()
+    );
+    let r2 = relay(hop_config(2, vec![wt])).await;
+    linked(&[&r1, &r2], &[1, 1]).await;
+
+    let publisher = publisher_on(&r1, PATH).await;
+    let e2 = connect(&client(), &url(&r2), None).await;
+    let (_a, announcement) = discover(&e2, PATH).await;
+    assert_eq!(
+        announcement.hops().iter().map(|h| h.0).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let mut reader = e2.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&reader).await;
+    write_group(&publisher.tracks[0], 3, 100);
+    assert_eq!(read_groups(&mut reader, 1).await, expected(1, 1, 3, 100));
+}
