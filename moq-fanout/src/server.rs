@@ -105,8 +105,11 @@ impl RelayServer {
                 reason: e.to_string(),
             })?;
             let server = Arc::new(server);
-            let local = server.local_addr().ok();
-            tracing::info!(addr = ?local, kind = "quic", "listening");
+            let local = server.local_addr().map_err(|e| StartError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
+            tracing::info!(addr = %local, kind = "quic", "listening");
             tasks.push(tokio::spawn(accept_quic(relay.clone(), server.clone())));
             quic = Some(server);
         }
@@ -131,8 +134,17 @@ impl RelayServer {
                 reason: e.to_string(),
             })?;
             let server = Arc::new(server);
-            let local = server.local_addr().ok();
-            tracing::info!(addr = ?local, kind = "webtransport", "listening");
+            let local = server.local_addr().map_err(|e| StartError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
+            // Browsers pin a self-signed certificate by this hash (serverCertificateHashes).
+            let hash: String = certificate
+                .as_ref()
+                .map(moq_webtransport::certificate_hash)
+                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+                .unwrap_or_default();
+            tracing::info!(addr = %local, kind = "webtransport", cert_sha256 = %hash, "listening");
             tasks.push(tokio::spawn(accept_webtransport(
                 relay.clone(),
                 server.clone(),
