@@ -2,8 +2,7 @@
 //! of its own beyond routing and caching.
 //!
 //! - **Fan-out**: per track, one upstream subscription however many downstream subscribers
-//!   ([`fanout`](crate::Relay) internals); each frame goes to all of them as the same
-//!   `Bytes`. Each downstream subscription keeps its own priority, order, range and max
+//!   (one task per relayed track); each frame goes to all of them as the same `Bytes`. Each downstream subscription keeps its own priority, order, range and max
 //!   latency, and a slow one loses its oldest groups (SUBSCRIBE_DROP) without slowing the
 //!   others. The upstream subscription ends when the last downstream one does.
 //! - **Cache**: the most recent groups of each relayed track, bounded by count and bytes:
