@@ -3,6 +3,40 @@
 
 pub mod scenarios;
 
+/// Expands to one `#[tokio::test]` per scenario of [`scenarios`], run over the given
+/// [`Transport`]: every transport runs the same list.
+#[macro_export]
+macro_rules! scenario_suite {
+    ($transport:ty) => {
+        $crate::scenario_suite!(
+            $transport;
+            announce_discovery,
+            subscribe_server_to_client,
+            subscribe_client_to_server,
+            update_and_drop,
+            subscribe_not_found,
+            fetch,
+            probe,
+            goaway,
+            goaway_timeout,
+            close_with_code,
+            many_subscriptions,
+            large_frame,
+            peer_vanishes,
+            slow_subscriber,
+            unread_budget_never_blocks_the_group_being_read,
+        );
+    };
+    ($transport:ty; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                $crate::scenarios::$name::<$transport>().await;
+            }
+        )*
+    };
+}
+
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;

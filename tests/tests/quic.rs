@@ -1,32 +1,3 @@
 //! The scenario suite over native QUIC (quinn) on loopback.
 
-use moq_tests::{Quic, scenarios};
-
-macro_rules! suite {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() {
-                scenarios::$name::<Quic>().await;
-            }
-        )*
-    };
-}
-
-suite!(
-    announce_discovery,
-    subscribe_server_to_client,
-    subscribe_client_to_server,
-    update_and_drop,
-    subscribe_not_found,
-    fetch,
-    probe,
-    goaway,
-    goaway_timeout,
-    close_with_code,
-    many_subscriptions,
-    large_frame,
-    peer_vanishes,
-    slow_subscriber,
-    unread_budget_never_blocks_the_group_being_read,
-);
+moq_tests::scenario_suite!(moq_tests::Quic);
