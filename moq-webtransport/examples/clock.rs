@@ -1,25 +1,27 @@
-//! The clock demo over WebTransport: a publisher and a subscriber over HTTP/3 on loopback.
+//! The clock demo: a publisher and a subscriber over real QUIC on loopback.
 //!
-//! `cargo run -p moq-webtransport --release --example wt_clock` starts a WebTransport server
-//! that publishes `/clock` (track `seconds`: a group per second, a frame per 100 ms tick), a
-//! client that dials `https://localhost:PORT/clock`, discovers the broadcast by announcement
-//! and subscribes, prints every frame with its delivery latency, and ends by itself with a
-//! summary. The same program as `moq-quinn`'s clock example, with the transport picked by
-//! the URL scheme.
+//! `cargo run --release --example clock` starts a server that publishes `/clock` (track
+//! `seconds`: a group per second, a frame per 100 ms tick), a client that discovers it by
+//! announcement and subscribes, prints every frame with its delivery latency, and ends by
+//! itself with a summary. Native QUIC (`moq-quinn`) by default; `--webtransport` runs the
+//! same over WebTransport (`moq-webtransport`, HTTP/3). The API is the same either way: only
+//! the endpoint differs.
 //!
 //! Flags:
 //! - `--seconds N`: run for N seconds (default 5).
+//! - `--webtransport`: use WebTransport instead of native QUIC.
 //! - `--serve ADDR`: only publish, listening on ADDR (e.g. `127.0.0.1:4443`), until Ctrl-C or
-//!   N seconds. Prints the certificate's SHA-256, for `--hash` or a browser's
-//!   `serverCertificateHashes`.
-//! - `--subscribe URL`: only subscribe to `https://host:port/path`, trusting the certificate
-//!   whose SHA-256 is `--hash HEX`, or any with `--insecure`.
+//!   N seconds. Prints the URL and the certificate's SHA-256 (for `--hash`, or a browser's
+//!   `serverCertificateHashes` with `--webtransport`).
+//! - `--subscribe URL`: only subscribe, to `moqt://host:port` (native QUIC) or
+//!   `https://host:port/path` (WebTransport), trusting the certificate whose SHA-256 is
+//!   `--hash HEX`, or any with `--insecure`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use moq_webtransport::{
-    Broadcast, Client, Config, HopId, Identity, Router, Server, ServerTrust, SubscribeParams,
+    Broadcast, Config, HopId, Identity, Router, ServerTrust, Session, SubscribeParams,
 };
 
 const BROADCAST: &str = "/clock";
@@ -31,6 +33,7 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 
 struct Args {
     seconds: u64,
+    webtransport: bool,
     serve: Option<String>,
     subscribe: Option<String>,
     insecure: bool,
@@ -40,7 +43,7 @@ struct Args {
 fn parse_hash(hex: &str) -> Result<[u8; 32], Error> {
     let hex = hex.replace(':', "");
     let mut out = [0u8; 32];
-    if hex.len() != 64 {
+    if hex.len() != 64 || !hex.is_ascii() {
         return Err("--hash takes 64 hex digits (the SHA-256 printed by --serve)".into());
     }
     for (i, byte) in out.iter_mut().enumerate() {
@@ -56,6 +59,7 @@ fn hex(bytes: &[u8]) -> String {
 fn args() -> Result<Args, Error> {
     let mut args = Args {
         seconds: 5,
+        webtransport: false,
         serve: None,
         subscribe: None,
         insecure: false,
@@ -65,13 +69,14 @@ fn args() -> Result<Args, Error> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--seconds" => args.seconds = it.next().ok_or("--seconds N")?.parse()?,
+            "--webtransport" => args.webtransport = true,
             "--serve" => args.serve = Some(it.next().ok_or("--serve ADDR")?),
             "--subscribe" => args.subscribe = Some(it.next().ok_or("--subscribe URL")?),
             "--insecure" => args.insecure = true,
             "--hash" => args.hash = Some(parse_hash(&it.next().ok_or("--hash HEX")?)?),
             "-h" | "--help" => {
                 println!(
-                    "usage: wt_clock [--seconds N] [--serve ADDR | --subscribe https://HOST:PORT/PATH (--hash HEX | --insecure)]"
+                    "usage: clock [--seconds N] [--webtransport] [--serve ADDR | --subscribe (moqt|https)://HOST:PORT[/PATH] (--hash HEX | --insecure)]"
                 );
                 std::process::exit(0);
             }
@@ -119,10 +124,7 @@ struct Summary {
 }
 
 /// Discovers the clock, subscribes, prints frames until `duration` has passed.
-async fn subscribe(
-    session: &moq_webtransport::Session,
-    duration: Duration,
-) -> Result<Summary, Error> {
+async fn subscribe(session: &Session, duration: Duration) -> Result<Summary, Error> {
     let mut announced = session.announced("/", HopId(0))?;
     let announcement = tokio::time::timeout(Duration::from_secs(5), announced.next())
         .await?
@@ -178,7 +180,7 @@ async fn subscribe(
     Ok(summary)
 }
 
-fn print_summary(summary: &mut Summary, session: &moq_webtransport::Session, elapsed: Duration) {
+fn print_summary(summary: &mut Summary, session: &Session, elapsed: Duration) {
     let stats = session.stats();
     summary.latencies.sort();
     let pct = |p: f64| {
@@ -200,6 +202,58 @@ fn print_summary(summary: &mut Summary, session: &moq_webtransport::Session, ela
     );
 }
 
+/// Dials `url`, picking the transport by its scheme.
+async fn connect(url: &str, trust: ServerTrust) -> Result<Session, Error> {
+    Ok(if url.starts_with("https://") {
+        moq_webtransport::Client::new(trust)?
+            .connect(url, Config::default(), None)
+            .await?
+    } else {
+        moq_quinn::Client::new(trust)?
+            .connect(url, Config::default(), None)
+            .await?
+    })
+}
+
+/// Starts a server on `addr` publishing what `router` holds; returns its URL.
+fn serve(
+    addr: std::net::SocketAddr,
+    identity: Identity,
+    router: Router,
+    webtransport: bool,
+) -> Result<(String, tokio::task::JoinHandle<()>), Error> {
+    fn keep(session: Result<Session, impl std::fmt::Display>, sessions: &mut Vec<Session>) {
+        match session {
+            Ok(session) => {
+                println!("server: session from {:?}", session.remote_addr());
+                sessions.push(session);
+            }
+            Err(err) => eprintln!("server: {err}"),
+        }
+    }
+    if webtransport {
+        let server = moq_webtransport::Server::bind(addr, identity, Config::default(), router)?;
+        let url = format!("https://localhost:{}/clock", server.local_addr()?.port());
+        let task = tokio::spawn(async move {
+            let mut sessions = Vec::new();
+            while let Some(session) = server.accept().await {
+                keep(session, &mut sessions);
+            }
+        });
+        Ok((url, task))
+    } else {
+        let server = moq_quinn::Server::bind(addr, identity, Config::default(), router)?;
+        let url = format!("moqt://localhost:{}", server.local_addr()?.port());
+        let task = tokio::spawn(async move {
+            let mut sessions = Vec::new();
+            while let Some(session) = server.accept().await {
+                keep(session, &mut sessions);
+            }
+        });
+        Ok((url, task))
+    }
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let args = args()?;
@@ -215,8 +269,7 @@ async fn main() -> Result<(), Error> {
                 );
             }
         };
-        let client = Client::new(trust)?;
-        let session = client.connect(url, Config::default(), None).await?;
+        let session = connect(url, trust).await?;
         let start = std::time::Instant::now();
         let mut summary = subscribe(&session, duration).await?;
         print_summary(&mut summary, &session, start.elapsed());
@@ -229,33 +282,23 @@ async fn main() -> Result<(), Error> {
     let hash = hex(&identity.certificate_hash().ok_or("no certificate")?);
     let addr = args.serve.as_deref().unwrap_or("127.0.0.1:0").parse()?;
     let router = Router::new();
-    let server = Server::bind(addr, identity, Config::default(), router.clone())?;
-    let url = format!("https://localhost:{}/clock", server.local_addr()?.port());
-    println!("server listening on {url} (moq-lite-04 over WebTransport)");
-    println!("certificate sha-256 {hash}");
-    if args.serve.is_some() {
-        println!(
-            "subscribe with: cargo run -p moq-webtransport --example wt_clock -- --subscribe {url} --hash {hash}"
-        );
-    }
-    let accept = tokio::spawn(async move {
-        let mut sessions = Vec::new();
-        while let Some(session) = server.accept().await {
-            match session {
-                Ok(session) => {
-                    println!("server: session from {:?}", session.remote_addr());
-                    sessions.push(session);
-                }
-                Err(err) => eprintln!("server: {err}"),
-            }
-        }
-    });
+    let (url, accept) = serve(addr, identity, router.clone(), args.webtransport)?;
+    let transport = if args.webtransport {
+        "WebTransport"
+    } else {
+        "native QUIC"
+    };
+    println!("server listening on {url} (moq-lite-04 over {transport})");
     let publisher = {
         let router = router.clone();
         tokio::spawn(async move { publish(&router, duration + Duration::from_secs(1)).await })
     };
 
     if args.serve.is_some() {
+        println!("certificate sha-256 {hash}");
+        println!(
+            "subscribe with: cargo run --release --example clock -- --subscribe {url} --hash {hash}"
+        );
         tokio::select! {
             _ = publisher => {}
             _ = tokio::signal::ctrl_c() => {}
@@ -264,13 +307,15 @@ async fn main() -> Result<(), Error> {
         return Ok(());
     }
 
-    let client = Client::new(ServerTrust::Pinned(cert))?;
-    let session = client.connect(&url, Config::default(), None).await?;
+    let session = connect(&url, ServerTrust::Pinned(cert)).await?;
     let info = session.connection_info();
     println!(
-        "client: connected, alpn {}, path {} (the server's wt-protocol answer is not visible to a wtransport client)",
+        "client: connected over {}, alpn {}, version {}",
+        info.transport,
         info.alpn.as_deref().unwrap_or("?"),
-        info.path.as_deref().unwrap_or("?")
+        info.version
+            .as_deref()
+            .unwrap_or("not visible to this client")
     );
     let start = std::time::Instant::now();
     let mut summary = subscribe(&session, duration).await?;
