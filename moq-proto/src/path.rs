@@ -64,7 +64,13 @@ impl From<&str> for BroadcastPath {
 }
 
 impl From<String> for BroadcastPath {
-    fn from(s: String) -> Self {
+    /// Normalises in place when only leading or trailing `/` need trimming (the usual
+    /// `/demo` wire form), so a decoded path costs no second allocation.
+    fn from(mut s: String) -> Self {
+        let end = s.trim_end_matches('/').len();
+        s.truncate(end);
+        let start = s.len() - s.trim_start_matches('/').len();
+        s.drain(..start);
         if is_normalised(&s) {
             Self(s)
         } else {
@@ -220,6 +226,8 @@ mod tests {
         }
         assert_eq!(BroadcastPath::new("/a//b/").as_str(), "a/b");
         assert_eq!(BroadcastPath::from("x//y".to_owned()).as_str(), "x/y");
+        assert_eq!(BroadcastPath::from("//a/b//".to_owned()).as_str(), "a/b");
+        assert_eq!(BroadcastPath::from("/".to_owned()).as_str(), "");
         assert_ne!(BroadcastPath::new("/a/b"), BroadcastPath::new("/ab"));
     }
 
