@@ -274,8 +274,8 @@ struct Handles {
 /// twice; `poll_timeout` is never before the latest `now`; events and commands stay
 /// proportional to the input; after [`Event::Closed`] nothing more happens but one pending
 /// `Close`; and once the connection is reported closed, no stream, queued byte or timer is
-/// left.
-pub fn session(data: &[u8]) {
+/// left. `start` is the session's first `now` (the caller's: the core never reads a clock).
+pub fn session(data: &[u8], start: Instant) {
     let mut input = Input { data };
     let config = Config {
         // Small limits, so the fuzzer reaches them.
@@ -289,9 +289,6 @@ pub fn session(data: &[u8]) {
         max_queued_bytes_per_fetch: 256,
         ..Config::default()
     };
-    // The harness (not the core) reads the clock once, for a base instant.
-    #[allow(clippy::disallowed_methods)]
-    let start = Instant::now();
     let mut now = start;
     let mut latest = start;
     let mut session = Session::new(Role::Server, config, now);
