@@ -27,8 +27,6 @@ pub mod fuzzing;
 mod ids;
 mod path;
 mod session;
-#[cfg(test)]
-mod tests;
 
 pub use code::ErrorCode;
 pub use coding::{

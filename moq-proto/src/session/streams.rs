@@ -350,8 +350,10 @@ impl Session {
     }
 
     /// Bytes queued in the core across every stream, not yet handed to the transport.
-    /// Scans every stream: for tests and fuzzing, not for the data path.
-    pub(crate) fn queued_bytes_total(&self) -> usize {
+    ///
+    /// Scans every stream: for tests, fuzzing and diagnostics, not for the data path (the
+    /// per-subscription count is in [`Session::stats`]).
+    pub fn queued_bytes_total(&self) -> usize {
         self.streams
             .values()
             .filter_map(|s| s.send.as_ref())

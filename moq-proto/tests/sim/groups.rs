@@ -10,9 +10,11 @@ use super::common::{
     response, subscribed, subscribed_with, typed,
 };
 use super::pair::{Pair, Side};
-use crate::code::group as codes;
-use crate::message::{GroupHeader, StreamType, SubscribeOk, SubscribeParams, SubscribeResponse};
-use crate::{
+use moq_proto::code::group as codes;
+use moq_proto::message::{
+    GroupHeader, StreamType, SubscribeOk, SubscribeParams, SubscribeResponse,
+};
+use moq_proto::{
     Command, CommandError, Config, Dir, EndReason, ErrorCode, Event, GroupSequence,
     PublisherParams, Role, StreamId, SubscribeId,
 };
@@ -103,9 +105,10 @@ fn frames_arrive_in_order_under_every_knob_in_both_directions() {
 #[test]
 fn higher_subscriber_priority_is_emitted_first_under_starved_credit() {
     for publisher in BOTH {
-        let config = Config {
-            stream_send_window: 1024,
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.stream_send_window = 1024;
+            config
         };
         let mut pair = Pair::with_config(config.clone(), config);
         let low = subscribed(
@@ -169,9 +172,10 @@ fn higher_subscriber_priority_is_emitted_first_under_starved_credit() {
 
 #[test]
 fn publisher_priority_breaks_ties_between_equal_subscribers() {
-    let config = Config {
-        stream_send_window: 1024,
-        ..Config::default()
+    let config = {
+        let mut config = Config::default();
+        config.stream_send_window = 1024;
+        config
     };
     let mut pair = Pair::with_config(config.clone(), config);
     let params = SubscribeParams {
@@ -225,9 +229,10 @@ fn publisher_priority_breaks_ties_between_equal_subscribers() {
 #[test]
 fn ordered_picks_oldest_or_newest_group_first() {
     for (ordered, expected_first) in [(true, 1u64), (false, 3u64)] {
-        let config = Config {
-            stream_send_window: 512,
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.stream_send_window = 512;
+            config
         };
         let mut pair = Pair::with_config(config.clone(), config);
         let id = subscribed(
@@ -532,9 +537,10 @@ fn cancelled_group_is_seen_as_peer_stopped_by_the_publisher() {
 fn a_stopped_or_expired_group_gives_its_queued_bytes_back() {
     const FRAME: usize = 1024;
     for publisher in BOTH {
-        let config = Config {
-            stream_send_window: 2 * FRAME,
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.stream_send_window = 2 * FRAME;
+            config
         };
         let mut pair = Pair::with_config(config.clone(), config);
         let subscriber = publisher.other();
@@ -583,10 +589,11 @@ fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
     // A group's bytes in the core: its header and each frame's header and payload.
     const GROUP: usize = 8 + FRAMES * (FRAME + 2);
     for publisher in BOTH {
-        let config = Config {
-            stream_send_window: 2 * FRAME,
-            max_queued_bytes_per_subscription: LIMIT,
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.stream_send_window = 2 * FRAME;
+            config.max_queued_bytes_per_subscription = LIMIT;
+            config
         };
         let mut pair = Pair::with_config(config.clone(), config);
         let subscriber = publisher.other();

@@ -6,9 +6,9 @@ use bytes::Bytes;
 
 use super::common::{BOTH, Lone, frames_of, group_stream, path, subscribed, written};
 use super::pair::Pair;
-use crate::code::session as codes;
-use crate::message::{Fetch, SubscribeParams};
-use crate::{
+use moq_proto::code::session as codes;
+use moq_proto::message::{Fetch, SubscribeParams};
+use moq_proto::{
     CloseReason, Command, CommandError, Config, Dir, Event, GroupSequence, HopId, PathPrefix, Role,
 };
 
@@ -112,9 +112,10 @@ fn goaway_in_both_directions_reports_the_uri_and_refuses_new_requests() {
 #[test]
 fn goaway_sender_closes_with_0x10_after_the_deadline() {
     for sender in BOTH {
-        let config = Config {
-            goaway_timeout: Duration::from_secs(2),
-            ..Config::default()
+        let config = {
+            let mut config = Config::default();
+            config.goaway_timeout = Duration::from_secs(2);
+            config
         };
         let mut pair = Pair::with_config(config.clone(), config);
         let receiver = sender.other();

@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::pair::{Pair, Side};
-use crate::message::{Fetch, SubscribeParams};
-use crate::{
+use moq_proto::message::{Fetch, SubscribeParams};
+use moq_proto::{
     BroadcastPath, CloseReason, Command, CommandError, EndReason, ErrorCode, Event, GroupSequence,
     HopId, PathPrefix, PublisherParams, StreamId, SubscribeId, code,
 };
@@ -291,7 +291,7 @@ fn malformed_message_closes_with_protocol_violation() {
     let mut pair = Pair::new();
     let now = pair.now;
     let session = &mut pair.server.session;
-    let id = session.handle_accepted(crate::Dir::Bi, now);
+    let id = session.handle_accepted(moq_proto::Dir::Bi, now);
     // SUBSCRIBE stream with a length that leaves a trailing byte.
     session.handle_data(
         id,
@@ -311,9 +311,9 @@ fn unknown_stream_types_are_refused_without_closing() {
     let mut pair = Pair::new();
     let now = pair.now;
     let session = &mut pair.server.session;
-    let bi = session.handle_accepted(crate::Dir::Bi, now);
+    let bi = session.handle_accepted(moq_proto::Dir::Bi, now);
     session.handle_data(bi, Bytes::from_static(&[0x3f, 1, 2]), now);
-    let uni = session.handle_accepted(crate::Dir::Uni, now);
+    let uni = session.handle_accepted(moq_proto::Dir::Uni, now);
     session.handle_data(uni, Bytes::from_static(&[0x02]), now);
     let commands: Vec<_> = std::iter::from_fn(|| session.poll_command()).collect();
     let code = code::UNKNOWN_STREAM_TYPE;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::{
+use moq_proto::{
     CloseReason, Command, Config, Dir, ErrorCode, Event, Role, Session, StreamId, TransportStats,
 };
 
@@ -224,6 +224,7 @@ impl Pair {
             Command::Close { code, reason } => {
                 self.send(peer, StreamId(u64::MAX), Packet::Close(code, reason));
             }
+            other => panic!("the simulated transport does not know {other:?}"),
         }
     }
 

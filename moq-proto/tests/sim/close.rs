@@ -6,9 +6,9 @@ use bytes::Bytes;
 
 use super::common::{BOTH, Lone, cancels, group_stream, path, subscribed};
 use super::pair::Pair;
-use crate::code::session as codes;
-use crate::message::{Fetch, SubscribeParams};
-use crate::{
+use moq_proto::code::session as codes;
+use moq_proto::message::{Fetch, SubscribeParams};
+use moq_proto::{
     CloseReason, Command, CommandError, Dir, EndReason, ErrorCode, Event, GroupSequence, HopId,
     PathPrefix, Role,
 };
@@ -289,7 +289,7 @@ fn malformed_control_messages_close_with_protocol_violation() {
 fn unknown_stream_types_are_refused_on_both_roles_and_the_session_lives_on() {
     for role in [Role::Client, Role::Server] {
         let mut lone = Lone::new(role);
-        let code = crate::code::UNKNOWN_STREAM_TYPE;
+        let code = moq_proto::code::UNKNOWN_STREAM_TYPE;
         // Unknown bidi types, including a multi-byte varint start and a uni-only type.
         for first in [0x06, 0x3f, 0x40, 0xff, 0x00] {
             let id = lone.accept_with(Dir::Bi, &[first, 1, 2, 3]);

@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::pair::{Endpoint, Pair, Side};
-use crate::message::{FrameHeader, StreamType, SubscribeParams, SubscribeResponse};
-use crate::{
+use moq_proto::message::{FrameHeader, StreamType, SubscribeParams, SubscribeResponse};
+use moq_proto::{
     BroadcastPath, Command, Config, Dir, ErrorCode, Event, GroupSequence, Message, PublisherParams,
     Role, Session, StreamId, SubscribeId,
 };
@@ -104,7 +104,7 @@ pub(crate) fn group_stream(
 }
 
 /// How a received group ended, from a `GroupEnded` event.
-pub(crate) fn group_end(events: &[Event], stream: StreamId) -> Option<crate::EndReason> {
+pub(crate) fn group_end(events: &[Event], stream: StreamId) -> Option<moq_proto::EndReason> {
     events.iter().find_map(|e| match e {
         Event::GroupEnded { stream: s, reason } if *s == stream => Some(reason.clone()),
         _ => None,

@@ -20,9 +20,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 
 use super::pair::Pair;
-use crate::code::{group as group_codes, subscribe as sub_codes};
-use crate::message::SubscribeParams;
-use crate::{
+use moq_proto::code::{group as group_codes, subscribe as sub_codes};
+use moq_proto::message::SubscribeParams;
+use moq_proto::{
     BroadcastPath, CommandError, EndReason, Event, GroupSequence, HopId, PathPrefix,
     PublisherParams, StreamId, SubscribeId,
 };
@@ -137,7 +137,7 @@ struct Sub {
 enum GroupState {
     Open,
     Finished,
-    Aborted(crate::ErrorCode),
+    Aborted(moq_proto::ErrorCode),
 }
 
 #[derive(Debug)]

@@ -9,12 +9,12 @@ use super::common::{
     response, subscribed, subscribed_with, typed, written,
 };
 use super::pair::Pair;
-use crate::code::{group as group_codes, subscribe as codes};
-use crate::message::{
+use moq_proto::code::{group as group_codes, subscribe as codes};
+use moq_proto::message::{
     GroupHeader, StreamType, Subscribe, SubscribeDrop, SubscribeOk, SubscribeParams,
     SubscribeResponse,
 };
-use crate::{
+use moq_proto::{
     Command, CommandError, Config, Dir, EndReason, Event, GroupSequence, PublisherParams, Role,
     StreamId, SubscribeId,
 };
@@ -463,9 +463,10 @@ fn response_timeout_cancels_with_0x5() {
 
 #[test]
 fn response_timeout_is_configurable_and_disarmed_by_ok() {
-    let config = Config {
-        subscribe_timeout: Duration::from_secs(2),
-        ..Config::default()
+    let config = {
+        let mut config = Config::default();
+        config.subscribe_timeout = Duration::from_secs(2);
+        config
     };
     let mut pair = Pair::with_config(config.clone(), config);
     pair.server.session.announce(path("/a"), vec![]).unwrap();
@@ -1048,9 +1049,10 @@ fn group_for_an_unknown_subscription_is_stopped_0x7() {
 
 #[test]
 fn incoming_subscription_limits_use_the_spec_codes() {
-    let server = Config {
-        max_incoming_subscriptions: 1,
-        ..Config::default()
+    let server = {
+        let mut config = Config::default();
+        config.max_incoming_subscriptions = 1;
+        config
     };
     let mut pair = Pair::with_config(Config::default(), server);
     pair.server.session.announce(path("/a"), vec![]).unwrap();

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use super::common::{BOTH, Lone, cancels, msg, opens, typed, written};
 use super::pair::Pair;
-use crate::code::probe as codes;
-use crate::message::{Probe, StreamType};
-use crate::{Command, Dir, EndReason, Event, Role, StreamId, TransportStats};
+use moq_proto::code::probe as codes;
+use moq_proto::message::{Probe, StreamType};
+use moq_proto::{Command, Dir, EndReason, Event, Role, StreamId, TransportStats};
 
 fn probe(bitrate: u64) -> Probe {
     Probe {
@@ -34,7 +34,7 @@ fn sample(lone: &mut Lone, stream: StreamId, stats: TransportStats) -> Vec<Probe
     let mut replies = Vec::new();
     let mut rest = &bytes[..];
     while let Some((reply, used)) =
-        <Probe as crate::Message>::decode(rest, &Default::default()).unwrap()
+        <Probe as moq_proto::Message>::decode(rest, &Default::default()).unwrap()
     {
         replies.push(reply);
         rest = &rest[used..];
@@ -256,7 +256,7 @@ fn probe_end_and_reset_reach_the_prober() {
         pair.drive();
         pair.side(prober).take_events();
         // The peer's transport closes: the probe ends with the cause.
-        let reason = crate::CloseReason::Transport("gone".into());
+        let reason = moq_proto::CloseReason::Transport("gone".into());
         let now = pair.now;
         pair.side(prober)
             .session
@@ -282,7 +282,7 @@ fn stats_follow_the_transport_and_the_peers_probe_replies() {
     let id = super::common::subscribed(
         &mut pair,
         super::pair::Side::Server,
-        crate::message::SubscribeParams::default(),
+        moq_proto::message::SubscribeParams::default(),
     );
     pair.client.session.probe(5_000_000).unwrap();
     pair.drive();
@@ -290,7 +290,7 @@ fn stats_follow_the_transport_and_the_peers_probe_replies() {
         let g = pair
             .server
             .session
-            .open_group(id, crate::GroupSequence(seq))
+            .open_group(id, moq_proto::GroupSequence(seq))
             .unwrap();
         pair.server
             .session

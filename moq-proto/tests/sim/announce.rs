@@ -2,9 +2,9 @@
 
 use super::common::{BOTH, Lone, cancels, knobs, msg, pair_with, path, typed, written};
 use super::pair::{Pair, Side};
-use crate::code::announce as codes;
-use crate::message::{Announce, AnnounceInterest, AnnounceStatus, StreamType};
-use crate::{
+use moq_proto::code::announce as codes;
+use moq_proto::message::{Announce, AnnounceInterest, AnnounceStatus, StreamType};
+use moq_proto::{
     BroadcastPath, Command, Config, Dir, EndReason, ErrorCode, Event, HopId, Message, PathPrefix,
     Role,
 };
@@ -26,7 +26,7 @@ fn ended(suffix: &str) -> Vec<u8> {
 }
 
 /// A client session with one announce interest under `/`, the stream opened.
-fn listening() -> (Lone, crate::StreamId) {
+fn listening() -> (Lone, moq_proto::StreamId) {
     let mut lone = Lone::new(Role::Client);
     let interest = lone
         .session
@@ -491,10 +491,11 @@ fn cancel_interest_resets_with_the_code_and_ends_entries() {
 
 #[test]
 fn slow_announce_consumer_is_cancelled_0x0() {
-    let server = Config {
-        stream_send_window: 1,
-        max_announce_queue: 4,
-        ..Config::default()
+    let server = {
+        let mut config = Config::default();
+        config.stream_send_window = 1;
+        config.max_announce_queue = 4;
+        config
     };
     let mut pair = Pair::with_config(Config::default(), server);
     let interest = pair
@@ -526,9 +527,10 @@ fn slow_announce_consumer_is_cancelled_0x0() {
 #[test]
 fn announce_limits_cancel_with_0x0() {
     // Entries per stream, on the subscriber.
-    let client = Config {
-        max_announce_entries: 2,
-        ..Config::default()
+    let client = {
+        let mut config = Config::default();
+        config.max_announce_entries = 2;
+        config
     };
     let mut pair = Pair::with_config(client, Config::default());
     for p in ["/a", "/b", "/c"] {
@@ -550,9 +552,10 @@ fn announce_limits_cancel_with_0x0() {
         "{events:?}"
     );
     // Announce streams per session, on the publisher.
-    let server = Config {
-        max_incoming_announce_streams: 1,
-        ..Config::default()
+    let server = {
+        let mut config = Config::default();
+        config.max_incoming_announce_streams = 1;
+        config
     };
     let mut pair = Pair::with_config(Config::default(), server);
     let first = pair
@@ -600,7 +603,7 @@ fn anything_after_announce_interest_is_a_protocol_violation() {
     lone.accept_with(Dir::Bi, &input);
     let commands = lone.commands();
     assert!(
-        matches!(commands.as_slice(), [Command::Close { code, .. }] if *code == crate::code::session::PROTOCOL_VIOLATION),
+        matches!(commands.as_slice(), [Command::Close { code, .. }] if *code == moq_proto::code::session::PROTOCOL_VIOLATION),
         "{commands:?}"
     );
 }

@@ -4,9 +4,9 @@ use bytes::Bytes;
 
 use super::common::{BOTH, Lone, frames_of, knobs, pair_with, path, typed, written};
 use super::pair::Pair;
-use crate::code::fetch as codes;
-use crate::message::{Fetch, StreamType};
-use crate::{Command, CommandError, Config, Dir, EndReason, Event, GroupSequence, Role};
+use moq_proto::code::fetch as codes;
+use moq_proto::message::{Fetch, StreamType};
+use moq_proto::{Command, CommandError, Config, Dir, EndReason, Event, GroupSequence, Role};
 
 fn request(p: &str, group: u64) -> Fetch {
     Fetch {
@@ -223,10 +223,11 @@ fn fetch_request_fin_is_never_awaited() {
 #[test]
 fn fetch_limits() {
     // Concurrent fetches: beyond the limit, cancel 0x0.
-    let server = Config {
-        max_incoming_fetches: 1,
-        max_queued_bytes_per_fetch: 10,
-        ..Config::default()
+    let server = {
+        let mut config = Config::default();
+        config.max_incoming_fetches = 1;
+        config.max_queued_bytes_per_fetch = 10;
+        config
     };
     let mut pair = Pair::with_config(Config::default(), server);
     pair.server.session.announce(path("/a"), vec![]).unwrap();
