@@ -251,70 +251,50 @@ impl RelayServer {
     }
 }
 
-async fn accept_quic(relay: Relay, server: Arc<moq_quinn::Server>) {
-    loop {
-        let incoming = tokio::select! {
-            incoming = server.incoming() => incoming,
-            () = relay.shutting_down() => return,
-        };
-        let Some(incoming) = incoming else { return };
-        if !relay.accepting() {
-            tracing::warn!(remote = %incoming.remote_addr(), "connection refused: session limit");
-            incoming.refuse();
-            continue;
-        }
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_addr();
-            let mut prepared = None;
-            let session = incoming
-                .accept(|info| {
-                    let peer = relay.prepare(&connection_request(info, Some(remote)));
-                    let router = peer.router();
-                    prepared = Some(peer);
-                    Some(router)
-                })
-                .await;
-            match (session, prepared) {
-                (Ok(session), Some(peer)) => relay.attach(peer, session).await,
-                (Err(e), _) => tracing::debug!(%remote, error = %e, "handshake failed"),
-                (Ok(_), None) => {}
+/// The accept loop of one listener: both servers offer the same `incoming()` /
+/// `refuse()` / `accept(|info| router)` shape, with their own types.
+macro_rules! accept_loop {
+    ($relay:expr, $server:expr, $failure:literal) => {{
+        let (relay, server) = ($relay, $server);
+        loop {
+            let incoming = tokio::select! {
+                incoming = server.incoming() => incoming,
+                () = relay.shutting_down() => return,
+            };
+            let Some(incoming) = incoming else { return };
+            if !relay.accepting() {
+                tracing::warn!(remote = %incoming.remote_addr(), "connection refused: session limit");
+                incoming.refuse();
+                continue;
             }
-        });
-    }
+            let relay = relay.clone();
+            tokio::spawn(async move {
+                let remote = incoming.remote_addr();
+                let mut prepared = None;
+                let session = incoming
+                    .accept(|info| {
+                        let peer = relay.prepare(&connection_request(info, Some(remote)));
+                        let router = peer.router();
+                        prepared = Some(peer);
+                        Some(router)
+                    })
+                    .await;
+                match (session, prepared) {
+                    (Ok(session), Some(peer)) => relay.attach(peer, session).await,
+                    (Err(e), _) => tracing::debug!(%remote, error = %e, $failure),
+                    (Ok(_), None) => {}
+                }
+            });
+        }
+    }};
+}
+
+async fn accept_quic(relay: Relay, server: Arc<moq_quinn::Server>) {
+    accept_loop!(relay, server, "handshake failed")
 }
 
 async fn accept_webtransport(relay: Relay, server: Arc<moq_webtransport::Server>) {
-    loop {
-        let incoming = tokio::select! {
-            incoming = server.incoming() => incoming,
-            () = relay.shutting_down() => return,
-        };
-        let Some(incoming) = incoming else { return };
-        if !relay.accepting() {
-            tracing::warn!(remote = %incoming.remote_addr(), "connection refused: session limit");
-            incoming.refuse();
-            continue;
-        }
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_addr();
-            let mut prepared = None;
-            let session = incoming
-                .accept(|info| {
-                    let peer = relay.prepare(&connection_request(info, Some(remote)));
-                    let router = peer.router();
-                    prepared = Some(peer);
-                    Some(router)
-                })
-                .await;
-            match (session, prepared) {
-                (Ok(session), Some(peer)) => relay.attach(peer, session).await,
-                (Err(e), _) => tracing::debug!(%remote, error = %e, "WebTransport CONNECT failed"),
-                (Ok(_), None) => {}
-            }
-        });
-    }
+    accept_loop!(relay, server, "WebTransport CONNECT failed")
 }
 
 /// Keeps a link to one upstream relay: dial, run until the session ends (or the upstream
