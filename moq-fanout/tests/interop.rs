@@ -17,11 +17,12 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
 use moq_quinn::{BroadcastPath, SubscribeParams};
+use moq_tests::moq_rs::python;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
@@ -204,99 +205,6 @@ async fn our_publisher_through_moq_dev_relay_to_our_subscriber() {
 }
 
 // ---- moq-net (PyPI moq-rs) ----
-
-const PACKAGES: [&str; 2] = ["moq-rs==0.5.1", "moq-ffi==0.4.18"];
-const VERSIONS: &str = "0.5.1 0.4.18";
-
-fn run_logged(cmd: &mut std::process::Command, log: &Path, limit: Duration) -> Result<(), String> {
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return match status.success() {
-                true => Ok(()),
-                false => Err(format!("{cmd:?} failed ({status}); see {}", log.display())),
-            };
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("{cmd:?} took over {limit:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The virtualenv's Python with moq-rs installed (created on first use), or a failure
-/// that says why.
-fn python() -> PathBuf {
-    static READY: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
-    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
-    let result = ready.get_or_insert_with(|| {
-        let dir = std::env::var_os("MOQ_RS_VENV")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| workspace_root().join("target").join("moq-rs-venv"));
-        let python = dir.join("bin").join("python");
-        let log = dir.with_extension("log");
-        let check = format!(
-            "import importlib.metadata as m, moq; v = m.version('moq-rs') + ' ' + \
-             m.version('moq-ffi'); assert v == '{VERSIONS}', v"
-        );
-        let ready = |python: &Path| {
-            python.exists()
-                && run_logged(
-                    std::process::Command::new(python).args(["-c", &check]),
-                    &log,
-                    Duration::from_secs(60),
-                )
-                .is_ok()
-        };
-        if ready(&python) {
-            return Ok(python);
-        }
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        if !python.exists() {
-            run_logged(
-                std::process::Command::new("python3")
-                    .args(["-m", "venv"])
-                    .arg(&dir),
-                &log,
-                Duration::from_secs(120),
-            )
-            .map_err(|e| format!("cannot create the virtualenv (python3-venv?): {e}"))?;
-        }
-        run_logged(
-            std::process::Command::new(dir.join("bin").join("pip"))
-                .arg("install")
-                .args(PACKAGES),
-            &log,
-            Duration::from_secs(600),
-        )
-        .map_err(|e| format!("cannot install {PACKAGES:?}: {e}"))?;
-        if ready(&python) {
-            Ok(python)
-        } else {
-            Err(format!("{PACKAGES:?} installed but `import moq` fails"))
-        }
-    });
-    match result {
-        Ok(python) => python.clone(),
-        Err(reason) => panic!("moq-rs is not available, so this interop test fails: {reason}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn moq_rs_publisher_through_our_relay_to_our_subscriber() {

@@ -14,7 +14,6 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -24,132 +23,14 @@ use moq_quinn::{
     Broadcast, BroadcastPath, Client, Config, GroupSequence, HopId, Identity, Router, Server,
     ServerTrust, Session, SubscribeParams, TrackProducer,
 };
+use moq_tests::moq_rs::python;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
 
-/// The pins: `moq-rs` as the brief asks, and the library it wraps, for a reproducible peer.
-const PACKAGES: [&str; 2] = ["moq-rs==0.5.1", "moq-ffi==0.4.18"];
-const VERSIONS: &str = "0.5.1 0.4.18";
 /// The longest any single wait on the peer may take.
 const WAIT: Duration = Duration::from_secs(10);
 /// How long a peer script may live at all (it exits by itself after this).
 const PEER_LIFETIME: &str = "40";
-
-// ---- The virtualenv ----
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the crate sits in the workspace")
-        .to_path_buf()
-}
-
-fn venv_dir() -> PathBuf {
-    std::env::var_os("MOQ_RS_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target").join("moq-rs-venv"))
-}
-
-/// Runs a command to completion within `limit`, its output appended to `log`.
-fn run_logged(cmd: &mut std::process::Command, log: &Path, limit: Duration) -> Result<(), String> {
-    let out = File::options()
-        .create(true)
-        .append(true)
-        .open(log)
-        .map_err(|e| format!("cannot write {}: {e}", log.display()))?;
-    let err = out.try_clone().map_err(|e| e.to_string())?;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(out)
-        .stderr(err)
-        .spawn()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
-            return match status.success() {
-                true => Ok(()),
-                false => Err(format!("{cmd:?} failed ({status}); see {}", log.display())),
-            };
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{cmd:?} took over {limit:?}; see {}",
-                log.display()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Whether the venv's Python imports `moq` at the pinned versions.
-fn venv_ready(python: &Path, log: &Path) -> bool {
-    let check = "import importlib.metadata as m, moq; \
-                 v = m.version('moq-rs') + ' ' + m.version('moq-ffi'); \
-                 assert v == '"
-        .to_owned()
-        + VERSIONS
-        + "', v";
-    python.exists()
-        && run_logged(
-            std::process::Command::new(python).args(["-c", &check]),
-            log,
-            Duration::from_secs(60),
-        )
-        .is_ok()
-}
-
-/// The venv's Python, with `moq-rs` installed: created or repaired on first call.
-/// Panics, failing the test, with the reason when that is impossible.
-fn python() -> PathBuf {
-    static READY: Mutex<Option<Result<PathBuf, String>>> = Mutex::new(None);
-    let mut ready = READY.lock().unwrap_or_else(|e| e.into_inner());
-    let result = ready.get_or_insert_with(|| {
-        let dir = venv_dir();
-        let python = dir.join("bin").join("python");
-        let log = dir.with_extension("log");
-        if venv_ready(&python, &log) {
-            return Ok(python);
-        }
-        if let Some(parent) = dir.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
-        }
-        if !python.exists() {
-            run_logged(
-                std::process::Command::new("python3")
-                    .arg("-m")
-                    .arg("venv")
-                    .arg(&dir),
-                &log,
-                Duration::from_secs(120),
-            )
-            .map_err(|e| {
-                format!("cannot create the virtualenv (Debian: apt-get install python3-venv): {e}")
-            })?;
-        }
-        run_logged(
-            std::process::Command::new(dir.join("bin").join("pip"))
-                .arg("install")
-                .args(PACKAGES),
-            &log,
-            Duration::from_secs(600),
-        )
-        .map_err(|e| format!("cannot install {PACKAGES:?} from PyPI: {e}"))?;
-        match venv_ready(&python, &log) {
-            true => Ok(python),
-            false => Err(format!(
-                "{PACKAGES:?} installed but `import moq` fails; see {}",
-                log.display()
-            )),
-        }
-    });
-    match result {
-        Ok(python) => python.clone(),
-        Err(reason) => panic!("moq-rs is not available, so this interop test fails: {reason}"),
-    }
-}
 
 // ---- The peer process ----
 

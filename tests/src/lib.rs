@@ -1,6 +1,7 @@
 //! Shared harness for the end-to-end tests: a connected pair of sessions over a real
 //! transport on loopback, and one scenario suite that runs on every transport.
 
+pub mod moq_rs;
 pub mod scenarios;
 
 /// Expands to one `#[tokio::test]` per scenario of [`scenarios`], run over the given
