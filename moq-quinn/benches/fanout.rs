@@ -48,6 +48,12 @@ fn config() -> Config {
     let mut c = Config::default();
     // Throughput run: never drop, measure what the transport delivers.
     c.max_queued_bytes_per_subscription = 1 << 30;
+    if let Some(w) = std::env::var("FANOUT_WINDOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.stream_send_window = w;
+    }
     c
 }
 
@@ -348,8 +354,27 @@ fn main() {
         "p99 ms",
         "peak KiB/conn"
     );
-    for n in [1usize, 4, 16, 64] {
+    // `FANOUT_N=1,4` limits the run to those N; `FANOUT_ONLY=moq` (or `quinn`) measures
+    // only that throughput (for profiling).
+    let ns: Vec<usize> = std::env::var("FANOUT_N")
+        .ok()
+        .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 4, 16, 64]);
+    let only = std::env::var("FANOUT_ONLY").unwrap_or_default();
+    for n in ns {
+        if only == "quinn" {
+            println!(
+                "{n:>4} {:>12} {:>12.1}",
+                "",
+                rt.block_on(quinn_throughput(n))
+            );
+            continue;
+        }
         let (moq, fastest, slowest, rss) = rt.block_on(moq_throughput(n));
+        if only == "moq" {
+            println!("{n:>4} {moq:>12.1}");
+            continue;
+        }
         let plain = rt.block_on(quinn_throughput(n));
         let (p50, p99) = rt.block_on(latency(n));
         println!(

@@ -161,17 +161,24 @@ impl transport::SendStream for SendStream {
     }
 }
 
+fn read_error(e: quinn::ReadError) -> StreamError {
+    match e {
+        quinn::ReadError::Reset(code) => StreamError::Reset(ErrorCode(code.into_inner())),
+        quinn::ReadError::ClosedStream => StreamError::Closed,
+        _ => StreamError::ConnectionLost,
+    }
+}
+
 impl transport::RecvStream for RecvStream {
     async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
         match self.0.read_chunk(max, true).await {
-            Ok(Some(chunk)) => Ok(Some(chunk.bytes)),
-            Ok(None) => Ok(None),
-            Err(quinn::ReadError::Reset(code)) => {
-                Err(StreamError::Reset(ErrorCode(code.into_inner())))
-            }
-            Err(quinn::ReadError::ClosedStream) => Err(StreamError::Closed),
-            Err(_) => Err(StreamError::ConnectionLost),
+            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
+            Err(e) => Err(read_error(e)),
         }
+    }
+
+    async fn read_chunks(&mut self, bufs: &mut [Bytes]) -> Result<Option<usize>, StreamError> {
+        self.0.read_chunks(bufs).await.map_err(read_error)
     }
 
     fn stop(&mut self, code: ErrorCode) {

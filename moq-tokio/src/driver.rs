@@ -5,7 +5,6 @@
 //! is spawned per stream: every stream future lives in one `FuturesUnordered`, so dropping
 //! the driver tears them all down.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,40 +13,27 @@ use std::sync::atomic::AtomicUsize;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use moq_proto::{CloseReason, Command, Dir, ErrorCode, StreamId};
+use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared::{Shared, Upcall};
+use crate::shared::{Request, SendOp, Shared, Upcall};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
 /// Most chunks handed to the transport in one write.
 const MAX_BATCH: usize = 64;
 
-/// How much one read may take from a stream.
-const READ_CHUNK: usize = 256 * 1024;
+/// Most chunks taken from the transport in one read.
+const READ_BATCH: usize = 16;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// A transport event for the core.
+/// A transport event only the driver can take in: it creates stream tasks.
 enum Input<C: Connection> {
     Opened(StreamId, C::SendStream, Option<C::RecvStream>),
     OpenFailed(StreamId),
     AcceptedUni(C::RecvStream),
     AcceptedBi(C::SendStream, C::RecvStream),
-    Data(StreamId, Bytes),
-    Fin(StreamId),
-    Reset(StreamId, ErrorCode),
-    Stopped(StreamId, ErrorCode),
-    Written(StreamId, usize),
     Closed(CloseReason),
-}
-
-/// An operation on one stream's send side, in order.
-enum SendOp {
-    Write(Bytes),
-    Finish,
-    Reset(ErrorCode),
-    Priority(i32),
 }
 
 pub(crate) fn now() -> std::time::Instant {
@@ -60,15 +46,15 @@ pub(crate) struct Driver<C: Connection> {
     tasks: FuturesUnordered<Task>,
     inputs: mpsc::UnboundedReceiver<Input<C>>,
     input_tx: mpsc::UnboundedSender<Input<C>>,
-    senders: HashMap<StreamId, mpsc::UnboundedSender<SendOp>>,
-    stoppers: HashMap<StreamId, oneshot::Sender<ErrorCode>>,
-    /// Operations for streams still opening (a reset or priority change before the open
-    /// completed).
-    early: HashMap<StreamId, Vec<SendOp>>,
+    requests: mpsc::UnboundedReceiver<Request>,
 }
 
 impl<C: Connection> Driver<C> {
-    pub(crate) fn new(conn: C, shared: Arc<Shared>) -> Self {
+    pub(crate) fn new(
+        conn: C,
+        shared: Arc<Shared>,
+        requests: mpsc::UnboundedReceiver<Request>,
+    ) -> Self {
         let (input_tx, inputs) = mpsc::unbounded_channel();
         let driver = Self {
             conn,
@@ -76,9 +62,7 @@ impl<C: Connection> Driver<C> {
             tasks: FuturesUnordered::new(),
             inputs,
             input_tx,
-            senders: HashMap::new(),
-            stoppers: HashMap::new(),
-            early: HashMap::new(),
+            requests,
         };
         driver.start_accepting();
         driver
@@ -111,7 +95,17 @@ impl<C: Connection> Driver<C> {
     /// Runs until the session ends.
     pub(crate) async fn run(mut self) {
         loop {
-            let (deadline, closed) = self.flush();
+            let (deadline, closed) = {
+                let mut inner = self.shared.lock();
+                let deadline = inner.core.poll_timeout();
+                inner.io.armed = deadline;
+                (deadline, inner.core.is_closed())
+            };
+            // Taken after the check: a flush that closed the session queued its requests
+            // (the connection close among them) before releasing the lock.
+            while let Ok(request) = self.requests.try_recv() {
+                self.request(request);
+            }
             if closed {
                 break;
             }
@@ -123,57 +117,27 @@ impl<C: Connection> Driver<C> {
             };
             tokio::select! {
                 _ = self.shared.wake.notified() => {}
+                Some(request) = self.requests.recv() => self.request(request),
                 Some(input) = self.inputs.recv() => {
                     self.apply(input);
-                    // Take whatever else is ready in one go, then flush once.
                     while let Ok(input) = self.inputs.try_recv() {
                         self.apply(input);
                     }
                 }
                 Some(()) = self.tasks.next(), if !self.tasks.is_empty() => {}
                 () = sleep => {
-                    self.shared.lock().core.handle_timeout(now());
+                    let mut inner = self.shared.lock();
+                    inner.core.handle_timeout(now());
+                    self.shared.flush(inner);
                 }
             }
         }
         tracing::debug!("session driver finished");
     }
 
-    /// Carries out the core's commands and routes its events; returns the next deadline
-    /// and whether the session has ended.
-    fn flush(&mut self) -> (Option<std::time::Instant>, bool) {
-        let shared = self.shared.clone();
-        let mut upcalls = Vec::new();
-        let (deadline, closed) = {
-            let mut inner = shared.lock();
-            loop {
-                let mut progressed = false;
-                while let Some(command) = inner.core.poll_command() {
-                    progressed = true;
-                    self.execute(command, &mut inner.core);
-                }
-                while let Some(event) = inner.core.poll_event() {
-                    progressed = true;
-                    inner.route(&shared, event, &mut upcalls);
-                }
-                if !progressed {
-                    break;
-                }
-            }
-            (inner.core.poll_timeout(), inner.core.is_closed())
-        };
-        for upcall in upcalls {
-            match upcall {
-                Upcall::Track(router, request, writer) => router.serve_track(request, writer),
-                Upcall::Fetch(router, request, writer) => router.serve_fetch(request, writer),
-            }
-        }
-        (deadline, closed)
-    }
-
-    fn execute(&mut self, command: Command, core: &mut moq_proto::Session) {
-        match command {
-            Command::Open { id, dir, priority } => {
+    fn request(&mut self, request: Request) {
+        match request {
+            Request::Open { id, dir, priority } => {
                 let (conn, tx) = (self.conn.clone(), self.input_tx.clone());
                 self.tasks.push(Box::pin(async move {
                     let input = match dir {
@@ -195,38 +159,19 @@ impl<C: Connection> Driver<C> {
                     let _ = tx.send(input);
                 }));
             }
-            Command::Write { id, data } => self.send_op(id, SendOp::Write(data)),
-            Command::Finish { id } => {
-                self.send_op(id, SendOp::Finish);
-                self.senders.remove(&id);
-            }
-            Command::Reset { id, code } => {
-                self.send_op(id, SendOp::Reset(code));
-                self.senders.remove(&id);
-            }
-            Command::SetPriority { id, priority } => self.send_op(id, SendOp::Priority(priority)),
-            Command::Stop { id, code } => {
-                if let Some(stop) = self.stoppers.remove(&id) {
-                    let _ = stop.send(code);
+            Request::Close { code, reason } => self.conn.close(code, &reason),
+            Request::Upcalls(upcalls) => {
+                for upcall in upcalls {
+                    match upcall {
+                        Upcall::Track(router, request, writer) => {
+                            router.serve_track(request, writer);
+                        }
+                        Upcall::Fetch(router, request, writer) => {
+                            router.serve_fetch(request, writer);
+                        }
+                    }
                 }
             }
-            Command::SampleStats => {
-                let stats = (self.shared.meta.stats)();
-                core.handle_stats(stats, now());
-            }
-            Command::Close { code, reason } => {
-                self.conn.close(code, &reason);
-            }
-            _ => {}
-        }
-    }
-
-    fn send_op(&mut self, id: StreamId, op: SendOp) {
-        match self.senders.get(&id) {
-            Some(tx) => {
-                let _ = tx.send(op);
-            }
-            None => self.early.entry(id).or_default().push(op),
         }
     }
 
@@ -235,61 +180,57 @@ impl<C: Connection> Driver<C> {
         let shared = self.shared.clone();
         let mut guard = shared.lock();
         let inner = &mut *guard;
-        let core = &mut inner.core;
         match input {
             Input::Opened(id, send, recv) => {
-                self.spawn_send(id, send);
+                let tx = self.spawn_send(id, send);
+                // Operations queued while the stream was opening go first, in order.
+                let mut ended = false;
+                for op in inner.io.early.remove(&id).unwrap_or_default() {
+                    ended |= matches!(op, SendOp::Finish | SendOp::Reset(_));
+                    let _ = tx.send(op);
+                }
+                if !ended {
+                    inner.io.senders.insert(id, tx);
+                }
                 if let Some(recv) = recv {
-                    self.spawn_recv(id, recv, None);
+                    let stop = self.spawn_recv(id, recv, None);
+                    inner.io.stoppers.insert(id, stop);
                 }
-                // A reset queued while the stream was opening is carried out now.
-                if let Some(ops) = self.early.remove(&id) {
-                    for op in ops {
-                        self.send_op(id, op);
-                    }
-                }
-                core.handle_opened(id, now);
+                inner.core.handle_opened(id, now);
             }
             Input::OpenFailed(id) => {
-                self.early.remove(&id);
-                core.handle_open_failed(id, now);
+                inner.io.early.remove(&id);
+                inner.core.handle_open_failed(id, now);
             }
             Input::AcceptedUni(recv) => {
-                let id = core.handle_accepted(Dir::Uni, now);
+                let id = inner.core.handle_accepted(Dir::Uni, now);
                 // Only group streams are uni: their reads follow the application's.
                 let mine = Arc::new(AtomicUsize::new(0));
                 inner.stream_unread.insert(id, mine.clone());
-                self.spawn_recv(id, recv, Some(mine));
+                let stop = self.spawn_recv(id, recv, Some(mine));
+                inner.io.stoppers.insert(id, stop);
             }
             Input::AcceptedBi(send, recv) => {
-                let id = core.handle_accepted(Dir::Bi, now);
-                self.spawn_send(id, send);
-                self.spawn_recv(id, recv, None);
+                let id = inner.core.handle_accepted(Dir::Bi, now);
+                let tx = self.spawn_send(id, send);
+                inner.io.senders.insert(id, tx);
+                let stop = self.spawn_recv(id, recv, None);
+                inner.io.stoppers.insert(id, stop);
             }
-            Input::Data(id, data) => core.handle_data(id, data, now),
-            Input::Fin(id) => {
-                self.stoppers.remove(&id);
-                inner.stream_unread.remove(&id);
-                core.handle_fin(id, now);
-            }
-            Input::Reset(id, code) => {
-                self.stoppers.remove(&id);
-                inner.stream_unread.remove(&id);
-                core.handle_reset(id, code, now);
-            }
-            Input::Stopped(id, code) => {
-                self.senders.remove(&id);
-                core.handle_stop_sending(id, code, now);
-            }
-            Input::Written(id, n) => core.handle_written(id, n, now),
-            Input::Closed(reason) => core.handle_connection_closed(reason, now),
+            Input::Closed(reason) => inner.core.handle_connection_closed(reason, now),
         }
+        shared.flush(guard);
     }
 
-    fn spawn_send(&mut self, id: StreamId, mut stream: C::SendStream) {
+    /// Starts the task that writes one stream's queued operations, in order, and reports
+    /// to the core what the transport took. Returns its queue.
+    fn spawn_send(
+        &mut self,
+        id: StreamId,
+        mut stream: C::SendStream,
+    ) -> mpsc::UnboundedSender<SendOp> {
         let (tx, mut ops) = mpsc::unbounded_channel();
-        self.senders.insert(id, tx);
-        let input = self.input_tx.clone();
+        let shared = self.shared.clone();
         self.tasks.push(Box::pin(async move {
             // Writes already queued go to the transport as one batch.
             let mut batch: Vec<Bytes> = Vec::new();
@@ -318,16 +259,18 @@ impl<C: Connection> Driver<C> {
                         let n = batch.iter().map(Bytes::len).sum();
                         let written = stream.write_chunks(&mut batch).await;
                         batch.clear();
+                        let mut inner = shared.lock();
                         match written {
-                            Ok(()) => {
-                                let _ = input.send(Input::Written(id, n));
-                            }
+                            Ok(()) => inner.core.handle_written(id, n, now()),
                             Err(StreamError::Stopped(code)) => {
-                                let _ = input.send(Input::Stopped(id, code));
+                                inner.io.senders.remove(&id);
+                                inner.core.handle_stop_sending(id, code, now());
+                                shared.flush(inner);
                                 return;
                             }
                             Err(_) => return,
                         }
+                        shared.flush(inner);
                     }
                     SendOp::Finish => {
                         let _ = stream.finish();
@@ -341,22 +284,23 @@ impl<C: Connection> Driver<C> {
                 }
             }
         }));
+        tx
     }
 
-    /// Reads a stream until it ends. A group stream (`gated` with its unread counter)
-    /// pauses while the application has too many unread bytes and some of them are this
-    /// group's, so flow control reaches the publisher.
+    /// Starts the task that reads one stream until it ends and feeds the core. A group
+    /// stream (`gated` with its unread counter) pauses while the application has too many
+    /// unread bytes and some of them are this group's, so flow control reaches the
+    /// publisher. Returns its STOP_SENDING switch.
     fn spawn_recv(
         &mut self,
         id: StreamId,
         mut stream: C::RecvStream,
         gated: Option<Arc<AtomicUsize>>,
-    ) {
+    ) -> oneshot::Sender<moq_proto::ErrorCode> {
         let (stop_tx, mut stop) = oneshot::channel();
-        self.stoppers.insert(id, stop_tx);
-        let input = self.input_tx.clone();
-        let unread = self.shared.unread.clone();
+        let shared = self.shared.clone();
         self.tasks.push(Box::pin(async move {
+            let mut chunks: [Bytes; READ_BATCH] = Default::default();
             loop {
                 if let Some(mine) = &gated {
                     tokio::select! {
@@ -367,7 +311,7 @@ impl<C: Connection> Driver<C> {
                             }
                             return;
                         }
-                        () = unread.wait(mine) => {}
+                        () = shared.unread.wait(mine) => {}
                     }
                 }
                 tokio::select! {
@@ -378,20 +322,37 @@ impl<C: Connection> Driver<C> {
                         }
                         return;
                     }
-                    read = stream.read_chunk(READ_CHUNK) => {
-                        let msg = match read {
-                            Ok(Some(data)) => Input::Data(id, data),
-                            Ok(None) => Input::Fin(id),
-                            Err(StreamError::Reset(code)) => Input::Reset(id, code),
+                    read = stream.read_chunks(&mut chunks) => {
+                        let now = now();
+                        let mut inner = shared.lock();
+                        match read {
+                            Ok(Some(n)) => {
+                                for chunk in chunks.iter_mut().take(n) {
+                                    inner.core.handle_data(id, std::mem::take(chunk), now);
+                                }
+                                shared.flush(inner);
+                            }
+                            Ok(None) => {
+                                inner.io.stoppers.remove(&id);
+                                inner.stream_unread.remove(&id);
+                                inner.core.handle_fin(id, now);
+                                shared.flush(inner);
+                                return;
+                            }
+                            Err(StreamError::Reset(code)) => {
+                                inner.io.stoppers.remove(&id);
+                                inner.stream_unread.remove(&id);
+                                inner.core.handle_reset(id, code, now);
+                                shared.flush(inner);
+                                return;
+                            }
+                            // The connection is gone: its closed task reports why.
                             Err(_) => return,
-                        };
-                        let end = !matches!(msg, Input::Data(..));
-                        if input.send(msg).is_err() || end {
-                            return;
                         }
                     }
                 }
             }
         }));
+        stop_tx
     }
 }

@@ -68,6 +68,7 @@ impl Session {
             local: conn.local_addr(),
         };
         let unread = Arc::new(crate::shared::Unread::new(config.max_unread_bytes));
+        let (requests, requests_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             unread,
             inner: Mutex::new(Inner {
@@ -81,8 +82,10 @@ impl Session {
                 probe: None,
                 router: router.clone(),
                 published: HashMap::new(),
+                io: Default::default(),
             }),
             wake: Notify::new(),
+            requests,
             meta,
             closed: watch::channel(None).0,
             goaway: watch::channel(None).0,
@@ -91,7 +94,7 @@ impl Session {
         if let Some(router) = &router {
             router.attach(&shared);
         }
-        let driver = Driver::new(conn, shared.clone());
+        let driver = Driver::new(conn, shared.clone(), requests_rx);
         tokio::spawn(driver.run());
         Self {
             _owner: Arc::new(Owner(shared.clone())),

@@ -6,13 +6,15 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, CloseReason, EndReason, ErrorCode, Event, GroupSequence, HopId, StreamId,
-    SubscribeId, TransportStats,
+    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, HopId,
+    StreamId, SubscribeId, TransportStats,
 };
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::announce::Announcement;
 use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
@@ -75,6 +77,58 @@ pub(crate) struct Inner {
     pub(crate) router: Option<Router>,
     /// Broadcasts this session announced for the router, with their hops.
     pub(crate) published: HashMap<BroadcastPath, Vec<HopId>>,
+    /// Where the core's stream commands go.
+    pub(crate) io: Io,
+}
+
+/// The stream ends of the core's commands: each open stream's send queue and stop
+/// switch, and when the driver next wakes for the core's timers.
+#[derive(Debug, Default)]
+pub(crate) struct Io {
+    /// Each open stream's send task, fed in the core's order.
+    pub(crate) senders: HashMap<StreamId, mpsc::UnboundedSender<SendOp>>,
+    /// Each receiving stream's STOP_SENDING switch.
+    pub(crate) stoppers: HashMap<StreamId, oneshot::Sender<ErrorCode>>,
+    /// Operations for streams still opening (a reset or priority change before the open
+    /// completed).
+    pub(crate) early: HashMap<StreamId, Vec<SendOp>>,
+    /// The deadline the driver sleeps until; a flush that moves the core's next timeout
+    /// earlier wakes it.
+    pub(crate) armed: Option<Instant>,
+}
+
+/// An operation on one stream's send side, in order.
+#[derive(Debug)]
+pub(crate) enum SendOp {
+    Write(Bytes),
+    Finish,
+    Reset(ErrorCode),
+    Priority(i32),
+}
+
+impl Io {
+    fn send_op(&mut self, id: StreamId, op: SendOp) {
+        match self.senders.get(&id) {
+            Some(tx) => {
+                let _ = tx.send(op);
+            }
+            None => self.early.entry(id).or_default().push(op),
+        }
+    }
+}
+
+/// What only the driver task can do, asked of it by whoever flushed the core.
+pub(crate) enum Request {
+    /// Open a stream (its future joins the driver's set).
+    Open {
+        id: StreamId,
+        dir: Dir,
+        priority: i32,
+    },
+    /// Close the connection.
+    Close { code: ErrorCode, reason: String },
+    /// Call application handlers.
+    Upcalls(Vec<Upcall>),
 }
 
 /// Bytes of received frames routed to readers and not yet read, in total and per group
@@ -129,8 +183,10 @@ impl Unread {
 pub(crate) struct Shared {
     pub(crate) unread: Arc<Unread>,
     pub(crate) inner: Mutex<Inner>,
-    /// Wakes the driver: commands are pending.
+    /// Wakes the driver: the core's next timeout moved earlier, or the session ended.
     pub(crate) wake: Notify,
+    /// Work for the driver task.
+    pub(crate) requests: mpsc::UnboundedSender<Request>,
     pub(crate) meta: Meta,
     pub(crate) closed: watch::Sender<Option<CloseReason>>,
     pub(crate) goaway: watch::Sender<Option<String>>,
@@ -160,21 +216,93 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Runs `f` on the core, then wakes the driver to carry out what it queued.
+    /// Runs `f` on the core, then carries out what it queued (see [`Shared::flush`]).
     ///
     /// The core's clock moves only with inputs, so it is advanced first: a deadline a
     /// command sets (a subscribe timeout, a GOAWAY drain) counts from now.
-    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+    pub(crate) fn with<T>(self: &Arc<Self>, f: impl FnOnce(&mut Inner) -> T) -> T {
         let mut inner = self.lock();
         inner.core.handle_timeout(crate::driver::now());
         let out = f(&mut inner);
-        drop(inner);
-        self.wake.notify_one();
+        self.flush(inner);
         out
+    }
+
+    /// Carries out the core's commands and routes its events, then releases the lock.
+    ///
+    /// Whoever changed the core flushes it: stream writes go straight to their send task,
+    /// frames straight to their reader, with no hop through the driver. Only what the
+    /// driver alone can do (open a stream, close the connection, call application
+    /// handlers, which must not run under the caller's locks) is passed to it.
+    pub(crate) fn flush(self: &Arc<Self>, mut guard: MutexGuard<'_, Inner>) {
+        let inner = &mut *guard;
+        let mut upcalls = Vec::new();
+        loop {
+            let mut progressed = false;
+            while let Some(command) = inner.core.poll_command() {
+                progressed = true;
+                inner.execute(self, command);
+            }
+            while let Some(event) = inner.core.poll_event() {
+                progressed = true;
+                inner.route(self, event, &mut upcalls);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let wake = inner.core.is_closed()
+            || match (inner.core.poll_timeout(), inner.io.armed) {
+                (Some(at), Some(armed)) => at < armed,
+                (Some(_), None) => true,
+                (None, _) => false,
+            };
+        drop(guard);
+        // Sent unlocked: should the driver be gone, the handlers' writers are dropped
+        // here, and their `Drop` takes the lock.
+        if !upcalls.is_empty() {
+            let _ = self.requests.send(Request::Upcalls(upcalls));
+        }
+        if wake {
+            self.wake.notify_one();
+        }
     }
 }
 
 impl Inner {
+    fn execute(&mut self, shared: &Shared, command: Command) {
+        match command {
+            Command::Open { id, dir, priority } => {
+                let _ = shared.requests.send(Request::Open { id, dir, priority });
+            }
+            Command::Write { id, data } => self.io.send_op(id, SendOp::Write(data)),
+            Command::Finish { id } => {
+                self.io.send_op(id, SendOp::Finish);
+                self.io.senders.remove(&id);
+            }
+            Command::Reset { id, code } => {
+                self.io.send_op(id, SendOp::Reset(code));
+                self.io.senders.remove(&id);
+            }
+            Command::SetPriority { id, priority } => {
+                self.io.send_op(id, SendOp::Priority(priority));
+            }
+            Command::Stop { id, code } => {
+                if let Some(stop) = self.io.stoppers.remove(&id) {
+                    let _ = stop.send(code);
+                }
+            }
+            Command::SampleStats => {
+                let stats = (shared.meta.stats)();
+                self.core.handle_stats(stats, crate::driver::now());
+            }
+            Command::Close { code, reason } => {
+                let _ = shared.requests.send(Request::Close { code, reason });
+            }
+            _ => {}
+        }
+    }
+
     /// Sends one core event where it belongs. Handler calls are returned, to be made once
     /// the lock is released.
     pub(crate) fn route(&mut self, shared: &Arc<Shared>, event: Event, upcalls: &mut Vec<Upcall>) {

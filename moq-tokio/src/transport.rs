@@ -122,6 +122,23 @@ pub trait RecvStream: Send + 'static {
         &mut self,
         max: usize,
     ) -> impl Future<Output = Result<Option<Bytes>, StreamError>> + Send;
+    /// Reads the chunks that are ready, waiting only for the first, into `bufs`:
+    /// `Ok(Some(n))` for the first `n` slots filled, `Ok(None)` at FIN. Transports that can
+    /// hand several chunks over at once should override this.
+    fn read_chunks(
+        &mut self,
+        bufs: &mut [Bytes],
+    ) -> impl Future<Output = Result<Option<usize>, StreamError>> + Send {
+        async move {
+            let Some(first) = bufs.first_mut() else {
+                return Ok(Some(0));
+            };
+            Ok(self.read_chunk(usize::MAX).await?.map(|chunk| {
+                *first = chunk;
+                1
+            }))
+        }
+    }
     /// Asks the peer to stop sending (STOP_SENDING).
     fn stop(&mut self, code: ErrorCode);
 }
