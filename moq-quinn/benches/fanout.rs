@@ -48,6 +48,12 @@ fn config() -> Config {
     let mut c = Config::default();
     // Throughput run: never drop, measure what the transport delivers.
     c.max_queued_bytes_per_subscription = 1 << 30;
+    if let Some(w) = std::env::var("FANOUT_UNREAD")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        c.max_unread_bytes = w;
+    }
     if let Some(w) = std::env::var("FANOUT_WINDOW")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -117,7 +123,10 @@ async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
             .subscribe(
                 format!("/bench/{n}").as_str(),
                 "data",
-                SubscribeParams::default(),
+                SubscribeParams {
+                    ordered: std::env::var("FANOUT_ORDERED").is_ok(),
+                    ..SubscribeParams::default()
+                },
             )
             .expect("subscribe");
         sessions.push((client, session));

@@ -16,14 +16,14 @@ use futures_util::stream::FuturesUnordered;
 use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared::{Request, SendOp, Shared, Upcall};
+use crate::shared::{Request, SendOp, Shared, Source, Upcall};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
 /// Most chunks handed to the transport in one write.
 const MAX_BATCH: usize = 64;
 
 /// Most chunks taken from the transport in one read.
-const READ_BATCH: usize = 16;
+pub(crate) const READ_BATCH: usize = 16;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -323,32 +323,28 @@ impl<C: Connection> Driver<C> {
                         return;
                     }
                     read = stream.read_chunks(&mut chunks) => {
-                        let now = now();
-                        let mut inner = shared.lock();
-                        match read {
-                            Ok(Some(n)) => {
-                                for chunk in chunks.iter_mut().take(n) {
-                                    inner.core.handle_data(id, std::mem::take(chunk), now);
-                                }
-                                shared.flush(inner);
-                            }
-                            Ok(None) => {
-                                inner.io.stoppers.remove(&id);
-                                inner.stream_unread.remove(&id);
-                                inner.core.handle_fin(id, now);
-                                shared.flush(inner);
-                                return;
-                            }
-                            Err(StreamError::Reset(code)) => {
-                                inner.io.stoppers.remove(&id);
-                                inner.stream_unread.remove(&id);
-                                inner.core.handle_reset(id, code, now);
-                                shared.flush(inner);
-                                return;
-                            }
-                            // The connection is gone: its closed task reports why.
-                            Err(_) => return,
+                        if shared.feed(id, read, &mut chunks) {
+                            return;
                         }
+                    }
+                }
+                // Once its GROUP header is routed, a group stream goes to its reader.
+                if gated.is_some() {
+                    let claim = shared.lock().handoffs.remove(&id);
+                    if let Some(handoff) = claim {
+                        let source = Source {
+                            stream: Box::new(stream),
+                            stop,
+                        };
+                        if let Err(mut source) = handoff.send(source) {
+                            // The reader is gone; it cancelled the group as it went.
+                            let code = source
+                                .stop
+                                .try_recv()
+                                .unwrap_or(moq_proto::code::group::SUBSCRIBE_CANCELLED);
+                            source.stream.stop(code);
+                        }
+                        return;
                     }
                 }
             }

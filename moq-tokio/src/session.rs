@@ -76,6 +76,7 @@ impl Session {
                 subs: HashMap::new(),
                 groups: HashMap::new(),
                 stream_unread: HashMap::new(),
+                handoffs: HashMap::new(),
                 interests: HashMap::new(),
                 announced: HashMap::new(),
                 pubs: HashMap::new(),

@@ -2,7 +2,9 @@
 //! sans-IO core under a lock, and where each event goes.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -19,7 +21,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 use crate::announce::Announcement;
 use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
 use crate::subscribe::GroupReader;
-use crate::transport::ConnectionInfo;
+use crate::transport::{ConnectionInfo, RecvStream, StreamError};
 
 /// What a track reader receives.
 #[derive(Debug)]
@@ -70,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) groups: HashMap<StreamId, (mpsc::UnboundedSender<GroupMsg>, Arc<AtomicUsize>)>,
     /// Unread-bytes counters of group streams whose GROUP header has not been routed yet.
     pub(crate) stream_unread: HashMap<StreamId, Arc<AtomicUsize>>,
+    /// Group streams whose reader waits for the stream's receive side (see [`Source`]).
+    pub(crate) handoffs: HashMap<StreamId, oneshot::Sender<Source>>,
     pub(crate) interests: HashMap<StreamId, mpsc::UnboundedSender<Announcement>>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
@@ -114,6 +118,47 @@ impl Io {
             }
             None => self.early.entry(id).or_default().push(op),
         }
+    }
+}
+
+/// A group stream's receive side, handed by the driver to the group's reader once the GROUP
+/// header is routed: from then on the reader reads the transport itself, so frames reach
+/// it without a hop through the driver, and unread bytes stay in the transport, under its
+/// flow control.
+pub(crate) struct Source {
+    pub(crate) stream: Box<dyn ErasedRecv>,
+    /// Fires when the core stops the stream (the group was cancelled or unsubscribed).
+    pub(crate) stop: oneshot::Receiver<ErrorCode>,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").finish_non_exhaustive()
+    }
+}
+
+/// A transport receive stream behind a pointer, for readers that are not generic over the
+/// transport.
+pub(crate) trait ErasedRecv: Send {
+    /// See [`RecvStream::read_chunks`].
+    fn read<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> Pin<Box<dyn Future<Output = Result<Option<usize>, StreamError>> + Send + 'a>>;
+    /// See [`RecvStream::stop`].
+    fn stop(&mut self, code: ErrorCode);
+}
+
+impl<R: RecvStream> ErasedRecv for R {
+    fn read<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> Pin<Box<dyn Future<Output = Result<Option<usize>, StreamError>> + Send + 'a>> {
+        Box::pin(self.read_chunks(bufs))
+    }
+
+    fn stop(&mut self, code: ErrorCode) {
+        RecvStream::stop(self, code);
     }
 }
 
@@ -269,6 +314,44 @@ impl Shared {
     }
 }
 
+impl Shared {
+    /// Gives the core what one read of a receiving stream returned; true when the stream
+    /// has nothing more to give.
+    pub(crate) fn feed(
+        self: &Arc<Self>,
+        id: StreamId,
+        read: Result<Option<usize>, StreamError>,
+        chunks: &mut [Bytes],
+    ) -> bool {
+        let now = crate::driver::now();
+        let mut inner = self.lock();
+        let ended = match read {
+            Ok(Some(n)) => {
+                for chunk in chunks.iter_mut().take(n) {
+                    inner.core.handle_data(id, std::mem::take(chunk), now);
+                }
+                false
+            }
+            Ok(None) => {
+                inner.io.stoppers.remove(&id);
+                inner.stream_unread.remove(&id);
+                inner.core.handle_fin(id, now);
+                true
+            }
+            Err(StreamError::Reset(code)) => {
+                inner.io.stoppers.remove(&id);
+                inner.stream_unread.remove(&id);
+                inner.core.handle_reset(id, code, now);
+                true
+            }
+            // The connection is gone: its closed task reports why.
+            Err(_) => return true,
+        };
+        self.flush(inner);
+        ended
+    }
+}
+
 impl Inner {
     fn execute(&mut self, shared: &Shared, command: Command) {
         match command {
@@ -358,11 +441,14 @@ impl Inner {
                     return;
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
+                let (handoff, source) = oneshot::channel();
                 let mine = self.stream_unread.remove(&stream).unwrap_or_default();
-                let reader = GroupReader::new(shared.clone(), stream, sequence, rx, mine.clone());
+                let reader =
+                    GroupReader::new(shared.clone(), stream, sequence, rx, mine.clone(), source);
                 match route.tx.send(TrackMsg::Group(reader)) {
                     Ok(()) => {
                         self.groups.insert(stream, (tx, mine));
+                        self.handoffs.insert(stream, handoff);
                     }
                     Err(mpsc::error::SendError(msg)) => {
                         // The track reader is gone. Dropping the group reader here would
@@ -386,6 +472,7 @@ impl Inner {
             }
             Event::GroupEnded { stream, reason } | Event::FetchEnded { stream, reason } => {
                 self.stream_unread.remove(&stream);
+                self.handoffs.remove(&stream);
                 if let Some((tx, _)) = self.groups.remove(&stream) {
                     let _ = tx.send(GroupMsg::Ended(reason));
                 }
@@ -456,6 +543,7 @@ impl Inner {
             Event::Closed { reason } => {
                 self.subs.clear();
                 self.groups.clear();
+                self.handoffs.clear();
                 self.interests.clear();
                 for (_, tx) in self.announced.drain() {
                     let _ = tx.send(true);

@@ -6,10 +6,11 @@ use std::sync::atomic::AtomicUsize;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, StreamId, SubscribeId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::driver::READ_BATCH;
 use crate::error::{SessionError, StreamEndError};
-use crate::shared::{GroupMsg, Shared, TrackMsg};
+use crate::shared::{GroupMsg, Shared, Source, TrackMsg};
 
 /// What a track delivers, in arrival order.
 #[derive(Debug)]
@@ -162,8 +163,23 @@ pub struct GroupReader {
     rx: mpsc::UnboundedReceiver<GroupMsg>,
     /// Bytes routed to this reader and not yet read (see `Unread`).
     unread: Arc<AtomicUsize>,
+    /// Where the stream's bytes come from.
+    source: SourceState,
+    /// Chunks of one transport read.
+    chunks: [Bytes; READ_BATCH],
     fetch: bool,
     ended: Option<Result<(), StreamEndError>>,
+}
+
+/// Who reads a group's stream from the transport.
+#[derive(Debug)]
+enum SourceState {
+    /// The driver, until it hands the stream over.
+    Driver(oneshot::Receiver<Source>),
+    /// This reader.
+    Here(Source),
+    /// Nobody any more (or the driver for good, for a fetch): frames come through `rx`.
+    Gone,
 }
 
 impl GroupReader {
@@ -173,6 +189,7 @@ impl GroupReader {
         sequence: GroupSequence,
         rx: mpsc::UnboundedReceiver<GroupMsg>,
         unread: Arc<AtomicUsize>,
+        source: oneshot::Receiver<Source>,
     ) -> Self {
         Self {
             shared,
@@ -180,6 +197,8 @@ impl GroupReader {
             sequence,
             rx,
             unread,
+            source: SourceState::Driver(source),
+            chunks: Default::default(),
             fetch: false,
             ended: None,
         }
@@ -192,9 +211,17 @@ impl GroupReader {
         rx: mpsc::UnboundedReceiver<GroupMsg>,
         unread: Arc<AtomicUsize>,
     ) -> Self {
-        let mut reader = Self::new(shared, stream, sequence, rx, unread);
-        reader.fetch = true;
-        reader
+        Self {
+            shared,
+            stream,
+            sequence,
+            rx,
+            unread,
+            source: SourceState::Gone,
+            chunks: Default::default(),
+            fetch: true,
+            ended: None,
+        }
     }
 
     /// Marks the reader ended without touching the session (used under its lock).
@@ -210,10 +237,54 @@ impl GroupReader {
     /// The next frame: `Ok(None)` at the end of the group, an error (with the peer's Group
     /// or Fetch code) if it ended otherwise.
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, StreamEndError> {
-        if let Some(end) = &self.ended {
-            return end.clone().map(|()| None);
+        loop {
+            if let Some(end) = &self.ended {
+                return end.clone().map(|()| None);
+            }
+            // Frames already decoded come first.
+            match self.rx.try_recv() {
+                Ok(msg) => return self.deliver(Some(msg)),
+                Err(mpsc::error::TryRecvError::Disconnected) => return self.deliver(None),
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            match &mut self.source {
+                SourceState::Here(source) => {
+                    let read = tokio::select! {
+                        biased;
+                        code = &mut source.stop => {
+                            if let Ok(code) = code {
+                                source.stream.stop(code);
+                            }
+                            self.source = SourceState::Gone;
+                            continue;
+                        }
+                        read = source.stream.read(&mut self.chunks) => read,
+                    };
+                    // Decoded frames (and the end) are routed to `rx`.
+                    if self.shared.feed(self.stream, read, &mut self.chunks) {
+                        self.source = SourceState::Gone;
+                    }
+                }
+                SourceState::Driver(handoff) => {
+                    tokio::select! {
+                        biased;
+                        msg = self.rx.recv() => return self.deliver(msg),
+                        source = handoff => {
+                            self.source = source.map_or(SourceState::Gone, SourceState::Here);
+                        }
+                    }
+                }
+                SourceState::Gone => {
+                    let msg = self.rx.recv().await;
+                    return self.deliver(msg);
+                }
+            }
         }
-        let end = match self.rx.recv().await {
+    }
+
+    /// Turns what arrived on `rx` into `read_frame`'s answer.
+    fn deliver(&mut self, msg: Option<GroupMsg>) -> Result<Option<Bytes>, StreamEndError> {
+        let end = match msg {
             Some(GroupMsg::Frame(payload)) => {
                 self.shared.unread.sub(payload.len(), &self.unread);
                 return Ok(Some(payload));
@@ -252,12 +323,24 @@ impl GroupReader {
         let (stream, fetch) = (self.stream, self.fetch);
         self.shared.with(|inner| {
             inner.groups.remove(&stream);
+            inner.handoffs.remove(&stream);
             if fetch {
                 let _ = inner.core.cancel_fetch(stream);
             } else {
                 let _ = inner.core.cancel_group(stream, code);
             }
         });
+        // A stream this reader holds is stopped here, with the code the core chose.
+        let source = match std::mem::replace(&mut self.source, SourceState::Gone) {
+            SourceState::Here(source) => Some(source),
+            SourceState::Driver(mut handoff) => handoff.try_recv().ok(),
+            SourceState::Gone => None,
+        };
+        if let Some(mut source) = source
+            && let Ok(code) = source.stop.try_recv()
+        {
+            source.stream.stop(code);
+        }
     }
 }
 
