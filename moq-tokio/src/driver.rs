@@ -300,7 +300,7 @@ impl<C: Connection> Driver<C> {
         let (stop_tx, mut stop) = oneshot::channel();
         let shared = self.shared.clone();
         self.tasks.push(Box::pin(async move {
-            let mut chunks: [Bytes; READ_BATCH] = Default::default();
+            let mut chunks: Box<[Bytes; READ_BATCH]> = Box::default();
             loop {
                 if let Some(mine) = &gated {
                     tokio::select! {
@@ -322,8 +322,8 @@ impl<C: Connection> Driver<C> {
                         }
                         return;
                     }
-                    read = stream.read_chunks(&mut chunks) => {
-                        if shared.feed(id, read, &mut chunks) {
+                    read = stream.read_chunks(&mut chunks[..]) => {
+                        if shared.feed(id, read, &mut chunks[..]) {
                             return;
                         }
                     }
@@ -335,6 +335,7 @@ impl<C: Connection> Driver<C> {
                         let source = Source {
                             stream: Box::new(stream),
                             stop,
+                            chunks,
                         };
                         if let Err(mut source) = handoff.send(source) {
                             // The reader is gone; it cancelled the group as it went.

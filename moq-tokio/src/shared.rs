@@ -129,6 +129,8 @@ pub(crate) struct Source {
     pub(crate) stream: Box<dyn ErasedRecv>,
     /// Fires when the core stops the stream (the group was cancelled or unsubscribed).
     pub(crate) stop: oneshot::Receiver<ErrorCode>,
+    /// Room for the chunks of one read.
+    pub(crate) chunks: Box<[Bytes; crate::driver::READ_BATCH]>,
 }
 
 impl std::fmt::Debug for Source {

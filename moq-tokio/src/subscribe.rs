@@ -8,7 +8,6 @@ use moq_proto::message::SubscribeParams;
 use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, StreamId, SubscribeId};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::driver::READ_BATCH;
 use crate::error::{SessionError, StreamEndError};
 use crate::shared::{GroupMsg, Shared, Source, TrackMsg};
 
@@ -165,8 +164,6 @@ pub struct GroupReader {
     unread: Arc<AtomicUsize>,
     /// Where the stream's bytes come from.
     source: SourceState,
-    /// Chunks of one transport read.
-    chunks: [Bytes; READ_BATCH],
     fetch: bool,
     ended: Option<Result<(), StreamEndError>>,
 }
@@ -198,7 +195,6 @@ impl GroupReader {
             rx,
             unread,
             source: SourceState::Driver(source),
-            chunks: Default::default(),
             fetch: false,
             ended: None,
         }
@@ -218,7 +214,6 @@ impl GroupReader {
             rx,
             unread,
             source: SourceState::Gone,
-            chunks: Default::default(),
             fetch: true,
             ended: None,
         }
@@ -258,10 +253,10 @@ impl GroupReader {
                             self.source = SourceState::Gone;
                             continue;
                         }
-                        read = source.stream.read(&mut self.chunks) => read,
+                        read = source.stream.read(&mut source.chunks[..]) => read,
                     };
                     // Decoded frames (and the end) are routed to `rx`.
-                    if self.shared.feed(self.stream, read, &mut self.chunks) {
+                    if self.shared.feed(self.stream, read, &mut source.chunks[..]) {
                         self.source = SourceState::Gone;
                     }
                 }
