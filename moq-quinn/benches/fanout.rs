@@ -141,17 +141,22 @@ async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
         .into_iter()
         .map(|mut reader| {
             tokio::spawn(async move {
-                let mut bytes = 0usize;
-                let mut groups = 0;
-                while groups < groups_n {
+                // Groups arrive concurrently: each is read by its own task, as a MOQ
+                // subscriber does.
+                let mut groups = tokio::task::JoinSet::new();
+                while groups.len() < groups_n {
                     let Ok(Some(mut g)) = reader.next_group().await else {
                         break;
                     };
-                    while let Ok(Some(f)) = g.read_frame().await {
-                        bytes += f.len();
-                    }
-                    groups += 1;
+                    groups.spawn(async move {
+                        let mut bytes = 0usize;
+                        while let Ok(Some(f)) = g.read_frame().await {
+                            bytes += f.len();
+                        }
+                        bytes
+                    });
                 }
+                let bytes: usize = groups.join_all().await.into_iter().sum();
                 (bytes, start.elapsed())
             })
         })
