@@ -122,7 +122,10 @@ impl RelayProcess {
         let port = free_port();
         let mut cmd = match kind {
             Kind::Ours => {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_moq-fanout"));
+                // `MOQ_FANOUT_BIN` runs another binary (or a wrapper, e.g. a profiler).
+                let bin = std::env::var_os("MOQ_FANOUT_BIN")
+                    .unwrap_or_else(|| env!("CARGO_BIN_EXE_moq-fanout").into());
+                let mut cmd = Command::new(bin);
                 cmd.args(["--bind", &format!("127.0.0.1:{port}"), "--log", "info"]);
                 cmd
             }

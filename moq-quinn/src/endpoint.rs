@@ -65,18 +65,6 @@ impl QuicOptions {
         t.max_concurrent_uni_streams(self.max_streams.into());
         t.max_concurrent_bidi_streams(self.max_streams.into());
         t.keep_alive_interval(Some(self.keep_alive));
-        if let Some(w) = std::env::var("TMP_RWIN")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-        {
-            t.receive_window(w.into());
-        }
-        if let Some(w) = std::env::var("TMP_SWIN")
-            .ok()
-            .and_then(|v| v.parse::<u32>().ok())
-        {
-            t.stream_receive_window(w.into());
-        }
         if let Ok(idle) = self.idle_timeout.try_into() {
             t.max_idle_timeout(Some(idle));
         }

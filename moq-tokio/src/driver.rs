@@ -5,6 +5,7 @@
 //! is spawned per stream: every stream future lives in one `FuturesUnordered`, so dropping
 //! the driver tears them all down.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,14 +17,12 @@ use futures_util::stream::FuturesUnordered;
 use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared::{Request, SendOp, Shared, Source, Upcall};
+use crate::shared::{Request, SendOp, Shared, Stopper, Upcall};
+use crate::source::{READ_BATCH, Source};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
 /// Most chunks handed to the transport in one write.
 const MAX_BATCH: usize = 64;
-
-/// Most chunks taken from the transport in one read.
-pub(crate) const READ_BATCH: usize = 16;
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -132,6 +131,9 @@ impl<C: Connection> Driver<C> {
                 }
             }
         }
+        // Handlers not called are dropped here (their writers end), unlocked.
+        self.requests.close();
+        while self.requests.try_recv().is_ok() {}
         tracing::debug!("session driver finished");
     }
 
@@ -182,6 +184,7 @@ impl<C: Connection> Driver<C> {
         let inner = &mut *guard;
         match input {
             Input::Opened(id, send, recv) => {
+                inner.io.opening.remove(&id);
                 let tx = self.spawn_send(id, send);
                 // Operations queued while the stream was opening go first, in order.
                 let mut ended = false;
@@ -192,14 +195,22 @@ impl<C: Connection> Driver<C> {
                 if !ended {
                     inner.io.senders.insert(id, tx);
                 }
-                if let Some(recv) = recv {
-                    let stop = self.spawn_recv(id, recv, None);
-                    inner.io.stoppers.insert(id, stop);
+                if let Some(mut recv) = recv {
+                    match inner.io.early_stop.remove(&id) {
+                        // Stopped before it opened: it is never read.
+                        Some(code) => recv.stop(code),
+                        None => {
+                            let stop = self.spawn_recv(id, recv, None);
+                            inner.io.stoppers.insert(id, Stopper::Task(stop));
+                        }
+                    }
                 }
                 inner.core.handle_opened(id, now);
             }
             Input::OpenFailed(id) => {
+                inner.io.opening.remove(&id);
                 inner.io.early.remove(&id);
+                inner.io.early_stop.remove(&id);
                 inner.core.handle_open_failed(id, now);
             }
             Input::AcceptedUni(recv) => {
@@ -208,14 +219,14 @@ impl<C: Connection> Driver<C> {
                 let mine = Arc::new(AtomicUsize::new(0));
                 inner.stream_unread.insert(id, mine.clone());
                 let stop = self.spawn_recv(id, recv, Some(mine));
-                inner.io.stoppers.insert(id, stop);
+                inner.io.stoppers.insert(id, Stopper::Task(stop));
             }
             Input::AcceptedBi(send, recv) => {
                 let id = inner.core.handle_accepted(Dir::Bi, now);
                 let tx = self.spawn_send(id, send);
                 inner.io.senders.insert(id, tx);
                 let stop = self.spawn_recv(id, recv, None);
-                inner.io.stoppers.insert(id, stop);
+                inner.io.stoppers.insert(id, Stopper::Task(stop));
             }
             Input::Closed(reason) => inner.core.handle_connection_closed(reason, now),
         }
@@ -234,31 +245,57 @@ impl<C: Connection> Driver<C> {
         self.tasks.push(Box::pin(async move {
             // Writes already queued go to the transport as one batch.
             let mut batch: Vec<Bytes> = Vec::new();
-            let mut next = None;
+            // Operations taken while a write was blocked, in order.
+            let mut later: VecDeque<SendOp> = VecDeque::new();
+            let mut open = true;
             loop {
-                let op = match next.take() {
+                let op = match later.pop_front() {
                     Some(op) => op,
-                    None => match ops.recv().await {
+                    None if open => match ops.recv().await {
                         Some(op) => op,
                         None => return,
                     },
+                    None => return,
                 };
                 match op {
                     SendOp::Write(data) => {
                         batch.push(data);
-                        while batch.len() < MAX_BATCH {
+                        while batch.len() < MAX_BATCH && later.is_empty() {
                             match ops.try_recv() {
                                 Ok(SendOp::Write(data)) => batch.push(data),
-                                Ok(other) => {
-                                    next = Some(other);
-                                    break;
-                                }
+                                Ok(other) => later.push_back(other),
                                 Err(_) => break,
                             }
                         }
                         let n = batch.iter().map(Bytes::len).sum();
-                        let written = stream.write_chunks(&mut batch).await;
+                        // A reset must not wait behind a write the peer's flow control
+                        // holds up: the queue is watched while the write is pending.
+                        let mut reset = None;
+                        let written = {
+                            let write = stream.write_chunks(&mut batch);
+                            tokio::pin!(write);
+                            loop {
+                                tokio::select! {
+                                    biased;
+                                    written = &mut write => break Some(written),
+                                    op = ops.recv(), if open => match op {
+                                        Some(SendOp::Reset(code)) => {
+                                            reset = Some(code);
+                                            break None;
+                                        }
+                                        Some(op) => later.push_back(op),
+                                        None => open = false,
+                                    },
+                                }
+                            }
+                        };
                         batch.clear();
+                        let Some(written) = written else {
+                            if let Some(code) = reset {
+                                stream.reset(code);
+                            }
+                            return;
+                        };
                         let mut inner = shared.lock();
                         match written {
                             Ok(()) => inner.core.handle_written(id, n, now()),
@@ -330,20 +367,13 @@ impl<C: Connection> Driver<C> {
                 }
                 // Once its GROUP header is routed, a group stream goes to its reader.
                 if gated.is_some() {
-                    let claim = shared.lock().handoffs.remove(&id);
-                    if let Some(handoff) = claim {
-                        let source = Source {
-                            stream: Box::new(stream),
-                            stop,
-                            chunks,
-                        };
-                        if let Err(mut source) = handoff.send(source) {
-                            // The reader is gone; it cancelled the group as it went.
-                            let code = source
-                                .stop
-                                .try_recv()
-                                .unwrap_or(moq_proto::code::group::SUBSCRIBE_CANCELLED);
-                            source.stream.stop(code);
+                    let mut inner = shared.lock();
+                    if let Some(slot) = inner.handoffs.remove(&id) {
+                        if let Ok(code) = stop.try_recv() {
+                            stream.stop(code);
+                        } else {
+                            inner.io.stoppers.insert(id, Stopper::Slot(slot.clone()));
+                            slot.fill(Source::new(Box::new(stream), chunks));
                         }
                         return;
                     }

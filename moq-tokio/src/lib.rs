@@ -23,6 +23,7 @@ mod probe;
 mod publish;
 mod session;
 mod shared;
+mod source;
 mod subscribe;
 pub mod transport;
 

@@ -1,10 +1,8 @@
 //! State shared by the session handle, its readers and writers, and the driver task: the
 //! sans-IO core under a lock, and where each event goes.
 
-use std::collections::HashMap;
-use std::future::Future;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -20,8 +18,9 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::announce::Announcement;
 use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
+use crate::source::SourceSlot;
 use crate::subscribe::GroupReader;
-use crate::transport::{ConnectionInfo, RecvStream, StreamError};
+use crate::transport::{ConnectionInfo, StreamError};
 
 /// What a track reader receives.
 #[derive(Debug)]
@@ -72,8 +71,8 @@ pub(crate) struct Inner {
     pub(crate) groups: HashMap<StreamId, (mpsc::UnboundedSender<GroupMsg>, Arc<AtomicUsize>)>,
     /// Unread-bytes counters of group streams whose GROUP header has not been routed yet.
     pub(crate) stream_unread: HashMap<StreamId, Arc<AtomicUsize>>,
-    /// Group streams whose reader waits for the stream's receive side (see [`Source`]).
-    pub(crate) handoffs: HashMap<StreamId, oneshot::Sender<Source>>,
+    /// Group streams whose reader waits for the stream's receive side.
+    pub(crate) handoffs: HashMap<StreamId, Arc<SourceSlot>>,
     pub(crate) interests: HashMap<StreamId, mpsc::UnboundedSender<Announcement>>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
@@ -92,10 +91,14 @@ pub(crate) struct Io {
     /// Each open stream's send task, fed in the core's order.
     pub(crate) senders: HashMap<StreamId, mpsc::UnboundedSender<SendOp>>,
     /// Each receiving stream's STOP_SENDING switch.
-    pub(crate) stoppers: HashMap<StreamId, oneshot::Sender<ErrorCode>>,
+    pub(crate) stoppers: HashMap<StreamId, Stopper>,
+    /// Streams whose open is under way.
+    pub(crate) opening: HashSet<StreamId>,
     /// Operations for streams still opening (a reset or priority change before the open
     /// completed).
     pub(crate) early: HashMap<StreamId, Vec<SendOp>>,
+    /// STOP_SENDING for bidirectional streams still opening.
+    pub(crate) early_stop: HashMap<StreamId, ErrorCode>,
     /// The deadline the driver sleeps until; a flush that moves the core's next timeout
     /// earlier wakes it.
     pub(crate) armed: Option<Instant>,
@@ -110,57 +113,25 @@ pub(crate) enum SendOp {
     Priority(i32),
 }
 
+/// How a receiving stream is stopped.
+#[derive(Debug)]
+pub(crate) enum Stopper {
+    /// The driver's task reads it.
+    Task(oneshot::Sender<ErrorCode>),
+    /// Its group reader reads it.
+    Slot(Arc<SourceSlot>),
+}
+
 impl Io {
     fn send_op(&mut self, id: StreamId, op: SendOp) {
         match self.senders.get(&id) {
             Some(tx) => {
                 let _ = tx.send(op);
             }
-            None => self.early.entry(id).or_default().push(op),
+            None if self.opening.contains(&id) => self.early.entry(id).or_default().push(op),
+            // Ended (reset after STOP_SENDING, or finished): nothing to do.
+            None => {}
         }
-    }
-}
-
-/// A group stream's receive side, handed by the driver to the group's reader once the GROUP
-/// header is routed: from then on the reader reads the transport itself, so frames reach
-/// it without a hop through the driver, and unread bytes stay in the transport, under its
-/// flow control.
-pub(crate) struct Source {
-    pub(crate) stream: Box<dyn ErasedRecv>,
-    /// Fires when the core stops the stream (the group was cancelled or unsubscribed).
-    pub(crate) stop: oneshot::Receiver<ErrorCode>,
-    /// Room for the chunks of one read.
-    pub(crate) chunks: Box<[Bytes; crate::driver::READ_BATCH]>,
-}
-
-impl std::fmt::Debug for Source {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Source").finish_non_exhaustive()
-    }
-}
-
-/// A transport receive stream behind a pointer, for readers that are not generic over the
-/// transport.
-pub(crate) trait ErasedRecv: Send {
-    /// See [`RecvStream::read_chunks`].
-    fn read<'a>(
-        &'a mut self,
-        bufs: &'a mut [Bytes],
-    ) -> Pin<Box<dyn Future<Output = Result<Option<usize>, StreamError>> + Send + 'a>>;
-    /// See [`RecvStream::stop`].
-    fn stop(&mut self, code: ErrorCode);
-}
-
-impl<R: RecvStream> ErasedRecv for R {
-    fn read<'a>(
-        &'a mut self,
-        bufs: &'a mut [Bytes],
-    ) -> Pin<Box<dyn Future<Output = Result<Option<usize>, StreamError>> + Send + 'a>> {
-        Box::pin(self.read_chunks(bufs))
-    }
-
-    fn stop(&mut self, code: ErrorCode) {
-        RecvStream::stop(self, code);
     }
 }
 
@@ -304,12 +275,14 @@ impl Shared {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
+        // Sent under the lock, so handlers are called in the core's order; should the
+        // driver be gone, the handlers' writers are dropped once the lock is released
+        // (their `Drop` takes it).
+        let refused = (!upcalls.is_empty())
+            .then(|| self.requests.send(Request::Upcalls(upcalls)).err())
+            .flatten();
         drop(guard);
-        // Sent unlocked: should the driver be gone, the handlers' writers are dropped
-        // here, and their `Drop` takes the lock.
-        if !upcalls.is_empty() {
-            let _ = self.requests.send(Request::Upcalls(upcalls));
-        }
+        drop(refused);
         if wake {
             self.wake.notify_one();
         }
@@ -322,7 +295,7 @@ impl Shared {
     pub(crate) fn feed(
         self: &Arc<Self>,
         id: StreamId,
-        read: Result<Option<usize>, StreamError>,
+        read: crate::source::ReadResult,
         chunks: &mut [Bytes],
     ) -> bool {
         let now = crate::driver::now();
@@ -358,6 +331,7 @@ impl Inner {
     fn execute(&mut self, shared: &Shared, command: Command) {
         match command {
             Command::Open { id, dir, priority } => {
+                self.io.opening.insert(id);
                 let _ = shared.requests.send(Request::Open { id, dir, priority });
             }
             Command::Write { id, data } => self.io.send_op(id, SendOp::Write(data)),
@@ -373,8 +347,16 @@ impl Inner {
                 self.io.send_op(id, SendOp::Priority(priority));
             }
             Command::Stop { id, code } => {
-                if let Some(stop) = self.io.stoppers.remove(&id) {
-                    let _ = stop.send(code);
+                self.stream_unread.remove(&id);
+                match self.io.stoppers.remove(&id) {
+                    Some(Stopper::Task(stop)) => {
+                        let _ = stop.send(code);
+                    }
+                    Some(Stopper::Slot(slot)) => slot.stop(code),
+                    None if self.io.opening.contains(&id) => {
+                        self.io.early_stop.insert(id, code);
+                    }
+                    None => {}
                 }
             }
             Command::SampleStats => {
@@ -443,14 +425,20 @@ impl Inner {
                     return;
                 };
                 let (tx, rx) = mpsc::unbounded_channel();
-                let (handoff, source) = oneshot::channel();
+                let slot = Arc::new(SourceSlot::default());
                 let mine = self.stream_unread.remove(&stream).unwrap_or_default();
-                let reader =
-                    GroupReader::new(shared.clone(), stream, sequence, rx, mine.clone(), source);
+                let reader = GroupReader::new(
+                    shared.clone(),
+                    stream,
+                    sequence,
+                    rx,
+                    mine.clone(),
+                    Some(slot.clone()),
+                );
                 match route.tx.send(TrackMsg::Group(reader)) {
                     Ok(()) => {
                         self.groups.insert(stream, (tx, mine));
-                        self.handoffs.insert(stream, handoff);
+                        self.handoffs.insert(stream, slot);
                     }
                     Err(mpsc::error::SendError(msg)) => {
                         // The track reader is gone. Dropping the group reader here would

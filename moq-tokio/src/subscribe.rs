@@ -6,10 +6,11 @@ use std::sync::atomic::AtomicUsize;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, StreamId, SubscribeId};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::error::{SessionError, StreamEndError};
-use crate::shared::{GroupMsg, Shared, Source, TrackMsg};
+use crate::shared::{GroupMsg, Shared, TrackMsg};
+use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
 #[derive(Debug)]
@@ -162,21 +163,10 @@ pub struct GroupReader {
     rx: mpsc::UnboundedReceiver<GroupMsg>,
     /// Bytes routed to this reader and not yet read (see `Unread`).
     unread: Arc<AtomicUsize>,
-    /// Where the stream's bytes come from.
-    source: SourceState,
+    /// The stream, once the driver hands it over (`None` for a fetch, read by the driver).
+    slot: Option<Arc<SourceSlot>>,
     fetch: bool,
     ended: Option<Result<(), StreamEndError>>,
-}
-
-/// Who reads a group's stream from the transport.
-#[derive(Debug)]
-enum SourceState {
-    /// The driver, until it hands the stream over.
-    Driver(oneshot::Receiver<Source>),
-    /// This reader.
-    Here(Source),
-    /// Nobody any more (or the driver for good, for a fetch): frames come through `rx`.
-    Gone,
 }
 
 impl GroupReader {
@@ -186,7 +176,7 @@ impl GroupReader {
         sequence: GroupSequence,
         rx: mpsc::UnboundedReceiver<GroupMsg>,
         unread: Arc<AtomicUsize>,
-        source: oneshot::Receiver<Source>,
+        slot: Option<Arc<SourceSlot>>,
     ) -> Self {
         Self {
             shared,
@@ -194,7 +184,7 @@ impl GroupReader {
             sequence,
             rx,
             unread,
-            source: SourceState::Driver(source),
+            slot,
             fetch: false,
             ended: None,
         }
@@ -207,16 +197,9 @@ impl GroupReader {
         rx: mpsc::UnboundedReceiver<GroupMsg>,
         unread: Arc<AtomicUsize>,
     ) -> Self {
-        Self {
-            shared,
-            stream,
-            sequence,
-            rx,
-            unread,
-            source: SourceState::Gone,
-            fetch: true,
-            ended: None,
-        }
+        let mut reader = Self::new(shared, stream, sequence, rx, unread, None);
+        reader.fetch = true;
+        reader
     }
 
     /// Marks the reader ended without touching the session (used under its lock).
@@ -242,34 +225,28 @@ impl GroupReader {
                 Err(mpsc::error::TryRecvError::Disconnected) => return self.deliver(None),
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            match &mut self.source {
-                SourceState::Here(source) => {
-                    let read = tokio::select! {
-                        biased;
-                        code = &mut source.stop => {
-                            if let Ok(code) = code {
-                                source.stream.stop(code);
-                            }
-                            self.source = SourceState::Gone;
-                            continue;
+            let Some(slot) = &self.slot else {
+                let msg = self.rx.recv().await;
+                return self.deliver(msg);
+            };
+            match slot.lend() {
+                Lend::Here(mut lease) => {
+                    // `None`: stopped meanwhile; the lease stops the stream as it goes.
+                    if let Some(read) = lease.read().await {
+                        // Decoded frames (and the end) are routed to `rx`.
+                        if self.shared.feed(self.stream, read, lease.chunks()) {
+                            slot.finish();
                         }
-                        read = source.stream.read(&mut source.chunks[..]) => read,
-                    };
-                    // Decoded frames (and the end) are routed to `rx`.
-                    if self.shared.feed(self.stream, read, &mut source.chunks[..]) {
-                        self.source = SourceState::Gone;
                     }
                 }
-                SourceState::Driver(handoff) => {
+                Lend::NotYet => {
                     tokio::select! {
                         biased;
                         msg = self.rx.recv() => return self.deliver(msg),
-                        source = handoff => {
-                            self.source = source.map_or(SourceState::Gone, SourceState::Here);
-                        }
+                        () = slot.changed() => {}
                     }
                 }
-                SourceState::Gone => {
+                Lend::Done => {
                     let msg = self.rx.recv().await;
                     return self.deliver(msg);
                 }
@@ -325,17 +302,6 @@ impl GroupReader {
                 let _ = inner.core.cancel_group(stream, code);
             }
         });
-        // A stream this reader holds is stopped here, with the code the core chose.
-        let source = match std::mem::replace(&mut self.source, SourceState::Gone) {
-            SourceState::Here(source) => Some(source),
-            SourceState::Driver(mut handoff) => handoff.try_recv().ok(),
-            SourceState::Gone => None,
-        };
-        if let Some(mut source) = source
-            && let Ok(code) = source.stop.try_recv()
-        {
-            source.stream.stop(code);
-        }
     }
 }
 

@@ -26,6 +26,8 @@ macro_rules! scenario_suite {
             peer_vanishes,
             slow_subscriber,
             unread_budget_never_blocks_the_group_being_read,
+            group_cancel_reaches_publisher,
+            held_group_reader_ends_on_unsubscribe,
         );
     };
     ($transport:ty; $($name:ident),* $(,)?) => {

@@ -515,3 +515,80 @@ pub async fn unread_budget_never_blocks_the_group_being_read<T: Transport>() {
     }
     assert_eq!(total, 8 * 64);
 }
+
+/// A group the subscriber cancels (after its reader took over the stream) stops at the
+/// publisher at once, while the subscription goes on.
+pub async fn group_cancel_reaches_publisher<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let mut writers = capture(&pair.server_router, "/c");
+    let mut reader = pair
+        .client
+        .subscribe("/c", "t", SubscribeParams::default())
+        .expect("subscribe");
+    let (_, mut writer) = within("request", writers.recv()).await.expect("writer");
+    let mut first = writer.open_group_at(GroupSequence(1)).expect("open");
+    first.write_frame(frame("a")).expect("write");
+    let mut group = within("group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("frame", group.read_frame()).await.expect("ok"),
+        Some(frame("a"))
+    );
+    group.cancel(code::group::SUBSCRIBE_CANCELLED);
+    // STOP_SENDING reaches the publisher: its writes to the group start failing.
+    within("the publisher sees the cancel", async {
+        while first.write_frame(frame("b")).is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // The subscription itself lives on.
+    let mut second = writer.open_group_at(GroupSequence(2)).expect("open");
+    second.write_frame(frame("c")).expect("write");
+    second.finish().expect("finish");
+    let mut group = within("next group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(group.sequence(), GroupSequence(2));
+    assert_eq!(
+        within("frames", group.read_all()).await.expect("ok"),
+        vec![frame("c")]
+    );
+}
+
+/// A group reader the application holds without reading (its stream already taken over
+/// from the driver) ends with an error when the subscription ends, and the publisher's
+/// writes to that group fail instead of piling up.
+pub async fn held_group_reader_ends_on_unsubscribe<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let mut writers = capture(&pair.server_router, "/i");
+    let mut reader = pair
+        .client
+        .subscribe("/i", "t", SubscribeParams::default())
+        .expect("subscribe");
+    let (_, mut writer) = within("request", writers.recv()).await.expect("writer");
+    let mut group_writer = writer.open_group_at(GroupSequence(1)).expect("open");
+    group_writer.write_frame(frame("a")).expect("write");
+    let mut group = within("group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("frame", group.read_frame()).await.expect("ok"),
+        Some(frame("a"))
+    );
+    // Unsubscribe, keeping the group reader (idle).
+    drop(reader);
+    within("the publisher sees the end", async {
+        while group_writer.write_frame(frame("b")).is_ok() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    // The held reader reports the end instead of waiting forever.
+    let end = within("reader end", group.read_all()).await;
+    assert!(end.is_err(), "the group ended early: {end:?}");
+}

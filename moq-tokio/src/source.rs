@@ -1,0 +1,200 @@
+//! A group stream's receive side, read by the group's reader itself.
+//!
+//! The driver reads a group stream only until its GROUP header is routed; then it puts the
+//! stream in the group's [`SourceSlot`] and the [`crate::GroupReader`] reads the transport
+//! directly: frames reach the application without a hop through the driver, and bytes the
+//! application has not asked for stay in the transport, under QUIC flow control.
+//!
+//! The slot is shared by the reader and the core's STOP_SENDING command. A stop finds the
+//! stream in the slot (nobody is reading it) and stops it at once, or finds it lent to a
+//! read in progress, records the code and wakes the reader, whose lease stops it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use moq_proto::ErrorCode;
+use tokio::sync::Notify;
+
+use crate::transport::{RecvStream, StreamError};
+
+/// Most chunks taken from the transport in one read.
+pub(crate) const READ_BATCH: usize = 16;
+
+/// One read's result: chunks filled, or `None` at FIN.
+pub(crate) type ReadResult = Result<Option<usize>, StreamError>;
+
+/// A transport receive stream behind a pointer, for readers that are not generic over the
+/// transport.
+pub(crate) trait ErasedRecv: Send {
+    /// See [`RecvStream::read_chunks`].
+    fn read<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> Pin<Box<dyn Future<Output = ReadResult> + Send + 'a>>;
+    /// See [`RecvStream::stop`].
+    fn stop(&mut self, code: ErrorCode);
+}
+
+impl<R: RecvStream> ErasedRecv for R {
+    fn read<'a>(
+        &'a mut self,
+        bufs: &'a mut [Bytes],
+    ) -> Pin<Box<dyn Future<Output = ReadResult> + Send + 'a>> {
+        Box::pin(self.read_chunks(bufs))
+    }
+
+    fn stop(&mut self, code: ErrorCode) {
+        RecvStream::stop(self, code);
+    }
+}
+
+/// The stream and room for one read's chunks.
+pub(crate) struct Source {
+    stream: Box<dyn ErasedRecv>,
+    chunks: Box<[Bytes; READ_BATCH]>,
+}
+
+impl Source {
+    pub(crate) fn new(stream: Box<dyn ErasedRecv>, chunks: Box<[Bytes; READ_BATCH]>) -> Self {
+        Self { stream, chunks }
+    }
+}
+
+/// Where a group's stream waits between reads.
+#[derive(Default)]
+pub(crate) struct SourceSlot {
+    state: Mutex<SlotState>,
+    /// Wakes the reader: the stream arrived, or a stop was recorded.
+    wake: Notify,
+}
+
+#[derive(Default)]
+struct SlotState {
+    source: Option<Source>,
+    /// The stream was stopped or ended: nothing more comes from it.
+    done: bool,
+    /// A stop recorded while the stream was lent to a read.
+    stop: Option<ErrorCode>,
+}
+
+impl std::fmt::Debug for SourceSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SourceSlot").finish_non_exhaustive()
+    }
+}
+
+/// What the reader may do with its stream now.
+pub(crate) enum Lend {
+    /// Read it, through this lease.
+    Here(Lease),
+    /// The driver still reads it.
+    NotYet,
+    /// It was stopped or ended.
+    Done,
+}
+
+impl SourceSlot {
+    fn state(&self) -> MutGuard<'_> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The driver hands the stream over.
+    pub(crate) fn fill(&self, source: Source) {
+        let mut state = self.state();
+        if state.done {
+            return;
+        }
+        state.source = Some(source);
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// The core stops the stream (STOP_SENDING with `code`).
+    pub(crate) fn stop(&self, code: ErrorCode) {
+        let mut state = self.state();
+        state.done = true;
+        match state.source.take() {
+            Some(mut source) => source.stream.stop(code),
+            None => state.stop = Some(code),
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+
+    /// The reader saw the stream end.
+    pub(crate) fn finish(&self) {
+        self.state().done = true;
+    }
+
+    /// Lends the stream to the reader, if it is here.
+    pub(crate) fn lend(self: &Arc<Self>) -> Lend {
+        let mut state = self.state();
+        match state.source.take() {
+            Some(source) => Lend::Here(Lease {
+                slot: self.clone(),
+                source: Some(source),
+            }),
+            None if state.done => Lend::Done,
+            None => Lend::NotYet,
+        }
+    }
+
+    /// Resolves when the slot changed (the stream arrived or was stopped); may resolve
+    /// spuriously.
+    pub(crate) async fn changed(&self) {
+        self.wake.notified().await;
+    }
+}
+
+type MutGuard<'a> = MutexGuard<'a, SlotState>;
+
+/// The stream, lent to one read. Dropping the lease (even with the read's future) puts
+/// the stream back, or stops it if a stop was recorded meanwhile.
+pub(crate) struct Lease {
+    slot: Arc<SourceSlot>,
+    source: Option<Source>,
+}
+
+impl Lease {
+    /// Reads the chunks that are ready (waiting for the first), or `None` if a stop came
+    /// first (the lease then stops the stream as it goes).
+    pub(crate) async fn read(&mut self) -> Option<ReadResult> {
+        let source = self.source.as_mut()?;
+        loop {
+            if self.slot.state().stop.is_some() {
+                return None;
+            }
+            tokio::select! {
+                biased;
+                () = self.slot.wake.notified() => {}
+                read = source.stream.read(&mut source.chunks[..]) => return Some(read),
+            }
+        }
+    }
+
+    /// The chunks the last read filled.
+    pub(crate) fn chunks(&mut self) -> &mut [Bytes] {
+        match self.source.as_mut() {
+            Some(source) => &mut source.chunks[..],
+            None => &mut [],
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let Some(mut source) = self.source.take() else {
+            return;
+        };
+        let mut state = self.slot.state();
+        if let Some(code) = state.stop.take() {
+            source.stream.stop(code);
+        } else if !state.done {
+            state.source = Some(source);
+        }
+    }
+}
