@@ -150,9 +150,10 @@ pub(crate) enum Request {
 }
 
 /// Bytes of received frames routed to readers and not yet read, in total and per group
-/// stream. Above the total limit, a group stream whose own reader has unread frames is not
-/// read from the transport, so flow control pushes back on the publisher; a stream whose
-/// reader has read everything (the one the application is waiting on) always goes on.
+/// stream. Above the total limit, a group stream the driver still reads (its reader has
+/// not taken it over) and whose own reader has unread frames is not read from the
+/// transport, so flow control pushes back on the publisher; a stream whose reader has read
+/// everything (the one the application is waiting on) always goes on.
 #[derive(Debug, Default)]
 pub(crate) struct Unread {
     bytes: AtomicUsize,
