@@ -206,7 +206,10 @@ pub struct LimitsConfig {
     pub max_queued_bytes_per_subscriber: usize,
     /// Most announce streams one peer may open (default 64).
     pub max_announce_streams: usize,
-    /// Most concurrent QUIC streams a peer may open per kind (default 1024).
+    /// Most concurrent QUIC streams a peer may open per kind (default 256): bounds the
+    /// subscriptions and group streams in flight per peer. QUIC reserves state for every
+    /// stream a peer may open (about 70 bytes each), so this sets much of a connection's
+    /// memory.
     pub max_streams: u32,
     /// Idle timeout of a connection in ms (default 30 000).
     pub idle_timeout_ms: u64,
@@ -222,7 +225,7 @@ impl Default for LimitsConfig {
             max_subscriptions_per_session: 4096,
             max_queued_bytes_per_subscriber: 4 * 1024 * 1024,
             max_announce_streams: 64,
-            max_streams: 1024,
+            max_streams: 256,
             idle_timeout_ms: 30_000,
             max_hops: 32,
         }

@@ -17,7 +17,7 @@ use futures_util::stream::FuturesUnordered;
 use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared::{Request, SendOp, Shared, Stopper, Upcall};
+use crate::shared::{Request, SendOp, SendQueue, Shared, Stopper, Upcall};
 use crate::source::{READ_BATCH, Source};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
@@ -190,7 +190,7 @@ impl<C: Connection> Driver<C> {
                 let mut ended = false;
                 for op in inner.io.early.remove(&id).unwrap_or_default() {
                     ended |= matches!(op, SendOp::Finish | SendOp::Reset(_));
-                    let _ = tx.send(op);
+                    tx.push(op);
                 }
                 if !ended {
                     inner.io.senders.insert(id, tx);
@@ -235,36 +235,28 @@ impl<C: Connection> Driver<C> {
 
     /// Starts the task that writes one stream's queued operations, in order, and reports
     /// to the core what the transport took. Returns its queue.
-    fn spawn_send(
-        &mut self,
-        id: StreamId,
-        mut stream: C::SendStream,
-    ) -> mpsc::UnboundedSender<SendOp> {
-        let (tx, mut ops) = mpsc::unbounded_channel();
+    fn spawn_send(&mut self, id: StreamId, mut stream: C::SendStream) -> Arc<SendQueue> {
+        let queue = Arc::new(SendQueue::default());
+        let ops = queue.clone();
         let shared = self.shared.clone();
         self.tasks.push(Box::pin(async move {
             // Writes already queued go to the transport as one batch.
             let mut batch: Vec<Bytes> = Vec::new();
             // Operations taken while a write was blocked, in order.
             let mut later: VecDeque<SendOp> = VecDeque::new();
-            let mut open = true;
             loop {
                 let op = match later.pop_front() {
                     Some(op) => op,
-                    None if open => match ops.recv().await {
-                        Some(op) => op,
-                        None => return,
-                    },
-                    None => return,
+                    None => ops.pop().await,
                 };
                 match op {
                     SendOp::Write(data) => {
                         batch.push(data);
                         while batch.len() < MAX_BATCH && later.is_empty() {
-                            match ops.try_recv() {
-                                Ok(SendOp::Write(data)) => batch.push(data),
-                                Ok(other) => later.push_back(other),
-                                Err(_) => break,
+                            match ops.try_pop() {
+                                Some(SendOp::Write(data)) => batch.push(data),
+                                Some(other) => later.push_back(other),
+                                None => break,
                             }
                         }
                         let n = batch.iter().map(Bytes::len).sum();
@@ -278,13 +270,12 @@ impl<C: Connection> Driver<C> {
                                 tokio::select! {
                                     biased;
                                     written = &mut write => break Some(written),
-                                    op = ops.recv(), if open => match op {
-                                        Some(SendOp::Reset(code)) => {
+                                    op = ops.pop() => match op {
+                                        SendOp::Reset(code) => {
                                             reset = Some(code);
                                             break None;
                                         }
-                                        Some(op) => later.push_back(op),
-                                        None => open = false,
+                                        op => later.push_back(op),
                                     },
                                 }
                             }
@@ -321,7 +312,7 @@ impl<C: Connection> Driver<C> {
                 }
             }
         }));
-        tx
+        queue
     }
 
     /// Starts the task that reads one stream until it ends and feeds the core. A group

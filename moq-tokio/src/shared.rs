@@ -1,7 +1,7 @@
 //! State shared by the session handle, its readers and writers, and the driver task: the
 //! sans-IO core under a lock, and where each event goes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -89,7 +89,7 @@ pub(crate) struct Inner {
 #[derive(Debug, Default)]
 pub(crate) struct Io {
     /// Each open stream's send task, fed in the core's order.
-    pub(crate) senders: HashMap<StreamId, mpsc::UnboundedSender<SendOp>>,
+    pub(crate) senders: HashMap<StreamId, Arc<SendQueue>>,
     /// Each receiving stream's STOP_SENDING switch.
     pub(crate) stoppers: HashMap<StreamId, Stopper>,
     /// Streams whose open is under way.
@@ -122,12 +122,54 @@ pub(crate) enum Stopper {
     Slot(Arc<SourceSlot>),
 }
 
+/// One stream's send operations, from whoever flushes the core to the stream's send task.
+///
+/// Lighter than a channel (one small allocation and a queue that grows only as far as the
+/// backlog), since every open stream of every connection has one.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    ops: Mutex<VecDeque<SendOp>>,
+    ready: Notify,
+}
+
+impl SendQueue {
+    fn ops(&self) -> MutexGuard<'_, VecDeque<SendOp>> {
+        self.ops
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Queues an operation and wakes the send task.
+    pub(crate) fn push(&self, op: SendOp) {
+        self.ops().push_back(op);
+        self.ready.notify_one();
+    }
+
+    /// The next operation, if one is queued.
+    pub(crate) fn try_pop(&self) -> Option<SendOp> {
+        let mut ops = self.ops();
+        let op = ops.pop_front();
+        if ops.is_empty() && ops.capacity() > 64 {
+            ops.shrink_to(8);
+        }
+        op
+    }
+
+    /// The next operation, waiting for one.
+    pub(crate) async fn pop(&self) -> SendOp {
+        loop {
+            if let Some(op) = self.try_pop() {
+                return op;
+            }
+            self.ready.notified().await;
+        }
+    }
+}
+
 impl Io {
     fn send_op(&mut self, id: StreamId, op: SendOp) {
         match self.senders.get(&id) {
-            Some(tx) => {
-                let _ = tx.send(op);
-            }
+            Some(queue) => queue.push(op),
             None if self.opening.contains(&id) => self.early.entry(id).or_default().push(op),
             // Ended (reset after STOP_SENDING, or finished): nothing to do.
             None => {}
