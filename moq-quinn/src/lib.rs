@@ -36,7 +36,7 @@ mod conn;
 mod endpoint;
 pub mod tls;
 
-pub use conn::{QuicConnection, RecvStream, SendStream};
+pub use conn::{QuicConnection, RecvStream, SendStream, try_write};
 pub use endpoint::{Client, ConnectError, Incoming, QuicOptions, Server};
 pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
 

@@ -5,7 +5,6 @@
 //! is spawned per stream: every stream future lives in one `FuturesUnordered`, so dropping
 //! the driver tears them all down.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,12 +16,10 @@ use futures_util::stream::FuturesUnordered;
 use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::shared::{Request, SendOp, SendQueue, Shared, Stopper, Upcall};
+use crate::send::{self, SendOp, SendQueue};
+use crate::shared::{Request, Shared, Stopper, Upcall};
 use crate::source::{READ_BATCH, Source};
-use crate::transport::{Connection, RecvStream, SendStream, StreamError};
-
-/// Most chunks handed to the transport in one write.
-const MAX_BATCH: usize = 64;
+use crate::transport::{Connection, RecvStream, SendStream};
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -190,7 +187,8 @@ impl<C: Connection> Driver<C> {
                 let mut ended = false;
                 for op in inner.io.early.remove(&id).unwrap_or_default() {
                     ended |= matches!(op, SendOp::Finish | SendOp::Reset(_));
-                    tx.push(op);
+                    let pushed = tx.push(op);
+                    inner.pushed(id, pushed);
                 }
                 if !ended {
                     inner.io.senders.insert(id, tx);
@@ -233,85 +231,12 @@ impl<C: Connection> Driver<C> {
         shared.flush(guard);
     }
 
-    /// Starts the task that writes one stream's queued operations, in order, and reports
-    /// to the core what the transport took. Returns its queue.
-    fn spawn_send(&mut self, id: StreamId, mut stream: C::SendStream) -> Arc<SendQueue> {
-        let queue = Arc::new(SendQueue::default());
-        let ops = queue.clone();
-        let shared = self.shared.clone();
-        self.tasks.push(Box::pin(async move {
-            // Writes already queued go to the transport as one batch.
-            let mut batch: Vec<Bytes> = Vec::new();
-            // Operations taken while a write was blocked, in order.
-            let mut later: VecDeque<SendOp> = VecDeque::new();
-            loop {
-                let op = match later.pop_front() {
-                    Some(op) => op,
-                    None => ops.pop().await,
-                };
-                match op {
-                    SendOp::Write(data) => {
-                        batch.push(data);
-                        while batch.len() < MAX_BATCH && later.is_empty() {
-                            match ops.try_pop() {
-                                Some(SendOp::Write(data)) => batch.push(data),
-                                Some(other) => later.push_back(other),
-                                None => break,
-                            }
-                        }
-                        let n = batch.iter().map(Bytes::len).sum();
-                        // A reset must not wait behind a write the peer's flow control
-                        // holds up: the queue is watched while the write is pending.
-                        let mut reset = None;
-                        let written = {
-                            let write = stream.write_chunks(&mut batch);
-                            tokio::pin!(write);
-                            loop {
-                                tokio::select! {
-                                    biased;
-                                    written = &mut write => break Some(written),
-                                    op = ops.pop() => match op {
-                                        SendOp::Reset(code) => {
-                                            reset = Some(code);
-                                            break None;
-                                        }
-                                        op => later.push_back(op),
-                                    },
-                                }
-                            }
-                        };
-                        batch.clear();
-                        let Some(written) = written else {
-                            if let Some(code) = reset {
-                                stream.reset(code);
-                            }
-                            return;
-                        };
-                        let mut inner = shared.lock();
-                        match written {
-                            Ok(()) => inner.core.handle_written(id, n, now()),
-                            Err(StreamError::Stopped(code)) => {
-                                inner.io.senders.remove(&id);
-                                inner.core.handle_stop_sending(id, code, now());
-                                shared.flush(inner);
-                                return;
-                            }
-                            Err(_) => return,
-                        }
-                        shared.flush(inner);
-                    }
-                    SendOp::Finish => {
-                        let _ = stream.finish();
-                        return;
-                    }
-                    SendOp::Reset(code) => {
-                        stream.reset(code);
-                        return;
-                    }
-                    SendOp::Priority(p) => stream.set_priority(p),
-                }
-            }
-        }));
+    /// Starts the task that writes what one stream could not take at once, and reports
+    /// to the core what the transport took. Returns the stream's queue.
+    fn spawn_send(&mut self, id: StreamId, stream: C::SendStream) -> Arc<SendQueue> {
+        let queue = Arc::new(SendQueue::new(Box::new(stream)));
+        self.tasks
+            .push(Box::pin(send::run(queue.clone(), self.shared.clone(), id)));
         queue
     }
 

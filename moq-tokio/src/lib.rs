@@ -21,6 +21,7 @@ mod driver;
 mod error;
 mod probe;
 mod publish;
+mod send;
 mod session;
 mod shared;
 mod source;

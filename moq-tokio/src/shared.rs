@@ -1,7 +1,7 @@
 //! State shared by the session handle, its readers and writers, and the driver task: the
 //! sans-IO core under a lock, and where each event goes.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,6 +18,7 @@ use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::announce::Announcement;
 use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
+use crate::send::{Pushed, SendOp, SendQueue};
 use crate::source::SourceSlot;
 use crate::subscribe::GroupReader;
 use crate::transport::{ConnectionInfo, StreamError};
@@ -104,15 +105,6 @@ pub(crate) struct Io {
     pub(crate) armed: Option<Instant>,
 }
 
-/// An operation on one stream's send side, in order.
-#[derive(Debug)]
-pub(crate) enum SendOp {
-    Write(Bytes),
-    Finish,
-    Reset(ErrorCode),
-    Priority(i32),
-}
-
 /// How a receiving stream is stopped.
 #[derive(Debug)]
 pub(crate) enum Stopper {
@@ -122,57 +114,17 @@ pub(crate) enum Stopper {
     Slot(Arc<SourceSlot>),
 }
 
-/// One stream's send operations, from whoever flushes the core to the stream's send task.
-///
-/// Lighter than a channel (one small allocation and a queue that grows only as far as the
-/// backlog), since every open stream of every connection has one.
-#[derive(Debug, Default)]
-pub(crate) struct SendQueue {
-    ops: Mutex<VecDeque<SendOp>>,
-    ready: Notify,
-}
-
-impl SendQueue {
-    fn ops(&self) -> MutexGuard<'_, VecDeque<SendOp>> {
-        self.ops
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Queues an operation and wakes the send task.
-    pub(crate) fn push(&self, op: SendOp) {
-        self.ops().push_back(op);
-        self.ready.notify_one();
-    }
-
-    /// The next operation, if one is queued.
-    pub(crate) fn try_pop(&self) -> Option<SendOp> {
-        let mut ops = self.ops();
-        let op = ops.pop_front();
-        if ops.is_empty() && ops.capacity() > 64 {
-            ops.shrink_to(8);
-        }
-        op
-    }
-
-    /// The next operation, waiting for one.
-    pub(crate) async fn pop(&self) -> SendOp {
-        loop {
-            if let Some(op) = self.try_pop() {
-                return op;
-            }
-            self.ready.notified().await;
-        }
-    }
-}
-
 impl Io {
-    fn send_op(&mut self, id: StreamId, op: SendOp) {
+    /// Hands an operation to its stream: done at once if the stream is idle.
+    pub(crate) fn send_op(&mut self, id: StreamId, op: SendOp) -> Pushed {
         match self.senders.get(&id) {
             Some(queue) => queue.push(op),
-            None if self.opening.contains(&id) => self.early.entry(id).or_default().push(op),
+            None if self.opening.contains(&id) => {
+                self.early.entry(id).or_default().push(op);
+                Pushed::Written(0)
+            }
             // Ended (reset after STOP_SENDING, or finished): nothing to do.
-            None => {}
+            None => Pushed::Written(0),
         }
     }
 }
@@ -371,13 +323,29 @@ impl Shared {
 }
 
 impl Inner {
+    /// Reports to the core what became of a write.
+    pub(crate) fn pushed(&mut self, id: StreamId, pushed: Pushed) {
+        match pushed {
+            Pushed::Written(0) => {}
+            Pushed::Written(n) => self.core.handle_written(id, n, crate::driver::now()),
+            Pushed::Stopped(code) => {
+                self.io.senders.remove(&id);
+                self.core
+                    .handle_stop_sending(id, code, crate::driver::now());
+            }
+        }
+    }
+
     fn execute(&mut self, shared: &Shared, command: Command) {
         match command {
             Command::Open { id, dir, priority } => {
                 self.io.opening.insert(id);
                 let _ = shared.requests.send(Request::Open { id, dir, priority });
             }
-            Command::Write { id, data } => self.io.send_op(id, SendOp::Write(data)),
+            Command::Write { id, data } => {
+                let pushed = self.io.send_op(id, SendOp::Write(data));
+                self.pushed(id, pushed);
+            }
             Command::Finish { id } => {
                 self.io.send_op(id, SendOp::Finish);
                 self.io.senders.remove(&id);

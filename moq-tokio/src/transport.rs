@@ -106,6 +106,15 @@ pub trait SendStream: Send + 'static {
             Ok(())
         }
     }
+    /// Writes what the transport takes at once, without waiting: chunks written whole are
+    /// left empty, a chunk written in part keeps its unwritten tail. Returns the bytes
+    /// written (0 when the stream cannot take any now). The session tries this first, so a
+    /// write with room in the stream costs no task switch; the default takes nothing, which
+    /// leaves every write to [`SendStream::write_chunks`].
+    fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
+        let _ = chunks;
+        Ok(0)
+    }
     /// Finishes the stream (FIN).
     fn finish(&mut self) -> Result<(), StreamError>;
     /// Resets the stream (RESET_STREAM).

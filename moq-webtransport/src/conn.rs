@@ -180,6 +180,12 @@ impl transport::SendStream for SendStream {
             .map_err(write_error)
     }
 
+    fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
+        moq_quinn::try_write(self.0.quic_stream_mut(), chunks)
+            .unwrap_or(Ok(0))
+            .map_err(write_error)
+    }
+
     fn finish(&mut self) -> Result<(), StreamError> {
         self.0
             .quic_stream_mut()
