@@ -44,8 +44,11 @@ pub struct QuicOptions {
     pub idle_timeout: Duration,
     /// How often to send keep-alives on an idle connection (default 4 s).
     pub keep_alive: Duration,
-    /// Most concurrent streams the peer may open, per direction kind (default 1024):
-    /// stream opens beyond it wait for credit, they never fail.
+    /// Most concurrent streams the peer may open, per direction kind (default 256):
+    /// stream opens beyond it wait for credit, they never fail. Each subscription holds a
+    /// bidirectional stream and each group in flight a unidirectional one. quinn reserves
+    /// state for every stream the peer may open, so larger values cost memory (and cache)
+    /// on every connection.
     pub max_streams: u32,
 }
 
@@ -54,7 +57,7 @@ impl Default for QuicOptions {
         Self {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(4),
-            max_streams: 1024,
+            max_streams: 256,
         }
     }
 }

@@ -47,7 +47,7 @@ pub struct WebTransportOptions {
     pub idle_timeout: Duration,
     /// How often to send keep-alives on an idle connection (default 4 s).
     pub keep_alive: Duration,
-    /// Most concurrent streams the peer may open, per direction kind (default 1024),
+    /// Most concurrent streams the peer may open, per direction kind (default 256),
     /// HTTP/3's own unidirectional streams included: stream opens beyond it wait for
     /// credit, they never fail.
     pub max_streams: u32,
@@ -58,7 +58,7 @@ impl Default for WebTransportOptions {
         Self {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(4),
-            max_streams: 1024,
+            max_streams: 256,
         }
     }
 }

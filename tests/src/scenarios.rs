@@ -281,7 +281,11 @@ pub async fn close_with_code<T: Transport>() {
 
 /// 256 concurrent subscriptions on one connection each receive their group.
 pub async fn many_subscriptions<T: Transport>() {
-    let pair = T::connect(Options::default()).await;
+    // Each subscription holds a bidirectional stream: room for 256 of them beside the
+    // session's own streams (over WebTransport, the CONNECT stream counts too).
+    let mut options = Options::default();
+    options.quic.max_streams = 320;
+    let pair = T::connect(options).await;
     let broadcast = Broadcast::new();
     let tracks: Vec<_> = (0..256)
         .map(|i| broadcast.create_track(&format!("t{i}"), 2))
