@@ -16,7 +16,7 @@ use futures_util::stream::FuturesUnordered;
 use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::send::{self, SendOp, SendQueue};
+use crate::send::{self, SendQueue};
 use crate::shared::{Request, Shared, Stopper, Upcall};
 use crate::source::{READ_BATCH, Source};
 use crate::transport::{Connection, RecvStream, SendStream};
@@ -128,9 +128,12 @@ impl<C: Connection> Driver<C> {
                 }
             }
         }
-        // Handlers not called are dropped here (their writers end), unlocked.
+        // Handlers not called are dropped here (their writers end), unlocked; so are the
+        // streams still waiting in the session's tables.
         self.requests.close();
         while self.requests.try_recv().is_ok() {}
+        let io = std::mem::take(&mut self.shared.lock().io);
+        drop(io);
         tracing::debug!("session driver finished");
     }
 
@@ -184,13 +187,11 @@ impl<C: Connection> Driver<C> {
                 inner.io.opening.remove(&id);
                 let tx = self.spawn_send(id, send);
                 // Operations queued while the stream was opening go first, in order.
-                let mut ended = false;
                 for op in inner.io.early.remove(&id).unwrap_or_default() {
-                    ended |= matches!(op, SendOp::Finish | SendOp::Reset(_));
                     let pushed = tx.push(op);
                     inner.pushed(id, pushed);
                 }
-                if !ended {
+                if !tx.is_ended() {
                     inner.io.senders.insert(id, tx);
                 }
                 if let Some(mut recv) = recv {

@@ -95,6 +95,8 @@ struct State {
     ops: VecDeque<SendOp>,
     /// The stream, when no write of the send task holds it.
     stream: Option<Box<dyn ErasedSend>>,
+    /// A reset asked for while the stream was busy: it overtakes everything queued.
+    reset: Option<ErrorCode>,
     /// Finished, reset or stopped: nothing more is written.
     ended: bool,
 }
@@ -132,33 +134,35 @@ impl SendQueue {
         }
         let idle = state.ops.is_empty();
         let Some(stream) = state.stream.as_mut().filter(|_| idle) else {
-            state.ops.push_back(op);
+            // Busy: queue behind what is there. The task reads the queue after each write,
+            // so it needs waking only if it may be waiting for work, or for a reset.
+            match op {
+                SendOp::Reset(code) => {
+                    state.ops.clear();
+                    state.reset = Some(code);
+                }
+                op => state.ops.push_back(op),
+            }
             drop(state);
             self.ready.notify_one();
             return Pushed::Written(0);
         };
-        match op {
+        let pushed = match op {
             SendOp::Write(mut data) => {
                 let len = data.len();
                 match stream.try_write(std::slice::from_mut(&mut data)) {
-                    Ok(n) if n >= len => Pushed::Written(n),
+                    Ok(n) if n >= len => return Pushed::Written(n),
                     Ok(n) => {
                         // The tail waits for flow control in the send task.
                         state.ops.push_back(SendOp::Write(data));
-                        drop(state);
-                        self.ready.notify_one();
                         Pushed::Written(n)
                     }
                     Err(StreamError::Stopped(code)) => {
                         state.end();
-                        drop(state);
-                        self.ready.notify_one();
                         Pushed::Stopped(code)
                     }
                     Err(_) => {
                         state.end();
-                        drop(state);
-                        self.ready.notify_one();
                         Pushed::Written(0)
                     }
                 }
@@ -166,22 +170,26 @@ impl SendQueue {
             SendOp::Finish => {
                 stream.finish();
                 state.end();
-                drop(state);
-                self.ready.notify_one();
                 Pushed::Written(0)
             }
             SendOp::Reset(code) => {
                 stream.reset(code);
                 state.end();
-                drop(state);
-                self.ready.notify_one();
                 Pushed::Written(0)
             }
             SendOp::Priority(priority) => {
                 stream.set_priority(priority);
-                Pushed::Written(0)
+                return Pushed::Written(0);
             }
-        }
+        };
+        drop(state);
+        self.ready.notify_one();
+        pushed
+    }
+
+    /// Whether the stream is done (finished, reset or stopped).
+    pub(crate) fn is_ended(&self) -> bool {
+        self.state().ended
     }
 }
 
@@ -189,6 +197,7 @@ impl State {
     fn end(&mut self) {
         self.ended = true;
         self.ops.clear();
+        self.reset = None;
         self.stream = None;
     }
 }
@@ -218,14 +227,13 @@ pub(crate) async fn run(queue: Arc<SendQueue>, shared: Arc<Shared>, id: StreamId
                     let write = stream.write(&mut chunks);
                     tokio::pin!(write);
                     loop {
+                        if queue.reset_pending() {
+                            break None;
+                        }
                         tokio::select! {
                             biased;
                             written = &mut write => break Some(written),
-                            () = queue.ready.notified() => {
-                                if queue.reset_pending() {
-                                    break None;
-                                }
-                            }
+                            () = queue.ready.notified() => {}
                         }
                     }
                 };
@@ -253,7 +261,9 @@ pub(crate) async fn run(queue: Arc<SendQueue>, shared: Arc<Shared>, id: StreamId
                         return;
                     }
                     Err(_) => {
+                        // The connection is gone (its end is reported by the driver).
                         queue.state().end();
+                        shared.lock().io.senders.remove(&id);
                         return;
                     }
                 }
@@ -266,17 +276,24 @@ impl SendQueue {
     /// Takes the next operations: queued writes as one batch (lending the stream), or the
     /// next other operation, carried out here.
     fn next(&self, batch: &mut Vec<Bytes>) -> Next {
-        let mut state = self.state();
+        let mut guard = self.state();
+        let state = &mut *guard;
         loop {
             if state.ended {
                 return Next::Done;
             }
-            let Some(op) = state.ops.pop_front() else {
-                return Next::Wait;
-            };
+            // Only the task lends the stream, and it is back whenever the task is here.
             let Some(stream) = state.stream.as_mut() else {
-                // Lent: cannot happen while the task is here; keep the order anyway.
-                state.ops.push_front(op);
+                debug_assert!(false, "the send task runs without its stream");
+                state.end();
+                return Next::Done;
+            };
+            if let Some(code) = state.reset {
+                stream.reset(code);
+                state.end();
+                return Next::Done;
+            }
+            let Some(op) = state.ops.pop_front() else {
                 return Next::Wait;
             };
             match op {
@@ -293,10 +310,10 @@ impl SendQueue {
                     if state.ops.is_empty() && state.ops.capacity() > 64 {
                         state.ops.shrink_to(8);
                     }
-                    let Some(stream) = state.stream.take() else {
-                        return Next::Wait;
+                    return match state.stream.take() {
+                        Some(stream) => Next::Write(stream, std::mem::take(batch)),
+                        None => Next::Done,
                     };
-                    return Next::Write(stream, std::mem::take(batch));
                 }
                 SendOp::Finish => {
                     stream.finish();
@@ -311,22 +328,15 @@ impl SendQueue {
         }
     }
 
-    /// Whether a reset is queued (it overtakes the write in progress).
+    /// Whether a reset waits (it overtakes the write in progress).
     fn reset_pending(&self) -> bool {
-        self.state()
-            .ops
-            .iter()
-            .any(|op| matches!(op, SendOp::Reset(_)))
+        self.state().reset.is_some()
     }
 
-    /// Resets the stream with the queued reset's code, dropping what was queued.
+    /// Resets the stream with the waiting reset's code, dropping what was queued.
     fn apply_reset(&self, mut stream: Box<dyn ErasedSend>) {
         let mut state = self.state();
-        let code = state.ops.iter().find_map(|op| match op {
-            SendOp::Reset(code) => Some(*code),
-            _ => None,
-        });
-        if let Some(code) = code {
+        if let Some(code) = state.reset {
             stream.reset(code);
         }
         state.end();
@@ -338,5 +348,145 @@ impl SendQueue {
         if !state.ended {
             state.stream = Some(stream);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream that takes at most `room` bytes without waiting and records what it got.
+    #[derive(Clone, Default)]
+    struct Mock(Arc<Mutex<Log>>);
+
+    #[derive(Default)]
+    struct Log {
+        written: Vec<u8>,
+        room: usize,
+        reset: Option<ErrorCode>,
+        finished: bool,
+    }
+
+    impl Mock {
+        fn with_room(room: usize) -> Self {
+            let mock = Self::default();
+            mock.log().room = room;
+            mock
+        }
+
+        fn log(&self) -> MutexGuard<'_, Log> {
+            self.0.lock().expect("log")
+        }
+    }
+
+    impl ErasedSend for Mock {
+        fn write<'a>(
+            &'a mut self,
+            chunks: &'a mut [Bytes],
+        ) -> Pin<Box<dyn Future<Output = Result<(), StreamError>> + Send + 'a>> {
+            Box::pin(async move {
+                for chunk in chunks.iter_mut() {
+                    self.log().written.extend_from_slice(chunk);
+                    *chunk = Bytes::new();
+                }
+                Ok(())
+            })
+        }
+
+        fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
+            let mut log = self.log();
+            let mut taken = 0;
+            for chunk in chunks.iter_mut() {
+                let n = chunk.len().min(log.room);
+                log.written.extend_from_slice(&chunk.split_to(n));
+                log.room -= n;
+                taken += n;
+            }
+            Ok(taken)
+        }
+
+        fn finish(&mut self) {
+            self.log().finished = true;
+        }
+
+        fn reset(&mut self, code: ErrorCode) {
+            self.log().reset = Some(code);
+        }
+
+        fn set_priority(&mut self, _: i32) {}
+    }
+
+    fn write(data: &'static [u8]) -> SendOp {
+        SendOp::Write(Bytes::from_static(data))
+    }
+
+    #[test]
+    fn a_write_to_an_idle_stream_goes_straight_through() {
+        let mock = Mock::with_room(100);
+        let queue = SendQueue::new(Box::new(mock.clone()));
+        assert_eq!(queue.push(write(b"abc")), Pushed::Written(3));
+        assert_eq!(mock.log().written, b"abc");
+        assert!(matches!(queue.next(&mut Vec::new()), Next::Wait));
+    }
+
+    #[test]
+    fn a_partial_write_queues_its_tail_and_later_writes_follow_in_order() {
+        let mock = Mock::with_room(2);
+        let queue = SendQueue::new(Box::new(mock.clone()));
+        assert_eq!(queue.push(write(b"abcd")), Pushed::Written(2));
+        // Room again, but bytes are queued: this one must wait its turn.
+        mock.log().room = 100;
+        assert_eq!(queue.push(write(b"ef")), Pushed::Written(0));
+        assert_eq!(mock.log().written, b"ab");
+        match queue.next(&mut Vec::new()) {
+            Next::Write(_, batch) => assert_eq!(batch, vec![&b"cd"[..], &b"ef"[..]]),
+            _ => panic!("expected the queued writes as one batch"),
+        }
+    }
+
+    #[test]
+    fn a_reset_overtakes_queued_writes() {
+        let mock = Mock::with_room(0);
+        let queue = SendQueue::new(Box::new(mock.clone()));
+        assert_eq!(queue.push(write(b"ab")), Pushed::Written(0));
+        queue.push(SendOp::Reset(ErrorCode(7)));
+        assert!(queue.reset_pending());
+        assert!(matches!(queue.next(&mut Vec::new()), Next::Done));
+        assert_eq!(mock.log().reset, Some(ErrorCode(7)));
+        assert!(mock.log().written.is_empty());
+        assert!(queue.is_ended());
+        // Nothing is written after the end.
+        assert_eq!(queue.push(write(b"x")), Pushed::Written(0));
+        assert!(mock.log().written.is_empty());
+    }
+
+    #[test]
+    fn a_finish_on_an_idle_stream_ends_it_at_once() {
+        let mock = Mock::with_room(100);
+        let queue = SendQueue::new(Box::new(mock.clone()));
+        queue.push(write(b"a"));
+        queue.push(SendOp::Finish);
+        assert!(mock.log().finished);
+        assert!(queue.is_ended());
+    }
+
+    #[test]
+    fn a_finish_behind_queued_bytes_waits_for_them() {
+        let mock = Mock::with_room(0);
+        let queue = SendQueue::new(Box::new(mock.clone()));
+        queue.push(write(b"ab"));
+        queue.push(SendOp::Finish);
+        assert!(!mock.log().finished, "FIN must follow the queued bytes");
+        let mut batch = Vec::new();
+        let Next::Write(mut stream, mut chunks) = queue.next(&mut batch) else {
+            panic!("expected the queued write");
+        };
+        futures_util::FutureExt::now_or_never(stream.write(&mut chunks))
+            .expect("mock writes at once")
+            .expect("written");
+        queue.give_back(stream);
+        assert!(matches!(queue.next(&mut batch), Next::Done));
+        assert_eq!(mock.log().written, b"ab");
+        assert!(mock.log().finished);
     }
 }

@@ -95,8 +95,7 @@ pub(crate) struct Io {
     pub(crate) stoppers: HashMap<StreamId, Stopper>,
     /// Streams whose open is under way.
     pub(crate) opening: HashSet<StreamId>,
-    /// Operations for streams still opening (a reset or priority change before the open
-    /// completed).
+    /// Operations for streams still opening (a reset before the open completed).
     pub(crate) early: HashMap<StreamId, Vec<SendOp>>,
     /// STOP_SENDING for bidirectional streams still opening.
     pub(crate) early_stop: HashMap<StreamId, ErrorCode>,
@@ -243,10 +242,11 @@ impl Shared {
 
     /// Carries out the core's commands and routes its events, then releases the lock.
     ///
-    /// Whoever changed the core flushes it: stream writes go straight to their send task,
-    /// frames straight to their reader, with no hop through the driver. Only what the
-    /// driver alone can do (open a stream, close the connection, call application
-    /// handlers, which must not run under the caller's locks) is passed to it.
+    /// Whoever changed the core flushes it: stream writes go straight to the transport when
+    /// the stream is idle (else to its send task), frames straight to their reader, with no
+    /// hop through the driver. Only what the driver alone can do (open a stream, close the
+    /// connection, call application handlers, which must not run under the caller's locks)
+    /// is passed to it.
     pub(crate) fn flush(self: &Arc<Self>, mut guard: MutexGuard<'_, Inner>) {
         let inner = &mut *guard;
         let mut upcalls = Vec::new();
