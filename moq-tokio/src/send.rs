@@ -187,6 +187,51 @@ impl SendQueue {
         pushed
     }
 
+    /// Writes chunks in order: at once, as far as the transport takes them, when the
+    /// stream is idle; what it does not take is queued for the send task. `chunks` is left
+    /// empty.
+    pub(crate) fn push_writes(&self, chunks: &mut Vec<Bytes>) -> Pushed {
+        let mut state = self.state();
+        if state.ended {
+            chunks.clear();
+            return Pushed::Written(0);
+        }
+        let idle = state.ops.is_empty();
+        let mut written = 0;
+        if let Some(stream) = state.stream.as_mut().filter(|_| idle) {
+            match stream.try_write(chunks) {
+                Ok(n) => written = n,
+                Err(StreamError::Stopped(code)) => {
+                    state.end();
+                    chunks.clear();
+                    drop(state);
+                    self.ready.notify_one();
+                    return Pushed::Stopped(code);
+                }
+                Err(_) => {
+                    state.end();
+                    chunks.clear();
+                    drop(state);
+                    self.ready.notify_one();
+                    return Pushed::Written(0);
+                }
+            }
+        }
+        let before = state.ops.len();
+        state.ops.extend(
+            chunks
+                .drain(..)
+                .filter(|chunk| !chunk.is_empty())
+                .map(SendOp::Write),
+        );
+        let queued = state.ops.len() > before;
+        drop(state);
+        if queued {
+            self.ready.notify_one();
+        }
+        Pushed::Written(written)
+    }
+
     /// Whether the stream is done (finished, reset or stopped).
     pub(crate) fn is_ended(&self) -> bool {
         self.state().ended
@@ -440,6 +485,22 @@ mod tests {
         assert_eq!(mock.log().written, b"ab");
         match queue.next(&mut Vec::new()) {
             Next::Write(_, batch) => assert_eq!(batch, vec![&b"cd"[..], &b"ef"[..]]),
+            _ => panic!("expected the queued writes as one batch"),
+        }
+    }
+
+    #[test]
+    fn consecutive_writes_go_together_and_the_rest_queues_in_order() {
+        let mock = Mock::with_room(3);
+        let queue = SendQueue::new(Box::new(mock.clone()));
+        let mut chunks = vec![Bytes::from_static(b"ab"), Bytes::from_static(b"cd")];
+        assert_eq!(queue.push_writes(&mut chunks), Pushed::Written(3));
+        assert!(chunks.is_empty());
+        assert_eq!(mock.log().written, b"abc");
+        let mut more = vec![Bytes::from_static(b"ef")];
+        assert_eq!(queue.push_writes(&mut more), Pushed::Written(0));
+        match queue.next(&mut Vec::new()) {
+            Next::Write(_, batch) => assert_eq!(batch, vec![&b"d"[..], &b"ef"[..]]),
             _ => panic!("expected the queued writes as one batch"),
         }
     }

@@ -114,6 +114,20 @@ pub(crate) enum Stopper {
 }
 
 impl Io {
+    /// Hands writes to their stream, in order: done at once, as far as the transport
+    /// takes them, if the stream is idle.
+    pub(crate) fn send_writes(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) -> Pushed {
+        match self.senders.get(&id) {
+            Some(queue) => queue.push_writes(chunks),
+            None if self.opening.contains(&id) => {
+                let early = self.early.entry(id).or_default();
+                early.extend(chunks.drain(..).map(SendOp::Write));
+                Pushed::Written(0)
+            }
+            None => Pushed::Written(0),
+        }
+    }
+
     /// Hands an operation to its stream: done at once if the stream is idle.
     pub(crate) fn send_op(&mut self, id: StreamId, op: SendOp) -> Pushed {
         match self.senders.get(&id) {
@@ -250,11 +264,40 @@ impl Shared {
     pub(crate) fn flush(self: &Arc<Self>, mut guard: MutexGuard<'_, Inner>) {
         let inner = &mut *guard;
         let mut upcalls = Vec::new();
+        // Consecutive writes to one stream (a frame's header and payload, a backlog) go to
+        // the transport together: one call, and no packet carrying only a header.
+        let mut writes: Vec<Bytes> = Vec::new();
+        let mut writes_to = None;
         loop {
             let mut progressed = false;
             while let Some(command) = inner.core.poll_command() {
                 progressed = true;
-                inner.execute(self, command);
+                match command {
+                    Command::Write { id, data } if writes_to.is_none_or(|to| to == id) => {
+                        writes_to = Some(id);
+                        writes.push(data);
+                    }
+                    command => {
+                        if let Some(id) = writes_to.take() {
+                            inner.write(id, &mut writes);
+                        }
+                        if let Command::Write { id, data } = command {
+                            writes_to = Some(id);
+                            writes.push(data);
+                        } else {
+                            inner.execute(self, command);
+                        }
+                    }
+                }
+                if writes.len() >= 64
+                    && let Some(id) = writes_to.take()
+                {
+                    inner.write(id, &mut writes);
+                }
+            }
+            // Written bytes free send credit: the core may have more, so poll again.
+            if let Some(id) = writes_to.take() {
+                inner.write(id, &mut writes);
             }
             while let Some(event) = inner.core.poll_event() {
                 progressed = true;
@@ -323,6 +366,13 @@ impl Shared {
 }
 
 impl Inner {
+    /// Hands a stream's consecutive writes to it (see [`Shared::flush`]).
+    fn write(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) {
+        let pushed = self.io.send_writes(id, chunks);
+        chunks.clear();
+        self.pushed(id, pushed);
+    }
+
     /// Reports to the core what became of a write.
     pub(crate) fn pushed(&mut self, id: StreamId, pushed: Pushed) {
         match pushed {
