@@ -279,6 +279,11 @@ impl Session {
     pub fn handle_opened(&mut self, id: StreamId, now: Instant) {
         if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
             send.opened = true;
+            // The priority changed while the stream was opening.
+            if let Some(priority) = send.take_priority_change() {
+                self.commands
+                    .push_back(Command::SetPriority { id, priority });
+            }
             self.refresh_ready(id);
         }
         self.advance(now);

@@ -155,7 +155,24 @@ impl Session {
             params: publication.ok_params(),
         });
         let stream = publication.stream;
+        // Open groups move to the new publisher priority (the tie-break).
+        self.reprioritize(id);
         self.send_response(stream, &ok)
+    }
+
+    /// Gives every open group of a subscription its current transport priority.
+    fn reprioritize(&mut self, id: SubscribeId) {
+        let Some(p) = self.pubs.get(&id) else {
+            return;
+        };
+        let priorities: Vec<_> = p
+            .groups
+            .iter()
+            .map(|(&seq, &stream)| (stream, p.priority(seq)))
+            .collect();
+        for (stream, priority) in priorities {
+            self.set_priority(stream, priority);
+        }
     }
 
     /// Refuses a subscription from [`Event::SubscribeRequested`] with a Subscribe code
@@ -591,14 +608,7 @@ impl Session {
         if p.publisher.is_some() && params.start.is_some() {
             p.start = params.start;
         }
-        let priorities: Vec<_> = p
-            .groups
-            .iter()
-            .map(|(&seq, &stream)| (stream, p.priority(seq)))
-            .collect();
-        for (stream, priority) in priorities {
-            self.set_priority(stream, priority);
-        }
+        self.reprioritize(id);
         self.events
             .push_back(Event::SubscriptionUpdated { id, params });
         // A range that shrank to what was already accounted for is complete.

@@ -89,6 +89,8 @@ pub(super) struct SendHalf {
     /// FIN follows the queued data.
     fin: bool,
     pub(super) priority: i32,
+    /// The priority the transport was last given (with the open, or a `SetPriority`).
+    transport_priority: i32,
     /// The priority of this stream's live entry in the ready queue, if it has one.
     scheduled: Option<i32>,
 }
@@ -107,8 +109,17 @@ impl SendHalf {
             in_flight: 0,
             fin: false,
             priority,
+            transport_priority: priority,
             scheduled: None,
         }
+    }
+
+    /// The priority to give the transport, if it differs from what it was last given.
+    pub(super) fn take_priority_change(&mut self) -> Option<i32> {
+        (self.priority != self.transport_priority).then(|| {
+            self.transport_priority = self.priority;
+            self.priority
+        })
     }
 
     /// Whether the next write (or the FIN) can go to the transport now.
@@ -266,7 +277,9 @@ impl Session {
             send.scheduled = Some(priority);
             self.ready.push((priority, Reverse(id)));
         }
+        // A stream still opening gets its new priority once open (see `handle_opened`).
         if opened {
+            send.transport_priority = priority;
             self.commands
                 .push_back(Command::SetPriority { id, priority });
         }

@@ -721,3 +721,45 @@ fn frame_and_group_counters_in_stats() {
     assert_eq!((s.rtt, s.estimated_bitrate), (None, None));
     let _ = SubscribeId(0);
 }
+
+#[test]
+fn a_publisher_priority_change_reaches_a_group_stream_still_opening() {
+    let mut pair = Pair::new();
+    let publisher = Side::Server;
+    let id = subscribed(&mut pair, publisher, SubscribeParams::default());
+    let before = pair.side(publisher).commands.len();
+    let g = pair
+        .side(publisher)
+        .session
+        .open_group(id, GroupSequence(1))
+        .unwrap();
+    // Before the transport has opened the stream, the publisher's priority changes.
+    pair.side(publisher)
+        .session
+        .update_publisher(
+            id,
+            PublisherParams {
+                priority: 9,
+                ..PublisherParams::default()
+            },
+        )
+        .unwrap();
+    pair.drive();
+    let commands = &pair.side(publisher).commands[before..];
+    let opened_at = commands
+        .iter()
+        .find_map(|c| match c {
+            Command::Open { id, priority, .. } if *id == g => Some(*priority),
+            _ => None,
+        })
+        .expect("the group stream was opened");
+    let expected = (9 << 14) | 1;
+    assert_ne!(opened_at, expected, "opened before the change");
+    assert!(
+        commands.contains(&Command::SetPriority {
+            id: g,
+            priority: expected
+        }),
+        "{commands:?}"
+    );
+}
