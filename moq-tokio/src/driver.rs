@@ -1,9 +1,11 @@
-//! The one task per session that owns every stream future and feeds the core.
+//! The one task per session that owns the stream futures, and the core's timers.
 //!
-//! Transport events come in through one channel and become `handle_*` inputs; the core's
-//! commands become stream operations; its events are routed to readers and writers. Nothing
-//! is spawned per stream: every stream future lives in one `FuturesUnordered`, so dropping
-//! the driver tears them all down.
+//! It accepts the peer's streams, opens ours, closes the connection, calls application
+//! handlers, and fires the core's timers. The stream futures (each stream's send task and
+//! receive loop) live in its one `FuturesUnordered`: nothing is spawned per stream, and
+//! dropping the driver tears them all down. Those futures feed the core themselves, under
+//! the session lock (see `Shared::flush`); a group stream is handed to its reader once the
+//! group header is in (see `crate::source`).
 
 use std::future::Future;
 use std::pin::Pin;
