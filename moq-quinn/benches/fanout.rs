@@ -4,6 +4,11 @@
 //! `cargo bench -p moq-quinn --bench fanout` prints, for N = 1, 4, 16, 64: aggregate MB/s
 //! (moq and plain quinn, and their ratio), the spread between the fastest and slowest
 //! subscriber, p50/p99 latency of timestamped 1 KiB frames, and peak memory per connection.
+//!
+//! Knobs, for profiling and experiments: `FANOUT_N=1,4` (only those N), `FANOUT_ONLY=moq`
+//! or `quinn` (one throughput side only), `FANOUT_ORDERED=1` (subscribers ask for oldest
+//! groups first), `FANOUT_UNREAD=<bytes>` and `FANOUT_WINDOW=<bytes>` (the subscriber's
+//! `max_unread_bytes`, the publisher's `stream_send_window`).
 
 #![allow(clippy::disallowed_methods, missing_docs)]
 
