@@ -206,8 +206,8 @@ pub struct LimitsConfig {
     pub max_queued_bytes_per_subscriber: usize,
     /// Most announce streams one peer may open (default 64).
     pub max_announce_streams: usize,
-    /// Most concurrent QUIC streams a peer may open per kind (default 256): bounds the
-    /// subscriptions and group streams in flight per peer. QUIC reserves state for every
+    /// Most concurrent QUIC streams a peer may open per kind (default 128, as quinn's
+    /// own default of 100): bounds the subscriptions and group streams in flight per peer. QUIC reserves state for every
     /// stream a peer may open (about 70 bytes each), so this sets much of a connection's
     /// memory.
     pub max_streams: u32,
@@ -225,7 +225,7 @@ impl Default for LimitsConfig {
             max_subscriptions_per_session: 4096,
             max_queued_bytes_per_subscriber: 4 * 1024 * 1024,
             max_announce_streams: 64,
-            max_streams: 256,
+            max_streams: 128,
             idle_timeout_ms: 30_000,
             max_hops: 32,
         }
