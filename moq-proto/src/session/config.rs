@@ -56,7 +56,7 @@ pub struct Config {
     /// For adapters: bytes of received frames not yet read by the application above which
     /// the adapter stops reading group streams from the transport, so that QUIC flow
     /// control slows the publisher (which then drops its oldest groups) instead of memory
-    /// growing here (default 32 MiB). `moq-tokio` applies it to group streams until their
+    /// growing here (default 32 MiB). The async layer applies it to group streams until their
     /// reader takes them over (then unread bytes stay in the transport).
     pub max_unread_bytes: usize,
     /// Whether SUBSCRIBE and FETCH for a broadcast we have not announced reach the
