@@ -128,14 +128,16 @@ impl SendQueue {
     /// Carries out an operation at once when the stream is idle, else queues it for the
     /// send task.
     pub(crate) fn push(&self, op: SendOp) -> Pushed {
+        if let SendOp::Write(data) = op {
+            return self.push_writes(&mut vec![data]);
+        }
         let mut state = self.state();
         if state.ended {
             return Pushed::Written(0);
         }
         let idle = state.ops.is_empty();
         let Some(stream) = state.stream.as_mut().filter(|_| idle) else {
-            // Busy: queue behind what is there. The task reads the queue after each write,
-            // so it needs waking only if it may be waiting for work, or for a reset.
+            // Busy: queue behind what is there (a reset overtakes it all).
             match op {
                 SendOp::Reset(code) => {
                     state.ops.clear();
@@ -147,44 +149,25 @@ impl SendQueue {
             self.ready.notify_one();
             return Pushed::Written(0);
         };
-        let pushed = match op {
-            SendOp::Write(mut data) => {
-                let len = data.len();
-                match stream.try_write(std::slice::from_mut(&mut data)) {
-                    Ok(n) if n >= len => return Pushed::Written(n),
-                    Ok(n) => {
-                        // The tail waits for flow control in the send task.
-                        state.ops.push_back(SendOp::Write(data));
-                        Pushed::Written(n)
-                    }
-                    Err(StreamError::Stopped(code)) => {
-                        state.end();
-                        Pushed::Stopped(code)
-                    }
-                    Err(_) => {
-                        state.end();
-                        Pushed::Written(0)
-                    }
-                }
-            }
+        match op {
             SendOp::Finish => {
                 stream.finish();
                 state.end();
-                Pushed::Written(0)
             }
             SendOp::Reset(code) => {
                 stream.reset(code);
                 state.end();
-                Pushed::Written(0)
             }
-            SendOp::Priority(priority) => {
-                stream.set_priority(priority);
-                return Pushed::Written(0);
-            }
-        };
+            SendOp::Priority(priority) => stream.set_priority(priority),
+            SendOp::Write(_) => {}
+        }
+        let ended = state.ended;
         drop(state);
-        self.ready.notify_one();
-        pushed
+        if ended {
+            // The send task, if waiting, finds the stream done.
+            self.ready.notify_one();
+        }
+        Pushed::Written(0)
     }
 
     /// Writes chunks in order: at once, as far as the transport takes them, when the

@@ -99,6 +99,8 @@ pub(crate) struct Io {
     pub(crate) early: HashMap<StreamId, Vec<SendOp>>,
     /// STOP_SENDING for bidirectional streams still opening.
     pub(crate) early_stop: HashMap<StreamId, ErrorCode>,
+    /// Room for the writes a flush gathers for one stream (kept between flushes).
+    pub(crate) batch: Vec<Bytes>,
     /// The deadline the driver sleeps until; a flush that moves the core's next timeout
     /// earlier wakes it.
     pub(crate) armed: Option<Instant>,
@@ -266,39 +268,25 @@ impl Shared {
         let mut upcalls = Vec::new();
         // Consecutive writes to one stream (a frame's header and payload, a backlog) go to
         // the transport together: one call, and no packet carrying only a header.
-        let mut writes: Vec<Bytes> = Vec::new();
+        let mut writes = std::mem::take(&mut inner.io.batch);
         let mut writes_to = None;
         loop {
             let mut progressed = false;
             while let Some(command) = inner.core.poll_command() {
                 progressed = true;
-                match command {
-                    Command::Write { id, data } if writes_to.is_none_or(|to| to == id) => {
-                        writes_to = Some(id);
-                        writes.push(data);
-                    }
-                    command => {
-                        if let Some(id) = writes_to.take() {
-                            inner.write(id, &mut writes);
-                        }
-                        if let Command::Write { id, data } = command {
-                            writes_to = Some(id);
-                            writes.push(data);
-                        } else {
-                            inner.execute(self, command);
-                        }
-                    }
+                let Command::Write { id, data } = command else {
+                    inner.write_batch(&mut writes_to, &mut writes);
+                    inner.execute(self, command);
+                    continue;
+                };
+                if writes_to.is_some_and(|to| to != id) || writes.len() >= 64 {
+                    inner.write_batch(&mut writes_to, &mut writes);
                 }
-                if writes.len() >= 64
-                    && let Some(id) = writes_to.take()
-                {
-                    inner.write(id, &mut writes);
-                }
+                writes_to = Some(id);
+                writes.push(data);
             }
             // Written bytes free send credit: the core may have more, so poll again.
-            if let Some(id) = writes_to.take() {
-                inner.write(id, &mut writes);
-            }
+            inner.write_batch(&mut writes_to, &mut writes);
             while let Some(event) = inner.core.poll_event() {
                 progressed = true;
                 inner.route(self, event, &mut upcalls);
@@ -307,6 +295,7 @@ impl Shared {
                 break;
             }
         }
+        inner.io.batch = writes;
         let wake = inner.core.is_closed()
             || match (inner.core.poll_timeout(), inner.io.armed) {
                 (Some(at), Some(armed)) => at < armed,
@@ -366,6 +355,13 @@ impl Shared {
 }
 
 impl Inner {
+    /// Hands the batch of writes gathered for one stream, if any, to it.
+    fn write_batch(&mut self, to: &mut Option<StreamId>, chunks: &mut Vec<Bytes>) {
+        if let Some(id) = to.take() {
+            self.write(id, chunks);
+        }
+    }
+
     /// Hands a stream's consecutive writes to it (see [`Shared::flush`]).
     fn write(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) {
         let pushed = self.io.send_writes(id, chunks);
@@ -392,10 +388,9 @@ impl Inner {
                 self.io.opening.insert(id);
                 let _ = shared.requests.send(Request::Open { id, dir, priority });
             }
-            Command::Write { id, data } => {
-                let pushed = self.io.send_op(id, SendOp::Write(data));
-                self.pushed(id, pushed);
-            }
+            // `Shared::flush` batches a stream's consecutive writes; a lone one goes the
+            // same way.
+            Command::Write { id, data } => self.write(id, &mut vec![data]),
             Command::Finish { id } => {
                 self.io.send_op(id, SendOp::Finish);
                 self.io.senders.remove(&id);
