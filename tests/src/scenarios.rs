@@ -520,18 +520,27 @@ pub async fn unread_budget_never_blocks_the_group_being_read<T: Transport>() {
     assert_eq!(total, 8 * 64);
 }
 
-/// A group the subscriber cancels (after its reader took over the stream) stops at the
-/// publisher at once, while the subscription goes on.
-pub async fn group_cancel_reaches_publisher<T: Transport>() {
+/// One subscription on `path` with group 1 open and its first frame read (so the group's
+/// reader has taken its stream over): the pair, the subscriber's track reader, the
+/// publisher's track writer, group 1's writer and its reader.
+async fn first_frame_read<T: Transport>(
+    path: &str,
+) -> (
+    crate::Pair,
+    moq_quinn::TrackReader,
+    TrackWriter,
+    moq_quinn::GroupWriter,
+    moq_quinn::GroupReader,
+) {
     let pair = T::connect(Options::default()).await;
-    let mut writers = capture(&pair.server_router, "/c");
+    let mut writers = capture(&pair.server_router, path);
     let mut reader = pair
         .client
-        .subscribe("/c", "t", SubscribeParams::default())
+        .subscribe(path, "t", SubscribeParams::default())
         .expect("subscribe");
     let (_, mut writer) = within("request", writers.recv()).await.expect("writer");
-    let mut first = writer.open_group_at(GroupSequence(1)).expect("open");
-    first.write_frame(frame("a")).expect("write");
+    let mut group_writer = writer.open_group_at(GroupSequence(1)).expect("open");
+    group_writer.write_frame(frame("a")).expect("write");
     let mut group = within("group", reader.next_group())
         .await
         .expect("ok")
@@ -540,14 +549,26 @@ pub async fn group_cancel_reaches_publisher<T: Transport>() {
         within("frame", group.read_frame()).await.expect("ok"),
         Some(frame("a"))
     );
-    group.cancel(code::group::SUBSCRIBE_CANCELLED);
-    // STOP_SENDING reaches the publisher: its writes to the group start failing.
-    within("the publisher sees the cancel", async {
-        while first.write_frame(frame("b")).is_ok() {
+    (pair, reader, writer, group_writer, group)
+}
+
+/// Waits (bounded) until the publisher's writes to a group fail: the subscriber's
+/// STOP_SENDING, or the end of the subscription, reached it.
+async fn until_writes_fail(what: &str, group: &mut moq_quinn::GroupWriter) {
+    within(what, async {
+        while group.write_frame(frame("b")).is_ok() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await;
+}
+
+/// A group the subscriber cancels (after its reader took over the stream) stops at the
+/// publisher at once, while the subscription goes on.
+pub async fn group_cancel_reaches_publisher<T: Transport>() {
+    let (_pair, mut reader, mut writer, mut first, mut group) = first_frame_read::<T>("/c").await;
+    group.cancel(code::group::SUBSCRIBE_CANCELLED);
+    until_writes_fail("the publisher sees the cancel", &mut first).await;
     // The subscription itself lives on.
     let mut second = writer.open_group_at(GroupSequence(2)).expect("open");
     second.write_frame(frame("c")).expect("write");
@@ -567,31 +588,10 @@ pub async fn group_cancel_reaches_publisher<T: Transport>() {
 /// from the driver) ends with an error when the subscription ends, and the publisher's
 /// writes to that group fail instead of piling up.
 pub async fn held_group_reader_ends_on_unsubscribe<T: Transport>() {
-    let pair = T::connect(Options::default()).await;
-    let mut writers = capture(&pair.server_router, "/i");
-    let mut reader = pair
-        .client
-        .subscribe("/i", "t", SubscribeParams::default())
-        .expect("subscribe");
-    let (_, mut writer) = within("request", writers.recv()).await.expect("writer");
-    let mut group_writer = writer.open_group_at(GroupSequence(1)).expect("open");
-    group_writer.write_frame(frame("a")).expect("write");
-    let mut group = within("group", reader.next_group())
-        .await
-        .expect("ok")
-        .expect("group");
-    assert_eq!(
-        within("frame", group.read_frame()).await.expect("ok"),
-        Some(frame("a"))
-    );
+    let (_pair, reader, _writer, mut group_writer, mut group) = first_frame_read::<T>("/i").await;
     // Unsubscribe, keeping the group reader (idle).
     drop(reader);
-    within("the publisher sees the end", async {
-        while group_writer.write_frame(frame("b")).is_ok() {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    until_writes_fail("the publisher sees the end", &mut group_writer).await;
     // The held reader reports the end instead of waiting forever.
     let end = within("reader end", group.read_all()).await;
     assert!(end.is_err(), "the group ended early: {end:?}");
