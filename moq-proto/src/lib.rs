@@ -37,7 +37,7 @@ pub use ids::{GroupSequence, HopId, SubscribeId};
 pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
     CloseReason, Command, CommandError, Config, Dir, EndReason, Event, PublisherParams, Role,
-    Session, SessionStats, StreamId, TransportStats,
+    Session, SessionStats, StreamId, StreamIdHasher, StreamMap, StreamSet, TransportStats,
 };
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.

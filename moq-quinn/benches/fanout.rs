@@ -8,7 +8,8 @@
 //! Knobs, for profiling and experiments: `FANOUT_N=1,4` (only those N), `FANOUT_ONLY=moq`
 //! or `quinn` (one throughput side only), `FANOUT_ORDERED=1` (subscribers ask for oldest
 //! groups first), `FANOUT_UNREAD=<bytes>` and `FANOUT_WINDOW=<bytes>` (the subscriber's
-//! `max_unread_bytes`, the publisher's `stream_send_window`).
+//! `max_unread_bytes`, the publisher's `stream_send_window`), `FANOUT_GROUPS=<n>` (groups
+//! per subscriber).
 
 #![allow(clippy::disallowed_methods, missing_docs)]
 
@@ -22,9 +23,15 @@ use moq_quinn::{
 
 const FRAME: usize = 16 * 1024;
 const FRAMES_PER_GROUP: usize = 256;
-/// Groups per subscriber: at least 4, and 256 MiB per run in total.
+/// Groups per subscriber: `FANOUT_GROUPS`, else at least 4 and 1 GiB per run in total.
 fn groups(n: usize) -> usize {
-    (64 / n).max(4)
+    if let Some(g) = std::env::var("FANOUT_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        return g;
+    }
+    (256 / n).max(4)
 }
 
 fn peak_rss_kib() -> u64 {

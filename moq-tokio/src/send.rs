@@ -5,6 +5,8 @@
 //! session lock: no task is woken. What the transport does not take at once is queued for
 //! the stream's send task, which waits for flow control with the stream lent to it; writes
 //! queued meanwhile follow in order.
+//!
+//! Blocked streams wait for the transport through the session's [`WriteGate`].
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -13,13 +15,38 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use moq_proto::{ErrorCode, StreamId};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 use crate::shared::Shared;
 use crate::transport::{SendStream, StreamError};
 
 /// Most chunks handed to the transport in one write.
 const MAX_BATCH: usize = 64;
+
+/// Blocked send streams of one session that wait for the transport with a waker of their
+/// own (see [`WriteGate`]).
+const GATE_PERMITS: usize = 4;
+
+/// How often a blocked stream without a permit retries on its own.
+const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Which of a session's blocked send streams wait for the transport.
+///
+/// When a QUIC connection's send window fills, quinn wakes every stream that found it
+/// full each time an acknowledgement frees room, and all but the first find it full
+/// again: with hundreds of group streams in flight that is hundreds of task wake-ups per
+/// acknowledgement. So only the holders of a few permits wait with a waker; the other
+/// blocked streams queue for a permit, in order. A stream blocked by its own flow
+/// control (a group its reader does not read) may hold a permit for long, so a waiting
+/// stream also retries every [`RETRY`] without a waker, and writes whatever room it finds.
+#[derive(Debug)]
+pub(crate) struct WriteGate(Semaphore);
+
+impl Default for WriteGate {
+    fn default() -> Self {
+        Self(Semaphore::new(GATE_PERMITS))
+    }
+}
 
 /// An operation on one stream's send side, in order.
 #[derive(Debug)]
@@ -250,21 +277,7 @@ pub(crate) async fn run(queue: Arc<SendQueue>, shared: Arc<Shared>, id: StreamId
             Next::Wait => queue.ready.notified().await,
             Next::Write(mut stream, mut chunks) => {
                 let n = chunks.iter().map(Bytes::len).sum();
-                // A reset must not wait behind a write the peer's flow control holds up.
-                let written = {
-                    let write = stream.write(&mut chunks);
-                    tokio::pin!(write);
-                    loop {
-                        if queue.reset_pending() {
-                            break None;
-                        }
-                        tokio::select! {
-                            biased;
-                            written = &mut write => break Some(written),
-                            () = queue.ready.notified() => {}
-                        }
-                    }
-                };
+                let written = queue.write(&shared.gate, &mut *stream, &mut chunks).await;
                 chunks.clear();
                 batch = chunks;
                 let Some(written) = written else {
@@ -352,6 +365,52 @@ impl SendQueue {
                     state.end();
                 }
                 SendOp::Priority(priority) => stream.set_priority(priority),
+            }
+        }
+    }
+
+    /// Writes `chunks` to the lent `stream`, waiting for the transport through `gate`.
+    /// `None` when a reset overtook the write.
+    async fn write(
+        &self,
+        gate: &WriteGate,
+        stream: &mut dyn ErasedSend,
+        chunks: &mut [Bytes],
+    ) -> Option<Result<(), StreamError>> {
+        let mut start = 0;
+        loop {
+            // A reset must not wait behind a write that flow control holds up.
+            if self.reset_pending() {
+                return None;
+            }
+            if let Err(e) = stream.try_write(&mut chunks[start..]) {
+                return Some(Err(e));
+            }
+            match chunks[start..].iter().position(|c| !c.is_empty()) {
+                Some(first) => start += first,
+                None => return Some(Ok(())),
+            }
+            tokio::select! {
+                biased;
+                permit = gate.0.acquire() => {
+                    let Ok(_permit) = permit else {
+                        continue;
+                    };
+                    let write = stream.write(&mut chunks[start..]);
+                    tokio::pin!(write);
+                    loop {
+                        if self.reset_pending() {
+                            return None;
+                        }
+                        tokio::select! {
+                            biased;
+                            written = &mut write => return Some(written),
+                            () = self.ready.notified() => {}
+                        }
+                    }
+                }
+                () = self.ready.notified() => {}
+                () = tokio::time::sleep(RETRY) => {}
             }
         }
     }
@@ -532,5 +591,153 @@ mod tests {
         assert!(matches!(queue.next(&mut batch), Next::Done));
         assert_eq!(mock.log().written, b"ab");
         assert!(mock.log().finished);
+    }
+
+    /// A connection's shared send window, as quinn keeps it: a blocked write registers its
+    /// waker, and every registered waker is woken when room is added.
+    #[derive(Default)]
+    struct Window {
+        room: usize,
+        wakers: Vec<(usize, std::task::Waker)>,
+        most_registered: usize,
+        written: usize,
+    }
+
+    /// A stream on a [`Window`], with its own flow-control credit.
+    struct Flow {
+        index: usize,
+        credit: usize,
+        window: Arc<Mutex<Window>>,
+    }
+
+    impl Flow {
+        /// Takes what the window and the credit allow.
+        fn take(&mut self, chunks: &mut [Bytes]) -> usize {
+            let mut window = self.window.lock().expect("window");
+            let mut taken = 0;
+            for chunk in chunks.iter_mut() {
+                let n = chunk.len().min(window.room).min(self.credit);
+                let _ = chunk.split_to(n);
+                window.room -= n;
+                window.written += n;
+                self.credit -= n;
+                taken += n;
+            }
+            taken
+        }
+    }
+
+    impl ErasedSend for Flow {
+        fn write<'a>(
+            &'a mut self,
+            chunks: &'a mut [Bytes],
+        ) -> Pin<Box<dyn Future<Output = Result<(), StreamError>> + Send + 'a>> {
+            Box::pin(std::future::poll_fn(move |cx| {
+                self.take(chunks);
+                if chunks.iter().all(Bytes::is_empty) {
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                let mut window = self.window.lock().expect("window");
+                let index = self.index;
+                window.wakers.retain(|(i, _)| *i != index);
+                window.wakers.push((index, cx.waker().clone()));
+                window.most_registered = window.most_registered.max(window.wakers.len());
+                std::task::Poll::Pending
+            }))
+        }
+
+        fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
+            Ok(self.take(chunks))
+        }
+
+        fn finish(&mut self) {}
+
+        fn reset(&mut self, _: ErrorCode) {}
+
+        fn set_priority(&mut self, _: i32) {}
+    }
+
+    fn add_room(window: &Mutex<Window>, room: usize) {
+        let wakers = {
+            let mut window = window.lock().expect("window");
+            window.room += room;
+            std::mem::take(&mut window.wakers)
+        };
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Spawns a write of `len` bytes on a new stream of `window`.
+    fn spawn_write(
+        gate: &Arc<WriteGate>,
+        window: &Arc<Mutex<Window>>,
+        index: usize,
+        credit: usize,
+        len: usize,
+    ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
+        let (gate, window) = (gate.clone(), window.clone());
+        tokio::spawn(async move {
+            let queue = SendQueue::default();
+            let mut stream = Flow {
+                index,
+                credit,
+                window,
+            };
+            let mut chunks = vec![Bytes::from(vec![0u8; len])];
+            queue.write(&gate, &mut stream, &mut chunks).await
+        })
+    }
+
+    async fn settle() {
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn only_a_few_blocked_streams_wait_with_a_waker() {
+        let gate = Arc::new(WriteGate::default());
+        let window = Arc::new(Mutex::new(Window::default()));
+        let writes: Vec<_> = (0..20)
+            .map(|i| spawn_write(&gate, &window, i, usize::MAX, 100))
+            .collect();
+        settle().await;
+        while window.lock().expect("window").written < 2000 {
+            add_room(&window, 30);
+            settle().await;
+            tokio::time::sleep(RETRY / 4).await;
+        }
+        for write in writes {
+            assert!(matches!(write.await, Ok(Some(Ok(())))));
+        }
+        let window = window.lock().expect("window");
+        assert_eq!(window.written, 2000);
+        assert!(
+            window.most_registered <= GATE_PERMITS,
+            "{} blocked writes waited with a waker",
+            window.most_registered
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn streams_stuck_on_their_own_flow_control_do_not_hold_up_the_others() {
+        let gate = Arc::new(WriteGate::default());
+        let window = Arc::new(Mutex::new(Window::default()));
+        // Streams without credit take every permit.
+        let stuck: Vec<_> = (0..GATE_PERMITS)
+            .map(|i| spawn_write(&gate, &window, i, 0, 10))
+            .collect();
+        settle().await;
+        assert_eq!(gate.0.available_permits(), 0);
+        let free = spawn_write(&gate, &window, GATE_PERMITS, usize::MAX, 100);
+        settle().await;
+        add_room(&window, 1000);
+        let done = tokio::time::timeout(RETRY * 10, free).await;
+        assert!(matches!(done, Ok(Ok(Some(Ok(()))))), "{done:?}");
+        assert_eq!(window.lock().expect("window").written, 100);
+        for write in stuck {
+            write.abort();
+        }
     }
 }

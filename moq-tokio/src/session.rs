@@ -74,10 +74,10 @@ impl Session {
             inner: Mutex::new(Inner {
                 core: moq_proto::Session::new(role, config, now()),
                 subs: HashMap::new(),
-                groups: HashMap::new(),
-                stream_unread: HashMap::new(),
-                handoffs: HashMap::new(),
-                interests: HashMap::new(),
+                groups: Default::default(),
+                stream_unread: Default::default(),
+                handoffs: Default::default(),
+                interests: Default::default(),
                 announced: HashMap::new(),
                 pubs: HashMap::new(),
                 probe: None,
@@ -91,6 +91,7 @@ impl Session {
             closed: watch::channel(None).0,
             goaway: watch::channel(None).0,
             probe_target: watch::channel(None).0,
+            gate: crate::send::WriteGate::default(),
         });
         if let Some(router) = &router {
             router.attach(&shared);

@@ -1,7 +1,7 @@
 //! State shared by the session handle, its readers and writers, and the driver task: the
 //! sans-IO core under a lock, and where each event goes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
     BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, HopId,
-    StreamId, SubscribeId, TransportStats,
+    StreamId, StreamMap, StreamSet, SubscribeId, TransportStats,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -69,12 +69,12 @@ pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
     pub(crate) subs: HashMap<SubscribeId, SubRoute>,
     /// Where each received group's (or fetch's) frames go, and its unread-bytes counter.
-    pub(crate) groups: HashMap<StreamId, (mpsc::UnboundedSender<GroupMsg>, Arc<AtomicUsize>)>,
+    pub(crate) groups: StreamMap<(mpsc::UnboundedSender<GroupMsg>, Arc<AtomicUsize>)>,
     /// Unread-bytes counters of group streams whose GROUP header has not been routed yet.
-    pub(crate) stream_unread: HashMap<StreamId, Arc<AtomicUsize>>,
+    pub(crate) stream_unread: StreamMap<Arc<AtomicUsize>>,
     /// Group streams whose reader waits for the stream's receive side.
-    pub(crate) handoffs: HashMap<StreamId, Arc<SourceSlot>>,
-    pub(crate) interests: HashMap<StreamId, mpsc::UnboundedSender<Announcement>>,
+    pub(crate) handoffs: StreamMap<Arc<SourceSlot>>,
+    pub(crate) interests: StreamMap<mpsc::UnboundedSender<Announcement>>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
     pub(crate) probe: Option<mpsc::UnboundedSender<crate::probe::ProbeResult>>,
@@ -90,15 +90,15 @@ pub(crate) struct Inner {
 #[derive(Debug, Default)]
 pub(crate) struct Io {
     /// Each open stream's send task, fed in the core's order.
-    pub(crate) senders: HashMap<StreamId, Arc<SendQueue>>,
+    pub(crate) senders: StreamMap<Arc<SendQueue>>,
     /// Each receiving stream's STOP_SENDING switch.
-    pub(crate) stoppers: HashMap<StreamId, Stopper>,
+    pub(crate) stoppers: StreamMap<Stopper>,
     /// Streams whose open is under way.
-    pub(crate) opening: HashSet<StreamId>,
+    pub(crate) opening: StreamSet,
     /// Operations for streams still opening (a reset before the open completed).
-    pub(crate) early: HashMap<StreamId, Vec<SendOp>>,
+    pub(crate) early: StreamMap<Vec<SendOp>>,
     /// STOP_SENDING for bidirectional streams still opening.
-    pub(crate) early_stop: HashMap<StreamId, ErrorCode>,
+    pub(crate) early_stop: StreamMap<ErrorCode>,
     /// Room for the writes a flush gathers for one stream (kept between flushes).
     pub(crate) batch: Vec<Bytes>,
     /// The deadline the driver sleeps until; a flush that moves the core's next timeout
@@ -219,6 +219,8 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Sender<Option<CloseReason>>,
     pub(crate) goaway: watch::Sender<Option<String>>,
     pub(crate) probe_target: watch::Sender<Option<u64>>,
+    /// Which blocked send streams wait for the transport (see [`crate::send::WriteGate`]).
+    pub(crate) gate: crate::send::WriteGate,
 }
 
 /// Calls into application handlers, made after the lock is released.

@@ -14,7 +14,7 @@ mod streams;
 mod subscribe;
 mod timer;
 
-pub use command::{Command, Dir, StreamId};
+pub use command::{Command, Dir, StreamId, StreamIdHasher, StreamMap, StreamSet};
 pub use config::Config;
 pub use error::CommandError;
 pub use event::{CloseReason, EndReason, Event};
@@ -85,7 +85,7 @@ pub struct Session {
 
     // Transport plumbing.
     next_stream: u64,
-    streams: HashMap<StreamId, Stream>,
+    streams: StreamMap<Stream>,
     /// Streams with a write or FIN to emit: (priority, stream), highest first (see streams).
     ready: std::collections::BinaryHeap<(i32, std::cmp::Reverse<StreamId>)>,
     commands: VecDeque<Command>,
@@ -94,22 +94,22 @@ pub struct Session {
 
     // Announce.
     broadcasts: HashMap<BroadcastPath, Vec<HopId>>,
-    interests_in: HashMap<StreamId, InterestIn>,
-    interests_out: HashMap<StreamId, InterestOut>,
+    interests_in: StreamMap<InterestIn>,
+    interests_out: StreamMap<InterestOut>,
 
     // Subscribe, as subscriber.
     next_subscribe_id: u64,
     subs_out: HashMap<SubscribeId, SubOut>,
-    groups_in: HashMap<StreamId, GroupIn>,
+    groups_in: StreamMap<GroupIn>,
 
     // Subscribe, as publisher.
     pubs: HashMap<SubscribeId, Publication>,
     seen_subscribe_ids: HashSet<SubscribeId>,
-    groups_out: HashMap<StreamId, GroupOut>,
+    groups_out: StreamMap<GroupOut>,
 
     // Fetch.
-    fetches_out: HashSet<StreamId>,
-    fetches_in: HashMap<StreamId, FetchIn>,
+    fetches_out: StreamSet,
+    fetches_in: StreamMap<FetchIn>,
 
     // Probe.
     probe_out: Option<ProbeOut>,
@@ -133,22 +133,22 @@ impl Session {
             now,
             closed: None,
             next_stream: 0,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             ready: Default::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
             timers: Timers::default(),
             broadcasts: HashMap::new(),
-            interests_in: HashMap::new(),
-            interests_out: HashMap::new(),
+            interests_in: StreamMap::default(),
+            interests_out: StreamMap::default(),
             next_subscribe_id: 1,
             subs_out: HashMap::new(),
-            groups_in: HashMap::new(),
+            groups_in: StreamMap::default(),
             pubs: HashMap::new(),
             seen_subscribe_ids: HashSet::new(),
-            groups_out: HashMap::new(),
-            fetches_out: HashSet::new(),
-            fetches_in: HashMap::new(),
+            groups_out: StreamMap::default(),
+            fetches_out: StreamSet::default(),
+            fetches_in: StreamMap::default(),
             probe_out: None,
             probe_in: None,
             goaway_sent: false,
