@@ -5,7 +5,7 @@
 //! and N = 1, 4, 16, 64 subscribers (each on its own connection), one publisher → relay →
 //! N subscribers, and prints per run: delivered MB/s and frames/s (summed over the
 //! subscribers, in the measurement window), the relay process's CPU time per delivered
-//! frame (and frames per CPU-second), its peak RSS and peak RSS growth per subscriber, and
+//! frame (and frames per CPU-second; per-thread nanoseconds from `schedstat`), its peak RSS and peak RSS growth per subscriber, and
 //! p50/p99 frame latency from the publisher's write to the subscriber's read.
 //!
 //! Loads:
@@ -20,6 +20,7 @@
 
 #![allow(clippy::disallowed_methods)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -197,6 +198,21 @@ impl RelayProcess {
                 .unwrap_or(0)
         };
         (cpu, kib("VmRSS:"), kib("VmHWM:"))
+    }
+
+    /// CPU nanoseconds of each live thread (`/proc/<pid>/task/*/schedstat`, first field).
+    fn thread_cpu_ns(&self) -> HashMap<u64, u64> {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{}/task", self.pid)) else {
+            return HashMap::new();
+        };
+        tasks
+            .flatten()
+            .filter_map(|task| {
+                let tid = task.file_name().to_str()?.parse().ok()?;
+                let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+                Some((tid, stat.split_whitespace().next()?.parse().ok()?))
+            })
+            .collect()
     }
 
     async fn stop(mut self) {
@@ -485,12 +501,14 @@ async fn run(kind: Kind, load: Load, n: usize, window: Duration) -> Row {
     }
     tokio::time::sleep(WARMUP).await;
     let (cpu0, _, _) = relay.usage();
+    let threads0 = relay.thread_cpu_ns();
     meter.measuring.store(true, Ordering::Relaxed);
     let t0 = Instant::now();
     tokio::time::sleep(window).await;
     meter.measuring.store(false, Ordering::Relaxed);
     let elapsed = t0.elapsed().as_secs_f64();
     let (cpu1, _, peak_rss) = relay.usage();
+    let threads1 = relay.thread_cpu_ns();
     stop.store(true, Ordering::Relaxed);
     for p in publishers {
         let _ = p.await;
@@ -512,7 +530,17 @@ async fn run(kind: Kind, load: Load, n: usize, window: Duration) -> Row {
     };
     let frames = meter.frames.load(Ordering::Relaxed) as f64;
     let bytes = meter.bytes.load(Ordering::Relaxed) as f64;
-    let cpu = cpu1 - cpu0;
+    // Per-thread nanoseconds when every thread of the window's start is still there (a
+    // thread that exited took its time with it), else the process's 10 ms ticks.
+    let cpu = if !threads1.is_empty() && threads0.keys().all(|t| threads1.contains_key(t)) {
+        threads1
+            .iter()
+            .map(|(t, &ns)| ns - threads0.get(t).copied().unwrap_or(0).min(ns))
+            .sum::<u64>() as f64
+            / 1e9
+    } else {
+        cpu1 - cpu0
+    };
     Row {
         label: format!("{} {} n={n}", kind.name(), load.name()),
         mbps: bytes / elapsed / 1e6,
