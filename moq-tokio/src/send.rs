@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 64;
 /// own (see [`WriteGate`]).
 const GATE_PERMITS: usize = 4;
 
-/// How often a blocked stream without a permit retries on its own.
+/// How often the first blocked stream without a permit retries on its own.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
 /// Which of a session's blocked send streams wait for the transport.
@@ -37,15 +37,32 @@ const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 /// again: with hundreds of group streams in flight that is hundreds of task wake-ups per
 /// acknowledgement. So only the holders of a few permits wait with a waker; the other
 /// blocked streams queue for a permit, in order. A stream blocked by its own flow
-/// control (a group its reader does not read) may hold a permit for long, so a waiting
-/// stream also retries every [`RETRY`] without a waker, and writes whatever room it finds.
+/// control (a group its reader does not read) may hold a permit for long, so the first
+/// stream in line also retries every [`RETRY`] without a waker and writes whatever room
+/// it finds; when it finds some, the next in line retries at once.
 #[derive(Debug)]
-pub(crate) struct WriteGate(Semaphore);
+pub(crate) struct WriteGate {
+    /// Held by the blocked streams that wait with a waker.
+    permits: Semaphore,
+    /// Held by the blocked stream without a permit whose turn it is to retry.
+    retry: tokio::sync::Mutex<()>,
+}
 
 impl Default for WriteGate {
     fn default() -> Self {
-        Self(Semaphore::new(GATE_PERMITS))
+        Self {
+            permits: Semaphore::new(GATE_PERMITS),
+            retry: tokio::sync::Mutex::new(()),
+        }
     }
+}
+
+/// What a blocked stream waited for.
+enum Woken<'a> {
+    Permit(tokio::sync::SemaphorePermit<'a>),
+    Turn(tokio::sync::MutexGuard<'a, ()>),
+    /// Time to retry, or a reset may be waiting.
+    Retry,
 }
 
 /// An operation on one stream's send side, in order.
@@ -378,39 +395,57 @@ impl SendQueue {
         chunks: &mut [Bytes],
     ) -> Option<Result<(), StreamError>> {
         let mut start = 0;
+        let mut turn = None;
         loop {
             // A reset must not wait behind a write that flow control holds up.
             if self.reset_pending() {
                 return None;
             }
-            if let Err(e) = stream.try_write(&mut chunks[start..]) {
-                return Some(Err(e));
+            match stream.try_write(&mut chunks[start..]) {
+                Ok(0) => {}
+                // Room found: the next stream in line may find more.
+                Ok(_) => turn = None,
+                Err(e) => return Some(Err(e)),
             }
             match chunks[start..].iter().position(|c| !c.is_empty()) {
                 Some(first) => start += first,
                 None => return Some(Ok(())),
             }
+            let woken = tokio::select! {
+                biased;
+                Ok(permit) = gate.permits.acquire() => Woken::Permit(permit),
+                () = self.ready.notified() => Woken::Retry,
+                guard = gate.retry.lock(), if turn.is_none() => Woken::Turn(guard),
+                () = tokio::time::sleep(RETRY), if turn.is_some() => Woken::Retry,
+            };
+            match woken {
+                Woken::Permit(_permit) => {
+                    drop(turn);
+                    return self.write_waiting(stream, &mut chunks[start..]).await;
+                }
+                Woken::Turn(guard) => turn = Some(guard),
+                Woken::Retry => {}
+            }
+        }
+    }
+
+    /// Writes `chunks`, waiting for the transport with a waker; `None` when a reset
+    /// overtook the write.
+    async fn write_waiting(
+        &self,
+        stream: &mut dyn ErasedSend,
+        chunks: &mut [Bytes],
+    ) -> Option<Result<(), StreamError>> {
+        let write = stream.write(chunks);
+        tokio::pin!(write);
+        loop {
+            if self.reset_pending() {
+                return None;
+            }
             tokio::select! {
                 biased;
-                permit = gate.0.acquire() => {
-                    let Ok(_permit) = permit else {
-                        continue;
-                    };
-                    let write = stream.write(&mut chunks[start..]);
-                    tokio::pin!(write);
-                    loop {
-                        if self.reset_pending() {
-                            return None;
-                        }
-                        tokio::select! {
-                            biased;
-                            written = &mut write => return Some(written),
-                            () = self.ready.notified() => {}
-                        }
-                    }
-                }
+                written = &mut write => return Some(written),
                 () = self.ready.notified() => {}
-                () = tokio::time::sleep(RETRY) => {}
             }
         }
     }
@@ -729,13 +764,22 @@ mod tests {
             .map(|i| spawn_write(&gate, &window, i, 0, 10))
             .collect();
         settle().await;
-        assert_eq!(gate.0.available_permits(), 0);
-        let free = spawn_write(&gate, &window, GATE_PERMITS, usize::MAX, 100);
+        assert_eq!(gate.permits.available_permits(), 0);
+        let free: Vec<_> = (0..10)
+            .map(|i| spawn_write(&gate, &window, GATE_PERMITS + i, usize::MAX, 100))
+            .collect();
         settle().await;
-        add_room(&window, 1000);
-        let done = tokio::time::timeout(RETRY * 10, free).await;
-        assert!(matches!(done, Ok(Ok(Some(Ok(()))))), "{done:?}");
-        assert_eq!(window.lock().expect("window").written, 100);
+        add_room(&window, 10_000);
+        // The first in line retries after RETRY, and each that finds room lets the next
+        // retry at once.
+        let all = futures_util::future::join_all(free);
+        let done = tokio::time::timeout(RETRY * 3, all).await;
+        let done = done.expect("every free stream writes within a few retries");
+        assert!(
+            done.iter().all(|d| matches!(d, Ok(Some(Ok(()))))),
+            "{done:?}"
+        );
+        assert_eq!(window.lock().expect("window").written, 1000);
         for write in stuck {
             write.abort();
         }
