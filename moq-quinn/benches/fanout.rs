@@ -5,7 +5,8 @@
 //! (moq and plain quinn, and their ratio), the spread between the fastest and slowest
 //! subscriber, p50/p99 latency of timestamped 1 KiB frames, and peak memory per connection.
 //!
-//! Knobs, for profiling and experiments: `FANOUT_N=1,4` (only those N), `FANOUT_ONLY=moq`
+//! Throughput figures are medians of `FANOUT_REPS` runs per side (default 3), the two sides
+//! alternating. Knobs, for profiling and experiments: `FANOUT_N=1,4` (only those N), `FANOUT_ONLY=moq`
 //! or `quinn` (one throughput side only), `FANOUT_ORDERED=1` (subscribers ask for oldest
 //! groups first), `FANOUT_UNREAD=<bytes>` and `FANOUT_WINDOW=<bytes>` (the subscriber's
 //! `max_unread_bytes`, the publisher's `stream_send_window`), `FANOUT_GROUPS=<n>` (groups
@@ -366,7 +367,7 @@ fn main() {
         .build()
         .expect("runtime");
     println!(
-        "fan-out over loopback: 1 track, groups of {FRAMES_PER_GROUP} frames x {} KiB, max(4, 64/N) groups per subscriber",
+        "fan-out over loopback: 1 track, groups of {FRAMES_PER_GROUP} frames x {} KiB, max(4, 256/N) groups per subscriber; MB/s: median of FANOUT_REPS runs (default 3)",
         FRAME / 1024
     );
     println!(
@@ -387,21 +388,44 @@ fn main() {
         .map(|v| v.split(',').filter_map(|n| n.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![1, 4, 16, 64]);
     let only = std::env::var("FANOUT_ONLY").unwrap_or_default();
+    // Each side runs `FANOUT_REPS` times (default 3), alternating, and the medians are
+    // compared: one run on a shared two-core machine varies by several percent.
+    let reps: usize = std::env::var("FANOUT_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1);
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     for n in ns {
         if only == "quinn" {
-            println!(
-                "{n:>4} {:>12} {:>12.1}",
-                "",
-                rt.block_on(quinn_throughput(n))
-            );
+            let plain = (0..reps)
+                .map(|_| rt.block_on(quinn_throughput(n)))
+                .collect();
+            println!("{n:>4} {:>12} {:>12.1}", "", median(plain));
             continue;
         }
-        let (moq, fastest, slowest, rss) = rt.block_on(moq_throughput(n));
+        let mut moq = Vec::new();
+        let mut plain = Vec::new();
+        let mut first = None;
+        for _ in 0..reps {
+            let (mbps, fastest, slowest, rss) = rt.block_on(moq_throughput(n));
+            moq.push(mbps);
+            // Peak RSS only grows: the first run's growth is the one to report.
+            first.get_or_insert((fastest, slowest, rss));
+            if only != "moq" {
+                plain.push(rt.block_on(quinn_throughput(n)));
+            }
+        }
+        let moq = median(moq);
         if only == "moq" {
             println!("{n:>4} {moq:>12.1}");
             continue;
         }
-        let plain = rt.block_on(quinn_throughput(n));
+        let plain = median(plain);
+        let (fastest, slowest, rss) = first.unwrap_or_default();
         let (p50, p99) = rt.block_on(latency(n));
         println!(
             "{n:>4} {moq:>12.1} {plain:>12.1} {:>7.2} {:>10.3} .. {:>8.3} {p50:>10.3} {p99:>10.3} {rss:>14}",

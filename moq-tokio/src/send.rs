@@ -27,42 +27,63 @@ const MAX_BATCH: usize = 64;
 /// own (see [`WriteGate`]).
 const GATE_PERMITS: usize = 4;
 
-/// How often the first blocked stream without a permit retries on its own.
+/// How often the blocked stream whose turn it is retries without a waker.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// How long a stream may hold a permit while it stays blocked, once others wait for one.
+const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Which of a session's blocked send streams wait for the transport.
 ///
 /// When a QUIC connection's send window fills, quinn wakes every stream that found it
 /// full each time an acknowledgement frees room, and all but the first find it full
 /// again: with hundreds of group streams in flight that is hundreds of task wake-ups per
-/// acknowledgement. So only the holders of a few permits wait with a waker; the other
-/// blocked streams queue for a permit, in order. A stream blocked by its own flow
-/// control (a group its reader does not read) may hold a permit for long, so the first
-/// stream in line also retries every [`RETRY`] without a waker and writes whatever room
-/// it finds; when it finds some, the next in line retries at once.
+/// acknowledgement. So a blocked stream waits, in line, for one of a few permits, and
+/// only a permit holder waits for the transport with a waker.
+///
+/// The streams in line take turns: the one whose turn it is retries at once and after
+/// [`RETRY`] without a waker, writing whatever room it finds, then hands the turn on. A
+/// retry that finds no room also tells permit holders blocked for longer than [`HOLD`]
+/// to hand their permits on (they go on waiting, without one): a stream blocked by its
+/// own flow control (a group its reader does not read) would otherwise keep its permit
+/// for good.
 #[derive(Debug)]
 pub(crate) struct WriteGate {
     /// Held by the blocked streams that wait with a waker.
     permits: Semaphore,
-    /// Held by the blocked stream without a permit whose turn it is to retry.
-    retry: tokio::sync::Mutex<()>,
+    /// Held by the blocked stream in line whose turn it is to retry.
+    turn: tokio::sync::Mutex<()>,
+    /// Asks permit holders blocked for longer than [`HOLD`] to hand their permits on.
+    hand_on: Notify,
 }
 
 impl Default for WriteGate {
     fn default() -> Self {
         Self {
             permits: Semaphore::new(GATE_PERMITS),
-            retry: tokio::sync::Mutex::new(()),
+            turn: tokio::sync::Mutex::new(()),
+            hand_on: Notify::new(),
         }
     }
 }
 
-/// What a blocked stream waited for.
-enum Woken<'a> {
-    Permit(tokio::sync::SemaphorePermit<'a>),
-    Turn(tokio::sync::MutexGuard<'a, ()>),
-    /// Time to retry, or a reset may be waiting.
-    Retry,
+/// A blocked stream's place in the line for the turn to retry.
+enum Turn<'a> {
+    Waiting(Pin<Box<dyn Future<Output = tokio::sync::MutexGuard<'a, ()>> + Send + 'a>>),
+    /// The turn lasts as long as the guard is held.
+    Mine {
+        _guard: tokio::sync::MutexGuard<'a, ()>,
+    },
+}
+
+impl<'a> Turn<'a> {
+    /// Resolves when the turn comes (never while it is this stream's).
+    async fn wait(&mut self) -> tokio::sync::MutexGuard<'a, ()> {
+        match self {
+            Self::Waiting(lock) => lock.await,
+            Self::Mine { .. } => std::future::pending().await,
+        }
+    }
 }
 
 /// An operation on one stream's send side, in order.
@@ -394,48 +415,68 @@ impl SendQueue {
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
     ) -> Option<Result<(), StreamError>> {
-        let mut start = 0;
-        let mut turn = None;
-        loop {
+        // In line for a permit and for the turn; the futures are kept across wake-ups, and
+        // with them the places in line.
+        let acquire = gate.permits.acquire();
+        tokio::pin!(acquire);
+        let mut turn = Turn::Waiting(Box::pin(gate.turn.lock()));
+        let retry = tokio::time::sleep(RETRY);
+        tokio::pin!(retry);
+        let mut try_now = true;
+        let mut timed = false;
+        let permit = loop {
             // A reset must not wait behind a write that flow control holds up.
             if self.reset_pending() {
                 return None;
             }
-            match stream.try_write(&mut chunks[start..]) {
-                Ok(0) => {}
-                // Room found: the next stream in line may find more.
-                Ok(_) => turn = None,
-                Err(e) => return Some(Err(e)),
-            }
-            match chunks[start..].iter().position(|c| !c.is_empty()) {
-                Some(first) => start += first,
-                None => return Some(Ok(())),
-            }
-            let woken = tokio::select! {
-                biased;
-                Ok(permit) = gate.permits.acquire() => Woken::Permit(permit),
-                () = self.ready.notified() => Woken::Retry,
-                guard = gate.retry.lock(), if turn.is_none() => Woken::Turn(guard),
-                () = tokio::time::sleep(RETRY), if turn.is_some() => Woken::Retry,
-            };
-            match woken {
-                Woken::Permit(_permit) => {
-                    drop(turn);
-                    return self.write_waiting(stream, &mut chunks[start..]).await;
+            if std::mem::take(&mut try_now) {
+                let found = match stream.try_write(chunks) {
+                    Ok(n) => n > 0,
+                    Err(e) => return Some(Err(e)),
+                };
+                if chunks.iter().all(Bytes::is_empty) {
+                    return Some(Ok(()));
                 }
-                Woken::Turn(guard) => turn = Some(guard),
-                Woken::Retry => {}
+                if matches!(turn, Turn::Mine { .. }) && (found || timed) {
+                    if !found {
+                        gate.hand_on.notify_waiters();
+                    }
+                    // Hand the turn on (the next in line retries at once) and queue again.
+                    turn = Turn::Waiting(Box::pin(gate.turn.lock()));
+                }
             }
-        }
+            tokio::select! {
+                biased;
+                permit = &mut acquire => break permit.ok(),
+                () = self.ready.notified() => {}
+                guard = turn.wait() => {
+                    turn = Turn::Mine { _guard: guard };
+                    try_now = true;
+                    timed = false;
+                    retry.as_mut().reset(tokio::time::Instant::now() + RETRY);
+                }
+                () = &mut retry, if matches!(turn, Turn::Mine { .. }) => {
+                    try_now = true;
+                    timed = true;
+                }
+            }
+        };
+        drop(turn);
+        let start = chunks.iter().position(|c| !c.is_empty()).unwrap_or(0);
+        self.write_holding(gate, permit, stream, &mut chunks[start..])
+            .await
     }
 
-    /// Writes `chunks`, waiting for the transport with a waker; `None` when a reset
-    /// overtook the write.
-    async fn write_waiting(
+    /// Writes `chunks` waiting for the transport with a waker, holding `permit` until done
+    /// or, once blocked for [`HOLD`], until asked to hand it on.
+    async fn write_holding(
         &self,
+        gate: &WriteGate,
+        mut permit: Option<tokio::sync::SemaphorePermit<'_>>,
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
     ) -> Option<Result<(), StreamError>> {
+        let since = tokio::time::Instant::now();
         let write = stream.write(chunks);
         tokio::pin!(write);
         loop {
@@ -446,6 +487,11 @@ impl SendQueue {
                 biased;
                 written = &mut write => return Some(written),
                 () = self.ready.notified() => {}
+                () = gate.hand_on.notified(), if permit.is_some() => {
+                    if since.elapsed() >= HOLD {
+                        permit = None;
+                    }
+                }
             }
         }
     }
@@ -738,10 +784,13 @@ mod tests {
             .map(|i| spawn_write(&gate, &window, i, usize::MAX, 100))
             .collect();
         settle().await;
-        while window.lock().expect("window").written < 2000 {
+        // Room comes in small steps, faster than HOLD (the clock does not move here).
+        for _ in 0..1000 {
+            if window.lock().expect("window").written == 2000 {
+                break;
+            }
             add_room(&window, 30);
             settle().await;
-            tokio::time::sleep(RETRY / 4).await;
         }
         for write in writes {
             assert!(matches!(write.await, Ok(Some(Ok(())))));
@@ -759,29 +808,65 @@ mod tests {
     async fn streams_stuck_on_their_own_flow_control_do_not_hold_up_the_others() {
         let gate = Arc::new(WriteGate::default());
         let window = Arc::new(Mutex::new(Window::default()));
-        // Streams without credit take every permit.
-        let stuck: Vec<_> = (0..GATE_PERMITS)
+        // More streams without credit than permits: they take every permit, and one waits.
+        let stuck: Vec<_> = (0..GATE_PERMITS + 1)
             .map(|i| spawn_write(&gate, &window, i, 0, 10))
             .collect();
         settle().await;
         assert_eq!(gate.permits.available_permits(), 0);
         let free: Vec<_> = (0..10)
-            .map(|i| spawn_write(&gate, &window, GATE_PERMITS + i, usize::MAX, 100))
+            .map(|i| spawn_write(&gate, &window, GATE_PERMITS + 1 + i, usize::MAX, 100))
             .collect();
         settle().await;
         add_room(&window, 10_000);
-        // The first in line retries after RETRY, and each that finds room lets the next
-        // retry at once.
+        // The stream whose turn it is retries after RETRY, finds room, writes, and the next
+        // in line retries at once.
         let all = futures_util::future::join_all(free);
-        let done = tokio::time::timeout(RETRY * 3, all).await;
-        let done = done.expect("every free stream writes within a few retries");
+        let done = tokio::time::timeout(RETRY * 3, all)
+            .await
+            .expect("every free stream writes within a few retries");
         assert!(
             done.iter().all(|d| matches!(d, Ok(Some(Ok(()))))),
             "{done:?}"
         );
         assert_eq!(window.lock().expect("window").written, 1000);
+        // The stuck stream still in line keeps retrying and finding no room, so the stuck
+        // permit holders hand their permits on: it takes one, and the rest are free.
+        tokio::time::sleep(HOLD * 3).await;
+        settle().await;
+        assert_eq!(gate.permits.available_permits(), GATE_PERMITS - 1);
         for write in stuck {
             write.abort();
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_overtakes_a_write_waiting_for_a_permit() {
+        let gate = Arc::new(WriteGate::default());
+        let window = Arc::new(Mutex::new(Window::default()));
+        let _stuck: Vec<_> = (0..GATE_PERMITS)
+            .map(|i| spawn_write(&gate, &window, i, 0, 10))
+            .collect();
+        settle().await;
+        let queue = Arc::new(SendQueue::default());
+        let waiting = tokio::spawn({
+            let (queue, gate, window) = (queue.clone(), gate.clone(), window.clone());
+            async move {
+                let mut stream = Flow {
+                    index: GATE_PERMITS,
+                    credit: usize::MAX,
+                    window,
+                };
+                let mut chunks = vec![Bytes::from_static(b"abc")];
+                queue.write(&gate, &mut stream, &mut chunks).await
+            }
+        });
+        settle().await;
+        assert!(!waiting.is_finished());
+        queue.push(SendOp::Reset(ErrorCode(3)));
+        settle().await;
+        // At once: no permit was handed on meanwhile (the clock did not move).
+        assert!(waiting.is_finished());
+        assert!(matches!(waiting.await, Ok(None)));
     }
 }
