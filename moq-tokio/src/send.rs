@@ -30,7 +30,8 @@ const GATE_PERMITS: usize = 4;
 /// How often the blocked stream whose turn it is retries without a waker.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// How long a stream may hold a permit while it stays blocked, once others wait for one.
+/// How long a stream may keep a permit once another stream in line finds room that the
+/// permit holders do not take.
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Which of a session's blocked send streams wait for the transport.
@@ -43,17 +44,18 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 ///
 /// The streams in line take turns: the one whose turn it is retries at once and after
 /// [`RETRY`] without a waker, writing whatever room it finds, then hands the turn on. A
-/// retry that finds no room also tells permit holders blocked for longer than [`HOLD`]
-/// to hand their permits on (they go on waiting, without one): a stream blocked by its
-/// own flow control (a group its reader does not read) would otherwise keep its permit
-/// for good.
+/// retry that finds room while the permit holders stay blocked means they are held up by
+/// their own flow control (a group its reader does not read), not by the connection: it
+/// tells those that have held a permit for [`HOLD`] to give it up and queue again (a
+/// write dropped half way leaves its chunks showing what is left, see
+/// [`crate::transport::SendStream::write_chunks`]).
 #[derive(Debug)]
 pub(crate) struct WriteGate {
     /// Held by the blocked streams that wait with a waker.
     permits: Semaphore,
     /// Held by the blocked stream in line whose turn it is to retry.
     turn: tokio::sync::Mutex<()>,
-    /// Asks permit holders blocked for longer than [`HOLD`] to hand their permits on.
+    /// Asks permit holders that have held a permit for [`HOLD`] to give it up.
     hand_on: Notify,
 }
 
@@ -65,6 +67,14 @@ impl Default for WriteGate {
             hand_on: Notify::new(),
         }
     }
+}
+
+/// How a wait in line for a permit ended.
+enum InLine<'g> {
+    /// The write is over (`None`: a reset overtook it).
+    Done(Option<Result<(), StreamError>>),
+    /// A permit (`None` only if the gate closed, which it never does).
+    Permit(Option<tokio::sync::SemaphorePermit<'g>>),
 }
 
 /// A blocked stream's place in the line for the turn to retry.
@@ -415,8 +425,30 @@ impl SendQueue {
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
     ) -> Option<Result<(), StreamError>> {
-        // In line for a permit and for the turn; the futures are kept across wake-ups, and
-        // with them the places in line.
+        loop {
+            let permit = match self.wait_in_line(gate, stream, chunks).await {
+                InLine::Done(done) => return done,
+                InLine::Permit(permit) => permit,
+            };
+            let start = chunks.iter().position(|c| !c.is_empty()).unwrap_or(0);
+            if let Some(done) = self
+                .write_holding(gate, permit, stream, &mut chunks[start..])
+                .await
+            {
+                return done;
+            }
+            // Asked to give the permit up: back to the end of the line.
+        }
+    }
+
+    /// Waits in line for a permit, retrying without a waker when it is this stream's turn.
+    async fn wait_in_line<'g>(
+        &self,
+        gate: &'g WriteGate,
+        stream: &mut dyn ErasedSend,
+        chunks: &mut [Bytes],
+    ) -> InLine<'g> {
+        // The futures are kept across wake-ups, and with them the places in line.
         let acquire = gate.permits.acquire();
         tokio::pin!(acquire);
         let mut turn = Turn::Waiting(Box::pin(gate.turn.lock()));
@@ -424,30 +456,32 @@ impl SendQueue {
         tokio::pin!(retry);
         let mut try_now = true;
         let mut timed = false;
-        let permit = loop {
+        loop {
             // A reset must not wait behind a write that flow control holds up.
             if self.reset_pending() {
-                return None;
+                return InLine::Done(None);
             }
             if std::mem::take(&mut try_now) {
                 let found = match stream.try_write(chunks) {
                     Ok(n) => n > 0,
-                    Err(e) => return Some(Err(e)),
+                    Err(e) => return InLine::Done(Some(Err(e))),
                 };
-                if chunks.iter().all(Bytes::is_empty) {
-                    return Some(Ok(()));
+                let mine = matches!(turn, Turn::Mine { .. });
+                if mine && found {
+                    // Room that the permit holders did not take.
+                    gate.hand_on.notify_waiters();
                 }
-                if matches!(turn, Turn::Mine { .. }) && (found || timed) {
-                    if !found {
-                        gate.hand_on.notify_waiters();
-                    }
+                if chunks.iter().all(Bytes::is_empty) {
+                    return InLine::Done(Some(Ok(())));
+                }
+                if mine && (found || timed) {
                     // Hand the turn on (the next in line retries at once) and queue again.
                     turn = Turn::Waiting(Box::pin(gate.turn.lock()));
                 }
             }
             tokio::select! {
                 biased;
-                permit = &mut acquire => break permit.ok(),
+                permit = &mut acquire => return InLine::Permit(permit.ok()),
                 () = self.ready.notified() => {}
                 guard = turn.wait() => {
                     turn = Turn::Mine { _guard: guard };
@@ -460,36 +494,33 @@ impl SendQueue {
                     timed = true;
                 }
             }
-        };
-        drop(turn);
-        let start = chunks.iter().position(|c| !c.is_empty()).unwrap_or(0);
-        self.write_holding(gate, permit, stream, &mut chunks[start..])
-            .await
+        }
     }
 
-    /// Writes `chunks` waiting for the transport with a waker, holding `permit` until done
-    /// or, once blocked for [`HOLD`], until asked to hand it on.
+    /// Writes `chunks`, waiting for the transport with a waker and holding `permit`. `None`
+    /// when asked to give the permit up (once held for [`HOLD`]): the write is dropped, and
+    /// `chunks` shows what is left.
     async fn write_holding(
         &self,
         gate: &WriteGate,
-        mut permit: Option<tokio::sync::SemaphorePermit<'_>>,
+        permit: Option<tokio::sync::SemaphorePermit<'_>>,
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
-    ) -> Option<Result<(), StreamError>> {
+    ) -> Option<Option<Result<(), StreamError>>> {
         let since = tokio::time::Instant::now();
         let write = stream.write(chunks);
         tokio::pin!(write);
         loop {
             if self.reset_pending() {
-                return None;
+                return Some(None);
             }
             tokio::select! {
                 biased;
-                written = &mut write => return Some(written),
+                written = &mut write => return Some(Some(written)),
                 () = self.ready.notified() => {}
                 () = gate.hand_on.notified(), if permit.is_some() => {
                     if since.elapsed() >= HOLD {
-                        permit = None;
+                        return None;
                     }
                 }
             }
@@ -682,6 +713,8 @@ mod tests {
         wakers: Vec<(usize, std::task::Waker)>,
         most_registered: usize,
         written: usize,
+        /// Writes (with a waker) started, per stream.
+        started: std::collections::HashMap<usize, usize>,
     }
 
     /// A stream on a [`Window`], with its own flow-control credit.
@@ -708,12 +741,33 @@ mod tests {
         }
     }
 
+    /// Unregisters a write's waker when the write is dropped.
+    struct Registration(usize, Arc<Mutex<Window>>);
+
+    impl Drop for Registration {
+        fn drop(&mut self) {
+            let index = self.0;
+            if let Ok(mut window) = self.1.lock() {
+                window.wakers.retain(|(i, _)| *i != index);
+            }
+        }
+    }
+
     impl ErasedSend for Flow {
         fn write<'a>(
             &'a mut self,
             chunks: &'a mut [Bytes],
         ) -> Pin<Box<dyn Future<Output = Result<(), StreamError>> + Send + 'a>> {
+            *self
+                .window
+                .lock()
+                .expect("window")
+                .started
+                .entry(self.index)
+                .or_default() += 1;
+            let registration = Registration(self.index, self.window.clone());
             Box::pin(std::future::poll_fn(move |cx| {
+                let _ = &registration;
                 self.take(chunks);
                 if chunks.iter().all(Bytes::is_empty) {
                     return std::task::Poll::Ready(Ok(()));
@@ -749,8 +803,9 @@ mod tests {
         }
     }
 
-    /// Spawns a write of `len` bytes on a new stream of `window`.
-    fn spawn_write(
+    /// Spawns a write of `len` bytes on a new stream of `window`, through `queue`.
+    fn spawn_write_on(
+        queue: Arc<SendQueue>,
         gate: &Arc<WriteGate>,
         window: &Arc<Mutex<Window>>,
         index: usize,
@@ -759,7 +814,6 @@ mod tests {
     ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
         let (gate, window) = (gate.clone(), window.clone());
         tokio::spawn(async move {
-            let queue = SendQueue::default();
             let mut stream = Flow {
                 index,
                 credit,
@@ -768,6 +822,16 @@ mod tests {
             let mut chunks = vec![Bytes::from(vec![0u8; len])];
             queue.write(&gate, &mut stream, &mut chunks).await
         })
+    }
+
+    fn spawn_write(
+        gate: &Arc<WriteGate>,
+        window: &Arc<Mutex<Window>>,
+        index: usize,
+        credit: usize,
+        len: usize,
+    ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
+        spawn_write_on(Arc::default(), gate, window, index, credit, len)
     }
 
     async fn settle() {
@@ -784,13 +848,14 @@ mod tests {
             .map(|i| spawn_write(&gate, &window, i, usize::MAX, 100))
             .collect();
         settle().await;
-        // Room comes in small steps, faster than HOLD (the clock does not move here).
+        // Room comes in small steps while the clock runs past RETRY and HOLD.
         for _ in 0..1000 {
             if window.lock().expect("window").written == 2000 {
                 break;
             }
             add_room(&window, 30);
             settle().await;
+            tokio::time::sleep(RETRY / 4).await;
         }
         for write in writes {
             assert!(matches!(write.await, Ok(Some(Ok(())))));
@@ -818,6 +883,7 @@ mod tests {
             .map(|i| spawn_write(&gate, &window, GATE_PERMITS + 1 + i, usize::MAX, 100))
             .collect();
         settle().await;
+        tokio::time::sleep(HOLD).await;
         add_room(&window, 10_000);
         // The stream whose turn it is retries after RETRY, finds room, writes, and the next
         // in line retries at once.
@@ -829,44 +895,42 @@ mod tests {
             done.iter().all(|d| matches!(d, Ok(Some(Ok(()))))),
             "{done:?}"
         );
-        assert_eq!(window.lock().expect("window").written, 1000);
-        // The stuck stream still in line keeps retrying and finding no room, so the stuck
-        // permit holders hand their permits on: it takes one, and the rest are free.
-        tokio::time::sleep(HOLD * 3).await;
-        settle().await;
-        assert_eq!(gate.permits.available_permits(), GATE_PERMITS - 1);
+        let window = window.lock().expect("window");
+        assert_eq!(window.written, 1000);
+        // Finding room the permit holders left, the free streams made them give their
+        // permits up and queue again: the stuck stream that was waiting got one.
+        assert_eq!(window.started.get(&GATE_PERMITS), Some(&1));
+        assert!(window.most_registered <= GATE_PERMITS);
+        drop(window);
         for write in stuck {
             write.abort();
         }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_reset_overtakes_a_write_waiting_for_a_permit() {
+    async fn a_reset_overtakes_a_blocked_write_wherever_it_waits() {
         let gate = Arc::new(WriteGate::default());
         let window = Arc::new(Mutex::new(Window::default()));
-        let _stuck: Vec<_> = (0..GATE_PERMITS)
+        // One holding a permit, the others taking the rest and the turn: the last waits
+        // for both.
+        let holder = Arc::new(SendQueue::default());
+        let holding = spawn_write_on(holder.clone(), &gate, &window, 0, 0, 10);
+        let _others: Vec<_> = (1..=GATE_PERMITS)
             .map(|i| spawn_write(&gate, &window, i, 0, 10))
             .collect();
         settle().await;
         let queue = Arc::new(SendQueue::default());
-        let waiting = tokio::spawn({
-            let (queue, gate, window) = (queue.clone(), gate.clone(), window.clone());
-            async move {
-                let mut stream = Flow {
-                    index: GATE_PERMITS,
-                    credit: usize::MAX,
-                    window,
-                };
-                let mut chunks = vec![Bytes::from_static(b"abc")];
-                queue.write(&gate, &mut stream, &mut chunks).await
-            }
-        });
+        let waiting = spawn_write_on(queue.clone(), &gate, &window, 99, usize::MAX, 3);
         settle().await;
-        assert!(!waiting.is_finished());
+        assert!(!waiting.is_finished() && !holding.is_finished());
+        // At once: nothing was handed on meanwhile (the clock did not move).
         queue.push(SendOp::Reset(ErrorCode(3)));
         settle().await;
-        // At once: no permit was handed on meanwhile (the clock did not move).
         assert!(waiting.is_finished());
         assert!(matches!(waiting.await, Ok(None)));
+        holder.push(SendOp::Reset(ErrorCode(4)));
+        settle().await;
+        assert!(holding.is_finished());
+        assert!(matches!(holding.await, Ok(None)));
     }
 }

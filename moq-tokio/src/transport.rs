@@ -91,17 +91,22 @@ pub trait Connection: Clone + Send + Sync + 'static {
 /// The send side of a stream.
 pub trait SendStream: Send + 'static {
     /// Writes a chunk, without copying it. Fails with [`StreamError::Stopped`] when the peer
-    /// sent STOP_SENDING.
+    /// sent STOP_SENDING. A transport that cannot promise that a write dropped before it
+    /// completes wrote nothing must override [`SendStream::write_chunks`].
     fn write_chunk(&mut self, data: Bytes) -> impl Future<Output = Result<(), StreamError>> + Send;
-    /// Writes several chunks in order, without copying them; the chunks are taken (left
-    /// empty). Transports that can hand a batch over at once should override this.
+    /// Writes several chunks in order, without copying them: chunks written whole are left
+    /// empty, a chunk written in part keeps its unwritten tail. The session may drop a
+    /// blocked write and resume it later with what is left, so this must hold at every
+    /// await point, as it does for quinn's `write_chunks`. Transports that can hand a batch
+    /// over at once should override this.
     fn write_chunks(
         &mut self,
         chunks: &mut [Bytes],
     ) -> impl Future<Output = Result<(), StreamError>> + Send {
         async move {
-            for chunk in chunks.iter_mut() {
-                self.write_chunk(std::mem::take(chunk)).await?;
+            for chunk in chunks.iter_mut().filter(|c| !c.is_empty()) {
+                self.write_chunk(chunk.clone()).await?;
+                *chunk = Bytes::new();
             }
             Ok(())
         }
