@@ -15,7 +15,8 @@
 //!
 //! FILTER words select runs whose label contains all of them (`ours`, `moq-relay`, `media`,
 //! `saturate`, `n=16`). `BENCH_SECS` sets the measurement window (default 5 s, after 2 s of
-//! warm-up). moq-relay is found like the interop test finds it (`$MOQ_RELAY_BIN`, then
+//! warm-up); `BENCH_REPS` runs each one that many times, the relays alternating, and prints
+//! per-column medians and a ratio table. moq-relay is found like the interop test finds it (`$MOQ_RELAY_BIN`, then
 //! `target/moq-relay/bin/moq-relay`, then `~/.cache/moq-fanout/moq-relay-0.17.10/bin`).
 
 #![allow(clippy::disallowed_methods)]
@@ -414,6 +415,7 @@ async fn subscriber(
     drop(client);
 }
 
+#[derive(Clone)]
 struct Row {
     label: String,
     mbps: f64,
@@ -592,14 +594,31 @@ fn main() {
         "p99 ms",
         "dropped"
     );
+    // `BENCH_REPS` runs of each (default 1), the two relays alternating; each column of a
+    // printed row is the median over the runs.
+    let reps: usize = std::env::var("BENCH_REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut summary = Vec::new();
     for load in [Load::Media, Load::Saturate] {
-        for kind in [Kind::Ours, Kind::MoqRelay] {
-            for n in COUNTS {
-                let label = format!("{} {} n={n}", kind.name(), load.name());
-                if !filters.iter().all(|f| label.contains(f.as_str())) {
-                    continue;
+        for n in COUNTS {
+            let kinds: Vec<Kind> = [Kind::Ours, Kind::MoqRelay]
+                .into_iter()
+                .filter(|kind| {
+                    let label = format!("{} {} n={n}", kind.name(), load.name());
+                    filters.iter().all(|f| label.contains(f.as_str()))
+                })
+                .collect();
+            let mut rows: Vec<Vec<Row>> = kinds.iter().map(|_| Vec::new()).collect();
+            for _ in 0..reps {
+                for (kind, runs) in kinds.iter().zip(&mut rows) {
+                    runs.push(runtime.block_on(run(*kind, load, n, window)));
                 }
-                let row = runtime.block_on(run(kind, load, n, window));
+            }
+            let medians: Vec<Row> = rows.into_iter().map(median_row).collect();
+            for row in &medians {
                 println!(
                     "{:<24} {:>9.2} {:>9.0} {:>11.1} {:>12.0} {:>9.1} {:>10.0} {:>8.2} {:>8.2} {:>7}",
                     row.label,
@@ -614,6 +633,67 @@ fn main() {
                     row.dropped
                 );
             }
+            if let [ours, theirs] = &medians[..] {
+                summary.push((
+                    format!("{} n={n}", load.name()),
+                    ours.clone(),
+                    theirs.clone(),
+                ));
+            }
         }
+    }
+    if !summary.is_empty() {
+        println!("\nours / moq-relay ({reps} run(s) each, medians)");
+        println!(
+            "{:<16} {:>13} {:>9} {:>9} {:>9}",
+            "run", "frames/CPU-s", "KB/sub", "p50", "p99"
+        );
+        for (label, ours, theirs) in &summary {
+            println!(
+                "{:<16} {:>13.2} {:>9.2} {:>9.2} {:>9.2}",
+                label,
+                ours.frames_per_cpu_s / theirs.frames_per_cpu_s,
+                ours.rss_per_sub_kb / theirs.rss_per_sub_kb,
+                ours.p50_ms / theirs.p50_ms,
+                ours.p99_ms / theirs.p99_ms
+            );
+        }
+        for load in [Load::Media, Load::Saturate] {
+            let at = |n: usize| {
+                summary
+                    .iter()
+                    .find(|(label, _, _)| *label == format!("{} n={n}", load.name()))
+            };
+            if let (Some((_, o16, t16)), Some((_, o64, t64))) = (at(16), at(64)) {
+                let marginal = |a: &Row, b: &Row| (b.peak_rss_mb - a.peak_rss_mb) * 1024.0 / 48.0;
+                let (ours, theirs) = (marginal(o16, o64), marginal(t16, t64));
+                println!(
+                    "{} peak RSS per added subscriber (n=16 -> 64): ours {ours:.0} KB, moq-relay {theirs:.0} KB ({:.2})",
+                    load.name(),
+                    ours / theirs
+                );
+            }
+        }
+    }
+}
+
+/// A row whose every column is the median of `rows`' (which share their label).
+fn median_row(rows: Vec<Row>) -> Row {
+    let median = |f: &dyn Fn(&Row) -> f64| {
+        let mut v: Vec<f64> = rows.iter().map(f).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    Row {
+        label: rows[0].label.clone(),
+        mbps: median(&|r| r.mbps),
+        fps: median(&|r| r.fps),
+        cpu_per_frame_us: median(&|r| r.cpu_per_frame_us),
+        frames_per_cpu_s: median(&|r| r.frames_per_cpu_s),
+        peak_rss_mb: median(&|r| r.peak_rss_mb),
+        rss_per_sub_kb: median(&|r| r.rss_per_sub_kb),
+        p50_ms: median(&|r| r.p50_ms),
+        p99_ms: median(&|r| r.p99_ms),
+        dropped: median(&|r| r.dropped as f64) as u64,
     }
 }
