@@ -658,7 +658,10 @@ fn main() {
                 ours.p99_ms / theirs.p99_ms
             );
         }
-        for load in [Load::Media, Load::Saturate] {
+        // Media only: under the saturating load the relays' queues, not their subscribers,
+        // set the peak.
+        {
+            let load = Load::Media;
             let at = |n: usize| {
                 summary
                     .iter()
