@@ -170,6 +170,17 @@ impl transport::SendStream for SendStream {
             .map_err(write_error)
     }
 
+    fn stopped(&mut self) -> impl Future<Output = Option<ErrorCode>> + Send + 'static {
+        let stopped = self.0.stopped();
+        async move {
+            stopped
+                .await
+                .ok()
+                .flatten()
+                .map(|code| ErrorCode(code.into_inner()))
+        }
+    }
+
     fn finish(&mut self) -> Result<(), StreamError> {
         self.0.finish().map_err(|_| StreamError::Closed)
     }

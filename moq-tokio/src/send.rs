@@ -30,8 +30,8 @@ const GATE_PERMITS: usize = 4;
 /// How often the blocked stream whose turn it is retries without a waker.
 const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// How long a stream may keep a permit once another stream in line finds room that the
-/// permit holders do not take.
+/// How long a permit holder may go without a wake-up from the transport before it gives its
+/// permit up (when a stream in line retries).
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// Which of a session's blocked send streams wait for the transport.
@@ -43,19 +43,21 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 /// only a permit holder waits for the transport with a waker.
 ///
 /// The streams in line take turns: the one whose turn it is retries at once and after
-/// [`RETRY`] without a waker, writing whatever room it finds, then hands the turn on. A
-/// retry that finds room while the permit holders stay blocked means they are held up by
-/// their own flow control (a group its reader does not read), not by the connection: it
-/// tells those that have held a permit for [`HOLD`] to give it up and queue again (a
-/// write dropped half way leaves its chunks showing what is left, see
-/// [`crate::transport::SendStream::write_chunks`]).
+/// [`RETRY`] without a waker, writing whatever room it finds, then hands the turn on. The
+/// timed retry also tells the permit holders to check on themselves: a holder that the
+/// transport has not woken for [`HOLD`] is held up by its own flow control (a group its
+/// reader does not read), since the connection's window wakes its holders at every
+/// acknowledgement, so it gives its permit up and queues again (a write dropped half way
+/// leaves its chunks showing what is left, see
+/// [`crate::transport::SendStream::write_chunks`]). A stream in line watches for
+/// STOP_SENDING ([`crate::transport::SendStream::stopped`]), having no waker of its own.
 #[derive(Debug)]
 pub(crate) struct WriteGate {
     /// Held by the blocked streams that wait with a waker.
     permits: Semaphore,
     /// Held by the blocked stream in line whose turn it is to retry.
     turn: tokio::sync::Mutex<()>,
-    /// Asks permit holders that have held a permit for [`HOLD`] to give it up.
+    /// Asks permit holders that the transport has not woken for [`HOLD`] to give it up.
     hand_on: Notify,
 }
 
@@ -66,6 +68,80 @@ impl Default for WriteGate {
             turn: tokio::sync::Mutex::new(()),
             hand_on: Notify::new(),
         }
+    }
+}
+
+/// Whether the transport woke a write (the waker handed to it), passing the wake-up on to
+/// the task.
+#[derive(Default)]
+struct Woken {
+    woken: std::sync::atomic::AtomicBool,
+    task: Mutex<Option<std::task::Waker>>,
+}
+
+impl Woken {
+    /// Wakes `task` from now on.
+    fn track(&self, task: &std::task::Waker) {
+        let mut current = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if !current.as_ref().is_some_and(|w| w.will_wake(task)) {
+            *current = Some(task.clone());
+        }
+    }
+
+    /// Whether a wake-up came since the last call.
+    fn take(&self) -> bool {
+        self.woken.swap(false, std::sync::atomic::Ordering::AcqRel)
+    }
+}
+
+impl std::task::Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(task) = self.task.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            task.wake_by_ref();
+        }
+    }
+}
+
+/// Polls `inner` only once it has woken the task (and on the first poll), so that a future
+/// whose polls cost something (quinn's `stopped` takes the connection lock) stays cheap in
+/// a `select!` whose other branches wake the task often.
+struct OnWake<F> {
+    inner: F,
+    woken: Arc<Woken>,
+    waker: std::task::Waker,
+    first: bool,
+}
+
+impl<F> OnWake<F> {
+    fn new(inner: F) -> Self {
+        let woken = Arc::new(Woken::default());
+        Self {
+            inner,
+            waker: std::task::Waker::from(woken.clone()),
+            woken,
+            first: true,
+        }
+    }
+}
+
+impl<F: Future + Unpin> Future for OnWake<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        let this = &mut *self;
+        this.woken.track(cx.waker());
+        if !std::mem::take(&mut this.first) && !this.woken.take() {
+            return std::task::Poll::Pending;
+        }
+        Pin::new(&mut this.inner).poll(&mut std::task::Context::from_waker(&this.waker))
     }
 }
 
@@ -121,6 +197,8 @@ pub(crate) trait ErasedSend: Send {
     fn reset(&mut self, code: ErrorCode);
     /// See [`SendStream::set_priority`].
     fn set_priority(&mut self, priority: i32);
+    /// See [`SendStream::stopped`].
+    fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>>;
 }
 
 impl<S: SendStream> ErasedSend for S {
@@ -145,6 +223,10 @@ impl<S: SendStream> ErasedSend for S {
 
     fn set_priority(&mut self, priority: i32) {
         SendStream::set_priority(self, priority);
+    }
+
+    fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>> {
+        Box::pin(SendStream::stopped(self))
     }
 }
 
@@ -454,6 +536,9 @@ impl SendQueue {
         let mut turn = Turn::Waiting(Box::pin(gate.turn.lock()));
         let retry = tokio::time::sleep(RETRY);
         tokio::pin!(retry);
+        // Without a waker of its own here, the stream hears of STOP_SENDING this way.
+        let mut stopped = OnWake::new(stream.stopped());
+        let mut stop_watched = true;
         let mut try_now = true;
         let mut timed = false;
         loop {
@@ -467,8 +552,7 @@ impl SendQueue {
                     Err(e) => return InLine::Done(Some(Err(e))),
                 };
                 let mine = matches!(turn, Turn::Mine { .. });
-                if mine && found {
-                    // Room that the permit holders did not take.
+                if mine && timed {
                     gate.hand_on.notify_waiters();
                 }
                 if chunks.iter().all(Bytes::is_empty) {
@@ -493,13 +577,17 @@ impl SendQueue {
                     try_now = true;
                     timed = true;
                 }
+                code = &mut stopped, if stop_watched => match code {
+                    Some(code) => return InLine::Done(Some(Err(StreamError::Stopped(code)))),
+                    None => stop_watched = false,
+                },
             }
         }
     }
 
     /// Writes `chunks`, waiting for the transport with a waker and holding `permit`. `None`
-    /// when asked to give the permit up (once held for [`HOLD`]): the write is dropped, and
-    /// `chunks` shows what is left.
+    /// when asked to give the permit up after [`HOLD`] without a wake-up from the transport:
+    /// the write is dropped, and `chunks` shows what is left.
     async fn write_holding(
         &self,
         gate: &WriteGate,
@@ -507,9 +595,16 @@ impl SendQueue {
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
     ) -> Option<Option<Result<(), StreamError>>> {
-        let since = tokio::time::Instant::now();
-        let write = stream.write(chunks);
-        tokio::pin!(write);
+        let woken = Arc::new(Woken::default());
+        let waker = std::task::Waker::from(woken.clone());
+        let mut last_woken = tokio::time::Instant::now();
+        let mut write = stream.write(chunks);
+        let mut write = std::future::poll_fn(|cx| {
+            woken.track(cx.waker());
+            write
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(&waker))
+        });
         loop {
             if self.reset_pending() {
                 return Some(None);
@@ -519,10 +614,16 @@ impl SendQueue {
                 written = &mut write => return Some(Some(written)),
                 () = self.ready.notified() => {}
                 () = gate.hand_on.notified(), if permit.is_some() => {
-                    if since.elapsed() >= HOLD {
+                    if woken.take() {
+                        last_woken = tokio::time::Instant::now();
+                    }
+                    if last_woken.elapsed() >= HOLD {
                         return None;
                     }
                 }
+            }
+            if woken.take() {
+                last_woken = tokio::time::Instant::now();
             }
         }
     }
@@ -613,6 +714,10 @@ mod tests {
         }
 
         fn set_priority(&mut self, _: i32) {}
+
+        fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>> {
+            Box::pin(std::future::pending())
+        }
     }
 
     fn write(data: &'static [u8]) -> SendOp {
@@ -705,13 +810,17 @@ mod tests {
         assert!(mock.log().finished);
     }
 
-    /// A connection's shared send window, as quinn keeps it: a blocked write registers its
-    /// waker, and every registered waker is woken when room is added.
+    /// A connection's shared send window, modelled on quinn's: a write blocked by the
+    /// window registers its task's waker, and all of them are woken when room is added; a
+    /// write blocked by its own stream's credit waits for credit only; a write dropped
+    /// while blocked leaves its waker behind; a try that finds no room leaves a no-op one.
     #[derive(Default)]
     struct Window {
         room: usize,
-        wakers: Vec<(usize, std::task::Waker)>,
-        most_registered: usize,
+        /// Per blocked stream, its write's waker (`None`: left by a try, wakes nobody).
+        wakers: Vec<(usize, Option<std::task::Waker>)>,
+        /// The most tasks one `add_room` woke.
+        most_woken: usize,
         written: usize,
         /// Writes (with a waker) started, per stream.
         started: std::collections::HashMap<usize, usize>,
@@ -722,11 +831,13 @@ mod tests {
         index: usize,
         credit: usize,
         window: Arc<Mutex<Window>>,
+        stop: Option<tokio::sync::oneshot::Receiver<ErrorCode>>,
     }
 
     impl Flow {
-        /// Takes what the window and the credit allow.
-        fn take(&mut self, chunks: &mut [Bytes]) -> usize {
+        /// Takes what the window and the credit allow; when blocked by the window (not by
+        /// the credit), registers `waker` (`None` for a try) as quinn does.
+        fn take(&mut self, chunks: &mut [Bytes], waker: Option<&std::task::Waker>) -> usize {
             let mut window = self.window.lock().expect("window");
             let mut taken = 0;
             for chunk in chunks.iter_mut() {
@@ -737,19 +848,12 @@ mod tests {
                 self.credit -= n;
                 taken += n;
             }
-            taken
-        }
-    }
-
-    /// Unregisters a write's waker when the write is dropped.
-    struct Registration(usize, Arc<Mutex<Window>>);
-
-    impl Drop for Registration {
-        fn drop(&mut self) {
-            let index = self.0;
-            if let Ok(mut window) = self.1.lock() {
+            if chunks.iter().any(|c| !c.is_empty()) && self.credit > 0 {
+                let index = self.index;
                 window.wakers.retain(|(i, _)| *i != index);
+                window.wakers.push((index, waker.cloned()));
             }
+            taken
         }
     }
 
@@ -765,24 +869,18 @@ mod tests {
                 .started
                 .entry(self.index)
                 .or_default() += 1;
-            let registration = Registration(self.index, self.window.clone());
             Box::pin(std::future::poll_fn(move |cx| {
-                let _ = &registration;
-                self.take(chunks);
+                self.take(chunks, Some(cx.waker()));
                 if chunks.iter().all(Bytes::is_empty) {
-                    return std::task::Poll::Ready(Ok(()));
+                    std::task::Poll::Ready(Ok(()))
+                } else {
+                    std::task::Poll::Pending
                 }
-                let mut window = self.window.lock().expect("window");
-                let index = self.index;
-                window.wakers.retain(|(i, _)| *i != index);
-                window.wakers.push((index, cx.waker().clone()));
-                window.most_registered = window.most_registered.max(window.wakers.len());
-                std::task::Poll::Pending
             }))
         }
 
         fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
-            Ok(self.take(chunks))
+            Ok(self.take(chunks, None))
         }
 
         fn finish(&mut self) {}
@@ -790,6 +888,16 @@ mod tests {
         fn reset(&mut self, _: ErrorCode) {}
 
         fn set_priority(&mut self, _: i32) {}
+
+        fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>> {
+            let stop = self.stop.take();
+            Box::pin(async move {
+                match stop {
+                    Some(stop) => stop.await.ok(),
+                    None => std::future::pending().await,
+                }
+            })
+        }
     }
 
     fn add_room(window: &Mutex<Window>, room: usize) {
@@ -798,27 +906,24 @@ mod tests {
             window.room += room;
             std::mem::take(&mut window.wakers)
         };
-        for (_, waker) in wakers {
+        let woken = wakers.iter().filter(|(_, w)| w.is_some()).count();
+        let mut guard = window.lock().expect("window");
+        guard.most_woken = guard.most_woken.max(woken);
+        drop(guard);
+        for waker in wakers.into_iter().filter_map(|(_, w)| w) {
             waker.wake();
         }
     }
 
     /// Spawns a write of `len` bytes on a new stream of `window`, through `queue`.
-    fn spawn_write_on(
+    fn spawn_flow(
         queue: Arc<SendQueue>,
         gate: &Arc<WriteGate>,
-        window: &Arc<Mutex<Window>>,
-        index: usize,
-        credit: usize,
+        mut stream: Flow,
         len: usize,
     ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
-        let (gate, window) = (gate.clone(), window.clone());
+        let gate = gate.clone();
         tokio::spawn(async move {
-            let mut stream = Flow {
-                index,
-                credit,
-                window,
-            };
             let mut chunks = vec![Bytes::from(vec![0u8; len])];
             queue.write(&gate, &mut stream, &mut chunks).await
         })
@@ -831,7 +936,13 @@ mod tests {
         credit: usize,
         len: usize,
     ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
-        spawn_write_on(Arc::default(), gate, window, index, credit, len)
+        let stream = Flow {
+            index,
+            credit,
+            window: window.clone(),
+            stop: None,
+        };
+        spawn_flow(Arc::default(), gate, stream, len)
     }
 
     async fn settle() {
@@ -840,8 +951,19 @@ mod tests {
         }
     }
 
+    /// The write's outcome, within `within` (of the paused clock).
+    async fn outcome(
+        write: tokio::task::JoinHandle<Option<Result<(), StreamError>>>,
+        within: std::time::Duration,
+    ) -> Option<Result<(), StreamError>> {
+        tokio::time::timeout(within, write)
+            .await
+            .expect("the write ends in time")
+            .expect("the write task")
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn only_a_few_blocked_streams_wait_with_a_waker() {
+    async fn only_a_few_blocked_streams_are_woken_per_acknowledgement() {
         let gate = Arc::new(WriteGate::default());
         let window = Arc::new(Mutex::new(Window::default()));
         let writes: Vec<_> = (0..20)
@@ -858,14 +980,14 @@ mod tests {
             tokio::time::sleep(RETRY / 4).await;
         }
         for write in writes {
-            assert!(matches!(write.await, Ok(Some(Ok(())))));
+            assert!(matches!(outcome(write, RETRY).await, Some(Ok(()))));
         }
         let window = window.lock().expect("window");
         assert_eq!(window.written, 2000);
         assert!(
-            window.most_registered <= GATE_PERMITS,
-            "{} blocked writes waited with a waker",
-            window.most_registered
+            window.most_woken <= GATE_PERMITS,
+            "one acknowledgement woke {} blocked writes",
+            window.most_woken
         );
     }
 
@@ -883,54 +1005,112 @@ mod tests {
             .map(|i| spawn_write(&gate, &window, GATE_PERMITS + 1 + i, usize::MAX, 100))
             .collect();
         settle().await;
-        tokio::time::sleep(HOLD).await;
         add_room(&window, 10_000);
         // The stream whose turn it is retries after RETRY, finds room, writes, and the next
         // in line retries at once.
-        let all = futures_util::future::join_all(free);
-        let done = tokio::time::timeout(RETRY * 3, all)
-            .await
-            .expect("every free stream writes within a few retries");
+        for write in free {
+            assert!(matches!(outcome(write, RETRY * 3).await, Some(Ok(()))));
+        }
+        assert_eq!(window.lock().expect("window").written, 1000);
+        // Not woken for HOLD, the stuck permit holders give their permits up when the stuck
+        // stream in line retries: it gets one.
+        tokio::time::sleep(HOLD + RETRY * 3).await;
+        settle().await;
         assert!(
-            done.iter().all(|d| matches!(d, Ok(Some(Ok(()))))),
-            "{done:?}"
+            window
+                .lock()
+                .expect("window")
+                .started
+                .contains_key(&GATE_PERMITS)
         );
-        let window = window.lock().expect("window");
-        assert_eq!(window.written, 1000);
-        // Finding room the permit holders left, the free streams made them give their
-        // permits up and queue again: the stuck stream that was waiting got one.
-        assert_eq!(window.started.get(&GATE_PERMITS), Some(&1));
-        assert!(window.most_registered <= GATE_PERMITS);
-        drop(window);
         for write in stuck {
             write.abort();
         }
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_reset_overtakes_a_blocked_write_wherever_it_waits() {
+    async fn permit_holders_woken_by_the_connection_keep_their_permits() {
         let gate = Arc::new(WriteGate::default());
         let window = Arc::new(Mutex::new(Window::default()));
-        // One holding a permit, the others taking the rest and the turn: the last waits
-        // for both.
-        let holder = Arc::new(SendQueue::default());
-        let holding = spawn_write_on(holder.clone(), &gate, &window, 0, 0, 10);
-        let _others: Vec<_> = (1..=GATE_PERMITS)
+        let writes: Vec<_> = (0..GATE_PERMITS + 3)
+            .map(|i| spawn_write(&gate, &window, i, usize::MAX, 10_000))
+            .collect();
+        settle().await;
+        // The window opens a little at a time, for much longer than HOLD: the holders are
+        // woken each time, so none gives its permit up (each write starts once).
+        for _ in 0..40 {
+            add_room(&window, 1);
+            settle().await;
+            tokio::time::sleep(RETRY / 2).await;
+        }
+        for i in 0..GATE_PERMITS {
+            assert_eq!(window.lock().expect("window").started.get(&i), Some(&1));
+        }
+        for write in writes {
+            write.abort();
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stop_reaches_a_write_waiting_in_line() {
+        let gate = Arc::new(WriteGate::default());
+        let window = Arc::new(Mutex::new(Window::default()));
+        let _holders: Vec<_> = (0..GATE_PERMITS)
             .map(|i| spawn_write(&gate, &window, i, 0, 10))
             .collect();
         settle().await;
-        let queue = Arc::new(SendQueue::default());
-        let waiting = spawn_write_on(queue.clone(), &gate, &window, 99, usize::MAX, 3);
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let stream = Flow {
+            index: GATE_PERMITS,
+            credit: usize::MAX,
+            window: window.clone(),
+            stop: Some(stopped),
+        };
+        let waiting = spawn_flow(Arc::default(), &gate, stream, 10);
         settle().await;
-        assert!(!waiting.is_finished() && !holding.is_finished());
-        // At once: nothing was handed on meanwhile (the clock did not move).
-        queue.push(SendOp::Reset(ErrorCode(3)));
+        assert!(!waiting.is_finished());
+        stop.send(ErrorCode(9)).expect("stop");
         settle().await;
+        // At once: the clock did not move.
         assert!(waiting.is_finished());
-        assert!(matches!(waiting.await, Ok(None)));
-        holder.push(SendOp::Reset(ErrorCode(4)));
-        settle().await;
-        assert!(holding.is_finished());
-        assert!(matches!(holding.await, Ok(None)));
+        assert!(matches!(
+            waiting.await,
+            Ok(Some(Err(StreamError::Stopped(ErrorCode(9)))))
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_overtakes_a_blocked_write_wherever_it_waits() {
+        let gate = Arc::new(WriteGate::default());
+        let window = Arc::new(Mutex::new(Window::default()));
+        let flow = |index| Flow {
+            index,
+            credit: 0,
+            window: window.clone(),
+            stop: None,
+        };
+        // Stream 0 holds a permit, 1..=GATE_PERMITS the others and the turn, and the last
+        // waits for both.
+        let queues: Vec<Arc<SendQueue>> = (0..GATE_PERMITS + 2).map(|_| Arc::default()).collect();
+        let mut writes = Vec::new();
+        for (i, queue) in queues.iter().enumerate() {
+            writes.push(spawn_flow(queue.clone(), &gate, flow(i), 10));
+            settle().await;
+        }
+        let (holder, turn, last) = (0, GATE_PERMITS, GATE_PERMITS + 1);
+        for i in [last, turn, holder] {
+            assert!(!writes[i].is_finished());
+            queues[i].push(SendOp::Reset(ErrorCode(3)));
+            settle().await;
+            // At once: nothing was handed on meanwhile (the clock did not move).
+            assert!(writes[i].is_finished(), "stream {i}");
+        }
+        for i in [last, turn, holder] {
+            let write = std::mem::replace(&mut writes[i], tokio::spawn(async { None }));
+            assert!(matches!(write.await, Ok(None)));
+        }
+        for write in writes {
+            write.abort();
+        }
     }
 }
