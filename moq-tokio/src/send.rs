@@ -49,8 +49,11 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 /// reader does not read), since the connection's window wakes its holders at every
 /// acknowledgement, so it gives its permit up and queues again (a write dropped half way
 /// leaves its chunks showing what is left, see
-/// [`crate::transport::SendStream::write_chunks`]). A stream in line watches for
-/// STOP_SENDING ([`crate::transport::SendStream::stopped`]), having no waker of its own.
+/// [`crate::transport::SendStream::write_chunks`]). quinn checks the window before a
+/// stream's own credit, so while other streams keep the window full a holder without
+/// credit may be woken too, and keep its permit; the streams in line then move on the
+/// turn's retries. A stream in line watches for STOP_SENDING
+/// ([`crate::transport::SendStream::stopped`]), having no waker of its own.
 #[derive(Debug)]
 pub(crate) struct WriteGate {
     /// Held by the blocked streams that wait with a waker.
@@ -597,10 +600,17 @@ impl SendQueue {
     ) -> Option<Option<Result<(), StreamError>>> {
         let woken = Arc::new(Woken::default());
         let waker = std::task::Waker::from(woken.clone());
-        let mut last_woken = tokio::time::Instant::now();
+        // When the transport last woke the write (time since `start`): stamped as the write
+        // is polled, which a wake-up always leads to before `hand_on` is looked at.
+        let start = tokio::time::Instant::now();
+        let last_woken = std::sync::atomic::AtomicU64::new(0);
+        let since_start = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut write = stream.write(chunks);
         let mut write = std::future::poll_fn(|cx| {
             woken.track(cx.waker());
+            if woken.take() {
+                last_woken.store(since_start(), std::sync::atomic::Ordering::Relaxed);
+            }
             write
                 .as_mut()
                 .poll(&mut std::task::Context::from_waker(&waker))
@@ -614,16 +624,12 @@ impl SendQueue {
                 written = &mut write => return Some(Some(written)),
                 () = self.ready.notified() => {}
                 () = gate.hand_on.notified(), if permit.is_some() => {
-                    if woken.take() {
-                        last_woken = tokio::time::Instant::now();
-                    }
-                    if last_woken.elapsed() >= HOLD {
+                    let quiet = since_start()
+                        .saturating_sub(last_woken.load(std::sync::atomic::Ordering::Relaxed));
+                    if std::time::Duration::from_nanos(quiet) >= HOLD {
                         return None;
                     }
                 }
-            }
-            if woken.take() {
-                last_woken = tokio::time::Instant::now();
             }
         }
     }
@@ -810,10 +816,10 @@ mod tests {
         assert!(mock.log().finished);
     }
 
-    /// A connection's shared send window, modelled on quinn's: a write blocked by the
-    /// window registers its task's waker, and all of them are woken when room is added; a
-    /// write blocked by its own stream's credit waits for credit only; a write dropped
-    /// while blocked leaves its waker behind; a try that finds no room leaves a no-op one.
+    /// A connection's shared send window, modelled on quinn's: a write that finds the
+    /// window full registers its task's waker, and all of them are woken when room is
+    /// added; a write blocked only by its own stream's credit waits for credit; a write
+    /// dropped while blocked leaves its waker behind; a try leaves a no-op one.
     #[derive(Default)]
     struct Window {
         room: usize,
@@ -848,7 +854,9 @@ mod tests {
                 self.credit -= n;
                 taken += n;
             }
-            if chunks.iter().any(|c| !c.is_empty()) && self.credit > 0 {
+            // quinn checks the connection's window before the stream's credit: a write that
+            // finds the window full waits for it even without credit of its own.
+            if chunks.iter().any(|c| !c.is_empty()) && (self.credit > 0 || window.room == 0) {
                 let index = self.index;
                 window.wakers.retain(|(i, _)| *i != index);
                 window.wakers.push((index, waker.cloned()));
