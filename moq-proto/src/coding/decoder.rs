@@ -206,7 +206,9 @@ impl StreamDecoder {
                 break;
             };
             if front.len() > left {
-                out.extend_from_slice(&front.split_to(left));
+                // Copied and skipped, without a second handle on the shared buffer.
+                out.extend_from_slice(front.get(..left).unwrap_or_default());
+                front.advance(left);
                 self.chunks.push_front(front);
                 left = 0;
             } else {
