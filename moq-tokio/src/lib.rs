@@ -19,6 +19,7 @@
 mod announce;
 mod driver;
 mod error;
+mod gate;
 mod probe;
 mod publish;
 mod send;

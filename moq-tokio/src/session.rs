@@ -91,7 +91,7 @@ impl Session {
             closed: watch::channel(None).0,
             goaway: watch::channel(None).0,
             probe_target: watch::channel(None).0,
-            gate: crate::send::WriteGate::default(),
+            gate: crate::gate::WriteGate::default(),
         });
         if let Some(router) = &router {
             router.attach(&shared);
