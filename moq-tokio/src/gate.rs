@@ -98,13 +98,14 @@ impl std::task::Wake for Woken {
 }
 
 /// Polls `inner` only once it has woken the task (and on the first poll), so that a future
-/// whose polls cost something (quinn's `stopped` takes the connection lock) stays cheap in
-/// a `select!` whose other branches wake the task often.
+/// whose polls cost something (quinn takes the connection lock) stays cheap in a `select!`
+/// whose other branches wake the task often. Notes when that last happened.
 struct OnWake<F> {
     inner: F,
     woken: Arc<Woken>,
     waker: std::task::Waker,
     first: bool,
+    last_woken: tokio::time::Instant,
 }
 
 impl<F> OnWake<F> {
@@ -115,7 +116,13 @@ impl<F> OnWake<F> {
             waker: std::task::Waker::from(woken.clone()),
             woken,
             first: true,
+            last_woken: tokio::time::Instant::now(),
         }
+    }
+
+    /// How long since `inner` last woke the task (or was first polled).
+    fn quiet(&self) -> std::time::Duration {
+        self.last_woken.elapsed()
     }
 }
 
@@ -131,6 +138,7 @@ impl<F: Future + Unpin> Future for OnWake<F> {
         if !std::mem::take(&mut this.first) && !this.woken.take() {
             return std::task::Poll::Pending;
         }
+        this.last_woken = tokio::time::Instant::now();
         Pin::new(&mut this.inner).poll(&mut std::task::Context::from_waker(&this.waker))
     }
 }
@@ -259,38 +267,21 @@ impl WriteGate {
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
     ) -> Option<Option<Result<(), StreamError>>> {
-        let woken = Arc::new(Woken::default());
-        let waker = std::task::Waker::from(woken.clone());
-        // When the transport last woke the write (time since `start`): stamped as the write
-        // is polled, which a wake-up always leads to before `hand_on` is looked at.
-        let start = tokio::time::Instant::now();
-        let last_woken = std::sync::atomic::AtomicU64::new(0);
-        let since_start = || u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let mut write = stream.write(chunks);
-        let mut write = std::future::poll_fn(|cx| {
-            woken.track(cx.waker());
-            if woken.take() {
-                last_woken.store(since_start(), std::sync::atomic::Ordering::Relaxed);
-            }
-            write
-                .as_mut()
-                .poll(&mut std::task::Context::from_waker(&waker))
-        });
+        // Polled only when the transport wakes it: the quiet time tells a write held up by
+        // its own flow control from one the connection's window holds up.
+        let mut write = OnWake::new(stream.write(chunks));
         loop {
             if queue.reset_pending() {
                 return Some(None);
             }
-            tokio::select! {
+            let asked = tokio::select! {
                 biased;
                 written = &mut write => return Some(Some(written)),
-                () = queue.queued() => {}
-                () = self.hand_on.notified(), if permit.is_some() => {
-                    let quiet = since_start()
-                        .saturating_sub(last_woken.load(std::sync::atomic::Ordering::Relaxed));
-                    if std::time::Duration::from_nanos(quiet) >= HOLD {
-                        return None;
-                    }
-                }
+                () = queue.queued() => false,
+                () = self.hand_on.notified(), if permit.is_some() => true,
+            };
+            if asked && write.quiet() >= HOLD {
+                return None;
             }
         }
     }
