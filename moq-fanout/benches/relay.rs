@@ -13,7 +13,7 @@
 //! - `saturate`: 1 track of 16 KiB frames, 64 frames per group, written as fast as the
 //!   publisher's session drains them (unpaced, back-pressured at 4 MiB queued).
 //!
-//! FILTER words select runs whose label contains all of them (`ours`, `moq-relay`, `media`,
+//! FILTER words select runs whose label has all of them as words (`ours`, `moq-relay`, `media`,
 //! `saturate`, `n=16`). `BENCH_SECS` sets the measurement window (default 5 s, after 2 s of
 //! warm-up); `BENCH_REPS` runs each one that many times, the relays alternating, and prints
 //! per-column medians and a ratio table. moq-relay is found like the interop test finds it (`$MOQ_RELAY_BIN`, then
@@ -608,7 +608,9 @@ fn main() {
                 .into_iter()
                 .filter(|kind| {
                     let label = format!("{} {} n={n}", kind.name(), load.name());
-                    filters.iter().all(|f| label.contains(f.as_str()))
+                    filters
+                        .iter()
+                        .all(|f| label.split(' ').any(|word| word == f.as_str()))
                 })
                 .collect();
             let mut rows: Vec<Vec<Row>> = kinds.iter().map(|_| Vec::new()).collect();

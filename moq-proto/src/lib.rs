@@ -30,7 +30,7 @@ mod session;
 
 pub use code::ErrorCode;
 pub use coding::{
-    DecodeError, EncodeError, Limits, Message, StreamDecoder, UnexpectedEnd, VarInt,
+    DecodeError, EncodeError, Limits, Message, Payload, StreamDecoder, UnexpectedEnd, VarInt,
     VarIntBoundsExceeded,
 };
 pub use ids::{GroupSequence, HopId, SubscribeId};

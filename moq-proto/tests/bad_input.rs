@@ -489,7 +489,8 @@ fn frame_exactly_at_a_small_limit_is_accepted_and_one_over_refused() {
         limit: 1024,
     };
     assert_eq!(FrameHeader::decode(&over, &limits), Err(expected.clone()));
-    assert_eq!(decoder(&over).decode_frame(&limits), Err(expected));
+    assert_eq!(decoder(&over).decode_frame(&limits), Err(expected.clone()));
+    assert_eq!(decoder(&over).decode_payload(&limits), Err(expected));
 }
 
 #[test]
@@ -1051,4 +1052,51 @@ fn frame_payload_inside_one_chunk_is_a_slice_of_it() {
         Ok(Some(Bytes::from_static(b"HELLO")))
     );
     assert_eq!(dec.buffered(), 0);
+}
+
+#[test]
+fn frame_payload_straddling_chunks_is_their_pieces_split_anywhere() {
+    // Two frames, 300 and 5 bytes, fed in chunks of every size: `decode_payload` hands back
+    // pieces of the very chunks pushed (no copy), with the bytes and boundaries intact.
+    let first: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+    let mut wire = varint(300);
+    wire.extend_from_slice(&first);
+    wire.extend_from_slice(&hex("05 48 45 4c 4c 4f"));
+    for size in 1..=wire.len() {
+        let chunks: Vec<Bytes> = wire.chunks(size).map(Bytes::copy_from_slice).collect();
+        let ranges: Vec<_> = chunks.iter().map(|c| c.as_ptr_range()).collect();
+        let mut dec = StreamDecoder::new();
+        let mut got = Vec::new();
+        for chunk in chunks {
+            dec.push(chunk);
+            while let Some(payload) = dec.decode_payload(&Limits::default()).unwrap() {
+                got.push(payload);
+            }
+        }
+        dec.finish();
+        assert!(dec.is_finished(), "size {size}");
+        assert_eq!(got.len(), 2, "size {size}");
+        assert_eq!(got[0], first[..], "size {size}");
+        assert_eq!(got[1], b"HELLO"[..], "size {size}");
+        for piece in got.iter().flat_map(|p| p.chunks()) {
+            let inner = piece.as_ptr_range();
+            assert!(
+                ranges
+                    .iter()
+                    .any(|r| r.start <= inner.start && inner.end <= r.end),
+                "size {size}: a piece was copied"
+            );
+        }
+        // One piece per chunk the frame touches: 300 bytes after a 2-byte header.
+        let spanned = (2 + 300 - 1) / size - 2 / size + 1;
+        assert_eq!(got[0].chunks().len(), spanned, "size {size}");
+        assert_eq!(got[0].is_contiguous(), spanned == 1, "size {size}");
+    }
+    // A truncated payload is still an error at FIN.
+    let mut dec = decoder(&hex("05 48 45"));
+    dec.finish();
+    assert!(matches!(
+        dec.decode_payload(&Limits::default()),
+        Err(DecodeError::UnexpectedEnd { .. })
+    ));
 }

@@ -4,10 +4,13 @@
 //! `cargo bench -p moq-quinn --bench fanout` prints, for N = 1, 4, 16, 64: aggregate MB/s
 //! (moq and plain quinn, and their ratio), the spread between the fastest and slowest
 //! subscriber, p50/p99 latency of timestamped 1 KiB frames, and peak memory per connection.
+//! The moq subscribers read contiguous frames (`GroupReader::read_frame`, one copy per frame
+//! spanning packets); `FANOUT_ONLY=payload` measures them reading in place instead
+//! (`read_payload`, the pieces QUIC delivered).
 //!
-//! Throughput figures are medians of `FANOUT_REPS` runs per side (default 3), the two sides
-//! alternating. Knobs, for profiling and experiments: `FANOUT_N=1,4` (only those N), `FANOUT_ONLY=moq`
-//! or `quinn` (one throughput side only), `FANOUT_ORDERED=1` (subscribers ask for oldest
+//! Throughput figures are medians of `FANOUT_REPS` runs per side (default 3), the sides
+//! alternating. Knobs, for profiling and experiments: `FANOUT_N=1,4` (only those N), `FANOUT_ONLY=moq`,
+//! `payload` or `quinn` (one throughput side only), `FANOUT_ORDERED=1` (subscribers ask for oldest
 //! groups first), `FANOUT_UNREAD=<bytes>` and `FANOUT_WINDOW=<bytes>` (the subscriber's
 //! `max_unread_bytes`, the publisher's `stream_send_window`), `FANOUT_GROUPS=<n>` (groups
 //! per subscriber).
@@ -114,8 +117,10 @@ fn setup() -> Setup {
     }
 }
 
-/// MOQ: returns (aggregate MB/s, slowest/fastest subscriber seconds).
-async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
+/// MOQ: returns (aggregate MB/s, fastest/slowest subscriber seconds, peak KiB per
+/// connection). Subscribers read contiguous frames (`read_frame`) or, with `in_place`, the
+/// pieces QUIC delivered (`read_payload`).
+async fn moq_throughput(n: usize, in_place: bool) -> (f64, f64, f64, u64) {
     let groups_n = groups(n);
     let setup = setup();
     let broadcast = Broadcast::new();
@@ -163,8 +168,14 @@ async fn moq_throughput(n: usize) -> (f64, f64, f64, u64) {
                     };
                     groups.spawn(async move {
                         let mut bytes = 0usize;
-                        while let Ok(Some(f)) = g.read_frame().await {
-                            bytes += f.len();
+                        if in_place {
+                            while let Ok(Some(f)) = g.read_payload().await {
+                                bytes += f.len();
+                            }
+                        } else {
+                            while let Ok(Some(f)) = g.read_frame().await {
+                                bytes += f.len();
+                            }
                         }
                         bytes
                     });
@@ -407,24 +418,24 @@ fn main() {
             println!("{n:>4} {:>12} {:>12.1}", "", median(plain));
             continue;
         }
+        if only == "moq" || only == "payload" {
+            let moq = (0..reps)
+                .map(|_| rt.block_on(moq_throughput(n, only == "payload")).0)
+                .collect();
+            println!("{n:>4} {:>12.1}", median(moq));
+            continue;
+        }
         let mut moq = Vec::new();
         let mut plain = Vec::new();
         let mut first = None;
         for _ in 0..reps {
-            let (mbps, fastest, slowest, rss) = rt.block_on(moq_throughput(n));
+            let (mbps, fastest, slowest, rss) = rt.block_on(moq_throughput(n, false));
             moq.push(mbps);
             // Peak RSS only grows: the first run's growth is the one to report.
             first.get_or_insert((fastest, slowest, rss));
-            if only != "moq" {
-                plain.push(rt.block_on(quinn_throughput(n)));
-            }
+            plain.push(rt.block_on(quinn_throughput(n)));
         }
-        let moq = median(moq);
-        if only == "moq" {
-            println!("{n:>4} {moq:>12.1}");
-            continue;
-        }
-        let plain = median(plain);
+        let (moq, plain) = (median(moq), median(plain));
         let (fastest, slowest, rss) = first.unwrap_or_default();
         let (p50, p99) = rt.block_on(latency(n));
         println!(

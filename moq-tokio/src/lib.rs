@@ -43,5 +43,5 @@ pub use transport::ConnectionInfo;
 pub use moq_proto::message::SubscribeParams;
 pub use moq_proto::{
     self as proto, BroadcastPath, CloseReason, Config, EndReason, ErrorCode, GroupSequence, HopId,
-    PathPrefix, PublisherParams, Role, SessionStats, SubscribeId, code,
+    PathPrefix, Payload, PublisherParams, Role, SessionStats, SubscribeId, code,
 };

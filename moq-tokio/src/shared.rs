@@ -38,7 +38,7 @@ pub(crate) enum TrackMsg {
 /// What a group (or fetch) reader receives.
 #[derive(Debug)]
 pub(crate) enum GroupMsg {
-    Frame(Bytes),
+    Frame(moq_proto::Payload),
     Ended(EndReason),
 }
 

@@ -5,7 +5,7 @@ use std::sync::atomic::AtomicUsize;
 
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
-use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, StreamId, SubscribeId};
+use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, Payload, StreamId, SubscribeId};
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{SessionError, StreamEndError};
@@ -212,9 +212,16 @@ impl GroupReader {
         self.sequence
     }
 
-    /// The next frame: `Ok(None)` at the end of the group, an error (with the peer's Group
-    /// or Fetch code) if it ended otherwise.
+    /// The next frame, contiguous: `Ok(None)` at the end of the group, an error (with the
+    /// peer's Group or Fetch code) if it ended otherwise. A frame that arrived in several
+    /// QUIC chunks is copied once to join them; [`GroupReader::read_payload`] never copies.
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, StreamEndError> {
+        Ok(self.read_payload().await?.map(Payload::into_bytes))
+    }
+
+    /// The next frame as received, the pieces of the QUIC chunks it spans (zero-copy):
+    /// otherwise as [`GroupReader::read_frame`].
+    pub async fn read_payload(&mut self) -> Result<Option<Payload>, StreamEndError> {
         loop {
             if let Some(end) = &self.ended {
                 return end.clone().map(|()| None);
@@ -255,7 +262,7 @@ impl GroupReader {
     }
 
     /// Turns what arrived on `rx` into `read_frame`'s answer.
-    fn deliver(&mut self, msg: Option<GroupMsg>) -> Result<Option<Bytes>, StreamEndError> {
+    fn deliver(&mut self, msg: Option<GroupMsg>) -> Result<Option<Payload>, StreamEndError> {
         let end = match msg {
             Some(GroupMsg::Frame(payload)) => {
                 self.shared.unread.sub(payload.len(), &self.unread);

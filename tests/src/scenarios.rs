@@ -319,7 +319,7 @@ pub async fn many_subscriptions<T: Transport>() {
     }
 }
 
-/// A frame of 8 MiB arrives intact.
+/// A frame of 8 MiB arrives intact, read in pieces and joined.
 pub async fn large_frame<T: Transport>() {
     let pair = T::connect(Options::default()).await;
     let track = broadcast(&pair.server_router, "/big", "t");
@@ -334,6 +334,27 @@ pub async fn large_frame<T: Transport>() {
     })
     .await;
     let payload: Bytes = (0..8 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
+    let g = track.append_group();
+    g.write_frame(payload.clone());
+    g.finish();
+    let mut group = within("group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    // Read in place: the frame spans many QUIC chunks and comes back as their pieces.
+    let frame = within("frame", group.read_payload())
+        .await
+        .expect("ok")
+        .expect("frame");
+    assert!(frame.chunks().len() > 1, "an 8 MiB frame arrives in pieces");
+    assert!(frame == payload, "8 MiB frame intact");
+    assert!(
+        within("end", group.read_payload())
+            .await
+            .expect("ok")
+            .is_none()
+    );
+    // The same frame joined into one `Bytes` by `read_frame`.
     let g = track.append_group();
     g.write_frame(payload.clone());
     g.finish();

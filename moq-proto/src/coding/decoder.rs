@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use super::{DecodeError, Limits, Message, VarInt};
+use super::{DecodeError, Limits, Message, Payload, VarInt};
 use crate::message::{FrameHeader, SubscribeResponse};
 
 /// Reassembles one stream's bytes and decodes whole messages and frames from them.
@@ -19,7 +19,8 @@ use crate::message::{FrameHeader, SubscribeResponse};
 /// split across chunks is copied once into a contiguous buffer; a frame payload that arrives
 /// inside one chunk is returned as a slice of it (zero-copy), and one that straddles chunks
 /// is copied once. Nothing is allocated from a peer-supplied length before the bytes it
-/// announces are present.
+/// announces are present. [`StreamDecoder::decode_payload`] returns a straddling payload as
+/// its pieces instead, with no copy at all.
 #[derive(Debug, Default)]
 pub struct StreamDecoder {
     chunks: VecDeque<Bytes>,
@@ -88,8 +89,21 @@ impl StreamDecoder {
         self.decode_with("subscribe response", 1, limits, SubscribeResponse::decode)
     }
 
-    /// Decodes one FRAME and returns its payload.
+    /// Decodes one FRAME and returns its payload, contiguous (copied once if it straddles
+    /// chunks).
     pub fn decode_frame(&mut self, limits: &Limits) -> Result<Option<Bytes>, DecodeError> {
+        Ok(self.frame_len(limits)?.map(|len| self.take(len)))
+    }
+
+    /// Decodes one FRAME and returns its payload as the pieces of the chunks it spans: never
+    /// a copy.
+    pub fn decode_payload(&mut self, limits: &Limits) -> Result<Option<Payload>, DecodeError> {
+        Ok(self.frame_len(limits)?.map(|len| self.take_pieces(len)))
+    }
+
+    /// Consumes a FRAME header once the whole frame is buffered, returning the payload's
+    /// length.
+    fn frame_len(&mut self, limits: &Limits) -> Result<Option<usize>, DecodeError> {
         let mut peek = [0u8; MAX_HEADER];
         let head = self.peek(&mut peek);
         let Some((header, prefix)) = FrameHeader::decode(head, limits)? else {
@@ -99,7 +113,7 @@ impl StreamDecoder {
             return self.need_more("FRAME");
         }
         self.advance(prefix);
-        Ok(Some(self.take(header.len)))
+        Ok(Some(header.len))
     }
 
     /// Decodes the item at the front once all its bytes are present. `skip` bytes (a type
@@ -218,6 +232,43 @@ impl StreamDecoder {
         }
         self.buffered -= n - left;
         out.freeze()
+    }
+
+    /// Removes `n` buffered bytes (`n <= buffered`) as the pieces of the chunks they span.
+    fn take_pieces(&mut self, n: usize) -> Payload {
+        if self.chunks.front().is_some_and(|front| front.len() >= n) {
+            return Payload::from(self.take(n));
+        }
+        let mut pieces = Vec::with_capacity(self.chunks_spanned(n));
+        let mut left = n;
+        while left > 0 {
+            let Some(mut front) = self.chunks.pop_front() else {
+                break;
+            };
+            if front.len() > left {
+                pieces.push(front.split_to(left));
+                self.chunks.push_front(front);
+                left = 0;
+            } else {
+                left -= front.len();
+                pieces.push(front);
+            }
+        }
+        self.buffered -= n - left;
+        Payload::from_chunks(pieces)
+    }
+
+    /// How many buffered chunks the first `n` bytes span.
+    fn chunks_spanned(&self, n: usize) -> usize {
+        let mut seen = 0;
+        self.chunks
+            .iter()
+            .take_while(|chunk| {
+                let before = seen;
+                seen += chunk.len();
+                before < n
+            })
+            .count()
     }
 }
 

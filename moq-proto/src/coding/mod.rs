@@ -3,12 +3,14 @@
 mod decoder;
 mod error;
 mod limits;
+mod payload;
 mod reader;
 mod varint;
 
 pub use decoder::StreamDecoder;
 pub use error::{DecodeError, EncodeError, UnexpectedEnd};
 pub use limits::Limits;
+pub use payload::Payload;
 pub(crate) use reader::{Reader, put_string, put_varint, string_len, varint_len};
 pub use varint::{VarInt, VarIntBoundsExceeded};
 pub(crate) use varint::{size_of_len, size_of_u64};

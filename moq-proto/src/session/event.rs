@@ -2,11 +2,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-
 use super::StreamId;
 use crate::message::{Fetch, SubscribeParams};
-use crate::{BroadcastPath, ErrorCode, GroupSequence, HopId, PathPrefix, SubscribeId};
+use crate::{BroadcastPath, ErrorCode, GroupSequence, HopId, PathPrefix, Payload, SubscribeId};
 
 /// Why a stream-scoped transaction (subscription, group, fetch, interest, probe) ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -142,8 +140,8 @@ pub enum Event {
     Frame {
         /// The group or fetch stream.
         stream: StreamId,
-        /// The payload, as received (zero-copy where it arrived in one piece).
-        payload: Bytes,
+        /// The payload, as received: the pieces of the chunks it spans, never copied.
+        payload: Payload,
     },
     /// A received group ended.
     GroupEnded {

@@ -136,7 +136,7 @@ impl Session {
     }
 
     pub(super) fn recv_fetch_response(&mut self, id: StreamId) -> bool {
-        match self.decode_with(id, |recv, limits| recv.decode_frame(limits)) {
+        match self.decode_with(id, |recv, limits| recv.decode_payload(limits)) {
             Input::Item(payload) => {
                 self.stats.frames_received += 1;
                 self.events.push_back(Event::Frame {

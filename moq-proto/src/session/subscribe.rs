@@ -294,7 +294,7 @@ impl Session {
 
     pub(super) fn recv_group(&mut self, id: StreamId) -> bool {
         if self.groups_in.contains_key(&id) {
-            return match self.decode_with(id, |recv, limits| recv.decode_frame(limits)) {
+            return match self.decode_with(id, |recv, limits| recv.decode_payload(limits)) {
                 Input::Item(payload) => {
                     self.stats.frames_received += 1;
                     self.events.push_back(Event::Frame {

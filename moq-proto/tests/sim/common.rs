@@ -81,7 +81,9 @@ pub(crate) fn frames_of(events: &[Event], stream: StreamId) -> Vec<Bytes> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Frame { stream: s, payload } if *s == stream => Some(payload.clone()),
+            Event::Frame { stream: s, payload } if *s == stream => {
+                Some(payload.clone().into_bytes())
+            }
             _ => None,
         })
         .collect()

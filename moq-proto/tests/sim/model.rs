@@ -239,7 +239,10 @@ impl Belief {
                 }
                 Event::Frame { stream, payload } => {
                     assert!(!self.group_end.contains_key(&stream), "frame after the end");
-                    self.frames.entry(stream).or_default().push(payload);
+                    self.frames
+                        .entry(stream)
+                        .or_default()
+                        .push(payload.into_bytes());
                 }
                 Event::GroupEnded { stream, reason } => {
                     assert!(self.group_end.insert(stream, reason).is_none());

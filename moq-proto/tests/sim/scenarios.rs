@@ -52,7 +52,9 @@ fn frames_of(events: &[Event], stream: StreamId) -> Vec<Bytes> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::Frame { stream: s, payload } if *s == stream => Some(payload.clone()),
+            Event::Frame { stream: s, payload } if *s == stream => {
+                Some(payload.clone().into_bytes())
+            }
             _ => None,
         })
         .collect()

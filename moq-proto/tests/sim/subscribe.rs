@@ -517,7 +517,7 @@ fn group_before_ok_is_accepted() {
             },
             Event::Frame {
                 stream: g,
-                payload: Bytes::from_static(b"early")
+                payload: Bytes::from_static(b"early").into()
             },
             Event::GroupEnded {
                 stream: g,
@@ -1229,7 +1229,7 @@ fn finished_subscription_still_accepts_groups_on_their_way_then_ends() {
             },
             Event::Frame {
                 stream: g,
-                payload: Bytes::from_static(b"late")
+                payload: Bytes::from_static(b"late").into()
             },
             Event::GroupEnded {
                 stream: g,
