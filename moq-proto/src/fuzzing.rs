@@ -286,6 +286,9 @@ struct Reader {
     decoder: StreamDecoder,
     limits: Limits,
     script: Option<Script>,
+    /// Frames come through `decode_payload` (in pieces, joined here) instead of
+    /// `decode_frame`: bit 3 of the type byte, which the script does not use.
+    in_pieces: bool,
     items: Vec<Item>,
 }
 
@@ -294,6 +297,7 @@ impl Reader {
     fn next(&mut self) -> Result<Option<Item>, DecodeError> {
         let Some(script) = self.script else {
             return Ok(self.decoder.read_u8().map(|ty| {
+                self.in_pieces = ty & 8 != 0;
                 self.script = Some(match ty % 8 {
                     0 => Script::Group,
                     1 => Script::Announce,
@@ -312,6 +316,9 @@ impl Reader {
         let l = &self.limits;
         Ok(match (script, first) {
             (Script::Group, true) => d.decode(l)?.map(Item::Group),
+            (Script::Group | Script::Fetch, false) if self.in_pieces => d
+                .decode_payload(l)?
+                .map(|payload| Item::Frame(payload.into_bytes())),
             (Script::Group | Script::Fetch, false) => d.decode_frame(l)?.map(Item::Frame),
             (Script::Announce, true) => d.decode(l)?.map(Item::AnnounceInterest),
             (Script::Announce | Script::Announces, _) => d.decode(l)?.map(Item::Announce),
@@ -346,6 +353,7 @@ fn run(chunks: impl Iterator<Item = Bytes>, fin: bool) -> (Vec<Item>, End) {
             ..Limits::default()
         },
         script: None,
+        in_pieces: false,
         items: Vec::new(),
     };
     for chunk in chunks {
@@ -397,6 +405,16 @@ mod tests {
                 input.extend_from_slice(&stream);
                 reassembly(&input);
             }
+        }
+        // The same frames through `decode_payload` (type byte with bit 3 set), cut anywhere.
+        let mut pieces = stream.to_vec();
+        pieces[0] = 0x08;
+        let pieces = Bytes::from(pieces);
+        let mut expected_in_pieces = run(std::iter::once(stream.clone()), true);
+        expected_in_pieces.0[0] = Item::Type(0x08);
+        for cut in 1..pieces.len() {
+            let chunks = [pieces.slice(..cut), pieces.slice(cut..)];
+            assert_eq!(run(chunks.into_iter(), true), expected_in_pieces);
         }
     }
 
