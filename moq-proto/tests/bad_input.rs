@@ -1055,6 +1055,41 @@ fn frame_payload_inside_one_chunk_is_a_slice_of_it() {
 }
 
 #[test]
+fn an_incomplete_frame_is_not_parsed_again_until_its_bytes_are_in() {
+    let mut wire = varint(300);
+    wire.extend_from_slice(&[7u8; 300]);
+    wire.extend_from_slice(&hex("01 09"));
+    let mut dec = decoder(&wire[..10]);
+    assert!(dec.can_progress(), "nothing known yet");
+    assert_eq!(dec.decode_frame(&Limits::default()), Ok(None));
+    assert!(!dec.can_progress(), "the header said 302 bytes");
+    dec.push(Bytes::copy_from_slice(&wire[10..301]));
+    assert!(!dec.can_progress(), "one byte short");
+    assert_eq!(dec.decode_payload(&Limits::default()), Ok(None));
+    dec.push(Bytes::copy_from_slice(&wire[301..]));
+    assert!(dec.can_progress());
+    assert_eq!(
+        dec.decode_payload(&Limits::default()).unwrap().unwrap(),
+        [7u8; 300][..]
+    );
+    assert!(dec.can_progress(), "the next frame is unknown again");
+    assert_eq!(
+        dec.decode_frame(&Limits::default()),
+        Ok(Some(Bytes::from_static(&[9])))
+    );
+    // FIN inside a frame whose length is known: progress, to the error.
+    let mut dec = decoder(&hex("05 48 45"));
+    assert_eq!(dec.decode_frame(&Limits::default()), Ok(None));
+    assert!(!dec.can_progress());
+    dec.finish();
+    assert!(dec.can_progress());
+    assert!(matches!(
+        dec.decode_frame(&Limits::default()),
+        Err(DecodeError::UnexpectedEnd { .. })
+    ));
+}
+
+#[test]
 fn frame_payload_straddling_chunks_is_their_pieces_split_anywhere() {
     // Two frames, 300 and 5 bytes, fed in chunks of every size: `decode_payload` hands back
     // pieces of the very chunks pushed (no copy), with the bytes and boundaries intact.

@@ -25,6 +25,9 @@ use crate::message::{FrameHeader, SubscribeResponse};
 pub struct StreamDecoder {
     chunks: VecDeque<Bytes>,
     buffered: usize,
+    /// Bytes the item at the front needs in all, once its header said so and they were not
+    /// all here (0 otherwise): until then, decode calls return at once.
+    wanted: usize,
     fin: bool,
 }
 
@@ -72,7 +75,7 @@ impl StreamDecoder {
         if front.is_empty() {
             self.chunks.pop_front();
         }
-        self.buffered -= 1;
+        self.consumed(1);
         Some(b)
     }
 
@@ -104,13 +107,16 @@ impl StreamDecoder {
     /// Consumes a FRAME header once the whole frame is buffered, returning the payload's
     /// length.
     fn frame_len(&mut self, limits: &Limits) -> Result<Option<usize>, DecodeError> {
+        if !self.can_progress() {
+            return Ok(None);
+        }
         let mut peek = [0u8; MAX_HEADER];
         let head = self.peek(&mut peek);
         let Some((header, prefix)) = FrameHeader::decode(head, limits)? else {
             return self.need_more("FRAME");
         };
         if self.buffered < prefix + header.len {
-            return self.need_more("FRAME");
+            return self.need_total("FRAME", prefix + header.len);
         }
         self.advance(prefix);
         Ok(Some(header.len))
@@ -125,6 +131,9 @@ impl StreamDecoder {
         limits: &Limits,
         decode: impl Fn(&[u8], &Limits) -> Result<Option<(T, usize)>, DecodeError>,
     ) -> Result<Option<T>, DecodeError> {
+        if !self.can_progress() {
+            return Ok(None);
+        }
         let mut peek = [0u8; MAX_HEADER];
         let head = self.peek(&mut peek);
         // Validate the type byte (if any) and the length against the limits first, so an
@@ -147,7 +156,7 @@ impl StreamDecoder {
         }
         let total = skip + prefix + len.into_inner() as usize;
         if self.buffered < total {
-            return self.need_more(name);
+            return self.need_total(name, total);
         }
         let whole = self.take(total);
         match decode(&whole, limits)? {
@@ -158,6 +167,29 @@ impl StreamDecoder {
                 field: "length",
             }),
         }
+    }
+
+    /// Whether a decode call may make progress: false only while the item at the front is
+    /// known to need more bytes than are buffered and FIN has not arrived. A caller can skip
+    /// its decode calls then; they would return `Ok(None)` at once.
+    pub fn can_progress(&self) -> bool {
+        self.fin || self.buffered >= self.wanted
+    }
+
+    /// Bytes were taken from the front: whatever the front item needed is moot.
+    fn consumed(&mut self, n: usize) {
+        self.buffered -= n;
+        self.wanted = 0;
+    }
+
+    /// Need-more for an item whose extent, `total` bytes, is known.
+    fn need_total<T>(
+        &mut self,
+        message: &'static str,
+        total: usize,
+    ) -> Result<Option<T>, DecodeError> {
+        self.wanted = total;
+        self.need_more(message)
     }
 
     fn need_more<T>(&self, message: &'static str) -> Result<Option<T>, DecodeError> {
@@ -185,7 +217,7 @@ impl StreamDecoder {
     }
 
     fn advance(&mut self, mut n: usize) {
-        self.buffered -= n;
+        self.consumed(n);
         while n > 0 {
             let Some(front) = self.chunks.front_mut() else {
                 return;
@@ -209,7 +241,7 @@ impl StreamDecoder {
             if front.is_empty() {
                 self.chunks.pop_front();
             }
-            self.buffered -= n;
+            self.consumed(n);
             return out;
         }
         // Straddles chunks: the one copy, sized by bytes already present.
@@ -230,7 +262,7 @@ impl StreamDecoder {
                 out.extend_from_slice(&front);
             }
         }
-        self.buffered -= n - left;
+        self.consumed(n - left);
         out.freeze()
     }
 
@@ -254,8 +286,8 @@ impl StreamDecoder {
                 pieces.push(front);
             }
         }
-        self.buffered -= n - left;
-        Payload::from_chunks(pieces)
+        self.consumed(n - left);
+        Payload::from_pieces(pieces, n - left)
     }
 
     /// How many buffered chunks the first `n` bytes span.
@@ -283,5 +315,6 @@ impl StreamDecoder {
     pub fn discard(&mut self) {
         self.chunks.clear();
         self.buffered = 0;
+        self.wanted = 0;
     }
 }

@@ -30,16 +30,21 @@ impl Default for Repr {
 impl Payload {
     /// A payload of the given pieces, in order (empty ones are left out).
     pub fn from_chunks(chunks: impl IntoIterator<Item = Bytes>) -> Self {
-        let mut pieces: Vec<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let pieces: Vec<Bytes> = chunks.into_iter().filter(|c| !c.is_empty()).collect();
+        let len = pieces.iter().map(Bytes::len).sum();
+        Self::from_pieces(pieces, len)
+    }
+
+    /// A payload of `len` bytes in `pieces`, which are non-empty (the decoder's own).
+    pub(crate) fn from_pieces(mut pieces: Vec<Bytes>, len: usize) -> Self {
+        debug_assert_eq!(pieces.iter().map(Bytes::len).sum::<usize>(), len);
+        debug_assert!(pieces.iter().all(|p| !p.is_empty()));
         match pieces.len() {
             0 => Self::default(),
             1 => Self::from(pieces.pop().unwrap_or_default()),
-            _ => {
-                let len = pieces.iter().map(Bytes::len).sum();
-                Self {
-                    repr: Repr::Many(pieces, len),
-                }
-            }
+            _ => Self {
+                repr: Repr::Many(pieces, len),
+            },
         }
     }
 

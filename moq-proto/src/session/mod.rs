@@ -238,7 +238,10 @@ impl Session {
         self.stats.bytes_received_app += data.len() as u64;
         if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) {
             recv.push(data);
-            self.process(id);
+            // Most chunks of a large frame only add to it: nothing to decode yet.
+            if recv.can_progress() {
+                self.process(id);
+            }
         }
         self.advance(now);
     }
