@@ -45,7 +45,8 @@ pub struct Config {
     /// with 0x10 (default 5 s).
     pub goaway_timeout: Duration,
     /// Bytes the core hands to the transport for one stream before the transport reports
-    /// them accepted (default 1 MiB). Bounds what the adapter buffers per stream.
+    /// them accepted (default 4 MiB). Bounds what the adapter buffers per stream; a larger
+    /// window means fewer hand-overs per group (each is a round trip through the core).
     pub stream_send_window: usize,
     /// Bytes queued in the core for one incoming subscription (all its groups) before its
     /// oldest groups are dropped (default 8 MiB). The newest group is never dropped for this.
@@ -83,7 +84,7 @@ impl Default for Config {
             probe_max_age: Duration::from_secs(10),
             probe_change_percent: 10,
             goaway_timeout: Duration::from_secs(5),
-            stream_send_window: 1024 * 1024,
+            stream_send_window: 4 * 1024 * 1024,
             max_queued_bytes_per_subscription: 8 * 1024 * 1024,
             max_queued_bytes_per_fetch: 64 * 1024 * 1024,
             max_unread_bytes: 32 * 1024 * 1024,
