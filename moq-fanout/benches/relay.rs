@@ -17,7 +17,7 @@
 //! `saturate`, `n=16`). `BENCH_SECS` sets the measurement window (default 5 s, after 2 s of
 //! warm-up); `BENCH_REPS` runs each one that many times, the relays alternating, and prints
 //! per-column medians and a ratio table. moq-relay is found like the interop test finds it (`$MOQ_RELAY_BIN`, then
-//! `target/moq-relay/bin/moq-relay`, then `~/.cache/moq-fanout/moq-relay-0.17.10/bin`).
+//! `target/moq-relay/bin/moq-relay`, then `~/.cache/moq-lite-rs/moq-relay-0.17.10/bin`, where `scripts/peers install` builds it).
 
 #![allow(clippy::disallowed_methods)]
 
@@ -93,7 +93,7 @@ fn moq_relay_bin() -> PathBuf {
     let mut candidates = vec![workspace_root().join("target/moq-relay/bin/moq-relay")];
     if let Some(home) = std::env::var_os("HOME") {
         candidates
-            .push(PathBuf::from(home).join(".cache/moq-fanout/moq-relay-0.17.10/bin/moq-relay"));
+            .push(PathBuf::from(home).join(".cache/moq-lite-rs/moq-relay-0.17.10/bin/moq-relay"));
     }
     candidates
         .into_iter()

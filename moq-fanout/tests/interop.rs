@@ -5,7 +5,7 @@
 //!
 //! The moq-relay binary is found through `$MOQ_RELAY_BIN`, else at
 //! `target/moq-relay/bin/moq-relay` under the workspace, else under
-//! `~/.cache/moq-fanout/moq-relay-0.17.10` (where `.ci/run` installs it with `cargo install
+//! `~/.cache/moq-lite-rs/moq-relay-0.17.10` (where `scripts/peers` installs it with `cargo install
 //! moq-relay@0.17.10 --no-default-features --features noq --root …`). The moq-rs package is installed into the virtualenv the moq-interop
 //! tests use (`$MOQ_RS_VENV`, else `target/moq-rs-venv`). If either is missing the test
 //! fails and says why; none passes by skipping. Every wait is bounded and every child
@@ -79,7 +79,7 @@ struct MoqRelay {
 }
 
 /// `$MOQ_RELAY_BIN`, else `target/moq-relay/bin/moq-relay` under the workspace, else the
-/// copy `.ci/run` keeps under `~/.cache/moq-fanout/moq-relay-0.17.10`.
+/// copy `scripts/peers` keeps under `~/.cache/moq-lite-rs/moq-relay-0.17.10`.
 fn moq_relay_bin() -> PathBuf {
     let candidates: Vec<PathBuf> = match std::env::var_os("MOQ_RELAY_BIN") {
         Some(bin) => vec![PathBuf::from(bin)],
@@ -89,7 +89,7 @@ fn moq_relay_bin() -> PathBuf {
                 .map(PathBuf::from)
                 .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
             if let Some(cache) = cache {
-                list.push(cache.join("moq-fanout/moq-relay-0.17.10/bin/moq-relay"));
+                list.push(cache.join("moq-lite-rs/moq-relay-0.17.10/bin/moq-relay"));
             }
             list
         }
@@ -99,7 +99,7 @@ fn moq_relay_bin() -> PathBuf {
         None => panic!(
             "moq-dev's relay is missing (looked at {candidates:?}): set MOQ_RELAY_BIN, or build \
              it with `cargo install moq-relay@0.17.10 --no-default-features --features noq \
-             --root target/moq-relay` (.ci/run does): this interop test cannot run without it"
+             --root target/moq-relay`, or run scripts/peers, which does: this interop test cannot run without it"
         ),
     }
 }
@@ -169,6 +169,7 @@ impl MoqRelay {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs moq-relay 0.17.10; run scripts/peers"]
 async fn our_publisher_through_moq_dev_relay_to_our_subscriber() {
     const GROUPS: u64 = 5;
     const FRAMES: usize = 10;
@@ -207,6 +208,7 @@ async fn our_publisher_through_moq_dev_relay_to_our_subscriber() {
 // ---- moq-net (PyPI moq-rs) ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn moq_rs_publisher_through_our_relay_to_our_subscriber() {
     const GROUPS: usize = 4;
     const FRAMES: usize = 5;

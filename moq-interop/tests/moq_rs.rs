@@ -263,6 +263,7 @@ fn keep_accepting(server: Server) -> u16 {
 // ---- The tests ----
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn moq_rs_server_publishes_our_client_discovers_and_reads_every_frame() {
     let mut peer = Peer::start(
         "server_publish.py",
@@ -286,6 +287,7 @@ async fn moq_rs_server_publishes_our_client_discovers_and_reads_every_frame() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn our_server_publishes_moq_rs_client_reads_every_frame() {
     let (server, track) = our_server("/live/rust", "frames");
     let port = keep_accepting(server);
@@ -302,6 +304,7 @@ async fn our_server_publishes_moq_rs_client_reads_every_frame() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn our_client_publishes_moq_rs_server_reads_every_frame() {
     let mut peer = Peer::start(
         "server_subscribe.py",
@@ -325,6 +328,7 @@ async fn our_client_publishes_moq_rs_server_reads_every_frame() {
 /// hold: our probe ends cleanly within the bound (a reply, if a later version answers, or the
 /// refusal), and the session goes on working.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn our_probe_to_moq_rs_ends_cleanly_and_the_session_survives() {
     let mut peer = Peer::start(
         "server_publish.py",
@@ -350,6 +354,7 @@ async fn our_probe_to_moq_rs_ends_cleanly_and_the_session_survives() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn the_interop_binary_as_client_against_moq_rs() {
     let mut peer = Peer::start("scenario_server.py", &[PEER_LIFETIME]);
     let addr = peer.listening().await;
@@ -386,6 +391,7 @@ async fn the_interop_binary_as_client_against_moq_rs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn the_interop_server_against_moq_rs_as_client() {
     let server = InteropServer::bind(&ServerOpts {
         addr: "127.0.0.1:0".parse().unwrap(),
@@ -435,6 +441,7 @@ async fn the_interop_server_against_moq_rs_as_client() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn our_interop_client_reports_moq_rs_limits_as_failures_not_hangs() {
     // Without --skip, the steps moq-rs cannot do fail with a reason, in bounded time.
     let mut peer = Peer::start("scenario_server.py", &[PEER_LIFETIME]);

@@ -108,7 +108,7 @@ pub fn python() -> PathBuf {
                 Duration::from_secs(120),
             )
             .map_err(|e| {
-                format!("cannot create the virtualenv (Debian: apt-get install python3-venv): {e}")
+                format!("cannot create the virtualenv (Debian: apt-get install python3-venv; scripts/peers installs it): {e}")
             })?;
         }
         run_logged(
@@ -129,6 +129,6 @@ pub fn python() -> PathBuf {
     });
     match result {
         Ok(python) => python.clone(),
-        Err(reason) => panic!("moq-rs is not available, so this interop test fails: {reason}"),
+        Err(reason) => panic!("moq-rs is not available, so this interop test fails (run scripts/peers, which installs it): {reason}"),
     }
 }

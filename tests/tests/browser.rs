@@ -5,7 +5,7 @@
 //! asserts the negotiated protocol and that the frames arrived in order.
 //!
 //! Needs `chromium` (or `$MOQ_CHROMIUM`) and `npm`; without them the test fails and says
-//! so (`.ci/run` installs both). The npm packages go to `target/moq-browser/` (`npm ci`
+//! so (`scripts/peers` installs both; the test is in the peer suite). The npm packages go to `target/moq-browser/` (`npm ci`
 //! from `tests/browser/package-lock.json`), reinstalled only when the lock file changes.
 
 use std::path::{Path, PathBuf};
@@ -43,7 +43,7 @@ async fn run(dir: &Path, program: &str, args: &[&str]) {
         .unwrap_or_else(|e| {
             panic!(
                 "cannot run {program}: {e}. The browser test needs Node.js and npm \
-                 (apt-get install nodejs npm; .ci/run installs them)"
+                 (apt-get install nodejs npm, or run scripts/peers, which installs them)"
             )
         });
     assert!(
@@ -100,7 +100,7 @@ fn chromium() -> PathBuf {
     }
     panic!(
         "Chromium is not installed: the browser test needs /usr/bin/chromium \
-         (apt-get install chromium; .ci/run installs it) or MOQ_CHROMIUM=/path/to/chromium"
+         (apt-get install chromium, or run scripts/peers, which installs it) or MOQ_CHROMIUM=/path/to/chromium"
     );
 }
 
@@ -175,6 +175,7 @@ fn console_line(line: &str) -> Option<String> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs Chromium, Node.js and npm; run scripts/peers"]
 async fn chromium_subscribes_through_moq_lite() {
     let chromium = chromium();
     let bundle = bundle().await;
