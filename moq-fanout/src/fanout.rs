@@ -204,7 +204,7 @@ fn group_code(err: &StreamEndError) -> ErrorCode {
     match err {
         StreamEndError::Reset(c) => *c,
         StreamEndError::Expired => code::group::EXPIRED,
-        StreamEndError::SessionClosed(_) => code::group::SESSION_CLOSING,
+        // The upstream session went away mid-group; the downstream session is not closing.
         _ => code::group::PUBLISH_ABORTED,
     }
 }
@@ -289,8 +289,10 @@ impl Fanout {
             self.join(writer);
         }
         for (_, mut sub) in self.subscribers.drain(..) {
+            // Groups still open were cut short upstream (the broadcast went away mid-group):
+            // never FIN them, which would pass a truncated group off as complete.
             for group in sub.groups.drain(..) {
-                let _ = group.finish();
+                group.cancel(code::group::PUBLISH_ABORTED);
             }
             match &end {
                 Err(StreamEndError::Reset(c) | StreamEndError::Cancelled(c)) => {

@@ -417,3 +417,46 @@ async fn shutdown_sends_goaway_with_the_next_uri_and_drains() {
         "drained for {took:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publisher_vanishing_mid_group_reaches_subscribers_as_a_reset_never_a_fin() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let publisher = publisher(&client, &url, PATH, &["video"], 1).await;
+    let mut subscribers = Vec::new();
+    for _ in 0..2 {
+        let session = connect(&client, &url, None).await;
+        let (announcements, _) = discover(&session, PATH).await;
+        let video = session.subscribe(PATH, "video", ordered()).unwrap();
+        accepted(&video).await;
+        subscribers.push((session, announcements, video));
+    }
+    // One frame of a group that is never finished.
+    let group = publisher.tracks[0].append_group();
+    group.write_frame(payload(1, 0, 10));
+    let mut readers = Vec::new();
+    for (_, _, video) in &mut subscribers {
+        let mut reader = within("group", video.next_group())
+            .await
+            .expect("ok")
+            .expect("group");
+        assert_eq!(
+            within("first frame", reader.read_frame()).await,
+            Ok(Some(payload(1, 0, 10)))
+        );
+        readers.push(reader);
+    }
+    // The publisher's connection goes away in the middle of the group.
+    publisher.session.close(code::session::NO_ERROR, "gone");
+    drop(publisher);
+    for mut reader in readers {
+        let end = within("the cut group's end", reader.read_frame()).await;
+        assert_eq!(
+            end,
+            Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED)),
+            "a truncated group must not end cleanly"
+        );
+    }
+    drop(group);
+}

@@ -184,11 +184,11 @@ fn messages(b: &Bench) {
     response(
         b,
         "SUBSCRIBE_DROP",
-        &SubscribeResponse::Drop(SubscribeDrop {
-            start: GroupSequence(1 << 24),
-            end: GroupSequence((1 << 24) + 3),
-            code: 0,
-        }),
+        &SubscribeResponse::Drop(SubscribeDrop::new(
+            GroupSequence(1 << 24),
+            GroupSequence((1 << 24) + 3),
+            0,
+        )),
     );
     message(
         b,

@@ -898,11 +898,7 @@ fn group_range_at_the_top_of_the_varint_range_is_value_out_of_range() {
         SubscribeOk::NAME,
         "start_group",
     );
-    let drop = SubscribeDrop {
-        start: GroupSequence(0),
-        end: top,
-        code: 0,
-    };
+    let drop = SubscribeDrop::new(GroupSequence(0), top, 0);
     out_of_range(drop.encoded_len(), SubscribeDrop::NAME, "end_group");
     let mut buf = Vec::new();
     assert!(SubscribeResponse::Drop(drop).encode(&mut buf).is_err());
@@ -984,30 +980,36 @@ fn values_beyond_62_bits_do_not_encode() {
 
 #[test]
 fn subscribe_drop_wire_zero_decodes_to_group_zero() {
-    // D3: gomoqt decodes v − 1 and maps wire 0 to group 0.
+    // D3: gomoqt decodes v − 1 and maps wire 0 to group 0. Wire 0 (gomoqt's unset bound)
+    // and wire 1 (group 0) read as the same range but stay apart, so that decode → encode
+    // gives back the bytes gomoqt sent.
     let limits = Limits::default();
-    for (wire, start, end) in [("01 03 00 00 00", 0, 0), ("01 03 01 01 05", 0, 0)] {
-        let (resp, _) = SubscribeResponse::decode(&hex(wire), &limits)
-            .unwrap()
-            .unwrap();
+    for (wire, start, end) in [
+        ("01 03 00 00 00", None, None),
+        ("01 03 01 01 05", Some(0), Some(0)),
+        ("01 03 00 03 00", None, Some(2)),
+    ] {
+        let bytes = hex(wire);
+        let (resp, _) = SubscribeResponse::decode(&bytes, &limits).unwrap().unwrap();
         let SubscribeResponse::Drop(drop) = resp else {
             panic!("{wire}: not a drop");
         };
         assert_eq!(
             (drop.start, drop.end),
-            (GroupSequence(start), GroupSequence(end)),
+            (start.map(GroupSequence), end.map(GroupSequence)),
             "{wire}"
         );
+        assert_eq!(drop.first(), GroupSequence(start.unwrap_or(0)), "{wire}");
+        assert_eq!(drop.last(), GroupSequence(end.unwrap_or(0)), "{wire}");
+        let mut again = Vec::new();
+        resp.encode(&mut again).unwrap();
+        assert_eq!(again, bytes, "{wire}: decode → encode is byte-exact");
     }
     // Group 0 is sent as 1.
     let mut buf = Vec::new();
-    SubscribeResponse::Drop(SubscribeDrop {
-        start: GroupSequence(0),
-        end: GroupSequence(0),
-        code: 0,
-    })
-    .encode(&mut buf)
-    .unwrap();
+    SubscribeResponse::Drop(SubscribeDrop::new(GroupSequence(0), GroupSequence(0), 0))
+        .encode(&mut buf)
+        .unwrap();
     assert_eq!(buf, hex("01 03 01 01 00"));
 }
 

@@ -183,11 +183,7 @@ fn draft_encoded_drop_reads_one_lower() {
     assert_eq!(used, 5);
     assert_eq!(
         resp,
-        SubscribeResponse::Drop(SubscribeDrop {
-            start: GroupSequence(4),
-            end: GroupSequence(6),
-            code: 0,
-        })
+        SubscribeResponse::Drop(SubscribeDrop::new(GroupSequence(4), GroupSequence(6), 0))
     );
 }
 

@@ -116,11 +116,12 @@ fn subscribe_update() -> impl Strategy<Value = SubscribeUpdate> {
 }
 
 fn subscribe_drop() -> impl Strategy<Value = SubscribeDrop> {
-    (sequence(), sequence(), varint()).prop_map(|(start, end, code)| SubscribeDrop {
-        start,
-        end,
-        code,
-    })
+    (
+        proptest::option::of(sequence()),
+        proptest::option::of(sequence()),
+        varint(),
+    )
+        .prop_map(|(start, end, code)| SubscribeDrop { start, end, code })
 }
 
 fn response() -> impl Strategy<Value = SubscribeResponse> {

@@ -410,7 +410,8 @@ impl Drop for TrackWriter {
     }
 }
 
-/// One group we send. Dropping it finishes it.
+/// One group we send. Dropping it without [`GroupWriter::finish`] aborts it (RESET_STREAM,
+/// Group code 0x5 publish aborted): a group cut short never looks complete to a subscriber.
 #[derive(Debug)]
 pub struct GroupWriter {
     shared: Arc<Shared>,
@@ -454,12 +455,16 @@ impl Drop for GroupWriter {
     fn drop(&mut self) {
         if !self.done {
             self.done = true;
-            let _ = self.shared.with(|s| s.core.finish_group(self.stream));
+            let _ = self.shared.with(|s| {
+                s.core
+                    .abort_group(self.stream, moq_proto::code::group::PUBLISH_ABORTED)
+            });
         }
     }
 }
 
-/// The answer to one fetch. Dropping it finishes the response.
+/// The answer to one fetch. Dropping it without [`FetchWriter::finish`] aborts the response
+/// (Fetch code 0x0), so a cut-short group never looks complete to the fetcher.
 #[derive(Debug)]
 pub struct FetchWriter {
     shared: Arc<Shared>,
@@ -500,7 +505,10 @@ impl FetchWriter {
 impl Drop for FetchWriter {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.shared.with(|s| s.core.finish_fetch(self.stream));
+            let _ = self.shared.with(|s| {
+                s.core
+                    .reject_fetch(self.stream, moq_proto::code::fetch::INTERNAL)
+            });
         }
     }
 }
@@ -642,6 +650,7 @@ impl TrackProducer {
         GroupProducer {
             state: self.state.clone(),
             sequence,
+            finished: false,
         }
     }
 
@@ -695,10 +704,14 @@ impl TrackProducer {
     }
 }
 
-/// The group being produced on a [`TrackProducer`].
+/// The group being produced on a [`TrackProducer`]. Dropping it without
+/// [`GroupProducer::finish`] aborts the group for every subscriber (Group code 0x5) and
+/// drops it from the cache. Appending the next group finishes this one for the subscribers
+/// still on it.
 pub struct GroupProducer {
     state: Arc<Mutex<TrackState>>,
     sequence: GroupSequence,
+    finished: bool,
 }
 
 impl GroupProducer {
@@ -724,7 +737,8 @@ impl GroupProducer {
     }
 
     /// Finishes the group for every subscriber.
-    pub fn finish(self) {
+    pub fn finish(mut self) {
+        self.finished = true;
         let mut state = lock(&self.state);
         let sequence = self.sequence;
         if let Some(cached) = state.cache.iter_mut().find(|g| g.sequence == sequence) {
@@ -735,6 +749,24 @@ impl GroupProducer {
                 && let Some(g) = sub.group.take()
             {
                 let _ = g.finish();
+            }
+        }
+    }
+}
+
+impl Drop for GroupProducer {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        let mut state = lock(&self.state);
+        let sequence = self.sequence;
+        state.cache.retain(|g| g.sequence != sequence || g.finished);
+        for sub in &mut state.subscribers {
+            if sub.group.as_ref().is_some_and(|g| g.sequence() == sequence)
+                && let Some(g) = sub.group.take()
+            {
+                g.cancel(moq_proto::code::group::PUBLISH_ABORTED);
             }
         }
     }

@@ -28,6 +28,7 @@ macro_rules! scenario_suite {
             unread_budget_never_blocks_the_group_being_read,
             group_cancel_reaches_publisher,
             held_group_reader_ends_on_unsubscribe,
+            dropped_writers_never_look_complete,
         );
     };
     ($transport:ty; $($name:ident),* $(,)?) => {

@@ -129,6 +129,8 @@ pub fn python() -> PathBuf {
     });
     match result {
         Ok(python) => python.clone(),
-        Err(reason) => panic!("moq-rs is not available, so this interop test fails (run scripts/peers, which installs it): {reason}"),
+        Err(reason) => panic!(
+            "moq-rs is not available, so this interop test fails (run scripts/peers, which installs it): {reason}"
+        ),
     }
 }

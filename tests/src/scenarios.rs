@@ -617,3 +617,81 @@ pub async fn held_group_reader_ends_on_unsubscribe<T: Transport>() {
     let end = within("reader end", group.read_all()).await;
     assert!(end.is_err(), "the group ended early: {end:?}");
 }
+
+/// Serves every fetch with one frame, then drops its writer unfinished.
+struct CutFetch;
+
+impl moq_quinn::TrackHandler for CutFetch {
+    fn serve_track(&self, _: TrackRequest, writer: TrackWriter) {
+        writer.reject(code::subscribe::NOT_FOUND);
+    }
+
+    fn serve_fetch(&self, _: moq_quinn::FetchRequest, mut writer: moq_quinn::FetchWriter) {
+        writer.write_frame(frame("part")).expect("write");
+    }
+}
+
+/// A group or fetch whose writer is dropped unfinished ends with RESET_STREAM and the
+/// spec's code, never a FIN: the reader sees the frames sent so far, then an error.
+pub async fn dropped_writers_never_look_complete<T: Transport>() {
+    // A GroupWriter dropped mid-group: Group code 0x5 (publish aborted).
+    let (pair, mut reader, mut writer, group_writer, mut group) =
+        first_frame_read::<T>("/cut").await;
+    drop(group_writer);
+    let end = within("cut group", group.read_frame()).await;
+    assert_eq!(
+        end,
+        Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED))
+    );
+    // The subscription goes on.
+    let mut next = writer.open_group_at(GroupSequence(2)).expect("open");
+    next.write_frame(frame("b")).expect("write");
+    next.finish().expect("finish");
+    let mut group = within("next group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("frames", group.read_all()).await.expect("whole"),
+        vec![frame("b")]
+    );
+
+    // A fan-out group (TrackProducer) dropped mid-group: the same code.
+    let track = broadcast(&pair.server_router, "/cut/producer", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/cut/producer", "t", SubscribeParams::default())
+        .expect("subscribe");
+    within("subscriber joins", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let producer = track.append_group();
+    producer.write_frame(frame("x"));
+    let mut group = within("producer group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("first frame", group.read_frame()).await,
+        Ok(Some(frame("x")))
+    );
+    drop(producer);
+    assert_eq!(
+        within("cut producer group", group.read_frame()).await,
+        Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED))
+    );
+
+    // A FetchWriter dropped after one frame: Fetch code 0x0.
+    pair.server_router.publish("/cut/fetch", CutFetch);
+    let mut fetch = pair
+        .client
+        .fetch("/cut/fetch", "t", GroupSequence(1), 0)
+        .expect("fetch");
+    assert_eq!(
+        within("cut fetch", fetch.read_all()).await,
+        Err(StreamEndError::Reset(code::fetch::INTERNAL))
+    );
+}

@@ -203,8 +203,8 @@ fn peer_bytes(input: &mut Input<'_>) -> Bytes {
                 })
             } else {
                 SubscribeResponse::Drop(SubscribeDrop {
-                    start: GroupSequence(input.small()),
-                    end: GroupSequence(input.small()),
+                    start: input.bool().then(|| GroupSequence(input.small())),
+                    end: input.bool().then(|| GroupSequence(input.small())),
                     code: input.small(),
                 })
             };

@@ -208,17 +208,40 @@ impl Message for SubscribeOk {
 
 /// SUBSCRIBE_DROP: groups `start..=end` will not be delivered (draft §7.8).
 ///
-/// On the wire both bounds are sequence + 1 and are read back as v − 1 (0 → 0), exactly as
-/// gomoqt does (decision D3), not the plain values of the -04 text.
+/// On the wire both bounds are sequence + 1, exactly as gomoqt writes them (decision D3), not
+/// the plain values of the -04 text. Wire 0 is kept as `None`: gomoqt writes it for a bound it
+/// leaves unset, and a decoded message encodes back to the same bytes. For the range it
+/// covers, `None` reads as group 0 ([`SubscribeDrop::first`], [`SubscribeDrop::last`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SubscribeDrop {
-    /// First dropped group.
-    pub start: GroupSequence,
-    /// Last dropped group, inclusive.
-    pub end: GroupSequence,
+    /// First dropped group; `None` is wire 0.
+    pub start: Option<GroupSequence>,
+    /// Last dropped group, inclusive; `None` is wire 0.
+    pub end: Option<GroupSequence>,
     /// 0 = simply unavailable; else a Subscribe stream code (spec §7.3).
     pub code: u64,
+}
+
+impl SubscribeDrop {
+    /// Drops the groups `start..=end` with `code`.
+    pub fn new(start: GroupSequence, end: GroupSequence, code: u64) -> Self {
+        Self {
+            start: Some(start),
+            end: Some(end),
+            code,
+        }
+    }
+
+    /// The first dropped group (wire 0 reads as group 0).
+    pub fn first(&self) -> GroupSequence {
+        self.start.unwrap_or(GroupSequence(0))
+    }
+
+    /// The last dropped group, inclusive (wire 0 reads as group 0).
+    pub fn last(&self) -> GroupSequence {
+        self.end.unwrap_or(GroupSequence(0))
+    }
 }
 
 impl Message for SubscribeDrop {
@@ -228,24 +251,24 @@ impl Message for SubscribeDrop {
         Ok(varint_len(
             Self::NAME,
             "start_group",
-            range_to_wire(Self::NAME, "start_group", Some(self.start))?,
+            range_to_wire(Self::NAME, "start_group", self.start)?,
         )? + varint_len(
             Self::NAME,
             "end_group",
-            range_to_wire(Self::NAME, "end_group", Some(self.end))?,
+            range_to_wire(Self::NAME, "end_group", self.end)?,
         )? + varint_len(Self::NAME, "error_code", self.code)?)
     }
 
     fn encode_body<B: BufMut + ?Sized>(&self, buf: &mut B) {
-        put_varint(buf, wire_plus_one(Some(self.start)));
-        put_varint(buf, wire_plus_one(Some(self.end)));
+        put_varint(buf, wire_plus_one(self.start));
+        put_varint(buf, wire_plus_one(self.end));
         put_varint(buf, self.code);
     }
 
     fn decode_body(body: &[u8], _: &Limits) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body, Self::NAME);
-        let start = GroupSequence(r.u64("start_group")?.saturating_sub(1));
-        let end = GroupSequence(r.u64("end_group")?.saturating_sub(1));
+        let start = range_from_wire(r.u64("start_group")?);
+        let end = range_from_wire(r.u64("end_group")?);
         let code = r.u64("error_code")?;
         r.finish()?;
         Ok(Self { start, end, code })

@@ -307,8 +307,14 @@ impl Session {
 
     /// The transport accepted `bytes` of earlier writes on a stream: send credit comes back.
     pub fn handle_written(&mut self, id: StreamId, bytes: usize, now: Instant) {
-        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
-            send.in_flight = send.in_flight.saturating_sub(bytes);
+        if let Some(stream) = self.streams.get_mut(&id)
+            && let Some(send) = stream.send.as_mut()
+        {
+            let bytes = bytes.min(send.in_flight);
+            send.in_flight -= bytes;
+            if stream.kind == Kind::GroupOut {
+                self.on_group_bytes_accepted(id, bytes);
+            }
             self.refresh_ready(id);
         }
         self.advance(now);

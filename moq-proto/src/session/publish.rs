@@ -45,7 +45,9 @@ pub(super) struct Publication {
     done: Ranges,
     /// The newest group opened and when.
     newest: Option<(GroupSequence, Instant)>,
-    /// Bytes queued in the core across its groups.
+    /// Bytes of its groups the transport has not accepted yet: queued in the core, or handed
+    /// to the adapter and not yet reported written. Bounded by
+    /// [`crate::Config::max_queued_bytes_per_subscription`].
     queued: usize,
     /// We finished the subscribe stream (track over or range complete).
     finished: bool,
@@ -350,11 +352,7 @@ impl Session {
         if publication.publisher.is_none() {
             return Err(CommandError::NotAccepted(id));
         }
-        let drop = SubscribeResponse::Drop(SubscribeDrop {
-            start,
-            end,
-            code: code.0,
-        });
+        let drop = SubscribeResponse::Drop(SubscribeDrop::new(start, end, code.0));
         drop.encoded_len()?;
         publication.done.insert(start.0, end.0);
         let stream = publication.stream;
@@ -445,16 +443,12 @@ impl Session {
                 .rev()
                 .skip(1)
                 .rev()
-                .find(|&(_, &s)| self.queued_bytes(s) > 0)
+                .find(|&(_, &s)| self.unsent_bytes(s) > 0)
                 .map(|(&seq, &s)| (seq, s));
             let Some((seq, stream)) = victim else {
                 return;
             };
-            let drop = SubscribeResponse::Drop(SubscribeDrop {
-                start: seq,
-                end: seq,
-                code: codes::INTERNAL.0,
-            });
+            let drop = SubscribeResponse::Drop(SubscribeDrop::new(seq, seq, codes::INTERNAL.0));
             let control = p.stream;
             // Encodable: the sequence was encodable as a GROUP header.
             let _ = self.send_response(control, &drop);
@@ -474,7 +468,7 @@ impl Session {
     /// count. Returns it.
     fn forget_group(&mut self, group: StreamId) -> Option<GroupOut> {
         let state = self.groups_out.remove(&group)?;
-        let queued = self.queued_bytes(group);
+        let queued = self.unsent_bytes(group);
         if let Some(p) = self.pubs.get_mut(&state.sub) {
             p.queued = p.queued.saturating_sub(queued);
             if p.groups.get(&state.sequence) == Some(&group) {
@@ -484,8 +478,8 @@ impl Session {
         Some(state)
     }
 
-    /// Bytes of a group left the core's queue for the transport.
-    pub(super) fn on_group_bytes_sent(&mut self, group: StreamId, len: usize) {
+    /// Bytes of a group were accepted by the transport (or discarded by a reset).
+    pub(super) fn on_group_bytes_accepted(&mut self, group: StreamId, len: usize) {
         if let Some(state) = self.groups_out.get(&group)
             && let Some(p) = self.pubs.get_mut(&state.sub)
         {

@@ -122,11 +122,18 @@ impl SendHalf {
         })
     }
 
-    /// Whether the next write (or the FIN) can go to the transport now.
+    /// Whether the next write (or the FIN) can go to the transport now. The FIN waits until
+    /// the transport has accepted every byte handed to it, so that until then the stream can
+    /// still be reset and its bytes still count against its owner's budget.
     fn is_ready(&self, window: usize) -> bool {
         self.opened
             && ((!self.queue.is_empty() && self.in_flight < window)
-                || (self.queue.is_empty() && self.fin))
+                || (self.queue.is_empty() && self.fin && self.in_flight == 0))
+    }
+
+    /// Bytes not yet accepted by the transport: queued here, or handed over and unreported.
+    pub(super) fn unsent(&self) -> usize {
+        self.queued + self.in_flight
     }
 }
 
@@ -240,8 +247,8 @@ impl Session {
         // Also for a stream still opening: the adapter resets it as soon as it has it.
         self.commands.push_back(Command::Reset { id, code });
         if kind == Kind::GroupOut {
-            // The discarded bytes leave its subscription's queue too.
-            self.on_group_bytes_sent(id, send.queued);
+            // The discarded bytes leave its subscription's count too.
+            self.on_group_bytes_accepted(id, send.unsent());
         }
         send.queued
     }
@@ -339,9 +346,6 @@ impl Session {
                 send.queue.shrink_to_fit();
             }
             self.stats.bytes_sent_app += len as u64;
-            if kind == Kind::GroupOut {
-                self.on_group_bytes_sent(id, len);
-            }
             self.refresh_ready(id);
             return Some(Command::Write { id, data });
         }
@@ -360,6 +364,15 @@ impl Session {
             .get(&id)
             .and_then(|s| s.send.as_ref())
             .map_or(0, |s| s.queued)
+    }
+
+    /// Bytes of a stream the transport has not accepted yet: queued in the core, or handed
+    /// over and not yet reported by [`Session::handle_written`].
+    pub(super) fn unsent_bytes(&self, id: StreamId) -> usize {
+        self.streams
+            .get(&id)
+            .and_then(|s| s.send.as_ref())
+            .map_or(0, SendHalf::unsent)
     }
 
     /// Bytes queued in the core across every stream, not yet handed to the transport.

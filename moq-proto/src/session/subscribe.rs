@@ -187,12 +187,12 @@ impl Session {
                     return false;
                 }
                 if let Some(state) = self.subs_out.get_mut(&sub) {
-                    state.seen.insert(drop.start.0, drop.end.0);
+                    state.seen.insert(drop.first().0, drop.last().0);
                 }
                 self.events.push_back(Event::SubscribeDropped {
                     id: sub,
-                    start: drop.start,
-                    end: drop.end,
+                    start: drop.first(),
+                    end: drop.last(),
                     code: ErrorCode(drop.code),
                 });
                 true

@@ -329,11 +329,11 @@ pub(crate) fn goldens() -> Vec<Golden> {
         Golden {
             name: "4.6 SUBSCRIBE_DROP groups 5..7, code 0 (gomoqt seq + 1)",
             hex: "01 03 06 08 00",
-            items: vec![Item::Response(SubscribeResponse::Drop(SubscribeDrop {
-                start: GroupSequence(5),
-                end: GroupSequence(7),
-                code: 0,
-            }))],
+            items: vec![Item::Response(SubscribeResponse::Drop(SubscribeDrop::new(
+                GroupSequence(5),
+                GroupSequence(7),
+                0,
+            )))],
         },
         Golden {
             name: "4.7 FETCH /interop/server, group 0",

@@ -583,15 +583,27 @@ fn a_stopped_or_expired_group_gives_its_queued_bytes_back() {
 
 #[test]
 fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
-    const FRAME: usize = 1024;
-    const FRAMES: usize = 8;
-    const LIMIT: usize = 16 * 1024;
-    // A group's bytes in the core: its header and each frame's header and payload.
-    const GROUP: usize = 8 + FRAMES * (FRAME + 2);
+    // A small send window keeps the bytes queued in the core; a large one hands them all to
+    // the transport, where a subscriber that never reads leaves them unaccepted. Both count.
+    for window in [2 * slow::FRAME, 1 << 20] {
+        slow_subscriber_with_window(window);
+    }
+}
+
+mod slow {
+    pub(super) const FRAME: usize = 1024;
+    pub(super) const FRAMES: usize = 8;
+    pub(super) const LIMIT: usize = 16 * 1024;
+    /// A group's bytes in the core: its header and each frame's header and payload.
+    pub(super) const GROUP: usize = 8 + FRAMES * (FRAME + 2);
+}
+
+fn slow_subscriber_with_window(window: usize) {
+    use slow::{FRAME, FRAMES, GROUP, LIMIT};
     for publisher in BOTH {
         let config = {
             let mut config = Config::default();
-            config.stream_send_window = 2 * FRAME;
+            config.stream_send_window = window;
             config.max_queued_bytes_per_subscription = LIMIT;
             config
         };
@@ -619,7 +631,14 @@ fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
             p.finish_group(g).unwrap();
             groups.push(g);
             pair.drive();
-            peak = peak.max(pair.side(publisher).session.queued_bytes_total());
+            let side = pair.side(publisher);
+            peak = peak.max(side.session.queued_bytes_total() + side.withheld_live());
+            assert!(
+                side.withheld_live() + side.session.queued_bytes_total() <= LIMIT + GROUP,
+                "window {window}, group {seq}: {} bytes held by the transport, {} in the core",
+                side.withheld_live(),
+                side.session.queued_bytes_total()
+            );
         }
         assert!(
             peak > LIMIT / 2,
@@ -639,7 +658,7 @@ fn slow_subscriber_memory_is_bounded_and_the_oldest_groups_drop() {
                 _ => None,
             })
             .collect();
-        assert!(dropped.len() >= 20, "dropped {dropped:?}");
+        assert!(dropped.len() >= 20, "window {window}: dropped {dropped:?}");
         assert!(
             dropped.windows(2).all(|w| w[0] < w[1]),
             "oldest first: {dropped:?}"

@@ -73,6 +73,25 @@ impl Endpoint {
     pub(crate) fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
     }
+
+    /// Bytes handed to the transport and not accepted by it, on streams not reset: what an
+    /// adapter would still be holding.
+    #[allow(dead_code)]
+    pub(crate) fn withheld_live(&self) -> usize {
+        let reset: HashSet<StreamId> = self
+            .commands
+            .iter()
+            .filter_map(|c| match c {
+                Command::Reset { id, .. } => Some(*id),
+                _ => None,
+            })
+            .collect();
+        self.withheld
+            .iter()
+            .filter(|(id, _)| !reset.contains(id))
+            .map(|(_, len)| len)
+            .sum()
+    }
 }
 
 /// Two sessions joined by a simulated transport.

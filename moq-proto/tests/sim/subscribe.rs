@@ -24,11 +24,11 @@ fn ok(params: SubscribeParams) -> Vec<u8> {
 }
 
 fn drop_msg(start: u64, end: u64, code: u64) -> Vec<u8> {
-    response(SubscribeResponse::Drop(SubscribeDrop {
-        start: GroupSequence(start),
-        end: GroupSequence(end),
+    response(SubscribeResponse::Drop(SubscribeDrop::new(
+        GroupSequence(start),
+        GroupSequence(end),
         code,
-    }))
+    )))
 }
 
 fn group(id: u64, seq: u64) -> Vec<u8> {
