@@ -47,13 +47,11 @@ pub async fn run_client(opts: &ClientOpts) -> Vec<StepResult> {
         }
     });
 
-    // Published before connecting: the server may subscribe as soon as the session exists.
-    let hello = Hello::new();
-    let mut served = hello.served();
+    // Our router starts empty: `/interop/client` is published at step 6, as the scenario
+    // says, so a server cannot race ahead to its steps 6–9 (ending in GOAWAY) while we are
+    // still at steps 4–5.
     let router = Router::new();
-    router.publish(CLIENT_BROADCAST, hello);
-
-    let Some(dialled) = steps.run(0, STEP_TIMEOUT, dial(opts, router)).await else {
+    let Some(dialled) = steps.run(0, STEP_TIMEOUT, dial(opts, router.clone())).await else {
         for step in 1..STEP_NAMES.len() {
             steps.fail(step, "not connected");
         }
@@ -78,13 +76,16 @@ pub async fn run_client(opts: &ClientOpts) -> Vec<StepResult> {
     steps.run(4, STEP_TIMEOUT, fetch_hello(session, path)).await;
     steps.run(5, STEP_TIMEOUT, probe(session)).await;
 
-    // Step 6: `/interop/client` has been in our router since before connecting, so the
-    // server learns of it as soon as it shows interest (which the API does not report).
+    // Step 6: publish `/interop/client`; the session announces it to the server's interest
+    // (which the API does not report).
+    let hello = Hello::new();
+    let mut served = hello.served();
     steps
         .run(6, STEP_TIMEOUT, async {
             if session.is_closed() {
                 return Err("the session ended".to_owned());
             }
+            router.publish(CLIENT_BROADCAST, hello);
             Ok(())
         })
         .await;

@@ -227,3 +227,50 @@ fn the_binary_prints_step_lines_and_exits_zero() {
         .unwrap();
     assert_eq!(usage.status.code(), Some(2));
 }
+
+/// The client publishes `/interop/client` at step 6, not at connect: a server that shows
+/// interest at once sees the announcement only after the client's step 5 (its probe), so it
+/// cannot run ahead to its GOAWAY while the client still has requests to make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_announces_its_broadcast_at_step_6_not_before() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let identity = moq_quinn::Identity::self_signed(&["localhost"]).expect("identity");
+        let trust = ServerTrust::Pinned(identity.leaf().cloned().expect("a certificate"));
+        let router = moq_quinn::Router::new();
+        router.publish(moq_interop::SERVER_BROADCAST, moq_interop::Hello::new());
+        let server = moq_quinn::Server::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            identity,
+            moq_quinn::Config::default(),
+            router,
+        )
+        .expect("bind");
+        let port = server.local_addr().expect("addr").port();
+        let watcher = tokio::spawn(async move {
+            let session = server.accept().await.expect("a session").expect("accepted");
+            let mut announced = session
+                .announced("/", moq_quinn::HopId(0))
+                .expect("interest");
+            let probed = session.probe_targets();
+            loop {
+                let announcement = announced.next().await.expect("announcements");
+                if announcement.path().to_string() == moq_interop::CLIENT_BROADCAST {
+                    // Whether the client's probe (step 5) had arrived by then.
+                    return probed.borrow().is_some();
+                }
+            }
+        });
+        let mut opts = ClientOpts::insecure(format!("moqt://localhost:{port}"));
+        opts.trust = Some(trust);
+        opts.skip.goaway = true;
+        let client = tokio::spawn(async move { run_client(&opts).await });
+        let probe_came_first = watcher.await.expect("the watcher");
+        assert!(
+            probe_came_first,
+            "the client announced /interop/client before its step 5"
+        );
+        client.abort();
+    })
+    .await
+    .expect("the run ends in time");
+}
