@@ -325,6 +325,11 @@ pub fn session(data: &[u8], start: Instant) {
                 "a timer in the past: {deadline:?} < {latest:?}"
             );
         }
+        assert_eq!(
+            session.stats().unsent_bytes,
+            session.unsent_bytes_total() as u64,
+            "the running count of unsent group and fetch bytes drifted"
+        );
         assert!(
             session.open_streams() <= streams.named.len(),
             "more streams than were ever named"

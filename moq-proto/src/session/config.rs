@@ -54,6 +54,20 @@ pub struct Config {
     /// Bytes queued in the core for one fetch response before writes are refused
     /// (default 64 MiB).
     pub max_queued_bytes_per_fetch: usize,
+    /// Bytes held, across the session, for control messages that have not fully arrived
+    /// (default 2 MiB, room for one message of [`crate::Limits::max_message_size`]). The
+    /// stream whose bytes pass it is cancelled with its kind's code 0x0.
+    pub max_buffered_control_bytes: usize,
+    /// How long a stream may owe us a message before it is cancelled (with its kind's
+    /// timeout code, else 0x0): a peer stream from its opening to its type byte and first
+    /// message, and any control stream holding part of a message, counted from its last
+    /// complete message (default 10 s).
+    pub incomplete_message_timeout: Duration,
+    /// Group and fetch bytes, across the whole session, that the transport has not accepted
+    /// yet (queued in the core or handed to the adapter) (default 16 MiB). Beyond it the
+    /// oldest groups of the subscription with the most such bytes are dropped (as for
+    /// [`Config::max_queued_bytes_per_subscription`]) and fetch writes are refused.
+    pub max_queued_bytes: usize,
     /// For adapters: bytes of received frames not yet read by the application above which
     /// the adapter stops reading group streams from the transport, so that QUIC flow
     /// control slows the publisher (which then drops its oldest groups) instead of memory
@@ -87,6 +101,9 @@ impl Default for Config {
             stream_send_window: 4 * 1024 * 1024,
             max_queued_bytes_per_subscription: 8 * 1024 * 1024,
             max_queued_bytes_per_fetch: 64 * 1024 * 1024,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_buffered_control_bytes: 2 * 1024 * 1024,
+            incomplete_message_timeout: Duration::from_secs(10),
             max_unread_bytes: 32 * 1024 * 1024,
             serve_unannounced: false,
         }

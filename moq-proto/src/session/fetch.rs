@@ -50,7 +50,9 @@ impl Session {
             return Err(CommandError::UnknownStream(id));
         }
         let header = FrameHeader::for_payload(&payload)?;
-        if self.queued_bytes(id) + payload.len() > self.config.max_queued_bytes_per_fetch {
+        if self.unsent_bytes(id) + payload.len() > self.config.max_queued_bytes_per_fetch
+            || self.unsent_data + payload.len() > self.config.max_queued_bytes
+        {
             return Err(CommandError::QueueFull(id));
         }
         let head = self.frame_header(header);
@@ -85,6 +87,11 @@ impl Session {
         Ok(())
     }
 
+    /// Whether the peer's FETCH on a stream we serve has arrived.
+    pub(super) fn fetch_requested(&self, id: StreamId) -> bool {
+        self.fetches_in.get(&id).is_some_and(|f| f.requested)
+    }
+
     // ---- Inputs ----
 
     pub(super) fn on_fetch_stream(&mut self, id: StreamId) {
@@ -93,6 +100,9 @@ impl Session {
             return;
         }
         self.fetches_in.insert(id, FetchIn::default());
+        if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
+            send.data = true;
+        }
     }
 
     pub(super) fn recv_fetch_request(&mut self, id: StreamId) -> bool {

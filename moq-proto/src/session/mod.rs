@@ -6,6 +6,7 @@ mod config;
 mod error;
 mod event;
 mod fetch;
+mod incomplete;
 mod probe;
 mod publish;
 mod ranges;
@@ -119,6 +120,14 @@ pub struct Session {
     goaway_sent: bool,
     goaway_received: bool,
 
+    /// Streams that owe us a message, with the bytes each holds toward it (see `incomplete`).
+    incomplete: StreamMap<usize>,
+    /// Their sum: bounded by [`Config::max_buffered_control_bytes`].
+    incomplete_bytes: usize,
+    /// Group and fetch bytes the transport has not accepted yet, across every stream: bounded
+    /// by [`Config::max_queued_bytes`].
+    unsent_data: usize,
+
     stats: stats::Counters,
     /// Shared buffer that frame headers are carved from (see `frame_header`).
     header_arena: bytes::BytesMut,
@@ -153,6 +162,9 @@ impl Session {
             probe_in: None,
             goaway_sent: false,
             goaway_received: false,
+            incomplete: StreamMap::default(),
+            incomplete_bytes: 0,
+            unsent_data: 0,
             stats: stats::Counters::default(),
             header_arena: bytes::BytesMut::new(),
         }
@@ -226,8 +238,10 @@ impl Session {
     /// FIN and resets under that id.
     pub fn handle_accepted(&mut self, dir: Dir, now: Instant) -> StreamId {
         let id = self.alloc_stream();
+        self.advance_clock(now);
         if self.closed.is_none() {
             self.streams.insert(id, Stream::accepted(dir));
+            self.watch_incomplete(id, false);
         }
         self.advance(now);
         id
@@ -236,11 +250,28 @@ impl Session {
     /// Bytes arrived, in order, on a stream's receive side.
     pub fn handle_data(&mut self, id: StreamId, data: Bytes, now: Instant) {
         self.stats.bytes_received_app += data.len() as u64;
-        if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+        self.advance_clock(now);
+        if let Some(stream) = self.streams.get_mut(&id)
+            && let Some(recv) = stream.recv.as_mut()
+        {
+            // Control streams, and streams that still owe their first message, are
+            // watched; a group or fetch past its header is not.
+            let watched = stream.owes || !stream.kind.carries_data();
             recv.push(data);
+            let held = recv.buffered();
             // Most chunks of a large frame only add to it: nothing to decode yet.
-            if recv.can_progress() {
+            let decode = recv.can_progress();
+            if decode {
                 self.process(id);
+            }
+            if watched {
+                let progressed = decode
+                    && self
+                        .streams
+                        .get(&id)
+                        .and_then(|s| s.recv.as_ref())
+                        .is_none_or(|r| r.buffered() < held);
+                self.watch_incomplete(id, progressed);
             }
         }
         self.advance(now);
@@ -251,6 +282,7 @@ impl Session {
         if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) {
             recv.finish();
             self.process(id);
+            self.watch_incomplete(id, false);
         }
         self.advance(now);
     }
@@ -260,6 +292,7 @@ impl Session {
         if let Some(stream) = self.streams.get_mut(&id)
             && stream.recv.take().is_some()
         {
+            self.forget_incomplete(id);
             self.on_peer_reset(id, code);
             self.reap(id);
         }
@@ -297,7 +330,11 @@ impl Session {
         if self.streams.contains_key(&id) {
             self.on_open_failed(id);
             if let Some(stream) = self.streams.get_mut(&id) {
-                stream.send = None;
+                if let Some(send) = stream.send.take()
+                    && send.data
+                {
+                    self.unsent_data -= send.unsent();
+                }
                 stream.recv = None;
             }
             self.reap(id);
@@ -312,6 +349,9 @@ impl Session {
         {
             let bytes = bytes.min(send.in_flight);
             send.in_flight -= bytes;
+            if send.data {
+                self.unsent_data -= bytes;
+            }
             if stream.kind == Kind::GroupOut {
                 self.on_group_bytes_accepted(id, bytes);
             }
@@ -414,6 +454,7 @@ impl Session {
             Timer::SubscribeLinger(id) => self.on_subscribe_linger(id),
             Timer::ProbeSample => self.on_probe_sample_due(),
             Timer::GoawayDrain => self.close(code::session::GOAWAY_TIMEOUT, "goaway timeout"),
+            Timer::Incomplete(id) => self.on_incomplete_timeout(id),
         }
     }
 
@@ -435,6 +476,9 @@ impl Session {
         self.end_all_fetches(&end);
         self.end_probes(&end);
         self.streams.clear();
+        self.incomplete.clear();
+        self.incomplete_bytes = 0;
+        self.unsent_data = 0;
         self.ready.clear();
         self.timers.clear();
         // Only a Close command may still be pending.

@@ -302,7 +302,7 @@ impl Session {
         if let Some(p) = self.pubs.get_mut(&sub) {
             p.queued += len;
         }
-        self.shed_load(sub);
+        self.shed_load(sub, group);
         Ok(())
     }
 
@@ -426,35 +426,68 @@ impl Session {
         self.header_arena.split().freeze()
     }
 
-    /// Drops the oldest groups of a subscription while its queue is over the limit.
-    fn shed_load(&mut self, sub: SubscribeId) {
+    /// Drops the oldest groups of a subscription while its queue is over its limit, then
+    /// of the subscriptions with the most unsent bytes while the session is over
+    /// [`crate::Config::max_queued_bytes`]. A subscription's newest group is dropped only
+    /// for the session's limit, and never the group being written (`writing`).
+    fn shed_load(&mut self, sub: SubscribeId, writing: StreamId) {
         let limit = self.config.max_queued_bytes_per_subscription;
-        loop {
-            let Some(p) = self.pubs.get(&sub) else {
-                return;
-            };
-            if p.queued <= limit || p.groups.len() < 2 {
+        while let Some(p) = self.pubs.get(&sub)
+            && p.queued > limit
+            && let Some((seq, stream)) = self.oldest_unsent_group(p, false, writing)
+        {
+            self.drop_group(sub, seq, stream);
+        }
+        if self.unsent_data <= self.config.max_queued_bytes {
+            return;
+        }
+        let mut heaviest: Vec<(usize, SubscribeId)> = self
+            .pubs
+            .iter()
+            .filter(|(_, p)| p.queued > 0)
+            .map(|(&id, p)| (p.queued, id))
+            .collect();
+        heaviest.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, id) in heaviest {
+            while self.unsent_data > self.config.max_queued_bytes
+                && let Some(p) = self.pubs.get(&id)
+                && let Some((seq, stream)) = self.oldest_unsent_group(p, true, writing)
+            {
+                self.drop_group(id, seq, stream);
+            }
+            if self.unsent_data <= self.config.max_queued_bytes {
                 return;
             }
-            // The oldest open group other than the newest, with data still queued.
-            let victim = p
-                .groups
-                .iter()
-                .rev()
-                .skip(1)
-                .rev()
-                .find(|&(_, &s)| self.unsent_bytes(s) > 0)
-                .map(|(&seq, &s)| (seq, s));
-            let Some((seq, stream)) = victim else {
-                return;
-            };
-            let drop = SubscribeResponse::Drop(SubscribeDrop::new(seq, seq, codes::INTERNAL.0));
-            let control = p.stream;
-            // Encodable: the sequence was encodable as a GROUP header.
-            let _ = self.send_response(control, &drop);
-            self.stats.groups_dropped += 1;
-            self.abort_group_with(stream, group_codes::EXPIRED, EndReason::Dropped);
         }
+    }
+
+    /// The oldest open group of a publication with bytes the transport has not accepted,
+    /// other than `writing`, and other than its newest unless `newest_too`.
+    fn oldest_unsent_group(
+        &self,
+        p: &Publication,
+        newest_too: bool,
+        writing: StreamId,
+    ) -> Option<(GroupSequence, StreamId)> {
+        let newest = p.groups.keys().next_back().copied();
+        p.groups
+            .iter()
+            .filter(|&(&seq, _)| newest_too || Some(seq) != newest)
+            .find(|&(_, &s)| s != writing && self.unsent_bytes(s) > 0)
+            .map(|(&seq, &s)| (seq, s))
+    }
+
+    /// Drops one group for a slow subscriber: SUBSCRIBE_DROP, reset with Group code 0x3, and
+    /// [`Event::GroupCancelled`] with [`EndReason::Dropped`].
+    fn drop_group(&mut self, sub: SubscribeId, seq: GroupSequence, stream: StreamId) {
+        let Some(control) = self.pubs.get(&sub).map(|p| p.stream) else {
+            return;
+        };
+        let drop = SubscribeResponse::Drop(SubscribeDrop::new(seq, seq, codes::INTERNAL.0));
+        // Encodable: the sequence was encodable as a GROUP header.
+        let _ = self.send_response(control, &drop);
+        self.stats.groups_dropped += 1;
+        self.abort_group_with(stream, group_codes::EXPIRED, EndReason::Dropped);
     }
 
     /// Resets a group we send for a reason of ours (expiry, slow subscriber), reporting

@@ -41,10 +41,20 @@ pub struct SessionStats {
     pub frames_received: u64,
     /// Groups dropped or expired on either side.
     pub groups_dropped: u64,
-    /// Bytes of group data queued in the core for the peer's subscriptions, not yet handed
-    /// to the transport: each subscription holds at most
+    /// Bytes of group data for the peer's subscriptions that the transport has not accepted
+    /// yet (queued in the core or handed to the adapter): each subscription holds at most
     /// [`crate::Config::max_queued_bytes_per_subscription`] plus its newest group.
     pub queued_bytes: u64,
+    /// Group and fetch bytes, across the session, that the transport has not accepted yet:
+    /// at most [`crate::Config::max_queued_bytes`] plus the group or fetch frame being
+    /// written.
+    pub unsent_bytes: u64,
+    /// Peer streams cancelled for holding an incomplete message too long or past
+    /// [`crate::Config::max_buffered_control_bytes`].
+    pub streams_abandoned: u64,
+    /// Bytes held for control messages that have not fully arrived: at most
+    /// [`crate::Config::max_buffered_control_bytes`].
+    pub control_bytes_buffered: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +70,7 @@ pub(super) struct Counters {
     pub(super) frames_sent: u64,
     pub(super) frames_received: u64,
     pub(super) groups_dropped: u64,
+    pub(super) streams_abandoned: u64,
 }
 
 impl Session {
@@ -78,6 +89,9 @@ impl Session {
             frames_received: c.frames_received,
             groups_dropped: c.groups_dropped,
             queued_bytes: self.queued_publication_bytes() as u64,
+            unsent_bytes: self.unsent_data as u64,
+            streams_abandoned: c.streams_abandoned,
+            control_bytes_buffered: self.incomplete_bytes as u64,
         }
     }
 }

@@ -74,6 +74,8 @@ pub(super) struct Stream {
     pub(super) recv: Option<StreamDecoder>,
     /// Send side; `None` when there is none or it is done.
     pub(super) send: Option<SendHalf>,
+    /// It owes us a message and is counted in `Session::incomplete` (see `incomplete`).
+    pub(super) owes: bool,
 }
 
 /// The send side of a stream.
@@ -86,6 +88,9 @@ pub(super) struct SendHalf {
     pub(super) queued: usize,
     /// Bytes handed to the transport and not yet reported accepted.
     pub(super) in_flight: usize,
+    /// Its bytes are group or fetch data, counted against [`crate::Config::max_queued_bytes`]
+    /// until the transport accepts them.
+    pub(super) data: bool,
     /// FIN follows the queued data.
     fin: bool,
     pub(super) priority: i32,
@@ -107,6 +112,7 @@ impl SendHalf {
             queue: VecDeque::new(),
             queued: 0,
             in_flight: 0,
+            data: false,
             fin: false,
             priority,
             transport_priority: priority,
@@ -144,6 +150,7 @@ impl Stream {
             kind: Kind::Pending,
             recv: Some(StreamDecoder::new()),
             send: (dir == Dir::Bi).then(|| SendHalf::new(true, CONTROL_PRIORITY)),
+            owes: false,
         }
     }
 }
@@ -172,13 +179,16 @@ impl Session {
     /// Asks the transport for a new stream and registers it.
     pub(super) fn open_stream(&mut self, dir: Dir, kind: Kind, priority: i32) -> StreamId {
         let id = self.alloc_stream();
+        let mut send = SendHalf::new(false, priority);
+        send.data = kind == Kind::GroupOut;
         self.streams.insert(
             id,
             Stream {
                 dir,
                 kind,
                 recv: (dir == Dir::Bi).then(StreamDecoder::new),
-                send: Some(SendHalf::new(false, priority)),
+                send: Some(send),
+                owes: false,
             },
         );
         self.commands.push_back(Command::Open { id, dir, priority });
@@ -192,6 +202,9 @@ impl Session {
         };
         if send.fin {
             return false;
+        }
+        if send.data {
+            self.unsent_data += data.len();
         }
         send.queued += data.len();
         send.queue.push_back(data);
@@ -246,6 +259,9 @@ impl Session {
         // Its ready entry, if any, is dropped when popped.
         // Also for a stream still opening: the adapter resets it as soon as it has it.
         self.commands.push_back(Command::Reset { id, code });
+        if send.data {
+            self.unsent_data -= send.unsent();
+        }
         if kind == Kind::GroupOut {
             // The discarded bytes leave its subscription's count too.
             self.on_group_bytes_accepted(id, send.unsent());
@@ -298,8 +314,10 @@ impl Session {
             .streams
             .get(&id)
             .is_some_and(|s| s.recv.is_none() && s.send.is_none())
+            && let Some(stream) = self.streams.remove(&id)
+            && stream.owes
         {
-            self.streams.remove(&id);
+            self.forget_incomplete(id);
         }
     }
 
@@ -358,14 +376,6 @@ impl Session {
         Some(Command::Finish { id })
     }
 
-    /// Bytes queued in the core, not yet handed to the transport, on a stream.
-    pub(super) fn queued_bytes(&self, id: StreamId) -> usize {
-        self.streams
-            .get(&id)
-            .and_then(|s| s.send.as_ref())
-            .map_or(0, |s| s.queued)
-    }
-
     /// Bytes of a stream the transport has not accepted yet: queued in the core, or handed
     /// over and not yet reported by [`Session::handle_written`].
     pub(super) fn unsent_bytes(&self, id: StreamId) -> usize {
@@ -384,6 +394,19 @@ impl Session {
             .values()
             .filter_map(|s| s.send.as_ref())
             .map(|s| s.queued)
+            .sum()
+    }
+
+    /// Group and fetch bytes the transport has not accepted yet, counted afresh from every
+    /// stream (the running count is [`crate::SessionStats::unsent_bytes`]).
+    ///
+    /// Scans every stream: for tests, fuzzing and diagnostics.
+    pub fn unsent_bytes_total(&self) -> usize {
+        self.streams
+            .values()
+            .filter_map(|s| s.send.as_ref())
+            .filter(|s| s.data)
+            .map(SendHalf::unsent)
             .sum()
     }
 

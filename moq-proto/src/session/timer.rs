@@ -21,6 +21,8 @@ pub(super) enum Timer {
     ProbeSample,
     /// The peer has not left after our GOAWAY.
     GoawayDrain,
+    /// A stream has owed us a message for too long (see `incomplete`).
+    Incomplete(StreamId),
 }
 
 /// Deadlines, at most one per [`Timer`].

@@ -710,6 +710,74 @@ fn slow_subscriber_with_window(window: usize) {
 }
 
 #[test]
+fn the_session_budget_bounds_many_slow_subscriptions_together() {
+    // Each subscription stays under its own limit; together they pass the session's, and
+    // the heaviest ones lose their oldest groups until the session is back under it.
+    const FRAME: usize = 1024;
+    const FRAMES: usize = 4;
+    const SESSION: usize = 16 * 1024;
+    const GROUP: usize = 8 + FRAMES * (FRAME + 2);
+    for publisher in BOTH {
+        let config = {
+            let mut config = Config::default();
+            config.stream_send_window = 1 << 20;
+            config.max_queued_bytes_per_subscription = 1 << 20;
+            config.max_queued_bytes = SESSION;
+            config
+        };
+        let mut pair = Pair::with_config(config.clone(), config);
+        let ids: Vec<SubscribeId> = (0..4)
+            .map(|_| subscribed(&mut pair, publisher, SubscribeParams::default()))
+            .collect();
+        pair.starve.insert(publisher);
+        let mut peak = 0;
+        for seq in 1..=10u64 {
+            for &id in &ids {
+                let p = &mut pair.side(publisher).session;
+                let g = p.open_group(id, GroupSequence(seq)).unwrap();
+                for f in 0..FRAMES {
+                    p.write_frame(g, payload(seq, f, FRAME)).unwrap();
+                    let unsent = p.stats().unsent_bytes as usize;
+                    assert_eq!(unsent, p.unsent_bytes_total());
+                    assert!(unsent <= SESSION + GROUP, "{unsent} bytes unsent");
+                    peak = peak.max(unsent);
+                }
+                p.finish_group(g).unwrap();
+            }
+            pair.drive();
+            let side = pair.side(publisher);
+            assert!(
+                side.withheld_live() <= SESSION + GROUP,
+                "group {seq}: {} bytes held by the transport",
+                side.withheld_live()
+            );
+        }
+        assert!(peak > SESSION / 2, "the test must fill the budget: {peak}");
+        let dropped = pair
+            .side(publisher)
+            .take_events()
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    Event::GroupCancelled {
+                        reason: EndReason::Dropped,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert!(dropped >= 20, "{dropped} groups dropped");
+        // Credit returns: everything left is delivered and the count goes back to zero.
+        pair.release_credit(publisher);
+        pair.drive();
+        let p = &pair.side(publisher).session;
+        assert_eq!(p.stats().unsent_bytes, 0);
+        assert_eq!(p.unsent_bytes_total(), 0);
+    }
+}
+
+#[test]
 fn frame_and_group_counters_in_stats() {
     let mut pair = Pair::new();
     let id = subscribed(&mut pair, Side::Server, SubscribeParams::default());

@@ -9,6 +9,7 @@ mod common;
 mod fetch;
 mod goaway;
 mod groups;
+mod incomplete;
 mod model;
 mod probe;
 mod subscribe;
