@@ -26,6 +26,10 @@
 //! max_sessions = 10000
 //! max_subscriptions_per_session = 4096
 //! max_queued_bytes_per_subscriber = 4194304
+//! max_queued_bytes_per_session = 16777216
+//! max_announcements_per_session = 1000
+//! max_string_len = 4096
+//! max_frames_per_group = 100000
 //!
 //! [auth]                         # no tokens: anonymous may do everything
 //! anonymous_subscribe = ["public/"]
@@ -204,6 +208,18 @@ pub struct LimitsConfig {
     /// Bytes queued for one downstream subscription before its oldest groups are dropped
     /// (SUBSCRIBE_DROP) (default 4 MiB).
     pub max_queued_bytes_per_subscriber: usize,
+    /// Bytes queued or in flight for all of one peer's subscriptions and fetches before the
+    /// heaviest subscriptions lose their oldest groups (default 16 MiB).
+    pub max_queued_bytes_per_session: usize,
+    /// Most active broadcasts one peer may announce to the relay; past it the relay cancels
+    /// that announce stream (Announce code 0x0) (default 1000).
+    pub max_announcements_per_session: usize,
+    /// Longest broadcast path, track name or URI a peer may send, in bytes (default 4096);
+    /// longer is malformed input and closes the session (0x3).
+    pub max_string_len: usize,
+    /// Most frames the relay forwards and caches in one group (default 100 000); an upstream
+    /// group with more is cut off and reset downstream (Group code 0x5).
+    pub max_frames_per_group: usize,
     /// Most announce streams one peer may open (default 64).
     pub max_announce_streams: usize,
     /// Most concurrent QUIC streams a peer may open per kind (default 128, as quinn's
@@ -224,6 +240,10 @@ impl Default for LimitsConfig {
             max_sessions: 10_000,
             max_subscriptions_per_session: 4096,
             max_queued_bytes_per_subscriber: 4 * 1024 * 1024,
+            max_queued_bytes_per_session: 16 * 1024 * 1024,
+            max_announcements_per_session: 1000,
+            max_string_len: 4096,
+            max_frames_per_group: 100_000,
             max_announce_streams: 64,
             max_streams: 128,
             idle_timeout_ms: 30_000,

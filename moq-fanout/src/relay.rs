@@ -207,6 +207,9 @@ impl Relay {
         let mut config = Config::default();
         config.max_incoming_subscriptions = limits.max_subscriptions_per_session;
         config.max_queued_bytes_per_subscription = limits.max_queued_bytes_per_subscriber;
+        config.max_queued_bytes = limits.max_queued_bytes_per_session;
+        config.max_announce_entries = limits.max_announcements_per_session;
+        config.limits.max_string_len = limits.max_string_len;
         config.max_incoming_announce_streams = limits.max_announce_streams;
         config.goaway_timeout = self.inner.config.drain_timeout();
         config.serve_unannounced = true;

@@ -7,18 +7,22 @@
 //! *send* the gomoqt form, which both accept.
 
 use std::fmt;
+use std::sync::Arc;
 
 /// The name of a broadcast, compared in normalised form.
 ///
 /// `BroadcastPath::new("demo")`, `new("/demo")` and `new("//demo/")` are equal and hash
 /// equal. On the wire it is written `/`-rooted (`/demo`).
+///
+/// Cloning is cheap (a reference count): every table that names a broadcast shares one copy
+/// of its path.
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct BroadcastPath(String);
+pub struct BroadcastPath(Arc<str>);
 
 impl BroadcastPath {
     /// Builds a path from any form, normalising it.
     pub fn new(path: &str) -> Self {
-        Self(normalise(path))
+        Self(normalise(path).into())
     }
 
     /// The normalised form: segments joined by `/`, without leading or trailing `/`.
@@ -37,6 +41,15 @@ impl BroadcastPath {
     /// The length in bytes of [`BroadcastPath::to_wire`].
     pub fn wire_len(&self) -> usize {
         self.0.len() + 1
+    }
+
+    /// How many segments it has (`/live/cam` has 2).
+    pub fn segments(&self) -> usize {
+        if self.0.is_empty() {
+            0
+        } else {
+            self.0.split('/').count()
+        }
     }
 
     /// Whether the path has no segment at all.
@@ -72,7 +85,7 @@ impl From<String> for BroadcastPath {
         let start = s.len() - s.trim_start_matches('/').len();
         s.drain(..start);
         if is_normalised(&s) {
-            Self(s)
+            Self(s.into())
         } else {
             Self::new(&s)
         }

@@ -617,6 +617,52 @@ fn invalid_utf8_in_any_string_field_is_invalid_utf8() {
 }
 
 #[test]
+fn paths_with_too_many_segments_are_malformed() {
+    let limits = Limits::default();
+    let sub =
+        |path: &str| framed(&[&[1u8][..], &string(path.as_bytes()), &[0, 0, 0, 0, 0, 0]].concat());
+    let at = "/s".repeat(Limits::MAX_PATH_SEGMENTS);
+    assert!(Subscribe::decode(&sub(&at), &limits).unwrap().is_some());
+    // Empty segments do not count: `//` is one separator.
+    let doubled = "//s".repeat(Limits::MAX_PATH_SEGMENTS);
+    assert!(
+        Subscribe::decode(&sub(&doubled), &limits)
+            .unwrap()
+            .is_some()
+    );
+    let over = "/s".repeat(Limits::MAX_PATH_SEGMENTS + 1);
+    let err = Subscribe::decode(&sub(&over), &limits).unwrap_err();
+    assert_eq!(
+        err,
+        DecodeError::TooManySegments {
+            message: Subscribe::NAME,
+            field: "path",
+            count: Limits::MAX_PATH_SEGMENTS + 1,
+            limit: Limits::MAX_PATH_SEGMENTS,
+        }
+    );
+    assert!(err.is_malformed());
+    // A thousand parts, as a hostile peer sent, in an ANNOUNCE suffix and an interest prefix.
+    let thousand = "/p".repeat(1000);
+    let announce = framed(&[&[1u8][..], &string(thousand.as_bytes()), &[0]].concat());
+    assert!(matches!(
+        Announce::decode(&announce, &limits),
+        Err(DecodeError::TooManySegments {
+            field: "suffix",
+            ..
+        })
+    ));
+    let interest = framed(&[&string(format!("{thousand}/").as_bytes())[..], &[0]].concat());
+    assert!(matches!(
+        AnnounceInterest::decode(&interest, &limits),
+        Err(DecodeError::TooManySegments {
+            field: "prefix",
+            ..
+        })
+    ));
+}
+
+#[test]
 fn string_over_max_string_len_is_field_too_long() {
     let four = Limits {
         max_string_len: 4,

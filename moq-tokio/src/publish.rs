@@ -128,9 +128,7 @@ impl Router {
         inner.sessions.retain(|s| s.strong_count() > 0);
         for session in inner.sessions.iter().filter_map(Weak::upgrade) {
             session.with(|s| {
-                if s.core.announce(path.clone(), hops.clone()).is_ok() {
-                    s.published.insert(path.clone(), hops.clone());
-                }
+                let _ = s.core.announce(path.clone(), hops.clone());
             });
         }
     }
@@ -141,7 +139,6 @@ impl Router {
         let found = inner.broadcasts.remove(path).is_some();
         for session in inner.sessions.iter().filter_map(Weak::upgrade) {
             session.with(|s| {
-                s.published.remove(path);
                 s.core.unannounce(path);
             });
         }
@@ -179,9 +176,7 @@ impl Router {
                 s.core.set_serve_unannounced(true);
             }
             for (path, (_, hops)) in &inner.broadcasts {
-                if s.core.announce(path.clone(), hops.clone()).is_ok() {
-                    s.published.insert(path.clone(), hops.clone());
-                }
+                let _ = s.core.announce(path.clone(), hops.clone());
             }
         });
     }

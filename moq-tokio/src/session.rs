@@ -82,7 +82,6 @@ impl Session {
                 pubs: HashMap::new(),
                 probe: None,
                 router: router.clone(),
-                published: HashMap::new(),
                 io: Default::default(),
             }),
             wake: Notify::new(),

@@ -11,8 +11,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, HopId,
-    StreamId, StreamMap, StreamSet, SubscribeId, TransportStats,
+    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, StreamId,
+    StreamMap, StreamSet, SubscribeId, TransportStats,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -79,8 +79,6 @@ pub(crate) struct Inner {
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
     pub(crate) probe: Option<mpsc::UnboundedSender<crate::probe::ProbeResult>>,
     pub(crate) router: Option<Router>,
-    /// Broadcasts this session announced for the router, with their hops.
-    pub(crate) published: HashMap<BroadcastPath, Vec<HopId>>,
     /// Where the core's stream commands go.
     pub(crate) io: Io,
 }

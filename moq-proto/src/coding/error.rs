@@ -60,6 +60,18 @@ pub enum DecodeError {
         /// The field.
         field: &'static str,
     },
+    /// A path, prefix or announce suffix has more segments than the limit allows.
+    #[error("{message}: field `{field}` has {count} path segments, over the limit of {limit}")]
+    TooManySegments {
+        /// The message being read.
+        message: &'static str,
+        /// The field.
+        field: &'static str,
+        /// The segments found.
+        count: usize,
+        /// The configured limit.
+        limit: usize,
+    },
     /// An ANNOUNCE carries more hop IDs than the limit allows.
     #[error("{message}: hop count {count} exceeds the limit of {limit}")]
     TooManyHops {
@@ -125,6 +137,16 @@ pub enum EncodeError {
         field: &'static str,
         /// The value.
         value: u64,
+    },
+    /// A path with more segments than [`crate::Limits::MAX_PATH_SEGMENTS`].
+    #[error("{message}: {count} path segments exceed the limit of {limit}")]
+    TooManySegments {
+        /// The message being written.
+        message: &'static str,
+        /// How many were given.
+        count: usize,
+        /// The limit.
+        limit: usize,
     },
     /// More hop IDs than [`crate::Limits::MAX_HOPS`].
     #[error("{message}: {count} hop ids exceed the limit of {limit}")]

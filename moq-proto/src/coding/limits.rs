@@ -15,6 +15,9 @@ pub struct Limits {
     pub max_string_len: usize,
     /// Most hop IDs accepted in one ANNOUNCE. Default 64.
     pub max_hops: usize,
+    /// Most segments (`/`-separated parts) in a broadcast path, prefix or announce suffix.
+    /// Default 64.
+    pub max_path_segments: usize,
 }
 
 impl Limits {
@@ -24,6 +27,8 @@ impl Limits {
     pub const MAX_STRING_LEN: usize = 64 * 1024;
     /// The most hop IDs we send, and the default receive limit.
     pub const MAX_HOPS: usize = 64;
+    /// The default path segment limit.
+    pub const MAX_PATH_SEGMENTS: usize = 64;
     /// The default control message limit (1 MiB).
     pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 }
@@ -35,6 +40,7 @@ impl Default for Limits {
             max_frame_size: Self::MAX_FRAME_SIZE,
             max_string_len: Self::MAX_STRING_LEN,
             max_hops: Self::MAX_HOPS,
+            max_path_segments: Self::MAX_PATH_SEGMENTS,
         }
     }
 }

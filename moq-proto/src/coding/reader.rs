@@ -74,6 +74,36 @@ impl<'a> Reader<'a> {
         Ok(s.to_owned())
     }
 
+    /// A string field that names path segments (an announce suffix), held to
+    /// `limits.max_path_segments`.
+    pub(crate) fn segments(
+        &mut self,
+        field: &'static str,
+        limits: &Limits,
+    ) -> Result<String, DecodeError> {
+        let s = self.string(field, limits)?;
+        self.check_segments(field, &s, limits)?;
+        Ok(s)
+    }
+
+    fn check_segments(
+        &self,
+        field: &'static str,
+        s: &str,
+        limits: &Limits,
+    ) -> Result<(), DecodeError> {
+        let count = s.split('/').filter(|part| !part.is_empty()).count();
+        if count > limits.max_path_segments {
+            return Err(DecodeError::TooManySegments {
+                message: self.message,
+                field,
+                count,
+                limit: limits.max_path_segments,
+            });
+        }
+        Ok(())
+    }
+
     /// A broadcast path: a string field, normalised, whose `/`-rooted wire form must also
     /// fit `limits.max_string_len`. Without that check a slash-less path of exactly the
     /// limit (moq-net's form) would decode but fail to re-encode one byte longer.
@@ -82,7 +112,7 @@ impl<'a> Reader<'a> {
         field: &'static str,
         limits: &Limits,
     ) -> Result<BroadcastPath, DecodeError> {
-        let path = BroadcastPath::from(self.string(field, limits)?);
+        let path = BroadcastPath::from(self.segments(field, limits)?);
         if path.wire_len() > limits.max_string_len {
             return Err(DecodeError::FieldTooLong {
                 message: self.message,

@@ -33,7 +33,7 @@ impl Message for AnnounceInterest {
 
     fn decode_body(body: &[u8], limits: &Limits) -> Result<Self, DecodeError> {
         let mut r = Reader::new(body, Self::NAME);
-        let prefix = PathPrefix::from_wire(r.string("prefix", limits)?);
+        let prefix = PathPrefix::from_wire(r.segments("prefix", limits)?);
         let exclude_hop = HopId(r.u64("exclude_hop")?);
         r.finish()?;
         Ok(Self {
@@ -111,7 +111,7 @@ impl Message for Announce {
             1 => AnnounceStatus::Active,
             other => return Err(DecodeError::UnknownAnnounceStatus(other)),
         };
-        let suffix = r.string("suffix", limits)?;
+        let suffix = r.segments("suffix", limits)?;
         let count = r.u64("hop_count")?;
         if count > limits.max_hops as u64 {
             return Err(DecodeError::TooManyHops {

@@ -34,6 +34,14 @@ fn path_len(message: &'static str, path: &BroadcastPath) -> Result<usize, Encode
             limit: Limits::MAX_STRING_LEN,
         });
     }
+    let count = path.segments();
+    if count > Limits::MAX_PATH_SEGMENTS {
+        return Err(EncodeError::TooManySegments {
+            message,
+            count,
+            limit: Limits::MAX_PATH_SEGMENTS,
+        });
+    }
     Ok(size_of_len(len) + len)
 }
 
