@@ -22,7 +22,7 @@ pub use event::{CloseReason, EndReason, Event};
 pub use publish::PublisherParams;
 pub use stats::{SessionStats, TransportStats};
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -105,7 +105,8 @@ pub struct Session {
 
     // Subscribe, as publisher.
     pubs: HashMap<SubscribeId, Publication>,
-    seen_subscribe_ids: HashSet<SubscribeId>,
+    /// Subscribe IDs the peer has used, as ranges (capped: see `on_subscribe`).
+    seen_subscribe_ids: ranges::Ranges,
     groups_out: StreamMap<GroupOut>,
 
     // Fetch.
@@ -154,7 +155,7 @@ impl Session {
             subs_out: HashMap::new(),
             groups_in: StreamMap::default(),
             pubs: HashMap::new(),
-            seen_subscribe_ids: HashSet::new(),
+            seen_subscribe_ids: ranges::Ranges::default(),
             groups_out: StreamMap::default(),
             fetches_out: StreamSet::default(),
             fetches_in: StreamMap::default(),

@@ -16,6 +16,9 @@ use crate::message::{
 };
 use crate::{BroadcastPath, ErrorCode, GroupSequence, Message, SubscribeId};
 
+/// Most disjoint ranges of the peer's subscribe IDs remembered for duplicate detection.
+const MAX_SEEN_ID_RANGES: usize = 1024;
+
 /// The publisher's side of SUBSCRIBE_OK, chosen by the application when it accepts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PublisherParams {
@@ -580,10 +583,15 @@ impl Session {
 
     fn on_subscribe(&mut self, stream: StreamId, message: Subscribe) {
         let id = message.id;
-        if !self.seen_subscribe_ids.insert(id) {
+        // IDs in use are always caught; ended ones are remembered as ranges, at most
+        // MAX_SEEN_ID_RANGES of them (gomoqt and we count up from 1: one range). A peer that
+        // scatters its IDs may reuse one it used long ago undetected, which harms no one.
+        if self.pubs.contains_key(&id) || self.seen_subscribe_ids.contains(id.0) {
             self.cancel(stream, codes::DUPLICATE_ID);
             return;
         }
+        self.seen_subscribe_ids
+            .insert_capped(id.0, id.0, MAX_SEEN_ID_RANGES);
         if self.pubs.len() >= self.config.max_incoming_subscriptions {
             self.cancel(stream, codes::INTERNAL);
             return;

@@ -1,5 +1,6 @@
-//! Sets of group sequences kept as merged inclusive ranges: which groups of a subscription
-//! are accounted for. Sequential groups take one entry whatever their number.
+//! Sets of group sequences (or subscribe IDs) kept as merged inclusive ranges: which groups
+//! of a subscription are accounted for. Sequential values take one entry whatever their
+//! number. Sets fed by a peer are capped ([`Ranges::insert_capped`]).
 
 use std::collections::BTreeMap;
 
@@ -24,6 +25,22 @@ impl Ranges {
             end = end.max(e);
         }
         self.0.insert(start, end);
+    }
+
+    /// Adds `start..=end`, then forgets the lowest ranges while more than `cap` are held: a
+    /// peer that makes the set sparse (disjoint drops, scattered IDs) costs at most `cap`
+    /// entries. Forgetting only ever makes the set smaller, never claims a value it lacks.
+    pub(super) fn insert_capped(&mut self, start: u64, end: u64, cap: usize) {
+        self.insert(start, end);
+        while self.0.len() > cap.max(1) {
+            self.0.pop_first();
+        }
+    }
+
+    /// How many disjoint ranges it holds.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.0.len()
     }
 
     /// Whether `seq` is in the set.
@@ -70,5 +87,22 @@ mod tests {
         r.insert(u64::MAX, u64::MAX);
         r.insert(0, 0);
         assert!(r.contains(u64::MAX) && r.covers(0, 9));
+    }
+
+    #[test]
+    fn a_capped_set_forgets_its_lowest_ranges() {
+        let mut r = Ranges::default();
+        for v in (0..200_000u64).step_by(2) {
+            r.insert_capped(v, v, 1024);
+        }
+        assert_eq!(r.len(), 1024);
+        assert!(r.contains(199_998) && !r.contains(0));
+        // Contiguous values still merge into one entry.
+        let mut r = Ranges::default();
+        for v in 1..=1_000_000u64 {
+            r.insert_capped(v, v, 4);
+        }
+        assert_eq!(r.len(), 1);
+        assert!(r.covers(1, 1_000_000));
     }
 }

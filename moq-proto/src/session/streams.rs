@@ -163,7 +163,8 @@ pub(super) enum Input<T> {
     Pending,
     /// The peer finished the stream cleanly, at an item boundary.
     End,
-    /// Malformed input (the session is closed) or no receive side.
+    /// Malformed input (the session is closed), a frame too large (the stream is
+    /// stopped), or no receive side.
     Failed,
     /// A stream-scoped semantic error for the caller to handle (an unknown announce status).
     Invalid,
@@ -410,6 +411,18 @@ impl Session {
             .sum()
     }
 
+    /// A frame over [`crate::Limits::max_frame_size`] on a group or fetch we receive: that
+    /// stream alone is stopped (code 0x0) and ends as cancelled; the session goes on.
+    fn refuse_oversized_frame(&mut self, id: StreamId) {
+        let code = ErrorCode(0x0);
+        self.stop_recv(id, code);
+        match self.streams.get(&id).map(|s| s.kind) {
+            Some(Kind::GroupIn) => self.end_group_in(id, super::EndReason::Cancelled(code)),
+            Some(Kind::FetchOut) => self.end_fetch_out(id, super::EndReason::Cancelled(code)),
+            _ => self.reap(id),
+        }
+    }
+
     /// Decodes one message on a stream, handling malformed input and the stream's end.
     pub(super) fn decode<M: Message>(&mut self, id: StreamId) -> Input<M> {
         self.decode_with(id, |recv, limits| recv.decode::<M>(limits))
@@ -434,6 +447,15 @@ impl Session {
                 Input::End
             }
             Ok(None) => Input::Pending,
+            Err(DecodeError::FrameTooLarge { .. })
+                if matches!(
+                    self.streams.get(&id).map(|s| s.kind),
+                    Some(Kind::GroupIn | Kind::FetchOut)
+                ) =>
+            {
+                self.refuse_oversized_frame(id);
+                Input::Failed
+            }
             Err(err) if err.is_malformed() => {
                 self.protocol_violation(&err);
                 Input::Failed

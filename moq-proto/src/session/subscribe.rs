@@ -12,6 +12,10 @@ use crate::message::{
 };
 use crate::{BroadcastPath, ErrorCode, GroupSequence, SubscribeId};
 
+/// Most disjoint ranges of groups remembered per subscription: a publisher sending scattered
+/// groups or drops costs at most this many entries (the oldest are forgotten).
+const MAX_SEEN_RANGES: usize = 1024;
+
 /// Priority of control streams: above every group.
 pub(super) const CONTROL_PRIORITY: i32 = i32::MAX;
 
@@ -187,7 +191,9 @@ impl Session {
                     return false;
                 }
                 if let Some(state) = self.subs_out.get_mut(&sub) {
-                    state.seen.insert(drop.first().0, drop.last().0);
+                    state
+                        .seen
+                        .insert_capped(drop.first().0, drop.last().0, MAX_SEEN_RANGES);
                 }
                 self.events.push_back(Event::SubscribeDropped {
                     id: sub,
@@ -345,7 +351,7 @@ impl Session {
             return;
         }
         let replaced = state.groups.insert(seq, id);
-        state.seen.insert(seq.0, seq.0);
+        state.seen.insert_capped(seq.0, seq.0, MAX_SEEN_RANGES);
         let arrived = state.finishing && state.range_arrived();
         let newer = state.newest.is_none_or(|(n, _)| seq > n);
         if newer {

@@ -218,12 +218,6 @@ fn malformed_control_messages_close_with_protocol_violation() {
             Dir::Uni,
             vec![0x00, 0x03, 0x01, 0x01, 0x00],
         ),
-        // A frame over the frame limit.
-        (
-            "frame too large",
-            Dir::Uni,
-            vec![0x00, 0x02, 0x01, 0x01, 0xc0, 0, 0, 0, 0x10, 0, 0, 0],
-        ),
     ];
     for role in [Role::Client, Role::Server] {
         for (name, dir, bytes) in &cases {
@@ -448,5 +442,48 @@ fn failed_opens_end_each_flow_with_open_failed() {
                 .any(|e| matches!(e, Event::GroupReceived { sequence, .. } if *sequence == GroupSequence(2))),
             "{events:?}"
         );
+    }
+}
+
+#[test]
+fn a_frame_over_the_limit_stops_its_group_alone() {
+    // A frame announcing 2^28 bytes (over the 50 MiB limit): that group stream is stopped
+    // (0x0) and ends cancelled; the subscription and the session go on.
+    for role in [Role::Client, Role::Server] {
+        let mut lone = Lone::new(role);
+        let sub = lone
+            .session
+            .subscribe(path("/x"), "t", SubscribeParams::default())
+            .unwrap();
+        lone.commands();
+        let group = lone.accept_with(
+            Dir::Uni,
+            &[0x00, 0x02, sub.0 as u8, 0x01, 0xd0, 0, 0, 0, 0, 0, 0, 0],
+        );
+        assert_eq!(
+            cancels(&lone.commands()),
+            vec![(group, ErrorCode(0x0), "stop")],
+            "{role:?}"
+        );
+        let events = lone.events();
+        assert!(
+            events.contains(&Event::GroupEnded {
+                stream: group,
+                reason: EndReason::Cancelled(ErrorCode(0x0)),
+            }),
+            "{role:?}: {events:?}"
+        );
+        assert!(!lone.session.is_closed(), "{role:?}");
+        assert!(
+            lone.session.subscription(sub).is_some(),
+            "the subscription goes on"
+        );
+        // The next group of the same subscription is delivered.
+        let next = lone.accept_with(Dir::Uni, &[0x00, 0x02, sub.0 as u8, 0x02, 0x01, b'x']);
+        lone.fin(next);
+        assert!(lone.events().iter().any(|e| matches!(
+            e,
+            Event::GroupEnded { stream, reason: EndReason::Finished } if *stream == next
+        )));
     }
 }

@@ -410,6 +410,50 @@ fn reused_subscribe_id_is_cancelled_with_0x2() {
 }
 
 #[test]
+fn scattered_subscribe_ids_cost_a_bounded_memory() {
+    // A peer that skips every other ID makes each one its own range: the session keeps the
+    // most recent 1024 ranges, so old IDs are forgotten (reusing one harms no one) while
+    // recent ones and every ID in use are still refused as duplicates.
+    let mut lone = Lone::new(Role::Server);
+    lone.session.announce(path("/a"), vec![]).unwrap();
+    let mut last = None;
+    for id in (2..=10_000u64).step_by(2) {
+        let stream = lone.accept_with(Dir::Bi, &subscribe_msg(id, "/a"));
+        lone.fin(stream);
+        lone.commands();
+        lone.events();
+        last = Some(id);
+    }
+    let last = last.unwrap();
+    let live = lone.accept_with(Dir::Bi, &subscribe_msg(1, "/a"));
+    lone.commands();
+    for dup in [last, 1] {
+        let again = lone.accept_with(Dir::Bi, &subscribe_msg(dup, "/a"));
+        assert_eq!(
+            cancels(&lone.commands()),
+            vec![
+                (again, codes::DUPLICATE_ID, "reset"),
+                (again, codes::DUPLICATE_ID, "stop")
+            ],
+            "ID {dup}"
+        );
+    }
+    lone.events();
+    // ID 2, used first, is beyond what is remembered: a new subscription.
+    lone.accept_with(Dir::Bi, &subscribe_msg(2, "/a"));
+    assert!(cancels(&lone.commands()).is_empty());
+    assert!(matches!(
+        lone.events().as_slice(),
+        [Event::SubscribeRequested {
+            id: SubscribeId(2),
+            ..
+        }]
+    ));
+    let _ = live;
+    assert!(!lone.session.is_closed());
+}
+
+#[test]
 fn response_timeout_cancels_with_0x5() {
     for publisher in BOTH {
         let mut pair = Pair::new();
