@@ -182,7 +182,7 @@ impl Default for RoutingConfig {
 pub struct CacheConfig {
     /// Most groups kept per track (default 8; at least 1).
     pub groups: usize,
-    /// Most payload bytes kept per track (default 8 MiB). A group that alone exceeds it is
+    /// Most bytes kept per track: payload plus 64 bytes per frame (default 8 MiB). A group that alone exceeds it is
     /// not cached.
     pub bytes: usize,
 }

@@ -27,6 +27,13 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// What one cached frame costs beyond its payload (its handle in the group's list),
+/// charged against the cache's byte budget so that empty frames are evicted like others.
+pub(crate) const FRAME_OVERHEAD: usize = 64;
+
+/// Most frames forwarded in one write: what arrived together goes downstream together.
+const BATCH: usize = 256;
+
 /// One cached group.
 #[derive(Debug)]
 struct CachedGroup {
@@ -36,7 +43,8 @@ struct CachedGroup {
     finished: bool,
 }
 
-/// The most recent groups of one track, bounded by count and payload bytes.
+/// The most recent groups of one track, bounded by count and bytes (payload plus
+/// [`FRAME_OVERHEAD`] per frame).
 #[derive(Debug)]
 pub(crate) struct Cache {
     /// By ascending sequence.
@@ -86,13 +94,13 @@ impl Cache {
         self.evict();
     }
 
-    /// A frame of a group arrived. A group evicted (or never begun) stays uncached.
-    fn push(&mut self, sequence: GroupSequence, frame: &Bytes) {
-        let len = frame.len();
+    /// Frames of a group arrived. A group evicted (or never begun) stays uncached.
+    fn push(&mut self, sequence: GroupSequence, frames: &[Bytes]) {
         let Some(group) = self.find(sequence).filter(|g| !g.finished) else {
             return;
         };
-        group.frames.push(frame.clone());
+        let len: usize = frames.iter().map(|f| f.len() + FRAME_OVERHEAD).sum();
+        group.frames.extend_from_slice(frames);
         group.bytes += len;
         self.bytes += len;
         self.evict();
@@ -136,7 +144,7 @@ impl Cache {
         self.groups.iter().map(|g| g.sequence).collect()
     }
 
-    /// Payload bytes held.
+    /// Bytes held: payload plus [`FRAME_OVERHEAD`] per frame.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
     }
@@ -162,26 +170,68 @@ pub(crate) struct TrackFanout {
 pub(crate) type Detach =
     Box<dyn FnMut(&mut mpsc::UnboundedReceiver<TrackWriter>, bool) -> Vec<TrackWriter> + Send>;
 
-/// The end of one frame read from an upstream group.
+/// What was read from an upstream group: frames that arrived together, or its end.
 enum Item {
-    Frame(Bytes),
+    Frames(Vec<Bytes>),
     End(Result<(), StreamEndError>),
 }
 
 type GroupStream = Pin<Box<dyn Stream<Item = (GroupSequence, Item)> + Send>>;
 
-/// An upstream group as a stream of its frames, then its end. One allocation per group.
-fn frames(reader: GroupReader) -> GroupStream {
+/// Where an upstream group's reading stands.
+enum Reading {
+    /// Frames go on; so many were forwarded.
+    Open(GroupReader, usize),
+    /// The last batch went out; its end comes next.
+    Ending(Result<(), StreamEndError>),
+    Done,
+}
+
+/// An upstream group as a stream of batches of frames (a frame, with whatever arrived with
+/// it), then its end. A group with more than `max_frames` frames is cut there: the upstream
+/// group is stopped, and the group ends aborted downstream.
+fn frames(reader: GroupReader, max_frames: usize) -> GroupStream {
     let sequence = reader.sequence();
     Box::pin(futures_util::stream::unfold(
-        Some(reader),
-        move |reader| async move {
-            let mut reader = reader?;
-            match reader.read_frame().await {
-                Ok(Some(frame)) => Some(((sequence, Item::Frame(frame)), Some(reader))),
-                Ok(None) => Some(((sequence, Item::End(Ok(()))), None)),
-                Err(e) => Some(((sequence, Item::End(Err(e))), None)),
+        Reading::Open(reader, 0),
+        move |state| async move {
+            let (mut reader, count) = match state {
+                Reading::Open(reader, count) => (reader, count),
+                Reading::Ending(end) => return Some(((sequence, Item::End(end)), Reading::Done)),
+                Reading::Done => return None,
+            };
+            let first = match reader.read_frame().await {
+                Ok(Some(frame)) => frame,
+                Ok(None) => return Some(((sequence, Item::End(Ok(()))), Reading::Done)),
+                Err(e) => return Some(((sequence, Item::End(Err(e))), Reading::Done)),
+            };
+            let mut batch = vec![first];
+            let mut end = None;
+            while batch.len() < BATCH && end.is_none() {
+                match reader.try_read_frame() {
+                    None => break,
+                    Some(Ok(Some(frame))) => batch.push(frame),
+                    Some(Ok(None)) => end = Some(Ok(())),
+                    Some(Err(e)) => end = Some(Err(e)),
+                }
             }
+            let count = count + batch.len();
+            if count > max_frames {
+                tracing::info!(
+                    group = sequence.0,
+                    max_frames,
+                    "upstream group over the frame limit: cut off"
+                );
+                reader.cancel(code::group::INTERNAL);
+                batch.truncate(batch.len() - (count - max_frames));
+                let cut = Err(StreamEndError::Local);
+                return Some(((sequence, Item::Frames(batch)), Reading::Ending(cut)));
+            }
+            let next = match end {
+                Some(end) => Reading::Ending(end),
+                None => Reading::Open(reader, count),
+            };
+            Some(((sequence, Item::Frames(batch)), next))
         },
     ))
 }
@@ -213,6 +263,8 @@ fn group_code(err: &StreamEndError) -> ErrorCode {
 pub(crate) struct Fanout {
     upstream: TrackReader,
     cache: Arc<Mutex<Cache>>,
+    /// Frames forwarded per group at most.
+    max_frames: usize,
     subscribers: Vec<(u64, Subscriber)>,
     next_subscriber: u64,
     groups: SelectAll<GroupStream>,
@@ -220,10 +272,11 @@ pub(crate) struct Fanout {
 }
 
 impl Fanout {
-    pub(crate) fn new(upstream: TrackReader, cache: Arc<Mutex<Cache>>) -> Self {
+    pub(crate) fn new(upstream: TrackReader, cache: Arc<Mutex<Cache>>, max_frames: usize) -> Self {
         Self {
             upstream,
             cache,
+            max_frames,
             subscribers: Vec::new(),
             next_subscriber: 0,
             groups: SelectAll::new(),
@@ -360,6 +413,7 @@ impl Fanout {
     }
 
     fn open_group(&mut self, reader: GroupReader) {
+        let max_frames = self.max_frames;
         let sequence = reader.sequence();
         lock(&self.cache).begin(sequence);
         for (_, sub) in &mut self.subscribers {
@@ -368,16 +422,16 @@ impl Fanout {
                 sub.groups.push(group);
             }
         }
-        self.groups.push(frames(reader));
+        self.groups.push(frames(reader, max_frames));
     }
 
     fn group_item(&mut self, sequence: GroupSequence, item: Item) {
         match item {
-            Item::Frame(frame) => {
-                lock(&self.cache).push(sequence, &frame);
+            Item::Frames(frames) => {
+                lock(&self.cache).push(sequence, &frames);
                 for (_, sub) in &mut self.subscribers {
                     if let Some(group) = sub.groups.iter_mut().find(|g| g.sequence() == sequence)
-                        && group.write_frame(frame.clone()).is_err()
+                        && group.write_frames(frames.iter().cloned()).is_err()
                     {
                         // Dropped for being too slow, expired or stopped by the subscriber.
                         sub.take_group(sequence);
@@ -415,27 +469,47 @@ mod tests {
 
     #[test]
     fn cache_keeps_the_newest_groups_by_count_and_bytes() {
-        let mut cache = Cache::new(3, 100);
+        // Each frame costs its payload plus FRAME_OVERHEAD.
+        let cost = |len: usize| len + FRAME_OVERHEAD;
+        let mut cache = Cache::new(3, 3 * cost(10) + 10);
         for s in 1..=5 {
             cache.begin(GroupSequence(s));
-            cache.push(GroupSequence(s), &Bytes::from(vec![0u8; 10]));
+            cache.push(GroupSequence(s), &[Bytes::from(vec![0u8; 10])]);
             cache.finish(GroupSequence(s));
         }
         assert_eq!(seqs(&cache), [3, 4, 5]);
-        assert_eq!(cache.bytes(), 30);
+        assert_eq!(cache.bytes(), 3 * cost(10));
         assert_eq!(cache.group(GroupSequence(4)).unwrap().len(), 1);
         assert!(cache.group(GroupSequence(2)).is_none());
 
         // Bytes: a big group pushes the old ones out, and one bigger than the budget goes too.
         cache.begin(GroupSequence(6));
-        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 81]));
+        cache.push(GroupSequence(6), &[Bytes::from(vec![0u8; 81])]);
         assert_eq!(seqs(&cache), [5, 6]);
-        assert_eq!(cache.bytes(), 91);
-        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 30]));
+        assert_eq!(cache.bytes(), cost(10) + cost(81));
+        cache.push(GroupSequence(6), &[Bytes::from(vec![0u8; 200])]);
         assert_eq!(seqs(&cache), Vec::<u64>::new());
         assert_eq!(cache.bytes(), 0);
-        cache.push(GroupSequence(6), &Bytes::from(vec![0u8; 1]));
+        cache.push(GroupSequence(6), &[Bytes::from(vec![0u8; 1])]);
         assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn empty_frames_count_against_the_cache_budget() {
+        // A million empty frames would cost nothing by payload; by their overhead they push
+        // the group out once it passes the budget.
+        let mut cache = Cache::new(4, 1024 * 1024);
+        cache.begin(GroupSequence(1));
+        let empty = vec![Bytes::new(); 1000];
+        for _ in 0..1000 {
+            cache.push(GroupSequence(1), &empty);
+            assert!(cache.bytes() <= 1024 * 1024);
+        }
+        assert_eq!(
+            seqs(&cache),
+            Vec::<u64>::new(),
+            "evicted by its frames' overhead"
+        );
     }
 
     #[test]
@@ -445,7 +519,7 @@ mod tests {
         cache.begin(GroupSequence(1));
         cache.begin(GroupSequence(3));
         assert_eq!(seqs(&cache), [1, 2, 3]);
-        cache.push(GroupSequence(2), &Bytes::from_static(b"ab"));
+        cache.push(GroupSequence(2), &[Bytes::from_static(b"ab")]);
         cache.abort(GroupSequence(2));
         assert_eq!(seqs(&cache), [1, 3]);
         assert_eq!(cache.bytes(), 0);

@@ -272,7 +272,7 @@ impl Relay {
         stats
     }
 
-    /// Payload bytes cached over every relayed track.
+    /// Bytes cached over every relayed track (payload plus 64 bytes per frame).
     pub fn cached_bytes(&self) -> usize {
         let state = lock(&self.inner.state);
         state
@@ -707,7 +707,8 @@ impl Inner {
             }
             joined
         });
-        tokio::spawn(Fanout::new(upstream, cache).run(joins_rx, stop_rx, detach));
+        let max_frames = self.config.limits.max_frames_per_group;
+        tokio::spawn(Fanout::new(upstream, cache, max_frames).run(joins_rx, stop_rx, detach));
     }
 
     /// A downstream fetch: from the cache, or forwarded upstream.

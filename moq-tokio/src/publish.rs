@@ -432,6 +432,24 @@ impl GroupWriter {
         Ok(())
     }
 
+    /// Queues several frames at once (one pass through the session): a burst of small
+    /// frames reaches the transport as a few chunks. Stops at the first that fails.
+    pub fn write_frames(
+        &mut self,
+        payloads: impl IntoIterator<Item = Bytes>,
+    ) -> Result<(), PublishError> {
+        if self.done {
+            return Err(PublishError::Closed("group finished".into()));
+        }
+        let stream = self.stream;
+        self.shared.with(|s| {
+            payloads
+                .into_iter()
+                .try_for_each(|payload| s.core.write_frame(stream, payload))
+        })?;
+        Ok(())
+    }
+
     /// Finishes the group (FIN after the queued frames).
     pub fn finish(mut self) -> Result<(), PublishError> {
         self.done = true;

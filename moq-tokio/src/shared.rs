@@ -156,6 +156,11 @@ pub(crate) enum Request {
     Upcalls(Vec<Upcall>),
 }
 
+/// What one frame waiting for its reader costs beyond its payload (its slot in the reader's
+/// channel and its pieces), counted in [`Unread`] so that a flood of empty frames is
+/// bounded like a flood of large ones.
+pub(crate) const FRAME_COST: usize = 64;
+
 /// Bytes of received frames routed to readers and not yet read, in total and per group
 /// stream. Above the total limit, a group stream the driver still reads (its reader has
 /// not taken it over) and whose own reader has unread frames is not read from the
@@ -510,7 +515,7 @@ impl Inner {
             }
             Event::Frame { stream, payload } => {
                 if let Some((tx, mine)) = self.groups.get(&stream) {
-                    let len = payload.len();
+                    let len = payload.len() + FRAME_COST;
                     if tx.send(GroupMsg::Frame(payload)).is_ok() {
                         shared.unread.add(len, mine);
                     }

@@ -9,7 +9,7 @@ use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, Payload, StreamId, Subs
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{SessionError, StreamEndError};
-use crate::shared::{GroupMsg, Shared, TrackMsg};
+use crate::shared::{FRAME_COST, GroupMsg, Shared, TrackMsg};
 use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
@@ -261,11 +261,28 @@ impl GroupReader {
         }
     }
 
+    /// The next frame if it has already arrived, without waiting: `None` when nothing is
+    /// ready yet; otherwise what [`GroupReader::read_frame`] would return. Lets a relay
+    /// forward a burst of frames in one write ([`crate::GroupWriter::write_frames`]).
+    pub fn try_read_frame(&mut self) -> Option<Result<Option<Bytes>, StreamEndError>> {
+        if let Some(end) = &self.ended {
+            return Some(end.clone().map(|()| None));
+        }
+        let msg = match self.rx.try_recv() {
+            Ok(msg) => Some(msg),
+            Err(mpsc::error::TryRecvError::Disconnected) => None,
+            Err(mpsc::error::TryRecvError::Empty) => return None,
+        };
+        Some(self.deliver(msg).map(|p| p.map(Payload::into_bytes)))
+    }
+
     /// Turns what arrived on `rx` into `read_frame`'s answer.
     fn deliver(&mut self, msg: Option<GroupMsg>) -> Result<Option<Payload>, StreamEndError> {
         let end = match msg {
             Some(GroupMsg::Frame(payload)) => {
-                self.shared.unread.sub(payload.len(), &self.unread);
+                self.shared
+                    .unread
+                    .sub(payload.len() + FRAME_COST, &self.unread);
                 return Ok(Some(payload));
             }
             Some(GroupMsg::Ended(reason)) => match StreamEndError::from_reason(reason) {
@@ -321,7 +338,9 @@ impl Drop for GroupReader {
         self.rx.close();
         while let Ok(msg) = self.rx.try_recv() {
             if let GroupMsg::Frame(payload) = msg {
-                self.shared.unread.sub(payload.len(), &self.unread);
+                self.shared
+                    .unread
+                    .sub(payload.len() + FRAME_COST, &self.unread);
             }
         }
     }

@@ -19,6 +19,12 @@ use crate::code::ErrorCode;
 use crate::message::StreamType;
 use crate::{DecodeError, Message, StreamDecoder, SubscribeId};
 
+/// Data-stream chunks of at most this many bytes (a frame header, a tiny frame) are copied
+/// together rather than handed to the transport one by one.
+const COALESCE_MAX: usize = 512;
+/// The largest chunk small writes are gathered into.
+const COALESCE_CHUNK: usize = 16 * 1024;
+
 /// What a stream carries, from our side's point of view (`In` = the peer opened it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Kind {
@@ -91,6 +97,9 @@ pub(super) struct SendHalf {
     /// Its bytes are group or fetch data, counted against [`crate::Config::max_queued_bytes`]
     /// until the transport accepts them.
     pub(super) data: bool,
+    /// Small writes of a data stream gathered into one chunk, after `queue` (see
+    /// [`COALESCE_MAX`]).
+    tail: BytesMut,
     /// FIN follows the queued data.
     fin: bool,
     pub(super) priority: i32,
@@ -113,6 +122,7 @@ impl SendHalf {
             queued: 0,
             in_flight: 0,
             data: false,
+            tail: BytesMut::new(),
             fin: false,
             priority,
             transport_priority: priority,
@@ -132,9 +142,39 @@ impl SendHalf {
     /// the transport has accepted every byte handed to it, so that until then the stream can
     /// still be reset and its bytes still count against its owner's budget.
     fn is_ready(&self, window: usize) -> bool {
+        let pending = !self.queue.is_empty() || !self.tail.is_empty();
         self.opened
-            && ((!self.queue.is_empty() && self.in_flight < window)
-                || (self.queue.is_empty() && self.fin && self.in_flight == 0))
+            && ((pending && self.in_flight < window)
+                || (!pending && self.fin && self.in_flight == 0))
+    }
+
+    /// Queues a chunk. On a data stream a chunk of at most [`COALESCE_MAX`] bytes is copied
+    /// onto the small chunks queued before it, up to [`COALESCE_CHUNK`] bytes: a burst of
+    /// tiny frames reaches the transport as a few chunks, not one (or two) per frame.
+    fn push(&mut self, data: Bytes) {
+        if self.data && data.len() <= COALESCE_MAX {
+            if self.tail.len() + data.len() > COALESCE_CHUNK {
+                let full = self.tail.split().freeze();
+                self.queue.push_back(full);
+            }
+            if self.tail.capacity() - self.tail.len() < data.len() {
+                self.tail.reserve(COALESCE_MAX * 2);
+            }
+            self.tail.extend_from_slice(&data);
+        } else {
+            if !self.tail.is_empty() {
+                let small = self.tail.split().freeze();
+                self.queue.push_back(small);
+            }
+            self.queue.push_back(data);
+        }
+    }
+
+    /// The next chunk to hand to the transport.
+    fn pop(&mut self) -> Option<Bytes> {
+        self.queue
+            .pop_front()
+            .or_else(|| (!self.tail.is_empty()).then(|| self.tail.split().freeze()))
     }
 
     /// Bytes not yet accepted by the transport: queued here, or handed over and unreported.
@@ -208,7 +248,7 @@ impl Session {
             self.unsent_data += data.len();
         }
         send.queued += data.len();
-        send.queue.push_back(data);
+        send.push(data);
         self.refresh_ready(id);
         true
     }
@@ -356,7 +396,7 @@ impl Session {
             }
         };
         let send = stream.send.as_mut()?;
-        if let Some(data) = send.queue.pop_front() {
+        if let Some(data) = send.pop() {
             send.queued -= data.len();
             send.in_flight += data.len();
             let len = data.len();

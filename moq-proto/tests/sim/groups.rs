@@ -778,6 +778,42 @@ fn the_session_budget_bounds_many_slow_subscriptions_together() {
 }
 
 #[test]
+fn a_burst_of_tiny_frames_reaches_the_transport_as_few_chunks() {
+    // 10 000 empty frames (one header byte each) and 10 000 one-byte frames, queued before
+    // the transport is polled: a few 16 KiB chunks, not a chunk or two per frame. A large
+    // payload still goes as it is (no copy).
+    let mut pair = Pair::new();
+    let id = subscribed(&mut pair, Side::Server, SubscribeParams::default());
+    let p = &mut pair.server.session;
+    let g = p.open_group(id, GroupSequence(1)).unwrap();
+    for _ in 0..10_000 {
+        p.write_frame(g, Bytes::new()).unwrap();
+        p.write_frame(g, Bytes::from_static(b"x")).unwrap();
+    }
+    let big = Bytes::from(vec![7u8; 64 * 1024]);
+    p.write_frame(g, big.clone()).unwrap();
+    p.finish_group(g).unwrap();
+    pair.drive();
+    let writes: Vec<Bytes> = pair
+        .server
+        .commands
+        .iter()
+        .filter_map(|c| match c {
+            Command::Write { id: s, data } if *s == g => Some(data.clone()),
+            _ => None,
+        })
+        .collect();
+    let total: usize = writes.iter().map(Bytes::len).sum();
+    // The GROUP header, 30 000 bytes of small frames, and the big frame's header and payload.
+    assert_eq!(total, 4 + 10_000 + 20_000 + 4 + big.len());
+    assert!(writes.len() <= 6, "{} chunks", writes.len());
+    assert!(
+        writes.iter().any(|w| w.as_ptr() == big.as_ptr()),
+        "the large payload is handed over without a copy"
+    );
+}
+
+#[test]
 fn frame_and_group_counters_in_stats() {
     let mut pair = Pair::new();
     let id = subscribed(&mut pair, Side::Server, SubscribeParams::default());
