@@ -30,6 +30,8 @@
 //! max_announcements_per_session = 1000
 //! max_string_len = 4096
 //! max_frames_per_group = 100000
+//! max_control_bytes_per_session = 1048576
+//! incomplete_message_timeout_ms = 10000
 //!
 //! [auth]                         # no tokens: anonymous may do everything
 //! anonymous_subscribe = ["public/"]
@@ -220,6 +222,12 @@ pub struct LimitsConfig {
     /// Most frames the relay forwards and caches in one group (default 100 000); an upstream
     /// group with more is cut off and reset downstream (Group code 0x5).
     pub max_frames_per_group: usize,
+    /// Bytes of control messages that have not fully arrived, held for one peer across its
+    /// streams; the stream that passes it is cancelled (default 1 MiB).
+    pub max_control_bytes_per_session: usize,
+    /// How long a peer's stream may owe a message (its type, its first message, or the rest
+    /// of one begun) before it is cancelled, in ms (default 10 000).
+    pub incomplete_message_timeout_ms: u64,
     /// Most announce streams one peer may open (default 64).
     pub max_announce_streams: usize,
     /// Most concurrent QUIC streams a peer may open per kind (default 128, as quinn's
@@ -244,6 +252,8 @@ impl Default for LimitsConfig {
             max_announcements_per_session: 1000,
             max_string_len: 4096,
             max_frames_per_group: 100_000,
+            max_control_bytes_per_session: 1024 * 1024,
+            incomplete_message_timeout_ms: 10_000,
             max_announce_streams: 64,
             max_streams: 128,
             idle_timeout_ms: 30_000,

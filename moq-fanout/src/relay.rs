@@ -210,6 +210,11 @@ impl Relay {
         config.max_queued_bytes = limits.max_queued_bytes_per_session;
         config.max_announce_entries = limits.max_announcements_per_session;
         config.limits.max_string_len = limits.max_string_len;
+        // Control messages are a path, a name and a few numbers: a few KiB at most.
+        config.limits.max_message_size = 64 * 1024;
+        config.max_buffered_control_bytes = limits.max_control_bytes_per_session;
+        config.incomplete_message_timeout =
+            Duration::from_millis(limits.incomplete_message_timeout_ms);
         config.max_incoming_announce_streams = limits.max_announce_streams;
         config.goaway_timeout = self.inner.config.drain_timeout();
         config.serve_unannounced = true;

@@ -1,0 +1,419 @@
+//! Attacks on the relay by one anonymous client, on loopback: each asserts what the relay
+//! may hold for the attacker (its own accounting, and this process's resident memory), that
+//! the relay stays responsive, and that a well-behaved client is still served. The classes
+//! and their budgets are in docs/security.md.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::*;
+use moq_fanout::RelayServer;
+use moq_proto::message::{StreamType, Subscribe, SubscribeParams as WireParams};
+use moq_proto::{BroadcastPath, Message, SubscribeId};
+use moq_quinn::{ServerTrust, SessionStats, StreamEndError, code};
+
+const MIB: usize = 1024 * 1024;
+
+/// The attacks run one at a time: they measure this process's resident memory.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// CPU time this process has used (user and system), from `/proc/self/stat`.
+fn cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The fields after the command name (which ends with ')'): utime is the 12th, stime
+    // the 13th, in clock ticks of 10 ms.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let ticks: u64 = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// A raw QUIC connection to the relay, speaking moq-lite-04 by hand.
+struct Raw {
+    _endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+}
+
+async fn raw(addr: SocketAddr, transport: quinn::TransportConfig) -> Raw {
+    let crypto = moq_quinn::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").unwrap();
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let conn = within("raw connect", endpoint.connect(addr, "localhost").unwrap())
+        .await
+        .expect("raw connection");
+    Raw {
+        _endpoint: endpoint,
+        conn,
+    }
+}
+
+/// The relay's accounting for its peer at `index` in the order they connected.
+fn attacker_stats(relay: &RelayServer, index: usize) -> Option<SessionStats> {
+    let stats = relay.relay().peer_stats();
+    stats.into_iter().nth(index).map(|(_, s)| s)
+}
+
+/// A well-behaved client subscribes to the live broadcast and gets a whole new group within
+/// a second: the relay is still serving.
+async fn good_client_is_served(url: &str, track: &moq_quinn::TrackProducer) -> Duration {
+    let client = client();
+    let session = connect(&client, url, None).await;
+    let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&reader).await;
+    let start = Instant::now();
+    let seq = write_group(track, 2, 100);
+    loop {
+        let mut group = tokio::time::timeout(Duration::from_secs(1), reader.next_group())
+            .await
+            .expect("a good client is served within a second")
+            .expect("the subscription lives")
+            .expect("a group");
+        if group.sequence().0 == seq {
+            let frames = read_all(&mut group).await;
+            assert_eq!(frames.len(), 2);
+            return start.elapsed();
+        }
+    }
+}
+
+const PATH: &str = "/live/good";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_sent_control_messages_are_bounded_per_connection() {
+    let _serial = SERIAL.lock().await;
+    let mut config = config();
+    config.limits.max_control_bytes_per_session = MIB;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let good = client();
+    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    known(&relay, 1).await;
+
+    // 100 streams, each a SUBSCRIBE whose length says 60 000 bytes, of which 30 000 are
+    // sent: 3 MB offered, none of it ever a whole message.
+    let before = rss_kib();
+    let cpu_before = cpu();
+    let attacker = raw(
+        relay.quic_addr().unwrap(),
+        quinn::TransportConfig::default(),
+    )
+    .await;
+    let mut head = vec![StreamType::Subscribe.to_byte()];
+    head.extend_from_slice(&[0x80, 0x00, 0xea, 0x60]);
+    head.extend(std::iter::repeat_n(0u8, 30_000));
+    let mut streams = Vec::new();
+    for _ in 0..100 {
+        let (mut send, recv) = attacker.conn.open_bi().await.unwrap();
+        send.write_all(&head).await.unwrap();
+        streams.push((send, recv));
+    }
+    until("the relay cancels what passes the budget", || {
+        attacker_stats(&relay, 1).is_some_and(|s| s.streams_abandoned >= 60)
+    })
+    .await;
+    let stats = attacker_stats(&relay, 1).unwrap();
+    let grown = rss_kib().saturating_sub(before);
+    println!(
+        "half-sent: {} streams cancelled, {} bytes held, RSS +{} KiB, {:?} of CPU",
+        stats.streams_abandoned,
+        stats.control_bytes_buffered,
+        grown,
+        cpu() - cpu_before
+    );
+    assert!(stats.control_bytes_buffered as usize <= MIB);
+    assert!(stats.streams_abandoned >= 60);
+    assert!(grown < 32 * 1024, "RSS grew {grown} KiB");
+    // The attacker's connection itself goes on (a limit, not a protocol error).
+    assert!(attacker.conn.close_reason().is_none());
+    good_client_is_served(&url, &publisher.tracks[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_streams_are_cut_after_the_timeout() {
+    let _serial = SERIAL.lock().await;
+    let mut config = config();
+    config.limits.incomplete_message_timeout_ms = 500;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let good = client();
+    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    known(&relay, 1).await;
+
+    let attacker = raw(
+        relay.quic_addr().unwrap(),
+        quinn::TransportConfig::default(),
+    )
+    .await;
+    let mut streams = Vec::new();
+    // Ten silent streams, and ten that send a SUBSCRIBE one byte every 100 ms.
+    for _ in 0..10 {
+        let (mut send, recv) = attacker.conn.open_bi().await.unwrap();
+        // The stream reaches the relay only with its first byte: a bare type byte.
+        send.write_all(&[StreamType::Subscribe.to_byte()])
+            .await
+            .unwrap();
+        streams.push((send, recv));
+    }
+    let subscribe = Subscribe {
+        id: SubscribeId(1),
+        path: BroadcastPath::new(PATH),
+        track: "video".into(),
+        params: WireParams::default(),
+    }
+    .to_bytes()
+    .unwrap();
+    let mut trickled = Vec::new();
+    for _ in 0..10 {
+        let (mut send, recv) = attacker.conn.open_bi().await.unwrap();
+        send.write_all(&[StreamType::Subscribe.to_byte()])
+            .await
+            .unwrap();
+        trickled.push((send, recv));
+    }
+    let start = Instant::now();
+    for i in 0..subscribe.len() - 1 {
+        if start.elapsed() > Duration::from_secs(2) {
+            break;
+        }
+        for (send, _) in &mut trickled {
+            let _ = send.write_all(&subscribe[i..i + 1]).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    until("every slow stream is cut", || {
+        attacker_stats(&relay, 1).is_some_and(|s| s.streams_abandoned >= 20)
+    })
+    .await;
+    println!("slowloris: cut after {} ms", ms(start));
+    // Each was reset with Subscribe code 0x5 (timeout).
+    let (_, recv) = &mut streams[0];
+    let mut buf = [0u8; 8];
+    let err = within("the reset", recv.read(&mut buf)).await.unwrap_err();
+    assert_eq!(
+        err,
+        quinn::ReadError::Reset(quinn::VarInt::from_u64(code::subscribe::TIMEOUT.0).unwrap())
+    );
+    good_client_is_served(&url, &publisher.tracks[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_never_reads_costs_at_most_its_budget() {
+    let _serial = SERIAL.lock().await;
+    const SESSION: usize = 2 * MIB;
+    let mut config = config();
+    config.limits.max_queued_bytes_per_subscriber = MIB;
+    config.limits.max_queued_bytes_per_session = SESSION;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let good = client();
+    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    known(&relay, 1).await;
+    let track = publisher.tracks[0].clone();
+
+    // The attacker subscribes with small QUIC windows and never reads a byte.
+    let mut transport = quinn::TransportConfig::default();
+    transport.stream_receive_window(quinn::VarInt::from_u32(64 * 1024));
+    transport.receive_window(quinn::VarInt::from_u32(256 * 1024));
+    let attacker = raw(relay.quic_addr().unwrap(), transport).await;
+    let (mut send, _recv) = attacker.conn.open_bi().await.unwrap();
+    let mut msg = BytesMut::new();
+    msg.put_u8(StreamType::Subscribe.to_byte());
+    Subscribe {
+        id: SubscribeId(1),
+        path: BroadcastPath::new(PATH),
+        track: "video".into(),
+        params: WireParams::default(),
+    }
+    .encode(&mut msg)
+    .unwrap();
+    send.write_all(&msg).await.unwrap();
+
+    // A good subscriber reads everything.
+    let session = connect(&good, &url, None).await;
+    let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&reader).await;
+    until("both subscriptions reach the relay", || {
+        relay.relay().peer_stats().len() >= 3
+    })
+    .await;
+    let good_task = tokio::spawn(async move {
+        let mut groups = 0;
+        while let Ok(Ok(Some(mut group))) =
+            tokio::time::timeout(Duration::from_secs(2), reader.next_group()).await
+        {
+            read_all(&mut group).await;
+            groups += 1;
+        }
+        groups
+    });
+
+    // Publish 40 MB: 200 groups of 8 frames of 25 KB, a group every 10 ms.
+    let before = rss_kib();
+    let cpu_before = cpu();
+    let (mut peak_unsent, mut peak_rss) = (0u64, 0u64);
+    for _ in 0..200 {
+        write_group(&track, 8, 25_000);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for (_, stats) in relay.relay().peer_stats() {
+            peak_unsent = peak_unsent.max(stats.unsent_bytes);
+        }
+        peak_rss = peak_rss.max(rss_kib());
+    }
+    let dropped: u64 = relay
+        .relay()
+        .peer_stats()
+        .iter()
+        .map(|(_, s)| s.groups_dropped)
+        .sum();
+    let grown = peak_rss.saturating_sub(before);
+    println!(
+        "never-reading subscriber: peak unsent {peak_unsent} bytes, {dropped} groups dropped, \
+         RSS +{grown} KiB, {:?} of CPU",
+        cpu() - cpu_before
+    );
+    // What the relay holds for any one peer: its budget plus the group being written.
+    assert!(peak_unsent as usize <= SESSION + 8 * 25_100);
+    assert!(dropped > 50, "{dropped} groups dropped");
+    assert!(
+        grown < 40 * 1024,
+        "RSS grew {grown} KiB while 40 MB were published"
+    );
+    let groups = good_task.await.unwrap();
+    assert!(
+        groups >= 190,
+        "the good subscriber got {groups} of 200 groups"
+    );
+    drop(attacker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_empty_frames_leaves_the_relay_responsive() {
+    let _serial = SERIAL.lock().await;
+    // ATTACK_FRAMES scales the flood (the closing figures use 2 000 000 in release).
+    let frames_sent: usize = std::env::var("ATTACK_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300_000);
+    const MAX: usize = 100_000;
+    let mut config = config();
+    config.limits.max_frames_per_group = MAX;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let good = client();
+    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let flood = publisher.broadcast.create_track("flood", 1);
+    known(&relay, 1).await;
+
+    let session = connect(&good, &url, None).await;
+    let mut reader = session.subscribe(PATH, "flood", ordered()).unwrap();
+    accepted(&reader).await;
+    let start = Instant::now();
+    let cpu_before = cpu();
+    let group = flood.append_group();
+    let writer = tokio::spawn(async move {
+        for i in 0..frames_sent {
+            group.write_frame(Bytes::new());
+            if i % 1000 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        group.finish();
+    });
+    let mut group = within("the flood group", reader.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    // While it runs, a good client is served.
+    let served = good_client_is_served(&url, &publisher.tracks[0]).await;
+    let mut frames = 0;
+    let end = loop {
+        match within("flood frames", group.read_frame()).await {
+            Ok(Some(_)) => frames += 1,
+            other => break other,
+        }
+    };
+    writer.await.unwrap();
+    println!(
+        "empty-frame flood: {frames_sent} sent, {frames} relayed in {} ms, {:?} of CPU (whole \
+         process), good client served in {served:?}",
+        ms(start),
+        cpu() - cpu_before
+    );
+    // The group is cut at the limit (frames still queued when it is reset are discarded),
+    // and says so.
+    assert!(frames <= MAX && frames > MAX / 2, "{frames} frames");
+    assert_eq!(
+        end,
+        Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED))
+    );
+    assert!(relay.relay().cached_bytes() <= 8 * MIB);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announce_flood_costs_each_idle_connection_little() {
+    let _serial = SERIAL.lock().await;
+    const BROADCASTS: usize = 1000;
+    const PATH_LEN: usize = 4000;
+    const IDLE: usize = 16;
+    let mut flood_config = config();
+    flood_config.limits.max_announcements_per_session = 2 * BROADCASTS;
+    let relay = relay(flood_config).await;
+    let url = url(&relay);
+    let attacker = client();
+    // One publisher announces 1000 broadcasts with 4000-byte paths: 4 MB of paths.
+    let router = moq_quinn::Router::new();
+    for i in 0..BROADCASTS {
+        let mut path = format!("/flood/{i}/");
+        path.push_str(&"x".repeat(PATH_LEN - path.len()));
+        router.publish(path.as_str(), moq_quinn::Broadcast::new());
+    }
+    let _publisher = connect(&attacker, &url, Some(router)).await;
+    known(&relay, BROADCASTS).await;
+
+    // Idle connections: each must not copy every path.
+    let before = rss_kib();
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        idle.push(connect(&attacker, &url, None).await);
+    }
+    until("the relay has every peer", || {
+        relay.relay().peer_count() == IDLE + 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let per_connection = rss_kib().saturating_sub(before) / IDLE as u64;
+    println!("announce flood: RSS +{per_connection} KiB per idle connection");
+    // The paths alone are 4 MB: a copy per connection would show.
+    assert!(
+        per_connection < 1024,
+        "{per_connection} KiB per idle connection"
+    );
+
+    // A publisher cannot announce more than its limit.
+    let mut small_config = config();
+    small_config.limits.max_announcements_per_session = 50;
+    let small = relay_with(small_config).await;
+    let router = moq_quinn::Router::new();
+    for i in 0..80 {
+        router.publish(format!("/many/{i}").as_str(), moq_quinn::Broadcast::new());
+    }
+    let _many = connect(&attacker, &common::url(&small), Some(router)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let known = small.relay().broadcasts().len();
+    println!("announce limit: {known} of 80 broadcasts kept with a limit of 50");
+    assert!(known <= 50, "{known} broadcasts kept");
+}
+
+async fn relay_with(config: moq_fanout::RelayConfig) -> RelayServer {
+    relay(config).await
+}
