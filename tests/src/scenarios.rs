@@ -695,3 +695,112 @@ pub async fn dropped_writers_never_look_complete<T: Transport>() {
         Err(StreamEndError::Reset(code::fetch::INTERNAL))
     );
 }
+
+/// With QUIC stream credit for 4 streams, 10 subscriptions still all complete: opens past
+/// the limit wait for credit (spec §6.3) and proceed as earlier subscriptions end; none
+/// fails.
+pub async fn opens_past_the_stream_limit_wait_for_credit<T: Transport>() {
+    const TRACKS: usize = 10;
+    let mut options = Options::default();
+    options.quic.max_streams = 4;
+    let pair = T::connect(options).await;
+    let broadcast = Broadcast::new();
+    let tracks: Vec<_> = (0..TRACKS)
+        .map(|i| broadcast.create_track(&format!("t{i}"), 1))
+        .collect();
+    pair.server_router.publish("/limit", broadcast);
+    // One finished group per track, replayed to each subscriber from the cache.
+    for track in &tracks {
+        let group = track.append_group();
+        group.write_frame(frame("x"));
+        group.finish();
+    }
+    let readers: Vec<_> = (0..TRACKS)
+        .map(|i| {
+            pair.client
+                .subscribe("/limit", &format!("t{i}"), SubscribeParams::default())
+                .expect("a subscription waits for credit, it is not refused")
+        })
+        .collect();
+    // Each in turn: read its group, then end it, which frees credit for the next.
+    for (i, mut reader) in readers.into_iter().enumerate() {
+        let mut group = within("a group past the stream limit", reader.next_group())
+            .await
+            .expect("no error")
+            .expect("a group");
+        assert_eq!(
+            within("frames", group.read_all()).await.expect("whole"),
+            vec![frame("x")],
+            "track t{i}"
+        );
+    }
+    assert!(!pair.client.is_closed() && !pair.server.is_closed());
+}
+
+/// After GOAWAY, subscriptions already open keep delivering for the whole drain; the client
+/// then resumes on the server the GOAWAY named, from that server's latest group.
+pub async fn subscriptions_continue_through_goaway_and_resume_elsewhere<T: Transport>() {
+    let old = T::connect(Options::default()).await;
+    let track = broadcast(&old.server_router, "/g", "t");
+    let mut reader = old
+        .client
+        .subscribe("/g", "t", SubscribeParams::default())
+        .expect("subscribe");
+    let first = track.append_group();
+    first.write_frame(frame("before"));
+    first.finish();
+    let mut group = within("first group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("frames", group.read_all()).await.expect("ok"),
+        vec![frame("before")]
+    );
+
+    // The second server, where the first one sends its clients.
+    let new = T::connect(Options::default()).await;
+    let moved = broadcast(&new.server_router, "/g", "t");
+    old.server
+        .goaway("https://next.example.com/g")
+        .expect("goaway");
+    let uri = within("goaway", old.client.goaway_received()).await;
+    assert_eq!(uri.as_deref(), Some("https://next.example.com/g"));
+
+    // Draining: the open subscription still delivers new groups.
+    for i in 0..3 {
+        let g = track.append_group();
+        g.write_frame(frame(&format!("draining {i}")));
+        g.finish();
+        let mut group = within("a group during the drain", reader.next_group())
+            .await
+            .expect("ok")
+            .expect("group");
+        assert_eq!(
+            within("frames", group.read_all()).await.expect("ok"),
+            vec![frame(&format!("draining {i}"))]
+        );
+    }
+
+    // Resume on the new server, then leave the old one.
+    let g = moved.append_group();
+    g.write_frame(frame("after"));
+    g.finish();
+    let mut resumed = new
+        .client
+        .subscribe("/g", "t", SubscribeParams::default())
+        .expect("subscribe on the new server");
+    let mut group = within("the new server's latest group", resumed.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("frames", group.read_all()).await.expect("ok"),
+        vec![frame("after")]
+    );
+    old.client.close(code::session::NO_ERROR, "moved");
+    match within("the old server sees the close", old.server.closed()).await {
+        CloseReason::Peer { code, .. } => assert_eq!(code, code::session::NO_ERROR),
+        other => panic!("expected the client's close, got {other:?}"),
+    }
+}

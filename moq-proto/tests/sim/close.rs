@@ -487,3 +487,58 @@ fn a_frame_over_the_limit_stops_its_group_alone() {
         )));
     }
 }
+
+#[test]
+fn a_reset_in_the_middle_of_a_frame_delivers_no_part_of_it() {
+    // A group stream with one whole frame and the first half of a second, then
+    // RESET_STREAM: the whole frame is delivered, the half is not, and the group ends with
+    // the peer's code.
+    for role in [Role::Client, Role::Server] {
+        let mut lone = Lone::new(role);
+        let sub = lone
+            .session
+            .subscribe(path("/x"), "t", SubscribeParams::default())
+            .unwrap();
+        lone.commands();
+        // GROUP(sub, 1), FRAME "abc", then a FRAME header of 10 and 4 of its bytes.
+        let group = lone.accept_with(
+            Dir::Uni,
+            &[
+                0x00,
+                0x02,
+                sub.0 as u8,
+                0x01,
+                0x03,
+                b'a',
+                b'b',
+                b'c',
+                0x0a,
+                1,
+                2,
+                3,
+                4,
+            ],
+        );
+        lone.reset(group, ErrorCode(0x5));
+        let events = lone.events();
+        let frames: Vec<Bytes> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Frame { stream, payload } if *stream == group => {
+                    Some(payload.clone().into_bytes())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(frames, vec![Bytes::from_static(b"abc")], "{role:?}");
+        assert!(
+            events.contains(&Event::GroupEnded {
+                stream: group,
+                reason: EndReason::PeerReset(ErrorCode(0x5)),
+            }),
+            "{role:?}: {events:?}"
+        );
+        assert!(!lone.session.is_closed());
+        assert_eq!(lone.session.stats().control_bytes_buffered, 0);
+    }
+}

@@ -315,3 +315,39 @@ fn stats_follow_the_transport_and_the_peers_probe_replies() {
     assert_eq!(client.send_bitrate, None);
     assert_eq!((client.groups_received, server.groups_sent), (10, 10));
 }
+
+#[test]
+fn a_reply_with_a_bitrate_and_no_rtt_keeps_the_bitrate_and_leaves_rtt_unknown() {
+    // gomoqt's replies carry RTT 0 (unknown). The bitrate is kept; the RTT stays what the
+    // transport says, or unknown without one; a later reply with an RTT fills it in.
+    let mut lone = Lone::new(Role::Client);
+    lone.session.probe(2_000_000).unwrap();
+    let stream = Lone::opened(&lone.commands());
+    lone.data(stream, &msg(&probe(750_000)));
+    assert_eq!(
+        lone.events(),
+        vec![Event::ProbeResult {
+            bitrate: 750_000,
+            rtt: Duration::ZERO
+        }]
+    );
+    let stats = lone.session.stats();
+    assert_eq!(stats.estimated_bitrate, Some(750_000));
+    assert_eq!(stats.rtt, None, "no RTT is made up");
+    lone.data(
+        stream,
+        &msg(&Probe {
+            bitrate: 0,
+            rtt: Duration::from_millis(42),
+        }),
+    );
+    lone.events();
+    let stats = lone.session.stats();
+    assert_eq!(
+        stats.estimated_bitrate,
+        Some(750_000),
+        "a reply without a bitrate keeps the last one"
+    );
+    assert_eq!(stats.rtt, Some(Duration::from_millis(42)));
+    assert!(!lone.session.is_closed());
+}
