@@ -26,12 +26,15 @@
 //! max_sessions = 10000
 //! max_subscriptions_per_session = 4096
 //! max_queued_bytes_per_subscriber = 4194304
-//! max_queued_bytes_per_session = 16777216
+//! max_queued_bytes_per_session = 6291456
 //! max_announcements_per_session = 1000
 //! max_string_len = 4096
 //! max_frames_per_group = 100000
 //! max_control_bytes_per_session = 1048576
 //! incomplete_message_timeout_ms = 10000
+//! quic_receive_window = 4194304
+//! quic_send_window = 4194304
+//! max_unread_bytes_per_session = 1048576
 //!
 //! [auth]                         # no tokens: anonymous may do everything
 //! anonymous_subscribe = ["public/"]
@@ -211,7 +214,7 @@ pub struct LimitsConfig {
     /// (SUBSCRIBE_DROP) (default 4 MiB).
     pub max_queued_bytes_per_subscriber: usize,
     /// Bytes queued or in flight for all of one peer's subscriptions and fetches before the
-    /// heaviest subscriptions lose their oldest groups (default 16 MiB).
+    /// heaviest subscriptions lose their oldest groups (default 6 MiB).
     pub max_queued_bytes_per_session: usize,
     /// Most active broadcasts one peer may announce to the relay; past it the relay cancels
     /// that announce stream (Announce code 0x0) (default 1000).
@@ -235,6 +238,16 @@ pub struct LimitsConfig {
     /// stream a peer may open (about 70 bytes each), so this sets much of a connection's
     /// memory.
     pub max_streams: u32,
+    /// QUIC connection receive window: bytes a peer may send before the relay reads them
+    /// (default 4 MiB).
+    pub quic_receive_window: u64,
+    /// QUIC send window: bytes the relay sends a peer without acknowledgement (default
+    /// 4 MiB).
+    pub quic_send_window: u64,
+    /// Frames received and not yet read by the relay, per peer, above which it stops reading
+    /// that peer's group streams (QUIC flow control then pushes back) (default 1 MiB; each
+    /// frame counts 64 bytes more than its payload).
+    pub max_unread_bytes_per_session: usize,
     /// Idle timeout of a connection in ms (default 30 000).
     pub idle_timeout_ms: u64,
     /// Announcements that already passed through this many relays are ignored
@@ -248,12 +261,15 @@ impl Default for LimitsConfig {
             max_sessions: 10_000,
             max_subscriptions_per_session: 4096,
             max_queued_bytes_per_subscriber: 4 * 1024 * 1024,
-            max_queued_bytes_per_session: 16 * 1024 * 1024,
+            max_queued_bytes_per_session: 6 * 1024 * 1024,
             max_announcements_per_session: 1000,
             max_string_len: 4096,
             max_frames_per_group: 100_000,
             max_control_bytes_per_session: 1024 * 1024,
             incomplete_message_timeout_ms: 10_000,
+            quic_receive_window: 4 * 1024 * 1024,
+            quic_send_window: 4 * 1024 * 1024,
+            max_unread_bytes_per_session: 1024 * 1024,
             max_announce_streams: 64,
             max_streams: 128,
             idle_timeout_ms: 30_000,

@@ -213,6 +213,7 @@ impl Relay {
         // Control messages are a path, a name and a few numbers: a few KiB at most.
         config.limits.max_message_size = 64 * 1024;
         config.max_buffered_control_bytes = limits.max_control_bytes_per_session;
+        config.max_unread_bytes = limits.max_unread_bytes_per_session;
         config.incomplete_message_timeout =
             Duration::from_millis(limits.incomplete_message_timeout_ms);
         config.max_incoming_announce_streams = limits.max_announce_streams;

@@ -93,6 +93,8 @@ impl RelayServer {
             let mut options = moq_quinn::QuicOptions::default();
             options.idle_timeout = idle;
             options.max_streams = limits.max_streams;
+            options.receive_window = limits.quic_receive_window;
+            options.send_window = limits.quic_send_window;
             let server = moq_quinn::Server::bind_with_options(
                 addr,
                 identity.clone(),
@@ -118,6 +120,8 @@ impl RelayServer {
             let mut options = moq_webtransport::WebTransportOptions::default();
             options.idle_timeout = idle;
             options.max_streams = limits.max_streams;
+            options.receive_window = limits.quic_receive_window;
+            options.send_window = limits.quic_send_window;
             let wt_identity = moq_webtransport::Identity {
                 chain: identity.chain.clone(),
                 key: identity.key.clone_key(),
@@ -167,6 +171,8 @@ impl RelayServer {
                         let mut options = moq_webtransport::WebTransportOptions::default();
                         options.idle_timeout = idle;
                         options.max_streams = limits.max_streams;
+                        options.receive_window = limits.quic_receive_window;
+                        options.send_window = limits.quic_send_window;
                         wt_client = Some(Arc::new(
                             moq_webtransport::Client::bind(any, trust, options)
                                 .map_err(|e| StartError::Upstream(e.to_string()))?,
@@ -182,6 +188,8 @@ impl RelayServer {
                         let mut options = moq_quinn::QuicOptions::default();
                         options.idle_timeout = idle;
                         options.max_streams = limits.max_streams;
+                        options.receive_window = limits.quic_receive_window;
+                        options.send_window = limits.quic_send_window;
                         quic_client = Some(
                             moq_quinn::Client::bind(any, trust, options)
                                 .map_err(|e| StartError::Upstream(e.to_string()))?,

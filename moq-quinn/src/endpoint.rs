@@ -50,6 +50,13 @@ pub struct QuicOptions {
     /// state for every stream the peer may open, so larger values cost memory (and cache)
     /// on every connection.
     pub max_streams: u32,
+    /// Bytes the peer may send on the whole connection before we have read them (QUIC
+    /// connection flow control; default 16 MiB). With quinn's per-stream window (1.25 MB)
+    /// it bounds what a peer can make us buffer however many streams it opens.
+    pub receive_window: u64,
+    /// Bytes we send without acknowledgement, across the connection (default 10 MB, quinn's
+    /// default): what a peer that never acknowledges can make us hold.
+    pub send_window: u64,
 }
 
 impl Default for QuicOptions {
@@ -58,6 +65,8 @@ impl Default for QuicOptions {
             idle_timeout: Duration::from_secs(30),
             keep_alive: Duration::from_secs(4),
             max_streams: 256,
+            receive_window: 16 * 1024 * 1024,
+            send_window: 10_000_000,
         }
     }
 }
@@ -68,6 +77,10 @@ impl QuicOptions {
         t.max_concurrent_uni_streams(self.max_streams.into());
         t.max_concurrent_bidi_streams(self.max_streams.into());
         t.keep_alive_interval(Some(self.keep_alive));
+        t.receive_window(
+            quinn::VarInt::from_u64(self.receive_window).unwrap_or(quinn::VarInt::MAX),
+        );
+        t.send_window(self.send_window);
         if let Ok(idle) = self.idle_timeout.try_into() {
             t.max_idle_timeout(Some(idle));
         }
