@@ -21,6 +21,7 @@
 //! [cache]                        # per track
 //! groups = 8
 //! bytes = 8388608
+//! total_bytes = 536870912
 //!
 //! [limits]
 //! max_sessions = 10000
@@ -187,9 +188,12 @@ impl Default for RoutingConfig {
 pub struct CacheConfig {
     /// Most groups kept per track (default 8; at least 1).
     pub groups: usize,
-    /// Most bytes kept per track: payload plus 64 bytes per frame (default 8 MiB). A group that alone exceeds it is
-    /// not cached.
+    /// Most bytes kept per track: payload plus 64 bytes per frame (default 8 MiB). A group
+    /// that alone exceeds it is not cached.
     pub bytes: usize,
+    /// Most bytes kept by every track's cache together (default 512 MiB): past it, the
+    /// track being cached gives up its own oldest groups.
+    pub total_bytes: usize,
 }
 
 impl Default for CacheConfig {
@@ -197,6 +201,7 @@ impl Default for CacheConfig {
         Self {
             groups: 8,
             bytes: 8 * 1024 * 1024,
+            total_bytes: 512 * 1024 * 1024,
         }
     }
 }

@@ -52,15 +52,53 @@ pub(crate) struct Cache {
     bytes: usize,
     max_groups: usize,
     max_bytes: usize,
+    /// Bytes held by every track's cache together, and their limit.
+    total: Arc<CacheTotal>,
+}
+
+/// The relay-wide count of cached bytes, shared by every track's [`Cache`].
+#[derive(Debug)]
+pub(crate) struct CacheTotal {
+    bytes: std::sync::atomic::AtomicUsize,
+    max: usize,
+}
+
+impl CacheTotal {
+    pub(crate) fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            bytes: std::sync::atomic::AtomicUsize::new(0),
+            max,
+        })
+    }
+
+    fn add(&self, n: usize) {
+        self.bytes
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn sub(&self, n: usize) {
+        self.bytes
+            .fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn over(&self) -> bool {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed) > self.max
+    }
+
+    /// Bytes cached across the relay.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 impl Cache {
-    pub(crate) fn new(max_groups: usize, max_bytes: usize) -> Self {
+    pub(crate) fn new(max_groups: usize, max_bytes: usize, total: Arc<CacheTotal>) -> Self {
         Self {
             groups: VecDeque::new(),
             bytes: 0,
             max_groups: max_groups.max(1),
             max_bytes,
+            total,
         }
     }
 
@@ -103,6 +141,7 @@ impl Cache {
         group.frames.extend_from_slice(frames);
         group.bytes += len;
         self.bytes += len;
+        self.total.add(len);
         self.evict();
     }
 
@@ -118,15 +157,19 @@ impl Cache {
             && let Some(group) = self.groups.remove(at)
         {
             self.bytes -= group.bytes;
+            self.total.sub(group.bytes);
         }
     }
 
+    /// Drops the oldest groups while this track is over its limits, or the relay over its
+    /// total (then this track gives up its own oldest groups, down to none).
     fn evict(&mut self) {
         while self.groups.len() > self.max_groups
-            || (self.bytes > self.max_bytes && !self.groups.is_empty())
+            || (!self.groups.is_empty() && (self.bytes > self.max_bytes || self.total.over()))
         {
             if let Some(old) = self.groups.pop_front() {
                 self.bytes -= old.bytes;
+                self.total.sub(old.bytes);
             }
         }
     }
@@ -145,8 +188,15 @@ impl Cache {
     }
 
     /// Bytes held: payload plus [`FRAME_OVERHEAD`] per frame.
+    #[cfg(test)]
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.total.sub(self.bytes);
     }
 }
 
@@ -471,7 +521,7 @@ mod tests {
     fn cache_keeps_the_newest_groups_by_count_and_bytes() {
         // Each frame costs its payload plus FRAME_OVERHEAD.
         let cost = |len: usize| len + FRAME_OVERHEAD;
-        let mut cache = Cache::new(3, 3 * cost(10) + 10);
+        let mut cache = Cache::new(3, 3 * cost(10) + 10, CacheTotal::new(usize::MAX));
         for s in 1..=5 {
             cache.begin(GroupSequence(s));
             cache.push(GroupSequence(s), &[Bytes::from(vec![0u8; 10])]);
@@ -498,7 +548,7 @@ mod tests {
     fn empty_frames_count_against_the_cache_budget() {
         // A million empty frames would cost nothing by payload; by their overhead they push
         // the group out once it passes the budget.
-        let mut cache = Cache::new(4, 1024 * 1024);
+        let mut cache = Cache::new(4, 1024 * 1024, CacheTotal::new(usize::MAX));
         cache.begin(GroupSequence(1));
         let empty = vec![Bytes::new(); 1000];
         for _ in 0..1000 {
@@ -513,8 +563,31 @@ mod tests {
     }
 
     #[test]
+    fn every_track_cache_shares_the_relay_total() {
+        // Two tracks, each allowed 1000 bytes, under a total of 1000: the second track's
+        // groups push its own out rather than grow past the total; dropping a cache
+        // releases its share.
+        let total = CacheTotal::new(1000);
+        let mut a = Cache::new(8, 1000, total.clone());
+        let mut b = Cache::new(8, 1000, total.clone());
+        let frame = |n| [Bytes::from(vec![0u8; n])];
+        a.begin(GroupSequence(1));
+        a.push(GroupSequence(1), &frame(600 - FRAME_OVERHEAD));
+        b.begin(GroupSequence(1));
+        b.push(GroupSequence(1), &frame(300 - FRAME_OVERHEAD));
+        assert_eq!(total.bytes(), 900);
+        b.begin(GroupSequence(2));
+        b.push(GroupSequence(2), &frame(300 - FRAME_OVERHEAD));
+        assert!(total.bytes() <= 1000, "{}", total.bytes());
+        assert_eq!(seqs(&b), [2], "b gave up its oldest group");
+        assert_eq!(seqs(&a), [1], "a keeps its own");
+        drop(a);
+        assert_eq!(total.bytes(), 300);
+    }
+
+    #[test]
     fn cache_orders_interleaved_groups_and_drops_aborted_ones() {
-        let mut cache = Cache::new(4, 1000);
+        let mut cache = Cache::new(4, 1000, CacheTotal::new(usize::MAX));
         cache.begin(GroupSequence(2));
         cache.begin(GroupSequence(1));
         cache.begin(GroupSequence(3));

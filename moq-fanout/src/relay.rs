@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
-use crate::fanout::{Cache, Detach, Fanout, TrackFanout, lock};
+use crate::fanout::{Cache, CacheTotal, Detach, Fanout, TrackFanout, lock};
 
 /// How long a fetch forwarded upstream may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -65,6 +65,8 @@ struct Inner {
     shutdown: watch::Sender<Option<String>>,
     /// Bumped whenever a peer leaves (for the drain).
     peers_left: watch::Sender<u64>,
+    /// Bytes cached over every track, against `cache.total_bytes`.
+    cache_total: Arc<CacheTotal>,
 }
 
 #[derive(Default)]
@@ -178,6 +180,7 @@ impl Relay {
     /// A relay with no peers yet. Its hop ID is `config.relay.hop_id`, or random.
     pub fn new(config: RelayConfig, access: Arc<dyn AccessControl>) -> Self {
         let hop = config.relay.hop_id.map_or_else(random_hop, HopId);
+        let cache_total = CacheTotal::new(config.cache.total_bytes);
         Self {
             inner: Arc::new(Inner {
                 hop,
@@ -186,6 +189,7 @@ impl Relay {
                 state: Mutex::new(State::default()),
                 shutdown: watch::channel(None).0,
                 peers_left: watch::channel(0).0,
+                cache_total,
             }),
         }
     }
@@ -280,13 +284,7 @@ impl Relay {
 
     /// Bytes cached over every relayed track (payload plus 64 bytes per frame).
     pub fn cached_bytes(&self) -> usize {
-        let state = lock(&self.inner.state);
-        state
-            .origins
-            .values()
-            .flat_map(|o| o.tracks.values())
-            .map(|f| lock(&f.cache).bytes())
-            .sum()
+        self.inner.cache_total.bytes()
     }
 
     /// Decides what a connection may do (the access-control hook) and builds the router
@@ -681,6 +679,7 @@ impl Inner {
         let cache = Arc::new(Mutex::new(Cache::new(
             self.config.cache.groups,
             self.config.cache.bytes,
+            self.cache_total.clone(),
         )));
         origin.tracks.insert(
             request.track.clone(),

@@ -417,3 +417,62 @@ async fn an_announce_flood_costs_each_idle_connection_little() {
 async fn relay_with(config: moq_fanout::RelayConfig) -> RelayServer {
     relay(config).await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_frames_spread_over_groups_are_relayed_and_the_relay_stays_responsive() {
+    let _serial = SERIAL.lock().await;
+    // Groups of 50 000 empty frames (under the per-group cap): every frame is relayed.
+    // ATTACK_FRAMES scales the total (the closing figures use 2 000 000 in release).
+    const PER_GROUP: usize = 50_000;
+    let total: usize = std::env::var("ATTACK_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let groups = total.div_ceil(PER_GROUP);
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let good = client();
+    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let flood = publisher.broadcast.create_track("flood", 1);
+    known(&relay, 1).await;
+    let session = connect(&good, &url, None).await;
+    let mut reader = session.subscribe(PATH, "flood", ordered()).unwrap();
+    accepted(&reader).await;
+    let start = Instant::now();
+    let cpu_before = cpu();
+    let counter = tokio::spawn(async move {
+        let mut frames = 0;
+        for _ in 0..groups {
+            let mut group = within("a flood group", reader.next_group())
+                .await
+                .unwrap()
+                .unwrap();
+            while let Some(_frame) = within("flood frames", group.read_frame()).await.unwrap() {
+                frames += 1;
+            }
+        }
+        frames
+    });
+    let writer = tokio::spawn(async move {
+        for _ in 0..groups {
+            let group = flood.append_group();
+            for i in 0..PER_GROUP {
+                group.write_frame(Bytes::new());
+                if i % 1000 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            group.finish();
+        }
+    });
+    let served = good_client_is_served(&url, &publisher.tracks[0]).await;
+    writer.await.unwrap();
+    let frames = within("every flood frame", counter).await.unwrap();
+    println!(
+        "empty frames in {groups} groups: {frames} relayed in {} ms, {:?} of CPU (whole \
+         process), good client served in {served:?}",
+        ms(start),
+        cpu() - cpu_before
+    );
+    assert_eq!(frames, groups * PER_GROUP);
+}

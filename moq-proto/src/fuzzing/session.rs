@@ -331,6 +331,11 @@ pub fn session(data: &[u8], start: Instant) {
             "the running count of unsent group and fetch bytes drifted"
         );
         assert!(
+            session.stats().control_bytes_buffered as usize
+                <= session.config().max_buffered_control_bytes,
+            "incomplete control messages hold more than their budget"
+        );
+        assert!(
             session.open_streams() <= streams.named.len(),
             "more streams than were ever named"
         );
