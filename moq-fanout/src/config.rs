@@ -13,6 +13,7 @@
 //! [relay]
 //! hop_id = 7                     # non-zero; random when absent
 //! upstreams = ["moqt://origin.example:4443"]
+//! upstream_ca = "private-ca.crt" # trust this CA as well as the platform's (optional), or:
 //! upstream_cert = "origin.crt"   # pin the upstream's certificate, or:
 //! upstream_insecure = false      # skip verification (tests only)
 //! next_session_uri = ""          # sent in GOAWAY on shutdown
@@ -150,6 +151,10 @@ pub struct RoutingConfig {
     pub hop_id: Option<u64>,
     /// Relays to connect to (`moqt://host:port` or `https://host:port/path`).
     pub upstreams: Vec<String>,
+    /// PEM CA certificates trusted for upstream relays besides the platform's roots. Without
+    /// `upstream_cert` or `upstream_insecure`, upstreams are checked against the platform's
+    /// certificate authorities (and these).
+    pub upstream_ca: Option<PathBuf>,
     /// PEM certificate the upstream relays must present (pinned).
     pub upstream_cert: Option<PathBuf>,
     /// Skip certificate verification of upstream relays (tests only).
@@ -171,6 +176,7 @@ impl Default for RoutingConfig {
         Self {
             hop_id: None,
             upstreams: Vec::new(),
+            upstream_ca: None,
             upstream_cert: None,
             upstream_insecure: false,
             reconnect_ms: 500,
@@ -330,31 +336,6 @@ impl Default for LogConfig {
     }
 }
 
-/// The usage text of the `moq-fanout` program.
-pub const USAGE: &str = "\
-usage: moq-fanout [CONFIG.toml] [options]
-
-  --config FILE              read the TOML configuration (also the first bare argument)
-  --bind ADDR                native QUIC listen address (\"none\" to disable)
-  --webtransport ADDR        WebTransport listen address
-  --cert FILE --key FILE     PEM certificate chain and key
-  --generate NAME            self-signed certificate name (repeatable)
-  --upstream URL             relay to connect to (repeatable)
-  --upstream-cert FILE       pin the upstream relays' certificate
-  --upstream-insecure        do not verify upstream certificates
-  --hop ID                   this relay's non-zero hop ID
-  --cache-groups N           groups cached per track
-  --cache-bytes N            bytes cached per track
-  --max-sessions N           most concurrent sessions
-  --max-queued-bytes N       bytes queued per subscriber before dropping old groups
-  --token SECRET:PUB:SUB     a token with comma-separated publish and subscribe prefixes
-  --anonymous PUB:SUB        prefixes allowed without a token
-  --next-session-uri URI     GOAWAY redirect on shutdown
-  --drain-timeout-ms N       how long to wait for peers to leave on shutdown
-  --log LEVEL                error, warn, info, debug or trace
-  --help                     this text
-";
-
 fn prefixes(list: &str) -> Vec<String> {
     list.split(',')
         .map(str::trim)
@@ -380,113 +361,6 @@ impl RelayConfig {
         Self::from_toml(&text)
     }
 
-    /// Builds the configuration from command-line arguments (without the program name):
-    /// the file named by `--config` or the first bare argument, then the overrides.
-    /// Returns `Ok(None)` for `--help`.
-    pub fn from_args(args: &[String]) -> Result<Option<Self>, ConfigError> {
-        let mut file = None;
-        let mut i = 0;
-        while i < args.len() {
-            match args[i].as_str() {
-                "--help" | "-h" => return Ok(None),
-                "--config" => {
-                    file = args.get(i + 1).cloned();
-                    i += 1;
-                }
-                a if !a.starts_with("--") && file.is_none() && i == 0 => file = Some(a.to_owned()),
-                _ => {}
-            }
-            i += 1;
-        }
-        let mut config = match &file {
-            Some(path) => Self::from_file(std::path::Path::new(path))?,
-            None => Self::default(),
-        };
-        config.apply_args(args)?;
-        config.validate()?;
-        Ok(Some(config))
-    }
-
-    /// Applies command-line overrides (see [`USAGE`]).
-    pub fn apply_args(&mut self, args: &[String]) -> Result<(), ConfigError> {
-        let mut it = args.iter().enumerate();
-        let mut generated = false;
-        while let Some((i, arg)) = it.next() {
-            let mut value = |name: &str| {
-                it.next()
-                    .map(|(_, v)| v.clone())
-                    .ok_or_else(|| ConfigError::Args(format!("{name} needs a value")))
-            };
-            fn num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError> {
-                v.parse()
-                    .map_err(|_| ConfigError::Args(format!("{name}: not a number: {v}")))
-            }
-            fn addr(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
-                v.parse()
-                    .map_err(|_| ConfigError::Args(format!("{name}: not an address: {v}")))
-            }
-            match arg.as_str() {
-                "--config" => {
-                    value(arg)?;
-                }
-                "--bind" => {
-                    let v = value(arg)?;
-                    self.listen.quic = match v.as_str() {
-                        "none" => None,
-                        v => Some(addr(arg, v)?),
-                    };
-                }
-                "--webtransport" => self.listen.webtransport = Some(addr(arg, &value(arg)?)?),
-                "--cert" => self.tls.cert = Some(value(arg)?.into()),
-                "--key" => self.tls.key = Some(value(arg)?.into()),
-                "--generate" => {
-                    if !generated {
-                        self.tls.generate.clear();
-                        generated = true;
-                    }
-                    self.tls.generate.push(value(arg)?);
-                }
-                "--upstream" => self.relay.upstreams.push(value(arg)?),
-                "--upstream-cert" => self.relay.upstream_cert = Some(value(arg)?.into()),
-                "--upstream-insecure" => self.relay.upstream_insecure = true,
-                "--hop" => self.relay.hop_id = Some(num(arg, &value(arg)?)?),
-                "--cache-groups" => self.cache.groups = num(arg, &value(arg)?)?,
-                "--cache-bytes" => self.cache.bytes = num(arg, &value(arg)?)?,
-                "--max-sessions" => self.limits.max_sessions = num(arg, &value(arg)?)?,
-                "--max-queued-bytes" => {
-                    self.limits.max_queued_bytes_per_subscriber = num(arg, &value(arg)?)?
-                }
-                "--token" => {
-                    let v = value(arg)?;
-                    let mut parts = v.splitn(3, ':');
-                    let token = parts.next().unwrap_or_default().to_owned();
-                    let publish = prefixes(parts.next().unwrap_or_default());
-                    let subscribe = prefixes(parts.next().unwrap_or_default());
-                    if token.is_empty() {
-                        return Err(ConfigError::Args("--token: empty secret".into()));
-                    }
-                    self.auth.tokens.push(TokenConfig {
-                        token,
-                        publish,
-                        subscribe,
-                    });
-                }
-                "--anonymous" => {
-                    let v = value(arg)?;
-                    let (publish, subscribe) = v.split_once(':').unwrap_or((&v, ""));
-                    self.auth.anonymous_publish = Some(prefixes(publish));
-                    self.auth.anonymous_subscribe = Some(prefixes(subscribe));
-                }
-                "--next-session-uri" => self.relay.next_session_uri = value(arg)?,
-                "--drain-timeout-ms" => self.relay.drain_timeout_ms = num(arg, &value(arg)?)?,
-                "--log" => self.log.level = value(arg)?,
-                a if i == 0 && !a.starts_with("--") => {} // the configuration file
-                other => return Err(ConfigError::Args(format!("unknown argument {other}"))),
-            }
-        }
-        Ok(())
-    }
-
     /// Checks values that cannot work.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |s: &str| Err(ConfigError::Invalid(s.to_owned()));
@@ -501,12 +375,6 @@ impl RelayConfig {
         }
         if self.tls.cert.is_none() && self.tls.generate.is_empty() {
             return bad("tls: give cert and key, or names to generate");
-        }
-        if !self.relay.upstreams.is_empty()
-            && self.relay.upstream_cert.is_none()
-            && !self.relay.upstream_insecure
-        {
-            return bad("relay.upstreams need relay.upstream_cert or relay.upstream_insecure");
         }
         if self.cache.groups == 0 {
             return bad("cache.groups must be at least 1");
@@ -526,12 +394,184 @@ impl RelayConfig {
     }
 }
 
+/// The `moq-fanout` command line: a TOML configuration file, then overrides of its values.
+#[derive(Debug, Default, clap::Parser)]
+#[command(
+    name = "moq-fanout",
+    version,
+    about = "A moq-lite-04 relay: fan-out, cache, relay-to-relay routing and access control",
+    after_help = "Every key of the TOML file is documented in the crate's RelayConfig. Logs go to \
+                  stderr, filtered by RUST_LOG when set (else by --log or [log] level)."
+)]
+#[non_exhaustive]
+pub struct Args {
+    /// The TOML configuration file.
+    #[arg(value_name = "CONFIG.toml")]
+    pub file: Option<PathBuf>,
+    /// The TOML configuration file (as the bare argument).
+    #[arg(long, value_name = "FILE", conflicts_with = "file")]
+    pub config: Option<PathBuf>,
+    /// Native QUIC listen address ("none" to disable).
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+    /// WebTransport listen address.
+    #[arg(long, value_name = "ADDR")]
+    pub webtransport: Option<SocketAddr>,
+    /// PEM certificate chain.
+    #[arg(long, value_name = "FILE", requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of --cert.
+    #[arg(long, value_name = "FILE", requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// A name for the self-signed certificate (repeatable; replaces the file's list).
+    #[arg(long, value_name = "NAME")]
+    pub generate: Vec<String>,
+    /// A relay to connect to: moqt://host:port or https://host:port/path (repeatable).
+    #[arg(long = "upstream", value_name = "URL")]
+    pub upstreams: Vec<String>,
+    /// PEM CA certificate(s) trusted for upstreams besides the platform's roots.
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// Pin the upstream relays' certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub upstream_cert: Option<PathBuf>,
+    /// Do not verify upstream certificates (tests only).
+    #[arg(long)]
+    pub upstream_insecure: bool,
+    /// This relay's non-zero hop ID.
+    #[arg(long = "hop", value_name = "ID")]
+    pub hop: Option<u64>,
+    /// Groups cached per track.
+    #[arg(long, value_name = "N")]
+    pub cache_groups: Option<usize>,
+    /// Bytes cached per track.
+    #[arg(long, value_name = "N")]
+    pub cache_bytes: Option<usize>,
+    /// Most concurrent sessions.
+    #[arg(long, value_name = "N")]
+    pub max_sessions: Option<usize>,
+    /// Bytes queued per subscriber before its oldest groups are dropped.
+    #[arg(long, value_name = "N")]
+    pub max_queued_bytes: Option<usize>,
+    /// An access token, SECRET:PUBLISH:SUBSCRIBE with comma-separated prefixes
+    /// (repeatable). Also from MOQ_FANOUT_TOKENS (space-separated), which keeps secrets out
+    /// of the process list.
+    #[arg(
+        long = "token",
+        value_name = "SECRET:PUB:SUB",
+        env = "MOQ_FANOUT_TOKENS",
+        value_delimiter = ' ',
+        hide_env_values = true
+    )]
+    pub tokens: Vec<String>,
+    /// Prefixes allowed without a token, PUBLISH:SUBSCRIBE (comma-separated each).
+    #[arg(long, value_name = "PUB:SUB")]
+    pub anonymous: Option<String>,
+    /// The URI sent in GOAWAY on shutdown.
+    #[arg(long, value_name = "URI")]
+    pub next_session_uri: Option<String>,
+    /// How long to wait for peers to leave on shutdown, in ms.
+    #[arg(long, value_name = "MS")]
+    pub drain_timeout_ms: Option<u64>,
+    /// The log filter when RUST_LOG is unset: error, warn, info, debug, trace, or tracing
+    /// directives such as `moq_fanout=debug,info`.
+    #[arg(long, value_name = "FILTER")]
+    pub log: Option<String>,
+}
+
+impl Args {
+    /// The configuration: the file (if any), then these overrides; validated.
+    pub fn into_config(self) -> Result<RelayConfig, ConfigError> {
+        let mut config = match self.file.as_ref().or(self.config.as_ref()) {
+            Some(path) => RelayConfig::from_file(path)?,
+            None => RelayConfig::default(),
+        };
+        self.apply(&mut config)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Applies the overrides to `config`.
+    pub fn apply(self, config: &mut RelayConfig) -> Result<(), ConfigError> {
+        if let Some(bind) = self.bind {
+            config.listen.quic = match bind.as_str() {
+                "none" => None,
+                v => Some(
+                    v.parse()
+                        .map_err(|_| ConfigError::Args(format!("--bind: not an address: {v}")))?,
+                ),
+            };
+        }
+        if self.webtransport.is_some() {
+            config.listen.webtransport = self.webtransport;
+        }
+        if self.cert.is_some() {
+            config.tls.cert = self.cert;
+            config.tls.key = self.key;
+        }
+        if !self.generate.is_empty() {
+            config.tls.generate = self.generate;
+        }
+        config.relay.upstreams.extend(self.upstreams);
+        if self.upstream_ca.is_some() {
+            config.relay.upstream_ca = self.upstream_ca;
+        }
+        if self.upstream_cert.is_some() {
+            config.relay.upstream_cert = self.upstream_cert;
+        }
+        config.relay.upstream_insecure |= self.upstream_insecure;
+        if self.hop.is_some() {
+            config.relay.hop_id = self.hop;
+        }
+        if let Some(n) = self.cache_groups {
+            config.cache.groups = n;
+        }
+        if let Some(n) = self.cache_bytes {
+            config.cache.bytes = n;
+        }
+        if let Some(n) = self.max_sessions {
+            config.limits.max_sessions = n;
+        }
+        if let Some(n) = self.max_queued_bytes {
+            config.limits.max_queued_bytes_per_subscriber = n;
+        }
+        for token in self.tokens.iter().filter(|t| !t.is_empty()) {
+            let mut parts = token.splitn(3, ':');
+            let secret = parts.next().unwrap_or_default().to_owned();
+            if secret.is_empty() {
+                return Err(ConfigError::Args("--token: empty secret".into()));
+            }
+            config.auth.tokens.push(TokenConfig {
+                token: secret,
+                publish: prefixes(parts.next().unwrap_or_default()),
+                subscribe: prefixes(parts.next().unwrap_or_default()),
+            });
+        }
+        if let Some(anonymous) = self.anonymous {
+            let (publish, subscribe) = anonymous.split_once(':').unwrap_or((&anonymous, ""));
+            config.auth.anonymous_publish = Some(prefixes(publish));
+            config.auth.anonymous_subscribe = Some(prefixes(subscribe));
+        }
+        if let Some(uri) = self.next_session_uri {
+            config.relay.next_session_uri = uri;
+        }
+        if let Some(ms) = self.drain_timeout_ms {
+            config.relay.drain_timeout_ms = ms;
+        }
+        if let Some(level) = self.log {
+            config.log.level = level;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    fn args(s: &str) -> Vec<String> {
-        s.split_whitespace().map(str::to_owned).collect()
+    fn args(s: &str) -> Args {
+        Args::try_parse_from(std::iter::once("moq-fanout").chain(s.split_whitespace())).unwrap()
     }
 
     #[test]
@@ -558,12 +598,12 @@ mod tests {
         assert_eq!(config.cache.groups, 3);
         assert_eq!(config.cache.bytes, CacheConfig::default().bytes);
         assert_eq!(config.auth.tokens[0].subscribe, ["a/", "b/"]);
-        config
-            .apply_args(&args(
-                "--bind 127.0.0.1:6000 --hop 4 --cache-groups 2 --upstream moqt://b:2 \
-                 --token x:c/:c/,d/ --anonymous :pub/",
-            ))
-            .unwrap();
+        args(
+            "--bind 127.0.0.1:6000 --hop 4 --cache-groups 2 --upstream moqt://b:2 \
+             --token x:c/:c/,d/ --anonymous :pub/",
+        )
+        .apply(&mut config)
+        .unwrap();
         config.validate().unwrap();
         assert_eq!(config.listen.quic, Some("127.0.0.1:6000".parse().unwrap()));
         assert_eq!(config.relay.hop_id, Some(4));
@@ -579,20 +619,36 @@ mod tests {
     fn refusals() {
         assert!(RelayConfig::from_toml("[relay]\nhop_id = 0").is_err());
         assert!(RelayConfig::from_toml("[nope]").is_err());
-        assert!(RelayConfig::from_toml("[relay]\nupstreams = [\"moqt://a:1\"]").is_err());
         assert!(RelayConfig::from_toml("[tls]\ncert = \"a\"").is_err());
-        let mut c = RelayConfig::default();
-        assert!(c.apply_args(&args("--bind")).is_err());
-        assert!(c.apply_args(&args("--what")).is_err());
-        assert!(c.apply_args(&args("--cache-groups x")).is_err());
-        assert!(RelayConfig::from_args(&args("--help")).unwrap().is_none());
+        // Upstreams without a pin or --upstream-insecure are checked against the platform's
+        // certificate authorities.
+        assert!(RelayConfig::from_toml("[relay]\nupstreams = [\"moqt://a:1\"]").is_ok());
+        let parse = |s: &str| {
+            Args::try_parse_from(std::iter::once("moq-fanout").chain(s.split_whitespace()))
+        };
+        assert!(parse("--bind").is_err());
+        assert!(parse("--what").is_err());
+        assert!(parse("--cache-groups x").is_err());
+        assert!(parse("--cert a.pem").is_err(), "--cert needs --key");
         assert_eq!(
-            RelayConfig::from_args(&args("--bind none"))
-                .unwrap()
-                .unwrap()
-                .listen
-                .quic,
-            None
+            parse("--help").unwrap_err().kind(),
+            clap::error::ErrorKind::DisplayHelp
         );
+        assert_eq!(args("--bind none").into_config().unwrap().listen.quic, None);
+        assert!(
+            args("--bind 1.2.3").into_config().is_err(),
+            "a bad address is refused"
+        );
+    }
+
+    #[test]
+    fn tokens_also_come_from_the_environment_value() {
+        let mut config = RelayConfig::default();
+        // As clap splits MOQ_FANOUT_TOKENS (space-separated).
+        args("--token a:x/:x/ --token b::y/")
+            .apply(&mut config)
+            .unwrap();
+        assert_eq!(config.auth.tokens.len(), 2);
+        assert_eq!(config.auth.tokens[1].subscribe, ["y/"]);
     }
 }

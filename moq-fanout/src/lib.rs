@@ -24,8 +24,8 @@ mod server;
 
 pub use auth::{Access, AccessControl, Anonymous, ConnectionRequest, StaticTokens};
 pub use config::{
-    AuthConfig, CacheConfig, ConfigError, LimitsConfig, ListenConfig, LogConfig, RelayConfig,
-    RoutingConfig, TlsConfig, TokenConfig, USAGE,
+    Args, AuthConfig, CacheConfig, ConfigError, LimitsConfig, ListenConfig, LogConfig, RelayConfig,
+    RoutingConfig, TlsConfig, TokenConfig,
 };
 pub use relay::{BroadcastInfo, PeerId, PreparedPeer, Relay, connection_request};
 pub use server::{RelayServer, StartError};

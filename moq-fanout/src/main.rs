@@ -1,31 +1,24 @@
-//! `moq-fanout`: the relay program. See [`moq_fanout::USAGE`] and [`moq_fanout::RelayConfig`].
+//! `moq-fanout`: the relay program. See `moq-fanout --help` and [`moq_fanout::RelayConfig`].
 
 use std::sync::Arc;
 
-use moq_fanout::{RelayConfig, RelayServer, StaticTokens, USAGE};
+use clap::Parser;
+use moq_fanout::{Args, RelayServer, StaticTokens};
 
 fn main() -> std::process::ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let config = match RelayConfig::from_args(&args) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            print!("{USAGE}");
-            return std::process::ExitCode::SUCCESS;
-        }
+    let config = match Args::parse().into_config() {
+        Ok(config) => config,
         Err(e) => {
-            eprintln!("moq-fanout: {e}\n\n{USAGE}");
+            eprintln!("moq-fanout: {e}");
             return std::process::ExitCode::from(2);
         }
     };
-    let level = match config.log.level.as_str() {
-        "error" => tracing::Level::ERROR,
-        "warn" => tracing::Level::WARN,
-        "debug" => tracing::Level::DEBUG,
-        "trace" => tracing::Level::TRACE,
-        _ => tracing::Level::INFO,
-    };
+    // RUST_LOG wins; else the configured level or directives.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log.level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
-        .with_max_level(level)
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
 

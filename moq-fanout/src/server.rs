@@ -63,14 +63,31 @@ fn identity(config: &RelayConfig) -> Result<moq_quinn::Identity, StartError> {
     }
 }
 
-fn upstream_cert(config: &RelayConfig) -> Result<Option<CertificateDer<'static>>, StartError> {
+/// How upstream relays are checked: insecure, a pinned certificate, or the platform's
+/// certificate authorities plus `upstream_ca`.
+fn upstream_trust(config: &RelayConfig) -> Result<moq_quinn::ServerTrust, StartError> {
     use rustls::pki_types::pem::PemObject;
-    let Some(path) = &config.relay.upstream_cert else {
-        return Ok(None);
+    let relay = &config.relay;
+    if relay.upstream_insecure {
+        return Ok(moq_quinn::ServerTrust::Insecure);
+    }
+    let read = |path: &std::path::Path| {
+        CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| StartError::Upstream(format!("{}: {e}", path.display())))
     };
-    CertificateDer::from_pem_file(path)
-        .map(Some)
-        .map_err(|e| StartError::Upstream(format!("{}: {e}", path.display())))
+    if let Some(path) = &relay.upstream_cert {
+        let cert = read(path)?
+            .into_iter()
+            .next()
+            .ok_or_else(|| StartError::Upstream(format!("{}: no certificate", path.display())))?;
+        return Ok(moq_quinn::ServerTrust::Pinned(cert));
+    }
+    let cas = match &relay.upstream_ca {
+        Some(path) => read(path)?,
+        None => Vec::new(),
+    };
+    Ok(moq_quinn::ServerTrust::platform_and(cas))
 }
 
 impl RelayServer {
@@ -157,41 +174,33 @@ impl RelayServer {
         }
 
         if !config.relay.upstreams.is_empty() {
-            let pinned = upstream_cert(&config)?;
+            let trust = upstream_trust(&config)?;
             let any = SocketAddr::from(([0, 0, 0, 0], 0));
             let mut quic_client = None;
             let mut wt_client = None;
             for url in &config.relay.upstreams {
                 let upstream = if url.starts_with("https://") {
                     if wt_client.is_none() {
-                        let trust = match &pinned {
-                            Some(cert) => moq_webtransport::ServerTrust::Pinned(cert.clone()),
-                            None => moq_webtransport::ServerTrust::Insecure,
-                        };
                         let mut options = moq_webtransport::WebTransportOptions::default();
                         options.idle_timeout = idle;
                         options.max_streams = limits.max_streams;
                         options.receive_window = limits.quic_receive_window;
                         options.send_window = limits.quic_send_window;
                         wt_client = Some(Arc::new(
-                            moq_webtransport::Client::bind(any, trust, options)
+                            moq_webtransport::Client::bind(any, trust.clone(), options)
                                 .map_err(|e| StartError::Upstream(e.to_string()))?,
                         ));
                     }
                     wt_client.clone().map(Upstream::WebTransport)
                 } else {
                     if quic_client.is_none() {
-                        let trust = match &pinned {
-                            Some(cert) => moq_quinn::ServerTrust::Pinned(cert.clone()),
-                            None => moq_quinn::ServerTrust::Insecure,
-                        };
                         let mut options = moq_quinn::QuicOptions::default();
                         options.idle_timeout = idle;
                         options.max_streams = limits.max_streams;
                         options.receive_window = limits.quic_receive_window;
                         options.send_window = limits.quic_send_window;
                         quic_client = Some(
-                            moq_quinn::Client::bind(any, trust, options)
+                            moq_quinn::Client::bind(any, trust.clone(), options)
                                 .map_err(|e| StartError::Upstream(e.to_string()))?,
                         );
                     }

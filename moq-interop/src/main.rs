@@ -11,89 +11,123 @@
 //! exits 0 only if every step of every session passed.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use clap::{Parser, Subcommand};
 use moq_interop::{ClientOpts, ServerOpts, Skip, run_client};
 use moq_quinn::ServerTrust;
 use tokio::sync::mpsc;
 
-const USAGE: &str = "usage: interop server --addr HOST:PORT [--wt-addr HOST:PORT] [--cert FILE --key FILE]
-       interop client --url moqt://HOST:PORT|https://HOST:PORT/PATH [--insecure] [--skip fetch,probe,goaway]";
-
-enum Command {
-    Server(ServerOpts),
-    Client(ClientOpts),
+/// The moq-lite-04 interop scenario (connect, announce, subscribe, fetch, probe, the
+/// reverse direction, GOAWAY), in either role.
+#[derive(Debug, Parser)]
+#[command(name = "interop", version)]
+struct Cli {
+    #[command(subcommand)]
+    role: Role,
 }
 
-fn parse(mut args: impl Iterator<Item = String>) -> Result<Command, String> {
-    let role = args.next().ok_or("missing role")?;
-    let mut addr = None;
-    let mut wt_addr = None;
-    let mut cert = None;
-    let mut key = None;
-    let mut url = None;
-    let mut insecure = false;
-    let mut skip = Skip::default();
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().ok_or(format!("{arg} needs a value"));
-        match (role.as_str(), arg.as_str()) {
-            ("server", "--addr") => {
-                let v = value()?;
-                addr = Some(v.parse().map_err(|_| format!("invalid address {v:?}"))?);
-            }
-            ("server", "--wt-addr") => {
-                let v = value()?;
-                wt_addr = Some(v.parse().map_err(|_| format!("invalid address {v:?}"))?);
-            }
-            ("server", "--cert") => cert = Some(PathBuf::from(value()?)),
-            ("server", "--key") => key = Some(PathBuf::from(value()?)),
-            ("client", "--url") => url = Some(value()?),
-            ("client", "--insecure") => insecure = true,
-            ("client", "--skip") => skip = value()?.parse()?,
-            _ => return Err(format!("unexpected argument {arg:?}")),
-        }
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Serve the scenario's server role until Ctrl-C.
+    Server {
+        /// Native QUIC listen address.
+        #[arg(long, value_name = "HOST:PORT")]
+        addr: SocketAddr,
+        /// Also listen for WebTransport here (same certificate and broadcasts).
+        #[arg(long, value_name = "HOST:PORT")]
+        wt_addr: Option<SocketAddr>,
+        /// PEM certificate chain (self-signed for localhost when absent).
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// PEM private key of --cert.
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+    },
+    /// Play the client role once; exit 0 only if every step that ran passed.
+    Client {
+        /// `moqt://HOST:PORT` (native QUIC) or `https://HOST:PORT/PATH` (WebTransport).
+        #[arg(long)]
+        url: String,
+        /// Skip certificate verification (throwaway test servers only). Without it the
+        /// server must present a certificate from a CA the platform trusts, or from --ca.
+        #[arg(long, conflicts_with = "ca")]
+        insecure: bool,
+        /// PEM CA certificate(s) to trust besides the platform's roots.
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+        /// Steps the peer does not implement, reported `skipped`: any of fetch, probe,
+        /// goaway, comma-separated.
+        #[arg(long, value_name = "LIST", default_value = "")]
+        skip: String,
+    },
+}
+
+fn trust(insecure: bool, ca: Option<PathBuf>) -> Result<ServerTrust, String> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    if insecure {
+        return Ok(ServerTrust::Insecure);
     }
-    match role.as_str() {
-        "server" => Ok(Command::Server(ServerOpts {
-            addr: addr.ok_or("missing --addr")?,
-            wt_addr,
-            cert: match (cert, key) {
-                (Some(cert), Some(key)) => Some((cert, key)),
-                (None, None) => None,
-                _ => return Err("--cert and --key go together".into()),
-            },
-        })),
-        "client" => Ok(Command::Client(ClientOpts {
-            url: url.ok_or("missing --url")?,
-            // Without --insecure there is nothing to check the certificate against (no
-            // system trust store here): step 0 fails and says so.
-            trust: insecure.then_some(ServerTrust::Insecure),
-            skip,
-            echo: true,
-        })),
-        other => Err(format!("unknown role {other:?}")),
-    }
+    let cas = match ca {
+        Some(path) => CertificateDer::pem_file_iter(&path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| format!("{}: {e}", path.display()))?,
+        None => Vec::new(),
+    };
+    Ok(ServerTrust::platform_and(cas))
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let command = match parse(std::env::args().skip(1)) {
-        Ok(command) => command,
-        Err(e) => {
-            eprintln!("interop: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
-    };
-    match command {
-        Command::Client(opts) => {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.role {
+        Role::Client {
+            url,
+            insecure,
+            ca,
+            skip,
+        } => {
+            let (trust, skip) = match (trust(insecure, ca), skip.parse::<Skip>()) {
+                (Ok(trust), Ok(skip)) => (trust, skip),
+                (Err(e), _) | (_, Err(e)) => {
+                    eprintln!("interop: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let opts = ClientOpts {
+                url,
+                trust: Some(trust),
+                skip,
+                echo: true,
+            };
             let results = run_client(&opts).await;
             match results.iter().any(|r| r.is_failed()) {
                 false => ExitCode::SUCCESS,
                 true => ExitCode::FAILURE,
             }
         }
-        Command::Server(opts) => serve(&opts).await,
+        Role::Server {
+            addr,
+            wt_addr,
+            cert,
+            key,
+        } => {
+            let opts = ServerOpts {
+                addr,
+                wt_addr,
+                cert: cert.zip(key),
+            };
+            serve(&opts).await
+        }
     }
 }
 

@@ -274,3 +274,42 @@ async fn the_client_announces_its_broadcast_at_step_6_not_before() {
     .await
     .expect("the run ends in time");
 }
+
+/// Every step over IPv6 loopback, native QUIC and WebTransport: `moqt://[::1]:port` and
+/// `https://[::1]:port/...` (the client's socket is dual-stack).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_step_passes_over_ipv6() {
+    tokio::time::timeout(TEST_TIMEOUT, async {
+        let opts = ServerOpts {
+            addr: "[::1]:0".parse().unwrap(),
+            wt_addr: Some("[::1]:0".parse().unwrap()),
+            cert: None,
+        };
+        let server = InteropServer::bind(&opts).expect("bind on [::1]");
+        let quic = server.local_addr();
+        let wt = server.wt_local_addr().expect("a WebTransport listener");
+        assert!(quic.is_ipv6() && wt.is_ipv6());
+        let trust = ServerTrust::Pinned(server.certificate().expect("a certificate").clone());
+        let (tx, mut server_rx) = mpsc::unbounded_channel();
+        tokio::spawn(server.run(tx));
+        for url in [
+            format!("moqt://[::1]:{}", quic.port()),
+            format!("https://[::1]:{}/interop", wt.port()),
+        ] {
+            let mut opts = ClientOpts::insecure(url.clone());
+            opts.trust = Some(trust.clone());
+            let client = run_client(&opts).await;
+            let server = server_steps(&mut server_rx).await;
+            assert!(
+                client.iter().all(StepResult::is_ok),
+                "{url}: client: {client:?}"
+            );
+            assert!(
+                server.iter().all(StepResult::is_ok),
+                "{url}: server: {server:?}"
+            );
+        }
+    })
+    .await
+    .expect("the runs end in time");
+}

@@ -12,12 +12,24 @@ use quinn::VarInt;
 pub struct QuicConnection {
     conn: quinn::Connection,
     local: Option<SocketAddr>,
+    /// The name a client dialled (a server learns it from the handshake).
+    server_name: Option<String>,
 }
 
 impl QuicConnection {
     /// Wraps an established connection.
     pub fn new(conn: quinn::Connection, local: Option<SocketAddr>) -> Self {
-        Self { conn, local }
+        Self {
+            conn,
+            local,
+            server_name: None,
+        }
+    }
+
+    /// The server name this client dialled and checked the certificate against.
+    pub fn with_server_name(mut self, name: String) -> Self {
+        self.server_name = Some(name);
+        self
     }
 
     /// The underlying quinn connection.
@@ -141,8 +153,19 @@ impl transport::Connection for QuicConnection {
                 .map(|p| String::from_utf8_lossy(p).into_owned());
             info.server_name = data.server_name.clone();
         }
+        if info.server_name.is_none() {
+            info.server_name = self.server_name.clone();
+        }
         info.version = info.alpn.clone().filter(|a| a == moq_tokio::proto::ALPN);
-        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        if let Some(chain) = self.conn.peer_identity().and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        }) {
+            info.peer_certificates = chain
+                .iter()
+                .map(|c| bytes::Bytes::copy_from_slice(c.as_ref()))
+                .collect();
+        }
         info
     }
 

@@ -1,6 +1,6 @@
 //! Dialling and listening: quinn endpoints with ALPN `moq-lite-04` and the ring provider.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,18 +88,33 @@ impl QuicOptions {
     }
 }
 
-/// Splits `moqt://host:port[/path]` into host and port.
+/// Splits `moqt://host:port[/path]` into host (without an IPv6 literal's brackets) and port.
 pub(crate) fn parse_url(url: &str) -> Result<(String, u16), ConnectError> {
     let bad = || ConnectError::InvalidUrl(url.to_owned());
-    let rest = url.strip_prefix("moqt://").ok_or_else(bad)?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    let port = port.parse().map_err(|_| bad())?;
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    if parsed.scheme() != "moqt" {
+        return Err(bad());
+    }
+    let host = match parsed.host().ok_or_else(bad)? {
+        url::Host::Domain(name) => name.to_owned(),
+        url::Host::Ipv4(ip) => ip.to_string(),
+        url::Host::Ipv6(ip) => ip.to_string(),
+    };
+    let port = parsed.port().ok_or_else(bad)?;
     if host.is_empty() {
         return Err(bad());
     }
-    Ok((host.to_owned(), port))
+    Ok((host, port))
+}
+
+/// An unspecified local address, IPv6 (dual-stack where the system allows) when it can be
+/// bound, else IPv4.
+pub(crate) fn any_local(bind: impl Fn(SocketAddr) -> bool) -> SocketAddr {
+    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+    match bind(v6) {
+        true => v6,
+        false => SocketAddr::from(([0, 0, 0, 0], 0)),
+    }
 }
 
 /// A client endpoint: dials `moqt://` URLs.
@@ -110,13 +125,11 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client on an ephemeral local port, checking servers with `trust`.
+    /// A client on an ephemeral local port, checking servers with `trust`: dual-stack IPv6
+    /// where the system has it (so it reaches IPv4 and IPv6 servers), else IPv4.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
-        Self::bind(
-            SocketAddr::from(([0, 0, 0, 0], 0)),
-            trust,
-            QuicOptions::default(),
-        )
+        let addr = any_local(|a| std::net::UdpSocket::bind(a).is_ok());
+        Self::bind(addr, trust, QuicOptions::default())
     }
 
     /// A client bound to `addr`, with explicit QUIC options.
@@ -142,16 +155,34 @@ impl Client {
         router: Option<Router>,
     ) -> Result<Session, ConnectError> {
         let (host, port) = parse_url(url)?;
-        let addr = (host.as_str(), port)
-            .to_socket_addrs()
+        let ipv4_only = self.endpoint.local_addr().is_ok_and(|a| a.is_ipv4());
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
+            .await
             .map_err(|_| ConnectError::Resolve(host.clone()))?
-            .next()
-            .ok_or_else(|| ConnectError::Resolve(host.clone()))?;
-        let conn = self
-            .endpoint
-            .connect_with(self.config.clone(), addr, &host)?
-            .await?;
-        let conn = QuicConnection::new(conn, self.endpoint.local_addr().ok());
+            .filter(|a| !(ipv4_only && a.is_ipv6()))
+            .collect();
+        // Each address in turn until one connects (each attempt bounded by the idle timeout).
+        let mut last = ConnectError::Resolve(host.clone());
+        let mut connected = None;
+        for addr in addrs {
+            let attempt = match self.endpoint.connect_with(self.config.clone(), addr, &host) {
+                Ok(connecting) => connecting.await.map_err(ConnectError::from),
+                Err(e) => Err(ConnectError::from(e)),
+            };
+            match attempt {
+                Ok(conn) => {
+                    connected = Some(conn);
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "connect attempt failed");
+                    last = e;
+                }
+            }
+        }
+        let conn = connected.ok_or(last)?;
+        let conn =
+            QuicConnection::new(conn, self.endpoint.local_addr().ok()).with_server_name(host);
         if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
             conn.inner().close(0u32.into(), b"alpn");
             return Err(ConnectError::Alpn);

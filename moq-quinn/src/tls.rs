@@ -1,7 +1,15 @@
 //! TLS for QUIC and WebTransport (shared by `moq-webtransport`): self-signed certificates
-//! that browsers also accept through `serverCertificateHashes`, client verification that
-//! trusts exactly one certificate (by its DER or its SHA-256, or explicitly any), and the
-//! TLS 1.3 ring configurations both adapters build on.
+//! that browsers also accept through `serverCertificateHashes`; client verification against
+//! the platform's certificate authorities (the default, with extra CAs if given), or of
+//! exactly one certificate (by its DER or its SHA-256), or explicitly none; and the TLS 1.3
+//! ring configurations both adapters build on.
+//!
+//! The platform's roots come from the operating system's store (`rustls-native-certs`);
+//! where it has none (a minimal container), Mozilla's root program (`webpki-roots`) stands
+//! in. Chains are checked by rustls' own WebPKI verifier, so names, dates and usages are
+//! checked as any rustls client checks them. We chose this over `rustls-platform-verifier`
+//! for the same answer on every platform (no OS-specific revocation fetches during a
+//! handshake) and because it works in containers without a CA bundle.
 
 use std::sync::Arc;
 
@@ -95,28 +103,18 @@ impl Identity {
 
 /// The SHA-256 of a certificate's DER encoding.
 pub fn certificate_hash(cert: &CertificateDer<'_>) -> [u8; 32] {
-    let digest = ring_sha256(cert.as_ref());
-    let mut out = [0u8; 32];
-    out.copy_from_slice(&digest);
-    out
-}
-
-fn ring_sha256(data: &[u8]) -> Vec<u8> {
-    // rustls's ring provider exposes SHA-256 through its hash interface: no extra crate.
-    let hash = rustls::crypto::ring::default_provider()
-        .cipher_suites
-        .iter()
-        .find(|s| s.suite() == rustls::CipherSuite::TLS13_AES_128_GCM_SHA256)
-        .and_then(|s| s.tls13())
-        .map(|s| s.common.hash_provider)
-        .expect("the ring provider has TLS13_AES_128_GCM_SHA256");
-    hash.hash(data).as_ref().to_vec()
+    use sha2::Digest;
+    sha2::Sha256::digest(cert.as_ref()).into()
 }
 
 /// How a client checks the server's certificate.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ServerTrust {
+    /// A chain to a trusted certificate authority, valid now and for the server's name: the
+    /// platform's roots plus these extra CA certificates (for a private CA). The default
+    /// (no extra CAs), as for any TLS client on the internet.
+    Roots(Vec<CertificateDer<'static>>),
     /// Trust exactly this certificate (compared byte for byte), whatever its name and
     /// dates: for self-signed test and demo servers.
     Pinned(CertificateDer<'static>),
@@ -128,6 +126,39 @@ pub enum ServerTrust {
     Insecure,
 }
 
+impl Default for ServerTrust {
+    fn default() -> Self {
+        Self::Roots(Vec::new())
+    }
+}
+
+impl ServerTrust {
+    /// The platform's certificate authorities (the default).
+    pub fn platform() -> Self {
+        Self::default()
+    }
+
+    /// The platform's certificate authorities and these (a private CA, say).
+    pub fn platform_and(cas: impl IntoIterator<Item = CertificateDer<'static>>) -> Self {
+        Self::Roots(cas.into_iter().collect())
+    }
+}
+
+/// The platform's trusted roots, loaded once: the operating system's store, or Mozilla's
+/// roots where it has none.
+fn platform_roots() -> &'static rustls::RootCertStore {
+    static ROOTS: std::sync::OnceLock<rustls::RootCertStore> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let mut roots = rustls::RootCertStore::empty();
+        let loaded = rustls_native_certs::load_native_certs();
+        let (added, _ignored) = roots.add_parsable_certificates(loaded.certs);
+        if added == 0 {
+            roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        }
+        roots
+    })
+}
+
 /// A QUIC client crypto config: TLS 1.3 with ring, checking the server with `trust`,
 /// offering the ALPN token `alpn`.
 pub fn client_crypto(
@@ -137,7 +168,7 @@ pub fn client_crypto(
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(Verifier::new(trust))
+        .with_custom_certificate_verifier(Verifier::new(trust)?)
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
     quinn::crypto::rustls::QuicClientConfig::try_from(tls)
@@ -164,20 +195,39 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Accepts the pinned certificate, or any with [`ServerTrust::Insecure`]; handshake
-/// signatures are always verified.
+/// Checks the server as [`ServerTrust`] says: a CA chain through rustls' WebPKI verifier,
+/// the pinned certificate, or any with [`ServerTrust::Insecure`]; handshake signatures are
+/// always verified.
 #[derive(Debug)]
 pub(crate) struct Verifier {
     trust: ServerTrust,
+    webpki: Option<Arc<rustls::client::WebPkiServerVerifier>>,
     algorithms: WebPkiSupportedAlgorithms,
 }
 
 impl Verifier {
-    pub(crate) fn new(trust: &ServerTrust) -> Arc<Self> {
-        Arc::new(Self {
+    pub(crate) fn new(trust: &ServerTrust) -> Result<Arc<Self>, rustls::Error> {
+        let webpki = match trust {
+            ServerTrust::Roots(extra) => {
+                let mut roots = platform_roots().clone();
+                for ca in extra {
+                    roots.add(ca.clone())?;
+                }
+                let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+                Some(verifier)
+            }
+            _ => None,
+        };
+        Ok(Arc::new(Self {
             trust: trust.clone(),
+            webpki,
             algorithms: provider().signature_verification_algorithms,
-        })
+        }))
     }
 }
 
@@ -185,15 +235,19 @@ impl ServerCertVerifier for Verifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(webpki) = &self.webpki {
+            return webpki.verify_server_cert(end_entity, intermediates, server_name, ocsp, now);
+        }
         let trusted = match &self.trust {
             ServerTrust::Pinned(pinned) => pinned.as_ref() == end_entity.as_ref(),
             ServerTrust::Hash(hash) => certificate_hash(end_entity) == *hash,
             ServerTrust::Insecure => true,
+            ServerTrust::Roots(_) => false,
         };
         match trusted {
             true => Ok(ServerCertVerified::assertion()),
@@ -233,8 +287,9 @@ mod tests {
     #[test]
     fn sha256_of_the_der() {
         // SHA-256("abc"), FIPS 180-2.
+        use sha2::Digest;
         assert_eq!(
-            ring_sha256(b"abc"),
+            <[u8; 32]>::from(sha2::Sha256::digest(b"abc")),
             [
                 0xba, 0x78, 0x16, 0xbf, 0x8f, 0x01, 0xcf, 0xea, 0x41, 0x41, 0x40, 0xde, 0x5d, 0xae,
                 0x22, 0x23, 0xb0, 0x03, 0x61, 0xa3, 0x96, 0x17, 0x7a, 0x9c, 0xb4, 0x10, 0xff, 0x61,

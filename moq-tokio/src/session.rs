@@ -67,6 +67,12 @@ impl Session {
             remote: conn.remote_addr(),
             local: conn.local_addr(),
         };
+        tracing::info!(
+            remote = ?meta.remote,
+            transport = meta.info.transport,
+            ?role,
+            "session started"
+        );
         let unread = Arc::new(crate::shared::Unread::new(config.max_unread_bytes));
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {

@@ -434,6 +434,7 @@ impl Inner {
     /// Sends one core event where it belongs. Handler calls are returned, to be made once
     /// the lock is released.
     pub(crate) fn route(&mut self, shared: &Arc<Shared>, event: Event, upcalls: &mut Vec<Upcall>) {
+        log_event(shared, &event);
         match event {
             Event::Announced {
                 interest,
@@ -609,5 +610,55 @@ impl Inner {
             }
             _ => {}
         }
+    }
+}
+
+/// What an operator may want to see of an event: a session's end at info; requests,
+/// subscriptions and announcements at debug; frames at trace.
+fn log_event(shared: &Shared, event: &Event) {
+    let remote = shared.meta.remote;
+    match event {
+        Event::Frame { stream, payload } => {
+            tracing::trace!(?remote, stream = stream.0, len = payload.len(), "frame");
+        }
+        Event::Closed { reason } => tracing::info!(?remote, %reason, "session closed"),
+        Event::GoAway { uri } => tracing::info!(?remote, %uri, "GOAWAY received"),
+        Event::SubscribeRequested {
+            id, path, track, ..
+        } => tracing::debug!(?remote, id = id.0, %path, track, "subscription requested"),
+        Event::PublicationEnded { id, reason } => {
+            tracing::debug!(?remote, id = id.0, %reason, "publication ended");
+        }
+        Event::SubscribeOk { id, .. } => tracing::debug!(?remote, id = id.0, "subscribed"),
+        Event::SubscriptionEnded { id, reason } => {
+            tracing::debug!(?remote, id = id.0, %reason, "subscription ended");
+        }
+        Event::SubscribeDropped { id, start, end, .. } => {
+            tracing::debug!(
+                ?remote,
+                id = id.0,
+                start = start.0,
+                end = end.0,
+                "groups dropped"
+            );
+        }
+        Event::GroupCancelled {
+            id,
+            sequence,
+            reason,
+        } => {
+            tracing::debug!(?remote, id = id.0, group = sequence.0, %reason, "group cancelled");
+        }
+        Event::FetchRequested { stream, request } => tracing::debug!(
+            ?remote,
+            stream = stream.0,
+            path = %request.path,
+            track = request.track,
+            group = request.group.0,
+            "fetch requested"
+        ),
+        Event::Announced { path, .. } => tracing::debug!(?remote, %path, "announced"),
+        Event::Unannounced { path, .. } => tracing::debug!(?remote, %path, "unannounced"),
+        _ => {}
     }
 }

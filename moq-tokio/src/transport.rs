@@ -39,8 +39,10 @@ pub struct ConnectionInfo {
     pub server_name: Option<String>,
     /// The TLS ALPN token negotiated (`moq-lite-04` on native QUIC, `h3` on WebTransport).
     pub alpn: Option<String>,
-    /// The TLS cipher suite, when known.
-    pub cipher_suite: Option<String>,
+    /// The peer's certificate chain (DER, leaf first) as it presented it in the handshake;
+    /// empty when it presented none (a client without a certificate). The TLS cipher suite
+    /// is not reported: neither quinn nor wtransport exposes it.
+    pub peer_certificates: Vec<bytes::Bytes>,
     /// The URL path of a WebTransport session.
     pub path: Option<String>,
 }

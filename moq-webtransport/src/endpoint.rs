@@ -89,20 +89,15 @@ impl WebTransportOptions {
     }
 }
 
-/// Checks `https://host:port[/path]` and returns its path (`/` when empty).
+/// Checks `https://host[:port][/path]` (port 443 by default) and returns its path (`/`
+/// when empty).
 pub(crate) fn parse_url(url: &str) -> Result<String, ConnectError> {
     let bad = || ConnectError::InvalidUrl(url.to_owned());
-    let rest = url.strip_prefix("https://").ok_or_else(bad)?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => rest.split_at(i),
-        None => (rest, "/"),
-    };
-    let (host, port) = authority.rsplit_once(':').ok_or_else(bad)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() || port.parse::<u16>().is_err() {
+    let parsed = url::Url::parse(url).map_err(|_| bad())?;
+    if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
         return Err(bad());
     }
-    Ok(path.to_owned())
+    Ok(parsed.path().to_owned())
 }
 
 /// A client endpoint: dials `https://` URLs.
@@ -124,13 +119,15 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
-    /// A client on an ephemeral local port, checking servers with `trust`.
+    /// A client on an ephemeral local port, checking servers with `trust`: dual-stack IPv6
+    /// where the system has it (so it reaches IPv4 and IPv6 servers), else IPv4.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
-        Self::bind(
-            SocketAddr::from(([0, 0, 0, 0], 0)),
-            trust,
-            WebTransportOptions::default(),
-        )
+        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
+        let addr = match std::net::UdpSocket::bind(v6) {
+            Ok(_) => v6,
+            Err(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
+        };
+        Self::bind(addr, trust, WebTransportOptions::default())
     }
 
     /// A client bound to `addr`, with explicit transport options.
@@ -159,6 +156,11 @@ impl Client {
         router: Option<Router>,
     ) -> Result<Session, ConnectError> {
         let path = parse_url(url)?;
+        // The name the certificate was checked against (a server learns it from the
+        // handshake; a client, from its own URL).
+        let dialled = url::Url::parse(url)
+            .ok()
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()));
         let options = wtransport::endpoint::ConnectOptions::builder(url)
             .add_header(protocol::AVAILABLE_PROTOCOLS, protocol::quoted_version())
             .build();
@@ -168,8 +170,17 @@ impl Client {
         info.alpn = handshake
             .alpn()
             .map(|a| String::from_utf8_lossy(a).into_owned());
-        info.server_name = handshake.server_name().map(str::to_owned);
-        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        info.server_name = handshake.server_name().map(str::to_owned).or(dialled);
+        info.peer_certificates = conn
+            .peer_identity()
+            .map(|chain| {
+                chain
+                    .as_slice()
+                    .iter()
+                    .map(|c| bytes::Bytes::copy_from_slice(c.der()))
+                    .collect()
+            })
+            .unwrap_or_default();
         info.path = Some(path);
         let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
         Ok(Session::new(conn, Role::Client, config, router))
@@ -351,7 +362,16 @@ impl Incoming {
             .alpn()
             .map(|a| String::from_utf8_lossy(a).into_owned());
         info.server_name = handshake.server_name().map(str::to_owned);
-        info.cipher_suite = Some("TLS13 (QUIC)".to_owned());
+        info.peer_certificates = conn
+            .peer_identity()
+            .map(|chain| {
+                chain
+                    .as_slice()
+                    .iter()
+                    .map(|c| bytes::Bytes::copy_from_slice(c.der()))
+                    .collect()
+            })
+            .unwrap_or_default();
         info.path = Some(path);
         info.version = Some(moq_tokio::proto::ALPN.to_owned());
         let router = router(&info);
@@ -369,7 +389,14 @@ mod tests {
         assert_eq!(parse_url("https://127.0.0.1:4443").unwrap(), "/");
         assert_eq!(parse_url("https://localhost:1/x/y").unwrap(), "/x/y");
         assert_eq!(parse_url("https://[::1]:9/moq").unwrap(), "/moq");
-        for bad in ["moqt://a:1", "https://a", "https://:1", "https://a:x/"] {
+        // Without a port, https means 443.
+        assert_eq!(parse_url("https://relay.example.com/moq").unwrap(), "/moq");
+        for bad in [
+            "moqt://a:1",
+            "https://:1",
+            "https://a:x/",
+            "https://a:99999/",
+        ] {
             assert!(parse_url(bad).is_err(), "{bad}");
         }
     }
