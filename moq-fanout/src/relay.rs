@@ -161,19 +161,18 @@ impl TrackHandler for PeerHandler {
     }
 }
 
-/// A hop ID from the clock and the process: non-zero, below 2^31 (a 4-byte varint).
+/// A random hop ID from the operating system's generator: non-zero, below 2^31 (a 4-byte
+/// varint). Should the generator fail, a relay still needs an ID: the process ID then.
 fn random_hop() -> HopId {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
-    #[allow(clippy::disallowed_methods)] // only as entropy
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default(),
-    );
-    HopId((h.finish() % ((1 << 31) - 1)) + 1)
+    let mut bytes = [0u8; 4];
+    let raw = match getrandom::getrandom(&mut bytes) {
+        Ok(()) => u32::from_le_bytes(bytes),
+        Err(e) => {
+            tracing::warn!(error = %e, "no randomness for the hop ID: using the process ID");
+            std::process::id()
+        }
+    };
+    HopId(u64::from(raw % ((1 << 31) - 1)) + 1)
 }
 
 impl Relay {

@@ -163,7 +163,7 @@ impl RelayServer {
             let hash: String = certificate
                 .as_ref()
                 .map(moq_webtransport::certificate_hash)
-                .map(|h| h.iter().map(|b| format!("{b:02x}")).collect())
+                .map(hex::encode)
                 .unwrap_or_default();
             tracing::info!(addr = %local, kind = "webtransport", cert_sha256 = %hash, "listening");
             tasks.push(tokio::spawn(accept_webtransport(

@@ -31,59 +31,36 @@ const TICKS_PER_GROUP: u32 = 10;
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
+/// The clock demo: a publisher and a subscriber over real QUIC on loopback.
+#[derive(Debug, clap::Parser)]
+#[command(name = "clock")]
 struct Args {
+    /// Run for this many seconds.
+    #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Use WebTransport instead of native QUIC.
+    #[arg(long)]
     webtransport: bool,
+    /// Only publish, listening on ADDR (e.g. 127.0.0.1:4443), until Ctrl-C or --seconds.
+    #[arg(long, value_name = "ADDR", conflicts_with = "subscribe")]
     serve: Option<String>,
+    /// Only subscribe, to moqt://host:port or https://host:port/path.
+    #[arg(long, value_name = "URL")]
     subscribe: Option<String>,
+    /// Trust any certificate (with --subscribe).
+    #[arg(long, requires = "subscribe")]
     insecure: bool,
+    /// Trust the certificate with this SHA-256, as printed by --serve (64 hex digits,
+    /// colons allowed).
+    #[arg(long, value_name = "HEX", requires = "subscribe", value_parser = parse_hash)]
     hash: Option<[u8; 32]>,
 }
 
-fn parse_hash(hex: &str) -> Result<[u8; 32], Error> {
-    let hex = hex.replace(':', "");
+fn parse_hash(text: &str) -> Result<[u8; 32], String> {
     let mut out = [0u8; 32];
-    if hex.len() != 64 || !hex.is_ascii() {
-        return Err("--hash takes 64 hex digits (the SHA-256 printed by --serve)".into());
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16)?;
-    }
+    hex::decode_to_slice(text.replace(':', ""), &mut out)
+        .map_err(|e| format!("64 hex digits (the SHA-256 printed by --serve): {e}"))?;
     Ok(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn args() -> Result<Args, Error> {
-    let mut args = Args {
-        seconds: 5,
-        webtransport: false,
-        serve: None,
-        subscribe: None,
-        insecure: false,
-        hash: None,
-    };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        match arg.as_str() {
-            "--seconds" => args.seconds = it.next().ok_or("--seconds N")?.parse()?,
-            "--webtransport" => args.webtransport = true,
-            "--serve" => args.serve = Some(it.next().ok_or("--serve ADDR")?),
-            "--subscribe" => args.subscribe = Some(it.next().ok_or("--subscribe URL")?),
-            "--insecure" => args.insecure = true,
-            "--hash" => args.hash = Some(parse_hash(&it.next().ok_or("--hash HEX")?)?),
-            "-h" | "--help" => {
-                println!(
-                    "usage: clock [--seconds N] [--webtransport] [--serve ADDR | --subscribe (moqt|https)://HOST:PORT[/PATH] (--hash HEX | --insecure)]"
-                );
-                std::process::exit(0);
-            }
-            other => return Err(format!("unknown argument {other}").into()),
-        }
-    }
-    Ok(args)
 }
 
 fn unix_micros() -> u64 {
@@ -256,7 +233,7 @@ fn serve(
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    let args = args()?;
+    let args = <Args as clap::Parser>::parse();
     let duration = Duration::from_secs(args.seconds);
 
     if let Some(url) = &args.subscribe {
@@ -279,7 +256,7 @@ async fn main() -> Result<(), Error> {
 
     let identity = Identity::self_signed(&["localhost", "127.0.0.1"])?;
     let cert = identity.leaf().cloned().ok_or("no certificate")?;
-    let hash = hex(&identity.certificate_hash().ok_or("no certificate")?);
+    let hash = hex::encode(identity.certificate_hash().ok_or("no certificate")?);
     let addr = args.serve.as_deref().unwrap_or("127.0.0.1:0").parse()?;
     let router = Router::new();
     let (url, accept) = serve(addr, identity, router.clone(), args.webtransport)?;

@@ -53,189 +53,29 @@ pub fn negotiate(headers: &HashMap<String, String>) -> Negotiation {
     }
 }
 
-/// Why a Structured-Field list did not parse.
+/// Why a Structured-Field list did not parse (RFC 9651, through the `sfv` crate).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid structured-field list at byte {0}")]
-pub struct ParseError(pub usize);
+#[error("invalid structured-field list: {0}")]
+pub struct ParseError(pub String);
 
-/// Parses an RFC 8941 sf-list and returns the text of its top-level string and token items,
+/// Parses an RFC 9651 sf-list and returns the text of its top-level string and token items,
 /// in order (a token counts too, so an unquoted `moq-lite-04` is understood). Other items
 /// (numbers, booleans, byte sequences, inner lists) and all parameters are skipped.
 pub fn parse_list(input: &str) -> Result<Vec<String>, ParseError> {
-    let mut p = Parser {
-        s: input.as_bytes(),
-        i: 0,
-    };
-    let mut out = Vec::new();
-    p.skip_sp();
-    if p.done() {
-        return Ok(out);
-    }
-    loop {
-        if p.peek() == Some(b'(') {
-            p.i += 1;
-            loop {
-                p.skip_sp();
-                if p.peek() == Some(b')') {
-                    p.i += 1;
-                    break;
-                }
-                p.bare_item()?;
-                p.params()?;
-                match p.peek() {
-                    Some(b' ') | Some(b')') => {}
-                    _ => return Err(ParseError(p.i)),
-                }
-            }
-        } else if let Some(text) = p.bare_item()? {
-            out.push(text);
-        }
-        p.params()?;
-        p.skip_ows();
-        if p.done() {
-            return Ok(out);
-        }
-        if p.peek() != Some(b',') {
-            return Err(ParseError(p.i));
-        }
-        p.i += 1;
-        p.skip_ows();
-        if p.done() {
-            // A trailing comma is invalid.
-            return Err(ParseError(p.i));
-        }
-    }
-}
-
-struct Parser<'a> {
-    s: &'a [u8],
-    i: usize,
-}
-
-impl Parser<'_> {
-    fn done(&self) -> bool {
-        self.i >= self.s.len()
-    }
-
-    fn peek(&self) -> Option<u8> {
-        self.s.get(self.i).copied()
-    }
-
-    fn skip_sp(&mut self) {
-        while self.peek() == Some(b' ') {
-            self.i += 1;
-        }
-    }
-
-    fn skip_ows(&mut self) {
-        while matches!(self.peek(), Some(b' ') | Some(b'\t')) {
-            self.i += 1;
-        }
-    }
-
-    /// A bare item; `Some(text)` for a string or a token.
-    fn bare_item(&mut self) -> Result<Option<String>, ParseError> {
-        match self.peek() {
-            Some(b'"') => self.string().map(Some),
-            Some(c) if c.is_ascii_alphabetic() || c == b'*' => Ok(Some(self.token())),
-            Some(c) if c.is_ascii_digit() || c == b'-' => {
-                self.number()?;
-                Ok(None)
-            }
-            Some(b':') => {
-                self.i += 1;
-                while let Some(c) = self.peek() {
-                    self.i += 1;
-                    if c == b':' {
-                        return Ok(None);
-                    }
-                    if !(c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'=') {
-                        return Err(ParseError(self.i - 1));
-                    }
-                }
-                Err(ParseError(self.i))
-            }
-            Some(b'?') => {
-                self.i += 1;
-                match self.peek() {
-                    Some(b'0') | Some(b'1') => {
-                        self.i += 1;
-                        Ok(None)
-                    }
-                    _ => Err(ParseError(self.i)),
-                }
-            }
-            _ => Err(ParseError(self.i)),
-        }
-    }
-
-    fn string(&mut self) -> Result<String, ParseError> {
-        self.i += 1;
-        let mut text = String::new();
-        while let Some(c) = self.peek() {
-            self.i += 1;
-            match c {
-                b'"' => return Ok(text),
-                b'\\' => match self.peek() {
-                    Some(e @ (b'"' | b'\\')) => {
-                        self.i += 1;
-                        text.push(char::from(e));
-                    }
-                    _ => return Err(ParseError(self.i)),
-                },
-                0x20..=0x7e => text.push(char::from(c)),
-                _ => return Err(ParseError(self.i - 1)),
-            }
-        }
-        Err(ParseError(self.i))
-    }
-
-    fn token(&mut self) -> String {
-        let start = self.i;
-        while let Some(c) = self.peek() {
-            let tchar = c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~:/".contains(&c);
-            if !tchar {
-                break;
-            }
-            self.i += 1;
-        }
-        String::from_utf8_lossy(&self.s[start..self.i]).into_owned()
-    }
-
-    fn number(&mut self) -> Result<(), ParseError> {
-        if self.peek() == Some(b'-') {
-            self.i += 1;
-        }
-        let start = self.i;
-        while matches!(self.peek(), Some(c) if c.is_ascii_digit() || c == b'.') {
-            self.i += 1;
-        }
-        if self.i == start {
-            return Err(ParseError(self.i));
-        }
-        Ok(())
-    }
-
-    /// `;key[=value]` parameters, skipped.
-    fn params(&mut self) -> Result<(), ParseError> {
-        while self.peek() == Some(b';') {
-            self.i += 1;
-            self.skip_sp();
-            match self.peek() {
-                Some(c) if c.is_ascii_lowercase() || c == b'*' => {}
-                _ => return Err(ParseError(self.i)),
-            }
-            while matches!(self.peek(), Some(c) if c.is_ascii_lowercase() || c.is_ascii_digit() || b"_-.*".contains(&c))
-            {
-                self.i += 1;
-            }
-            if self.peek() == Some(b'=') {
-                self.i += 1;
-                self.bare_item()?;
-            }
-        }
-        Ok(())
-    }
+    let list: sfv::List = sfv::Parser::new(input)
+        .parse()
+        .map_err(|e| ParseError(e.to_string()))?;
+    Ok(list
+        .iter()
+        .filter_map(|entry| match entry {
+            sfv::ListEntry::Item(item) => match &item.bare_item {
+                sfv::BareItem::String(s) => Some(s.as_str().to_owned()),
+                sfv::BareItem::Token(t) => Some(t.as_str().to_owned()),
+                _ => None,
+            },
+            sfv::ListEntry::InnerList(_) => None,
+        })
+        .collect())
 }
 
 #[cfg(test)]
