@@ -42,13 +42,6 @@ pub struct RelayServer {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// How the relay dials its upstreams.
-#[derive(Clone, Debug)]
-enum Upstream {
-    Quic(moq_quinn::Client),
-    WebTransport(Arc<moq_webtransport::Client>),
-}
-
 fn identity(config: &RelayConfig) -> Result<moq_quinn::Identity, StartError> {
     let err = |e: &dyn std::fmt::Display| StartError::Certificate(e.to_string());
     match (&config.tls.cert, &config.tls.key) {
@@ -175,44 +168,28 @@ impl RelayServer {
 
         if !config.relay.upstreams.is_empty() {
             let trust = upstream_trust(&config)?;
-            let any = SocketAddr::from(([0, 0, 0, 0], 0));
-            let mut quic_client = None;
-            let mut wt_client = None;
+            let mut quic_options = moq_quinn::QuicOptions::default();
+            quic_options.idle_timeout = idle;
+            quic_options.max_streams = limits.max_streams;
+            quic_options.receive_window = limits.quic_receive_window;
+            quic_options.send_window = limits.quic_send_window;
+            let mut wt_options = moq_webtransport::WebTransportOptions::default();
+            wt_options.idle_timeout = idle;
+            wt_options.max_streams = limits.max_streams;
+            wt_options.receive_window = limits.quic_receive_window;
+            wt_options.send_window = limits.quic_send_window;
+            let dialer = Arc::new(moq_webtransport::Dialer::with_options(
+                trust,
+                None,
+                quic_options,
+                wt_options,
+            ));
             for url in &config.relay.upstreams {
-                let upstream = if url.starts_with("https://") {
-                    if wt_client.is_none() {
-                        let mut options = moq_webtransport::WebTransportOptions::default();
-                        options.idle_timeout = idle;
-                        options.max_streams = limits.max_streams;
-                        options.receive_window = limits.quic_receive_window;
-                        options.send_window = limits.quic_send_window;
-                        wt_client = Some(Arc::new(
-                            moq_webtransport::Client::bind(any, trust.clone(), options)
-                                .map_err(|e| StartError::Upstream(e.to_string()))?,
-                        ));
-                    }
-                    wt_client.clone().map(Upstream::WebTransport)
-                } else {
-                    if quic_client.is_none() {
-                        let mut options = moq_quinn::QuicOptions::default();
-                        options.idle_timeout = idle;
-                        options.max_streams = limits.max_streams;
-                        options.receive_window = limits.quic_receive_window;
-                        options.send_window = limits.quic_send_window;
-                        quic_client = Some(
-                            moq_quinn::Client::bind(any, trust.clone(), options)
-                                .map_err(|e| StartError::Upstream(e.to_string()))?,
-                        );
-                    }
-                    quic_client.clone().map(Upstream::Quic)
-                };
-                if let Some(upstream) = upstream {
-                    tasks.push(tokio::spawn(upstream_link(
-                        relay.clone(),
-                        url.clone(),
-                        upstream,
-                    )));
-                }
+                tasks.push(tokio::spawn(upstream_link(
+                    relay.clone(),
+                    url.clone(),
+                    dialer.clone(),
+                )));
             }
         }
         Ok(Self {
@@ -316,7 +293,7 @@ async fn accept_webtransport(relay: Relay, server: Arc<moq_webtransport::Server>
 
 /// Keeps a link to one upstream relay: dial, run until the session ends (or the upstream
 /// sends GOAWAY), wait, redial. Upstream relays may publish and subscribe anything.
-async fn upstream_link(relay: Relay, url: String, upstream: Upstream) {
+async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_webtransport::Dialer>) {
     let base = Duration::from_millis(relay.config().relay.reconnect_ms.max(10));
     let mut delay = base;
     while !relay.is_shutting_down() {
@@ -324,16 +301,10 @@ async fn upstream_link(relay: Relay, url: String, upstream: Upstream) {
         let config = relay.session_config();
         let router = Some(peer.router());
         let connect = async {
-            match &upstream {
-                Upstream::Quic(client) => client
-                    .connect(&url, config, router)
-                    .await
-                    .map_err(|e| e.to_string()),
-                Upstream::WebTransport(client) => client
-                    .connect(&url, config, router)
-                    .await
-                    .map_err(|e| e.to_string()),
-            }
+            dialer
+                .connect(&url, config, router)
+                .await
+                .map_err(|e| e.to_string())
         };
         let session = tokio::select! {
             session = connect => session,

@@ -5,6 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use moq_quinn::{BroadcastPath, Config, Router, ServerTrust, Session};
+use moq_webtransport::Dialer;
 
 use crate::flows::{discover, fetch_hello, first_group, probe, read_hello};
 use crate::hello::Hello;
@@ -133,16 +134,10 @@ async fn goaway(session: &Session) -> Result<(), String> {
     }
 }
 
-/// A session and the endpoint that carries it.
+/// A session and the dialer that carries it.
 struct Dialled {
     session: Session,
-    endpoint: Endpoint,
-}
-
-/// The client endpoint of either transport.
-enum Endpoint {
-    Quic(moq_quinn::Client),
-    WebTransport(moq_webtransport::Client),
+    dialer: Dialer,
 }
 
 impl Dialled {
@@ -151,56 +146,21 @@ impl Dialled {
         self.session
             .close(moq_quinn::code::session::NO_ERROR, "interop done");
         drop(self.session);
-        let idle = async {
-            match &self.endpoint {
-                Endpoint::Quic(endpoint) => endpoint.wait_idle().await,
-                Endpoint::WebTransport(endpoint) => endpoint.wait_idle().await,
-            }
-        };
-        let _ = tokio::time::timeout(Duration::from_secs(1), idle).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.dialer.wait_idle()).await;
     }
 }
 
-/// Connects to `opts.url`: the one place the URL scheme picks the transport.
+/// Connects to `opts.url`, the scheme picking the transport (`moqt://` native QUIC,
+/// `https://` WebTransport).
 async fn dial(opts: &ClientOpts, router: Router) -> Result<Dialled, String> {
     let trust = opts
         .trust
         .clone()
-        .ok_or("no trust anchor for the server's certificate: pass --insecure")?;
-    let (scheme, _) = opts
-        .url
-        .split_once("://")
-        .ok_or_else(|| format!("invalid URL {:?}", opts.url))?;
-    match scheme {
-        "moqt" => {
-            let endpoint = moq_quinn::Client::new(trust).map_err(|e| e.to_string())?;
-            let session = endpoint
-                .connect(&opts.url, Config::default(), Some(router))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Dialled {
-                session,
-                endpoint: Endpoint::Quic(endpoint),
-            })
-        }
-        "https" => {
-            let trust = match trust {
-                ServerTrust::Pinned(cert) => moq_webtransport::ServerTrust::Pinned(cert),
-                ServerTrust::Insecure => moq_webtransport::ServerTrust::Insecure,
-                other => return Err(format!("{other:?} is not supported over WebTransport")),
-            };
-            let endpoint = moq_webtransport::Client::new(trust).map_err(|e| e.to_string())?;
-            let session = endpoint
-                .connect(&opts.url, Config::default(), Some(router))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(Dialled {
-                session,
-                endpoint: Endpoint::WebTransport(endpoint),
-            })
-        }
-        other => Err(format!(
-            "unsupported URL scheme {other:?}: expected moqt or https"
-        )),
-    }
+        .ok_or("no trust policy for the server's certificate")?;
+    let dialer = Dialer::new(trust);
+    let session = dialer
+        .connect(&opts.url, Config::default(), Some(router))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Dialled { session, dialer })
 }

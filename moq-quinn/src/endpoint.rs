@@ -128,8 +128,13 @@ impl Client {
     /// A client on an ephemeral local port, checking servers with `trust`: dual-stack IPv6
     /// where the system has it (so it reaches IPv4 and IPv6 servers), else IPv4.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
+        Self::with_options(trust, QuicOptions::default())
+    }
+
+    /// The same, with explicit QUIC options.
+    pub fn with_options(trust: ServerTrust, options: QuicOptions) -> Result<Self, ConnectError> {
         let addr = any_local(|a| std::net::UdpSocket::bind(a).is_ok());
-        Self::bind(addr, trust, QuicOptions::default())
+        Self::bind(addr, trust, options)
     }
 
     /// A client bound to `addr`, with explicit QUIC options.

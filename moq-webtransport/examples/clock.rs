@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use moq_webtransport::{
-    Broadcast, Config, HopId, Identity, Router, ServerTrust, Session, SubscribeParams,
+    Broadcast, Config, Dialer, HopId, Identity, Router, ServerTrust, Session, SubscribeParams,
 };
 
 const BROADCAST: &str = "/clock";
@@ -179,17 +179,11 @@ fn print_summary(summary: &mut Summary, session: &Session, elapsed: Duration) {
     );
 }
 
-/// Dials `url`, picking the transport by its scheme.
-async fn connect(url: &str, trust: ServerTrust) -> Result<Session, Error> {
-    Ok(if url.starts_with("https://") {
-        moq_webtransport::Client::new(trust)?
-            .connect(url, Config::default(), None)
-            .await?
-    } else {
-        moq_quinn::Client::new(trust)?
-            .connect(url, Config::default(), None)
-            .await?
-    })
+/// Dials `url`, the scheme picking the transport; the dialer carries the session.
+async fn connect(url: &str, trust: ServerTrust) -> Result<(Dialer, Session), Error> {
+    let dialer = Dialer::new(trust);
+    let session = dialer.connect(url, Config::default(), None).await?;
+    Ok((dialer, session))
 }
 
 /// Starts a server on `addr` publishing what `router` holds; returns its URL.
@@ -246,7 +240,7 @@ async fn main() -> Result<(), Error> {
                 );
             }
         };
-        let session = connect(url, trust).await?;
+        let (_dialer, session) = connect(url, trust).await?;
         let start = std::time::Instant::now();
         let mut summary = subscribe(&session, duration).await?;
         print_summary(&mut summary, &session, start.elapsed());
@@ -284,7 +278,7 @@ async fn main() -> Result<(), Error> {
         return Ok(());
     }
 
-    let session = connect(&url, ServerTrust::Pinned(cert)).await?;
+    let (_dialer, session) = connect(&url, ServerTrust::Pinned(cert)).await?;
     let info = session.connection_info();
     println!(
         "client: connected over {}, alpn {}, version {}",

@@ -122,12 +122,20 @@ impl Client {
     /// A client on an ephemeral local port, checking servers with `trust`: dual-stack IPv6
     /// where the system has it (so it reaches IPv4 and IPv6 servers), else IPv4.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
+        Self::with_options(trust, WebTransportOptions::default())
+    }
+
+    /// The same, with explicit transport options.
+    pub fn with_options(
+        trust: ServerTrust,
+        options: WebTransportOptions,
+    ) -> Result<Self, ConnectError> {
         let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
         let addr = match std::net::UdpSocket::bind(v6) {
             Ok(_) => v6,
             Err(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
         };
-        Self::bind(addr, trust, WebTransportOptions::default())
+        Self::bind(addr, trust, options)
     }
 
     /// A client bound to `addr`, with explicit transport options.

@@ -63,10 +63,12 @@
 
 pub mod code_mapping;
 mod conn;
+mod dial;
 mod endpoint;
 pub mod protocol;
 
 pub use conn::{RecvStream, SendStream, WebTransportConnection};
+pub use dial::{DialError, Dialer};
 pub use endpoint::{ALPN_H3, Client, ConnectError, Incoming, Server, WebTransportOptions};
 pub use moq_quinn::tls::{CertError, Identity, ServerTrust, certificate_hash};
 
