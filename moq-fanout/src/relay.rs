@@ -340,10 +340,15 @@ impl Relay {
                 handler,
             },
         );
+        let watched = session.clone();
         self.inner.clone().run_peer(id, session, access).await;
         self.inner.remove_peer(id);
         self.inner.peers_left.send_modify(|n| *n += 1);
-        tracing::info!(peer = %id, "session ended");
+        let reason = match tokio::time::timeout(Duration::from_secs(1), watched.closed()).await {
+            Ok(reason) => reason.to_string(),
+            Err(_) => "still closing".to_owned(),
+        };
+        tracing::info!(peer = %id, %reason, "session ended");
     }
 
     /// Sends GOAWAY (with `config.relay.next_session_uri`) to every peer, stops taking new

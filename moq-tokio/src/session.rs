@@ -67,7 +67,7 @@ impl Session {
             remote: conn.remote_addr(),
             local: conn.local_addr(),
         };
-        tracing::info!(
+        tracing::debug!(
             remote = ?meta.remote,
             transport = meta.info.transport,
             ?role,

@@ -621,7 +621,7 @@ fn log_event(shared: &Shared, event: &Event) {
         Event::Frame { stream, payload } => {
             tracing::trace!(?remote, stream = stream.0, len = payload.len(), "frame");
         }
-        Event::Closed { reason } => tracing::info!(?remote, %reason, "session closed"),
+        Event::Closed { reason } => tracing::debug!(?remote, %reason, "session closed"),
         Event::GoAway { uri } => tracing::info!(?remote, %uri, "GOAWAY received"),
         Event::SubscribeRequested {
             id, path, track, ..
