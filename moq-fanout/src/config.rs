@@ -21,7 +21,7 @@
 //!
 //! [cache]                        # per track
 //! groups = 8
-//! bytes = 8388608
+//! bytes = 4194304
 //! total_bytes = 536870912
 //!
 //! [limits]
@@ -194,7 +194,8 @@ impl Default for RoutingConfig {
 pub struct CacheConfig {
     /// Most groups kept per track (default 8; at least 1).
     pub groups: usize,
-    /// Most bytes kept per track: payload plus 64 bytes per frame (default 8 MiB). A group
+    /// Most bytes kept per track: payload plus 64 bytes per frame (default 4 MiB; at most
+    /// `limits.max_queued_bytes_per_session`, so that any cached group can be fetched). A group
     /// that alone exceeds it is not cached.
     pub bytes: usize,
     /// Most bytes kept by every track's cache together (default 512 MiB): past it, the
@@ -206,7 +207,7 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             groups: 8,
-            bytes: 8 * 1024 * 1024,
+            bytes: 4 * 1024 * 1024,
             total_bytes: 512 * 1024 * 1024,
         }
     }
@@ -378,6 +379,10 @@ impl RelayConfig {
         }
         if self.cache.groups == 0 {
             return bad("cache.groups must be at least 1");
+        }
+        if self.cache.bytes > self.limits.max_queued_bytes_per_session {
+            // A cached group larger than a session may queue could never be fetched.
+            return bad("cache.bytes must not exceed limits.max_queued_bytes_per_session");
         }
         if !matches!(
             self.log.level.as_str(),

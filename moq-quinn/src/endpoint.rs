@@ -31,6 +31,9 @@ pub enum ConnectError {
     /// The handshake failed.
     #[error("connection failed: {0}")]
     Connection(#[from] quinn::ConnectionError),
+    /// No answer from this address in time (another address of the name was tried next).
+    #[error("no answer from {0} in time")]
+    Timeout(SocketAddr),
     /// The peer did not negotiate `moq-lite-04`.
     #[error("the peer did not negotiate moq-lite-04")]
     Alpn,
@@ -166,11 +169,20 @@ impl Client {
             .map_err(|_| ConnectError::Resolve(host.clone()))?
             .filter(|a| !(ipv4_only && a.is_ipv6()))
             .collect();
-        // Each address in turn until one connects (each attempt bounded by the idle timeout).
+        // Each address in turn until one connects. While others remain, an attempt gets
+        // ATTEMPT; the last one gets the whole idle timeout.
+        const ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);
         let mut last = ConnectError::Resolve(host.clone());
         let mut connected = None;
-        for addr in addrs {
+        let count = addrs.len();
+        for (i, addr) in addrs.into_iter().enumerate() {
             let attempt = match self.endpoint.connect_with(self.config.clone(), addr, &host) {
+                Ok(connecting) if i + 1 < count => {
+                    match tokio::time::timeout(ATTEMPT, connecting).await {
+                        Ok(result) => result.map_err(ConnectError::from),
+                        Err(_) => Err(ConnectError::Timeout(addr)),
+                    }
+                }
                 Ok(connecting) => connecting.await.map_err(ConnectError::from),
                 Err(e) => Err(ConnectError::from(e)),
             };

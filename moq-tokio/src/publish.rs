@@ -639,6 +639,10 @@ impl TrackProducer {
         let mut state = lock(&self.state);
         let sequence = GroupSequence(state.next);
         state.next += 1;
+        // The previous group ends here for its subscribers (below): so in the cache too.
+        if let Some(previous) = state.cache.back_mut() {
+            previous.finished = true;
+        }
         if state.cache.len() >= state.cache_len {
             state.cache.pop_front();
         }

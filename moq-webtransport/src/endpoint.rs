@@ -148,9 +148,14 @@ impl Client {
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
         let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
         quic.transport_config(Arc::new(options.transport_config()));
-        let config = wtransport::ClientConfig::builder()
-            .with_bind_address(addr)
-            .build_with_quic_config(quic);
+        // An IPv6 socket is made dual-stack explicitly (the OS default is IPv6-only on some
+        // systems), so that it reaches IPv4 servers too.
+        let config = match addr {
+            SocketAddr::V6(v6) => wtransport::ClientConfig::builder()
+                .with_bind_address_v6(v6, wtransport::config::Ipv6DualStackConfig::Allow),
+            SocketAddr::V4(_) => wtransport::ClientConfig::builder().with_bind_address(addr),
+        }
+        .build_with_quic_config(quic);
         let endpoint = wtransport::Endpoint::client(config)?;
         Ok(Self { endpoint })
     }

@@ -49,7 +49,8 @@ pub struct Config {
     /// window means fewer hand-overs per group (each is a round trip through the core).
     pub stream_send_window: usize,
     /// Bytes queued in the core for one incoming subscription (all its groups) before its
-    /// oldest groups are dropped (default 8 MiB). The newest group is never dropped for this.
+    /// oldest groups are dropped (default 8 MiB). The group being written is dropped last, only
+    /// once its own earlier bytes pass the limit: a single frame may be larger than it.
     pub max_queued_bytes_per_subscription: usize,
     /// Bytes queued in the core for one fetch response before writes are refused
     /// (default 64 MiB).

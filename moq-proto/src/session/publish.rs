@@ -283,9 +283,11 @@ impl Session {
     /// Queues one frame on a group we send. The payload is passed on as it is (no copy).
     ///
     /// If the subscription's queued bytes exceed
-    /// [`crate::Config::max_queued_bytes_per_subscription`], its oldest groups other than
-    /// the newest are dropped: reset with Group code 0x3, announced with SUBSCRIBE_DROP,
-    /// and reported with [`Event::GroupCancelled`] ([`EndReason::Dropped`]).
+    /// [`crate::Config::max_queued_bytes_per_subscription`] (or the session's unsent bytes
+    /// [`crate::Config::max_queued_bytes`]), its oldest groups are dropped: reset with Group
+    /// code 0x3, announced with SUBSCRIBE_DROP, and reported with [`Event::GroupCancelled`]
+    /// ([`EndReason::Dropped`]). The group being written goes last, once its own bytes from
+    /// before this frame pass the limit; its later writes then fail.
     pub fn write_frame(&mut self, group: StreamId, payload: Bytes) -> Result<(), CommandError> {
         self.check_open()?;
         let sub = self
@@ -305,7 +307,7 @@ impl Session {
         if let Some(p) = self.pubs.get_mut(&sub) {
             p.queued += len;
         }
-        self.shed_load(sub, group);
+        self.shed_load(sub, group, len);
         Ok(())
     }
 
@@ -432,8 +434,11 @@ impl Session {
     /// Drops the oldest groups of a subscription while its queue is over its limit, then
     /// of the subscriptions with the most unsent bytes while the session is over
     /// [`crate::Config::max_queued_bytes`]. A subscription's newest group is dropped only
-    /// for the session's limit, and never the group being written (`writing`).
-    fn shed_load(&mut self, sub: SubscribeId, writing: StreamId) {
+    /// for the session's limit. The group being written (`writing`, which just took a frame
+    /// of `frame` bytes) goes last: only when, everything else shed, its bytes from before
+    /// this frame alone pass a limit. So one group, however long, holds at most a limit
+    /// plus one frame, while a single frame larger than a limit still goes through.
+    fn shed_load(&mut self, sub: SubscribeId, writing: StreamId, frame: usize) {
         let limit = self.config.max_queued_bytes_per_subscription;
         while let Some(p) = self.pubs.get(&sub)
             && p.queued > limit
@@ -441,9 +446,20 @@ impl Session {
         {
             self.drop_group(sub, seq, stream);
         }
-        if self.unsent_data <= self.config.max_queued_bytes {
-            return;
+        if self.unsent_data > self.config.max_queued_bytes {
+            self.shed_session(writing);
         }
+        let earlier = self.unsent_bytes(writing).saturating_sub(frame);
+        let over = earlier > limit
+            || self.unsent_data.saturating_sub(frame) > self.config.max_queued_bytes;
+        if over && let Some(seq) = self.groups_out.get(&writing).map(|g| g.sequence) {
+            self.drop_group(sub, seq, writing);
+        }
+    }
+
+    /// Drops the oldest groups of the subscriptions with the most unsent bytes, other than
+    /// `writing`, until the session is back under its limit.
+    fn shed_session(&mut self, writing: StreamId) {
         let mut heaviest: Vec<(usize, SubscribeId)> = self
             .pubs
             .iter()

@@ -778,6 +778,59 @@ fn the_session_budget_bounds_many_slow_subscriptions_together() {
 }
 
 #[test]
+fn one_endless_group_to_a_subscriber_that_never_reads_is_bounded_too() {
+    // A single group, never finished, to a starved subscriber: once the group's own bytes
+    // pass the limit it is dropped like any other, so it holds at most the limit plus one
+    // frame; a single frame larger than the limit still goes through.
+    const FRAME: usize = 4096;
+    const LIMIT: usize = 64 * 1024;
+    for publisher in BOTH {
+        let config = {
+            let mut config = Config::default();
+            config.stream_send_window = 1 << 20;
+            config.max_queued_bytes_per_subscription = LIMIT;
+            config
+        };
+        let mut pair = Pair::with_config(config.clone(), config);
+        let id = subscribed(&mut pair, publisher, SubscribeParams::default());
+        pair.starve.insert(publisher);
+        let p = &mut pair.side(publisher).session;
+        // One frame of twice the limit is accepted.
+        let big = p.open_group(id, GroupSequence(1)).unwrap();
+        p.write_frame(big, payload(1, 0, 2 * LIMIT)).unwrap();
+        p.finish_group(big).unwrap();
+        let g = p.open_group(id, GroupSequence(2)).unwrap();
+        let mut writes = 0;
+        let mut peak = 0;
+        for f in 0..1000 {
+            match p.write_frame(g, payload(2, f, FRAME)) {
+                Ok(()) => writes += 1,
+                Err(CommandError::UnknownStream(_)) => break,
+                Err(e) => panic!("{e}"),
+            }
+            peak = peak.max(p.stats().unsent_bytes as usize);
+        }
+        assert!(writes < 1000, "the endless group was cut");
+        assert!(peak <= 2 * LIMIT + 2 * FRAME + 64, "{peak} bytes unsent");
+        pair.drive();
+        let dropped: Vec<u64> = pair
+            .side(publisher)
+            .take_events()
+            .iter()
+            .filter_map(|e| match e {
+                Event::GroupCancelled {
+                    sequence,
+                    reason: EndReason::Dropped,
+                    ..
+                } => Some(sequence.0),
+                _ => None,
+            })
+            .collect();
+        assert!(dropped.contains(&2), "{dropped:?}");
+    }
+}
+
+#[test]
 fn a_burst_of_tiny_frames_reaches_the_transport_as_few_chunks() {
     // 10 000 empty frames (one header byte each) and 10 000 one-byte frames, queued before
     // the transport is polled: a few 16 KiB chunks, not a chunk or two per frame. A large
