@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
+pub mod moq_relay;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
