@@ -80,6 +80,7 @@ impl Link {
                     let p = peer(id, to);
                     to.session.handle_fin(p, now);
                 }
+                Command::SetPriority { .. } => {}
                 other => panic!("unexpected {other:?}"),
             }
         }

@@ -212,7 +212,7 @@ impl Session {
     pub fn stats(&self) -> SessionStats {
         let transport = (self.shared.meta.stats)();
         self.shared.with(|inner| {
-            inner.core.handle_stats(transport, now());
+            inner.core.handle_stats_read(transport, now());
             inner.core.stats()
         })
     }

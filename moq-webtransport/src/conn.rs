@@ -124,6 +124,9 @@ impl transport::Connection for WebTransportConnection {
             rtt: Some(self.conn.rtt()),
             bytes_sent: Some(stats.udp_tx.bytes),
             bytes_received: Some(stats.udp_rx.bytes),
+            congestion_window: Some(stats.path.cwnd),
+            lost_packets: Some(stats.path.lost_packets),
+            congestion_events: Some(stats.path.congestion_events),
         }
     }
 

@@ -449,6 +449,9 @@ fn step(
                 rtt: input.bool().then(|| Duration::from_millis(input.small())),
                 bytes_sent: input.bool().then(|| input.small().saturating_mul(1000)),
                 bytes_received: input.bool().then(|| input.small()),
+                congestion_window: input.bool().then(|| input.small()),
+                lost_packets: input.bool().then(|| input.small()),
+                congestion_events: input.bool().then(|| input.small()),
             };
             gave = true;
             session.handle_stats(stats, now);

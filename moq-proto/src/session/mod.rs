@@ -361,7 +361,15 @@ impl Session {
         self.advance(now);
     }
 
-    /// Transport statistics, sampled now (in reply to [`Command::SampleStats`] or at will).
+    /// Transport statistics read for [`Session::stats`] only: kept for the stats, but not
+    /// taken as a probe sample, so reading stats never changes what a probe reports.
+    pub fn handle_stats_read(&mut self, stats: TransportStats, now: Instant) {
+        self.advance_clock(now);
+        self.note_transport(stats);
+        self.advance(now);
+    }
+
+    /// Transport statistics sampled for the probe (in reply to [`Command::SampleStats`]).
     pub fn handle_stats(&mut self, stats: TransportStats, now: Instant) {
         self.advance_clock(now);
         self.on_stats(stats);

@@ -166,12 +166,21 @@ impl Session {
         }
     }
 
-    /// New transport statistics: keep them, and answer an active probe from them.
-    pub(super) fn on_stats(&mut self, stats: TransportStats) {
+    /// Keeps the latest transport statistics (a field not reported keeps its last value).
+    pub(super) fn note_transport(&mut self, stats: TransportStats) {
         let t = &mut self.stats.transport;
         t.rtt = stats.rtt.or(t.rtt);
         t.bytes_sent = stats.bytes_sent.or(t.bytes_sent);
         t.bytes_received = stats.bytes_received.or(t.bytes_received);
+        t.congestion_window = stats.congestion_window.or(t.congestion_window);
+        t.lost_packets = stats.lost_packets.or(t.lost_packets);
+        t.congestion_events = stats.congestion_events.or(t.congestion_events);
+    }
+
+    /// New transport statistics, sampled for the probe: keep them, and answer an active
+    /// probe from them.
+    pub(super) fn on_stats(&mut self, stats: TransportStats) {
+        self.note_transport(stats);
         let now = self.now;
         let Some(p) = self.probe_in.as_mut() else {
             return;
@@ -198,6 +207,11 @@ impl Session {
             self.probe_in = None;
             self.timers.cancel(Timer::ProbeSample);
             self.cancel(stream, codes::NOT_SUPPORTED);
+            return;
+        }
+        if bitrate.is_none() && stats.bytes_sent.is_some() && p.last_reply.is_none() {
+            // The first sample is only the baseline: the first reply waits one interval for
+            // a measured rate rather than carry a placeholder 0.
             return;
         }
         let value = bitrate.unwrap_or(0);

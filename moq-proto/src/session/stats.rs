@@ -14,6 +14,12 @@ pub struct TransportStats {
     pub bytes_sent: Option<u64>,
     /// Total bytes the transport received on the connection.
     pub bytes_received: Option<u64>,
+    /// The congestion window, in bytes.
+    pub congestion_window: Option<u64>,
+    /// Packets the transport declared lost so far.
+    pub lost_packets: Option<u64>,
+    /// Congestion events (window reductions) so far.
+    pub congestion_events: Option<u64>,
 }
 
 /// The session's view of itself, from [`Session::stats`].
@@ -55,6 +61,12 @@ pub struct SessionStats {
     /// Bytes held for control messages that have not fully arrived: at most
     /// [`crate::Config::max_buffered_control_bytes`].
     pub control_bytes_buffered: u64,
+    /// The transport's congestion window, in bytes, as last reported.
+    pub congestion_window: Option<u64>,
+    /// Packets the transport declared lost, as last reported.
+    pub lost_packets: Option<u64>,
+    /// Congestion events (window reductions), as last reported.
+    pub congestion_events: Option<u64>,
 }
 
 #[derive(Debug, Default)]
@@ -92,6 +104,9 @@ impl Session {
             unsent_bytes: self.unsent_data as u64,
             streams_abandoned: c.streams_abandoned,
             control_bytes_buffered: self.incomplete_bytes as u64,
+            congestion_window: c.transport.congestion_window,
+            lost_packets: c.transport.lost_packets,
+            congestion_events: c.transport.congestion_events,
         }
     }
 }

@@ -189,7 +189,13 @@ impl Stream {
             dir,
             kind: Kind::Pending,
             recv: Some(StreamDecoder::new()),
-            send: (dir == Dir::Bi).then(|| SendHalf::new(true, CONTROL_PRIORITY)),
+            send: (dir == Dir::Bi).then(|| {
+                // The transport gave the peer's stream its default priority (0); ours go
+                // above every group, whoever opened the stream: the first write tells it.
+                let mut send = SendHalf::new(true, CONTROL_PRIORITY);
+                send.transport_priority = 0;
+                send
+            }),
             owes: false,
         }
     }
@@ -396,6 +402,15 @@ impl Session {
             }
         };
         let send = stream.send.as_mut()?;
+        if (!send.queue.is_empty() || !send.tail.is_empty())
+            && let Some(priority) = send.take_priority_change()
+        {
+            // A priority the transport does not have yet goes before the stream's next
+            // write (the write stays ready and comes on the next poll).
+            send.scheduled = Some(send.priority);
+            self.ready.push((send.priority, Reverse(id)));
+            return Some(Command::SetPriority { id, priority });
+        }
         if let Some(data) = send.pop() {
             send.queued -= data.len();
             send.in_flight += data.len();

@@ -233,7 +233,7 @@ impl Pair {
                     TransportStats {
                         rtt: Some(self.latency * 2),
                         bytes_sent: Some(self.side(side).bytes_sent),
-                        bytes_received: None,
+                        ..TransportStats::default()
                     }
                 } else {
                     TransportStats::default()

@@ -47,7 +47,7 @@ fn stats(rtt_ms: Option<u64>, sent: Option<u64>) -> TransportStats {
     TransportStats {
         rtt: rtt_ms.map(Duration::from_millis),
         bytes_sent: sent,
-        bytes_received: None,
+        ..TransportStats::default()
     }
 }
 
@@ -69,7 +69,14 @@ fn probe_targets_travel_on_one_stream_and_replies_come_back_in_both_directions()
         );
         assert_eq!(pair.side(responder).session.probe_target(), Some(2_500_000));
         assert_eq!(opens(pair.side(prober)).len(), 1, "one probe stream");
-        // The first reply comes within one probe interval, with the transport's RTT.
+        // The first reply comes within one probe interval, with a measured rate and the
+        // transport's RTT.
+        assert_eq!(
+            pair.side(prober).take_events(),
+            vec![],
+            "no placeholder reply"
+        );
+        pair.advance(Duration::from_millis(100));
         let events = pair.side(prober).take_events();
         assert!(
             matches!(events.first(), Some(Event::ProbeResult { rtt, .. }) if *rtt == Duration::from_millis(20)),
@@ -103,10 +110,18 @@ fn responder_replies_to_a_prober_that_only_reads() {
     let stream = lone.accept_with(Dir::Bi, &[StreamType::Probe.to_byte()]);
     assert_eq!(lone.events(), vec![], "no target was asked for");
     assert_eq!(lone.commands(), vec![Command::SampleStats]);
+    // The first sample is the baseline; one interval later the reply carries a measured
+    // rate: 1 250 bytes in 100 ms.
     assert_eq!(
         sample(&mut lone, stream, stats(Some(12), Some(1000))),
+        vec![]
+    );
+    lone.advance(Duration::from_millis(100));
+    assert_eq!(lone.commands(), vec![Command::SampleStats]);
+    assert_eq!(
+        sample(&mut lone, stream, stats(Some(12), Some(2250))),
         vec![Probe {
-            bitrate: 0,
+            bitrate: 100_000,
             rtt: Duration::from_millis(12)
         }]
     );
@@ -201,15 +216,9 @@ fn responder_replies_on_change_above_the_threshold_and_at_least_every_10s() {
         sent += bytes_per_interval;
         sample(lone, stream, stats(Some(20), Some(sent)))
     };
-    // The first sample has no rate yet: reply at once with the RTT.
-    assert_eq!(
-        sample(&mut lone, stream, stats(Some(20), Some(0))),
-        vec![Probe {
-            bitrate: 0,
-            rtt: Duration::from_millis(20)
-        }]
-    );
-    // The rate appears: reply.
+    // The first sample has no rate yet: it is the baseline, and no placeholder goes out.
+    assert_eq!(sample(&mut lone, stream, stats(Some(20), Some(0))), vec![]);
+    // The rate appears one interval later: the first reply.
     assert_eq!(
         tick(&mut lone, 12_500),
         vec![Probe {
@@ -350,4 +359,62 @@ fn a_reply_with_a_bitrate_and_no_rtt_keeps_the_bitrate_and_leaves_rtt_unknown() 
     );
     assert_eq!(stats.rtt, Some(Duration::from_millis(42)));
     assert!(!lone.session.is_closed());
+}
+
+#[test]
+fn reading_stats_does_not_change_what_the_probe_reports() {
+    // An application that polls stats between samples: the probe's rate still counts from
+    // its own previous sample, and no reply comes out of a stats read.
+    let (mut lone, stream) = responder();
+    assert_eq!(sample(&mut lone, stream, stats(Some(20), Some(0))), vec![]);
+    for sent in [5_000, 9_000, 11_000] {
+        lone.session
+            .handle_stats_read(stats(Some(20), Some(sent)), lone.now);
+        assert_eq!(written(&lone.commands(), stream), Vec::<u8>::new());
+    }
+    lone.advance(Duration::from_millis(100));
+    assert_eq!(lone.commands(), vec![Command::SampleStats]);
+    assert_eq!(
+        sample(&mut lone, stream, stats(Some(20), Some(12_500))),
+        vec![Probe {
+            bitrate: 1_000_000,
+            rtt: Duration::from_millis(20)
+        }],
+        "12 500 bytes over the 100 ms since the probe's last sample"
+    );
+    // The stats read still shows the latest counters.
+    lone.session.handle_stats_read(
+        TransportStats {
+            congestion_window: Some(64_000),
+            lost_packets: Some(3),
+            ..stats(Some(21), Some(13_000))
+        },
+        lone.now,
+    );
+    let s = lone.session.stats();
+    assert_eq!(s.rtt, Some(Duration::from_millis(21)));
+    assert_eq!(s.congestion_window, Some(64_000));
+    assert_eq!(s.lost_packets, Some(3));
+}
+
+#[test]
+fn replies_on_a_peer_opened_stream_go_above_every_group() {
+    // The transport gives a peer's stream its default priority; before the first reply the
+    // session raises it to the control priority.
+    let mut lone2 = Lone::new(Role::Server);
+    let other = lone2.accept_with(Dir::Bi, &typed(StreamType::Probe, &probe(1_000_000)));
+    lone2.events();
+    assert_eq!(lone2.commands(), vec![Command::SampleStats]);
+    lone2.session.handle_stats(stats(Some(20), None), lone2.now);
+    let commands = lone2.commands();
+    let priority = commands
+        .iter()
+        .position(|c| matches!(c, Command::SetPriority { id, priority } if *id == other && *priority == i32::MAX));
+    let write = commands
+        .iter()
+        .position(|c| matches!(c, Command::Write { id, .. } if *id == other));
+    assert!(
+        matches!((priority, write), (Some(p), Some(w)) if p < w),
+        "{commands:?}"
+    );
 }

@@ -218,6 +218,8 @@ fn probe_reply_arrives_within_one_interval() {
         pair.server.take_events(),
         vec![Event::ProbeTarget { bitrate: 1_000_000 }]
     );
+    // One probe interval (100 ms), then the reply's one-way trip (10 ms).
+    pair.advance(Duration::from_millis(110));
     let events = pair.client.take_events();
     assert!(
         matches!(events.first(), Some(Event::ProbeResult { rtt, .. }) if *rtt == Duration::from_millis(20)),
