@@ -449,6 +449,7 @@ async fn run(kind: Kind, load: Load, n: usize, window: Duration) -> Row {
     .expect("client");
     let mut pub_config = Config::default();
     pub_config.max_queued_bytes_per_subscription = 64 * 1024 * 1024;
+    pub_config.max_queued_bytes = 64 * 1024 * 1024;
     let publisher = pub_client
         .connect(&url, pub_config, Some(router))
         .await

@@ -62,8 +62,10 @@ fn current_rss_kib() -> u64 {
 
 fn config() -> Config {
     let mut c = Config::default();
-    // Throughput run: never drop, measure what the transport delivers.
+    // Throughput run: never drop, measure what the transport delivers (the 1 GiB of a run
+    // is written at once, so it must fit the per-subscription and the session budgets).
     c.max_queued_bytes_per_subscription = 1 << 30;
+    c.max_queued_bytes = 1 << 31;
     if let Some(w) = std::env::var("FANOUT_UNREAD")
         .ok()
         .and_then(|v| v.parse().ok())
