@@ -226,6 +226,9 @@ impl Session {
                 if let Some(state) = self.interests_in.get_mut(&id) {
                     state.interest = Some(interest);
                 }
+                // In path order, not the table's (randomly seeded) order: the same state
+                // gives the same bytes.
+                initial.sort_unstable_by(|a, b| a.suffix.cmp(&b.suffix));
                 for message in &initial {
                     self.send_announce_message(id, message);
                 }

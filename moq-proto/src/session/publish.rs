@@ -48,6 +48,10 @@ pub(super) struct Publication {
     done: Ranges,
     /// The newest group opened and when.
     newest: Option<(GroupSequence, Instant)>,
+    /// The sequence the 14-bit order field of group priorities counts from (see
+    /// [`group_priority`]): moved forward, and the open groups re-prioritised, when a new
+    /// group would fall outside the field.
+    order_base: u64,
     /// Bytes of its groups the transport has not accepted yet: queued in the core, or handed
     /// to the adapter and not yet reported written. Bounded by
     /// [`crate::Config::max_queued_bytes_per_subscription`].
@@ -66,17 +70,26 @@ pub(super) struct GroupOut {
     finished: bool,
 }
 
+/// The order field of a group priority: 14 bits.
+const ORDER_SPAN: u64 = 0x3fff;
+
 /// The transport priority of a group stream (spec §6.2): subscriber priority first,
-/// publisher priority as tie-break, then order within the track (oldest or newest first,
-/// on the low 14 bits of the sequence).
+/// publisher priority as tie-break, then order within the track (oldest or newest first) on
+/// 14 bits, counted from `base`: groups more than 16 383 past it, or before it, take the
+/// field's end (the publication moves `base` before that matters, see `Publication`).
 pub(super) fn group_priority(
     subscriber: u8,
     publisher: u8,
     ordered: bool,
     seq: GroupSequence,
+    base: u64,
 ) -> i32 {
-    let low = (seq.0 & 0x3fff) as i32;
-    let order = if ordered { 0x3fff - low } else { low };
+    let offset = seq.0.saturating_sub(base).min(ORDER_SPAN) as i32;
+    let order = if ordered {
+        ORDER_SPAN as i32 - offset
+    } else {
+        offset
+    };
     (i32::from(subscriber) << 22) | (i32::from(publisher) << 14) | order
 }
 
@@ -100,6 +113,7 @@ impl Publication {
             publisher.priority,
             self.params.ordered,
             seq,
+            self.order_base,
         )
     }
 
@@ -239,6 +253,14 @@ impl Session {
             publication.start = Some(sequence);
             resolve = Some((publication.stream, publication.ok_params()));
         }
+        // A group past the order field's reach moves its base: half a field behind the new
+        // group, so the open groups (all newer than that, in practice) keep their order,
+        // re-prioritised below.
+        let rebase = sequence.0.saturating_sub(publication.order_base) > ORDER_SPAN
+            || sequence.0 < publication.order_base;
+        if rebase {
+            publication.order_base = sequence.0.saturating_sub(ORDER_SPAN / 2);
+        }
         let priority = publication.priority(sequence);
         let newer = publication.newest.is_none_or(|(n, _)| sequence > n);
         if newer {
@@ -273,6 +295,9 @@ impl Session {
             },
         );
         self.stats.groups_sent += 1;
+        if rebase {
+            self.reprioritize(id);
+        }
         for old in expired {
             self.stats.groups_dropped += 1;
             self.abort_group_with(old, group_codes::EXPIRED, EndReason::Expired);
@@ -637,6 +662,7 @@ impl Session {
                 groups: BTreeMap::new(),
                 done: Ranges::default(),
                 newest: None,
+                order_base: 0,
                 queued: 0,
                 finished: false,
             },

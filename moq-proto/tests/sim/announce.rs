@@ -607,3 +607,35 @@ fn anything_after_announce_interest_is_a_protocol_violation() {
         "{commands:?}"
     );
 }
+
+#[test]
+fn the_first_announcements_come_in_path_order() {
+    // The snapshot an interest gets follows the paths' order, whatever the table's order.
+    let mut lone = Lone::new(Role::Server);
+    let paths = [
+        "/m/zeta", "/m/alpha", "/m/mu", "/m/beta", "/m/omega", "/m/kappa",
+    ];
+    for p in paths {
+        lone.session.announce(path(p), vec![]).unwrap();
+    }
+    let stream = lone.accept_with(
+        Dir::Bi,
+        &typed(
+            StreamType::Announce,
+            &AnnounceInterest {
+                prefix: PathPrefix::new("/m/"),
+                exclude_hop: HopId(0),
+            },
+        ),
+    );
+    let bytes = written(&lone.commands(), stream);
+    let mut rest = &bytes[..];
+    let mut got = Vec::new();
+    while let Some((message, used)) = Announce::decode(rest, &Default::default()).unwrap() {
+        got.push(message.suffix);
+        rest = &rest[used..];
+    }
+    let mut want: Vec<String> = paths.iter().map(|p| p["/m/".len()..].to_owned()).collect();
+    want.sort();
+    assert_eq!(got, want);
+}

@@ -939,3 +939,61 @@ fn a_publisher_priority_change_reaches_a_group_stream_still_opening() {
         "{commands:?}"
     );
 }
+
+/// The transport priority each stream was last given (its Open, then any SetPriority).
+fn priorities(commands: &[Command]) -> std::collections::HashMap<StreamId, i32> {
+    let mut out = std::collections::HashMap::new();
+    for c in commands {
+        match c {
+            Command::Open { id, priority, .. } | Command::SetPriority { id, priority } => {
+                out.insert(*id, *priority);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[test]
+fn group_order_holds_across_the_14_bit_wrap() {
+    // Groups 16 383 and 16 384 differ in their low 14 bits the wrong way round; newest-first
+    // must still put 16 384 first, oldest-first 16 383, and a jump far ahead re-prioritises
+    // the groups still open.
+    for ordered in [false, true] {
+        let mut pair = Pair::new();
+        let params = SubscribeParams {
+            ordered,
+            ..SubscribeParams::default()
+        };
+        let id = subscribed(&mut pair, Side::Server, params);
+        let p = &mut pair.server.session;
+        let near: Vec<StreamId> = [16_382u64, 16_383, 16_384, 16_385]
+            .iter()
+            .map(|&s| p.open_group(id, GroupSequence(s)).unwrap())
+            .collect();
+        pair.drive();
+        let given = priorities(&pair.server.commands);
+        let got: Vec<i32> = near.iter().map(|s| given[s]).collect();
+        for w in got.windows(2) {
+            match ordered {
+                false => assert!(w[0] < w[1], "newest first: {got:?}"),
+                true => assert!(w[0] > w[1], "oldest first: {got:?}"),
+            }
+        }
+        // A jump far ahead: the new group goes first (or last), the old ones, now more
+        // than half a field behind, tie at the other end.
+        let far = pair
+            .server
+            .session
+            .open_group(id, GroupSequence(40_000))
+            .unwrap();
+        pair.drive();
+        let given = priorities(&pair.server.commands);
+        for old in &near {
+            match ordered {
+                false => assert!(given[old] < given[&far], "{given:?}"),
+                true => assert!(given[old] > given[&far], "{given:?}"),
+            }
+        }
+    }
+}
