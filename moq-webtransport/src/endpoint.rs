@@ -100,6 +100,29 @@ pub(crate) fn parse_url(url: &str) -> Result<String, ConnectError> {
     Ok(parsed.path().to_owned())
 }
 
+/// What a WebTransport session negotiated: ALPN, the server name from the handshake, the
+/// peer's certificate chain, and the URL path.
+fn connection_info(conn: &wtransport::Connection, path: String) -> ConnectionInfo {
+    let mut info = ConnectionInfo::new("webtransport");
+    let handshake = conn.handshake_data();
+    info.alpn = handshake
+        .alpn()
+        .map(|a| String::from_utf8_lossy(a).into_owned());
+    info.server_name = handshake.server_name().map(str::to_owned);
+    info.peer_certificates = conn
+        .peer_identity()
+        .map(|chain| {
+            chain
+                .as_slice()
+                .iter()
+                .map(|c| bytes::Bytes::copy_from_slice(c.der()))
+                .collect()
+        })
+        .unwrap_or_default();
+    info.path = Some(path);
+    info
+}
+
 /// A client endpoint: dials `https://` URLs.
 ///
 /// The CONNECT offers `WT-Available-Protocols: "moq-lite-04"`. wtransport does not expose
@@ -178,23 +201,8 @@ impl Client {
             .add_header(protocol::AVAILABLE_PROTOCOLS, protocol::quoted_version())
             .build();
         let conn = self.endpoint.connect(options).await?;
-        let mut info = ConnectionInfo::new("webtransport");
-        let handshake = conn.handshake_data();
-        info.alpn = handshake
-            .alpn()
-            .map(|a| String::from_utf8_lossy(a).into_owned());
-        info.server_name = handshake.server_name().map(str::to_owned).or(dialled);
-        info.peer_certificates = conn
-            .peer_identity()
-            .map(|chain| {
-                chain
-                    .as_slice()
-                    .iter()
-                    .map(|c| bytes::Bytes::copy_from_slice(c.der()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        info.path = Some(path);
+        let mut info = connection_info(&conn, path);
+        info.server_name = info.server_name.or(dialled);
         let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
         Ok(Session::new(conn, Role::Client, config, router))
     }
@@ -369,23 +377,7 @@ impl Incoming {
         let conn = request
             .accept_with_headers(negotiation.response_headers())
             .await?;
-        let mut info = ConnectionInfo::new("webtransport");
-        let handshake = conn.handshake_data();
-        info.alpn = handshake
-            .alpn()
-            .map(|a| String::from_utf8_lossy(a).into_owned());
-        info.server_name = handshake.server_name().map(str::to_owned);
-        info.peer_certificates = conn
-            .peer_identity()
-            .map(|chain| {
-                chain
-                    .as_slice()
-                    .iter()
-                    .map(|c| bytes::Bytes::copy_from_slice(c.der()))
-                    .collect()
-            })
-            .unwrap_or_default();
-        info.path = Some(path);
+        let mut info = connection_info(&conn, path);
         info.version = Some(moq_tokio::proto::ALPN.to_owned());
         let router = router(&info);
         let conn = WebTransportConnection::new(conn, self.local, info);

@@ -145,6 +145,19 @@ pub(crate) fn typed<M: Message>(ty: StreamType, message: &M) -> Vec<u8> {
     out
 }
 
+/// A SUBSCRIBE stream's first bytes: its type, then SUBSCRIBE `id` for `p`, track "video".
+pub(crate) fn subscribe_msg(id: u64, p: &str) -> Vec<u8> {
+    typed(
+        StreamType::Subscribe,
+        &moq_proto::message::Subscribe {
+            id: moq_proto::SubscribeId(id),
+            path: path(p),
+            track: "video".into(),
+            params: moq_proto::message::SubscribeParams::default(),
+        },
+    )
+}
+
 /// An encoded message.
 pub(crate) fn msg<M: Message>(message: &M) -> Vec<u8> {
     message.to_bytes().unwrap().to_vec()

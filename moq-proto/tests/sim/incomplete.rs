@@ -3,22 +3,10 @@
 
 use std::time::Duration;
 
-use super::common::{Lone, cancels, path, typed};
+use super::common::{Lone, cancels, path, subscribe_msg, typed};
 use moq_proto::code::{probe as probe_codes, subscribe as subscribe_codes};
-use moq_proto::message::{Probe, StreamType, Subscribe, SubscribeParams};
-use moq_proto::{Config, Dir, ErrorCode, Limits, Message, Role, SubscribeId};
-
-fn subscribe(id: u64, p: &str) -> Vec<u8> {
-    typed(
-        StreamType::Subscribe,
-        &Subscribe {
-            id: SubscribeId(id),
-            path: path(p),
-            track: "video".into(),
-            params: SubscribeParams::default(),
-        },
-    )
-}
+use moq_proto::message::{Probe, StreamType};
+use moq_proto::{Config, Dir, ErrorCode, Limits, Message, Role};
 
 /// A peer that trickles a SUBSCRIBE one byte a second (slowloris) has its stream
 /// cancelled with Subscribe code 0x5 once the timeout passes; the session goes on.
@@ -27,7 +15,7 @@ fn a_trickled_subscribe_is_cancelled_with_0x5_after_the_timeout() {
     let mut lone = Lone::new(Role::Server);
     let long = format!("/{}", "x".repeat(200));
     lone.session.announce(path(&long), vec![]).unwrap();
-    let bytes = subscribe(1, &long);
+    let bytes = subscribe_msg(1, &long);
     let id = lone.accept_with(Dir::Bi, &bytes[..4]);
     let timeout = Config::default().incomplete_message_timeout;
     let mut cancelled_at = None;

@@ -6,13 +6,12 @@ use bytes::Bytes;
 
 use super::common::{
     BOTH, Lone, cancels, frame, frames_of, group_end, group_stream, knobs, pair_with, path, range,
-    response, subscribed, subscribed_with, typed, written,
+    response, subscribe_msg, subscribed, subscribed_with, typed, written,
 };
 use super::pair::Pair;
 use moq_proto::code::{group as group_codes, subscribe as codes};
 use moq_proto::message::{
-    GroupHeader, StreamType, Subscribe, SubscribeDrop, SubscribeOk, SubscribeParams,
-    SubscribeResponse,
+    GroupHeader, StreamType, SubscribeDrop, SubscribeOk, SubscribeParams, SubscribeResponse,
 };
 use moq_proto::{
     Command, CommandError, Config, Dir, EndReason, Event, GroupSequence, PublisherParams, Role,
@@ -37,18 +36,6 @@ fn group(id: u64, seq: u64) -> Vec<u8> {
         &GroupHeader {
             subscribe_id: SubscribeId(id),
             sequence: GroupSequence(seq),
-        },
-    )
-}
-
-fn subscribe_msg(id: u64, p: &str) -> Vec<u8> {
-    typed(
-        StreamType::Subscribe,
-        &Subscribe {
-            id: SubscribeId(id),
-            path: path(p),
-            track: "video".into(),
-            params: SubscribeParams::default(),
         },
     )
 }
