@@ -20,7 +20,9 @@ pub mod code;
 pub mod coding;
 pub mod message;
 
-/// Entry points shared by the fuzz targets and the regression tests; not a stable API.
+/// Entry points shared by the fuzz targets and the regression tests; not a stable API
+/// (feature `fuzzing`).
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 
