@@ -88,15 +88,58 @@ async fn good_client_is_served(url: &str, track: &moq_quinn::TrackProducer) -> D
 
 const PATH: &str = "/live/good";
 
+/// The relay under attack, its URL, a well-behaved client, and a publisher of PATH (track
+/// "video") through it.
+struct Target {
+    relay: RelayServer,
+    url: String,
+    good: moq_quinn::Client,
+    publisher: Publisher,
+}
+
+async fn target(config: moq_fanout::RelayConfig) -> Target {
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let good = client();
+    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    Target {
+        relay,
+        url,
+        good,
+        publisher,
+    }
+}
+
+/// `ATTACK_FRAMES` from the environment (to scale a flood up), else `default`.
+fn attack_frames(default: usize) -> usize {
+    std::env::var("ATTACK_FRAMES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// A subscriber of the flood track, accepted by the relay.
+async fn flood_subscriber(
+    good: &moq_quinn::Client,
+    url: &str,
+) -> (moq_quinn::Session, moq_quinn::TrackReader) {
+    let session = connect(good, url, None).await;
+    let reader = session.subscribe(PATH, "flood", ordered()).unwrap();
+    accepted(&reader).await;
+    (session, reader)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_sent_control_messages_are_bounded_per_connection() {
     let _serial = SERIAL.lock().await;
     let mut config = config();
     config.limits.max_control_bytes_per_session = MIB;
-    let relay = relay(config).await;
-    let url = url(&relay);
-    let good = client();
-    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let Target {
+        relay,
+        url,
+        good: _,
+        publisher,
+    } = target(config).await;
     known(&relay, 1).await;
 
     // 100 streams, each a SUBSCRIBE whose length says 60 000 bytes, of which 30 000 are
@@ -143,10 +186,12 @@ async fn slowloris_streams_are_cut_after_the_timeout() {
     let _serial = SERIAL.lock().await;
     let mut config = config();
     config.limits.incomplete_message_timeout_ms = 500;
-    let relay = relay(config).await;
-    let url = url(&relay);
-    let good = client();
-    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let Target {
+        relay,
+        url,
+        good: _,
+        publisher,
+    } = target(config).await;
     known(&relay, 1).await;
 
     let attacker = raw(
@@ -213,10 +258,12 @@ async fn a_subscriber_that_never_reads_costs_at_most_its_budget() {
     let mut config = config();
     config.limits.max_queued_bytes_per_subscriber = MIB;
     config.limits.max_queued_bytes_per_session = SESSION;
-    let relay = relay(config).await;
-    let url = url(&relay);
-    let good = client();
-    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let Target {
+        relay,
+        url,
+        good,
+        publisher,
+    } = target(config).await;
     known(&relay, 1).await;
     let track = publisher.tracks[0].clone();
 
@@ -300,23 +347,20 @@ async fn a_subscriber_that_never_reads_costs_at_most_its_budget() {
 async fn a_flood_of_empty_frames_leaves_the_relay_responsive() {
     let _serial = SERIAL.lock().await;
     // ATTACK_FRAMES scales the flood (the closing figures use 2 000 000 in release).
-    let frames_sent: usize = std::env::var("ATTACK_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(300_000);
+    let frames_sent = attack_frames(300_000);
     const MAX: usize = 100_000;
     let mut config = config();
     config.limits.max_frames_per_group = MAX;
-    let relay = relay(config).await;
-    let url = url(&relay);
-    let good = client();
-    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let Target {
+        relay,
+        url,
+        good,
+        publisher,
+    } = target(config).await;
     let flood = publisher.broadcast.create_track("flood", 1);
     known(&relay, 1).await;
 
-    let session = connect(&good, &url, None).await;
-    let mut reader = session.subscribe(PATH, "flood", ordered()).unwrap();
-    accepted(&reader).await;
+    let (_session, mut reader) = flood_subscriber(&good, &url).await;
     let start = Instant::now();
     let cpu_before = cpu();
     let group = flood.append_group();
@@ -424,20 +468,17 @@ async fn empty_frames_spread_over_groups_are_relayed_and_the_relay_stays_respons
     // Groups of 50 000 empty frames (under the per-group cap): every frame is relayed.
     // ATTACK_FRAMES scales the total (the closing figures use 2 000 000 in release).
     const PER_GROUP: usize = 50_000;
-    let total: usize = std::env::var("ATTACK_FRAMES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let total = attack_frames(200_000);
     let groups = total.div_ceil(PER_GROUP);
-    let relay = relay(config()).await;
-    let url = url(&relay);
-    let good = client();
-    let publisher = publisher(&good, &url, PATH, &["video"], 1).await;
+    let Target {
+        relay,
+        url,
+        good,
+        publisher,
+    } = target(config()).await;
     let flood = publisher.broadcast.create_track("flood", 1);
     known(&relay, 1).await;
-    let session = connect(&good, &url, None).await;
-    let mut reader = session.subscribe(PATH, "flood", ordered()).unwrap();
-    accepted(&reader).await;
+    let (_session, mut reader) = flood_subscriber(&good, &url).await;
     let start = Instant::now();
     let cpu_before = cpu();
     let counter = tokio::spawn(async move {

@@ -55,25 +55,30 @@ fn leaf(ca: &Ca, name: &str, from: i64, until: i64) -> Identity {
     }
 }
 
-/// Connects over native QUIC to a server presenting `identity`; the error's text if refused.
-async fn quic(identity: Identity, trust: ServerTrust) -> Result<ConnectionInfo, String> {
-    let server = moq_quinn::Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        identity,
-        Config::default(),
-        Router::new(),
-    )
-    .unwrap();
-    let port = server.local_addr().unwrap().port();
-    // The accepted session is held until the client's connect has returned.
-    let accept = tokio::spawn(async move {
-        let _session = server.accept().await;
-        tokio::time::sleep(Duration::from_secs(10)).await;
-    });
-    let client = moq_quinn::Client::new(trust).map_err(|e| e.to_string())?;
+/// Connects over native QUIC, or WebTransport, to a server presenting `identity`; the
+/// error's text if refused.
+async fn dial(
+    identity: Identity,
+    trust: ServerTrust,
+    over_webtransport: bool,
+) -> Result<ConnectionInfo, String> {
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let (url, accept) = if over_webtransport {
+        let server =
+            moq_webtransport::Server::bind(addr, identity, Config::default(), Router::new())
+                .unwrap();
+        let url = format!("https://localhost:{}/", server.local_addr().unwrap().port());
+        (url, hold(async move { (server.accept().await, server) }))
+    } else {
+        let server =
+            moq_quinn::Server::bind(addr, identity, Config::default(), Router::new()).unwrap();
+        let url = format!("moqt://localhost:{}", server.local_addr().unwrap().port());
+        (url, hold(async move { (server.accept().await, server) }))
+    };
+    let dialer = moq_webtransport::Dialer::new(trust);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
-        client.connect(&format!("moqt://localhost:{port}"), Config::default(), None),
+        dialer.connect(&url, Config::default(), None),
     )
     .await
     .expect("the handshake ends in time");
@@ -83,36 +88,15 @@ async fn quic(identity: Identity, trust: ServerTrust) -> Result<ConnectionInfo, 
         .map_err(|e| e.to_string())
 }
 
-/// The same over WebTransport.
-async fn webtransport(identity: Identity, trust: ServerTrust) -> Result<ConnectionInfo, String> {
-    let server = moq_webtransport::Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        identity,
-        Config::default(),
-        Router::new(),
-    )
-    .unwrap();
-    let port = server.local_addr().unwrap().port();
-    // The accepted session is held until the client's connect has returned.
-    let accept = tokio::spawn(async move {
-        let _session = server.accept().await;
+/// Runs a server's accept, holding what it accepted until aborted (after the client's
+/// connect has returned).
+fn hold<T: Send + 'static>(
+    accept: impl std::future::Future<Output = T> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _accepted = accept.await;
         tokio::time::sleep(Duration::from_secs(10)).await;
-    });
-    let client = moq_webtransport::Client::new(trust).map_err(|e| e.to_string())?;
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        client.connect(
-            &format!("https://localhost:{port}/"),
-            Config::default(),
-            None,
-        ),
-    )
-    .await
-    .expect("the handshake ends in time");
-    accept.abort();
-    result
-        .map(|s| s.connection_info().clone())
-        .map_err(|e| e.to_string())
+    })
 }
 
 /// Whether an error's text names `problem` (in rustls' words, spaced or CamelCase).
@@ -126,12 +110,7 @@ async fn a_private_ca_is_trusted_when_given_and_refused_otherwise() {
     let ca = ca();
     let with_ca = || ServerTrust::platform_and([ca.cert.clone()]);
     for over_webtransport in [false, true] {
-        let dial = |identity, trust| async move {
-            match over_webtransport {
-                false => quic(identity, trust).await,
-                true => webtransport(identity, trust).await,
-            }
-        };
+        let dial = |identity, trust| dial(identity, trust, over_webtransport);
         let kind = if over_webtransport {
             "webtransport"
         } else {

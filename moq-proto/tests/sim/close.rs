@@ -450,12 +450,7 @@ fn a_frame_over_the_limit_stops_its_group_alone() {
     // A frame announcing 2^28 bytes (over the 50 MiB limit): that group stream is stopped
     // (0x0) and ends cancelled; the subscription and the session go on.
     for role in [Role::Client, Role::Server] {
-        let mut lone = Lone::new(role);
-        let sub = lone
-            .session
-            .subscribe(path("/x"), "t", SubscribeParams::default())
-            .unwrap();
-        lone.commands();
+        let (mut lone, sub) = subscribing(role);
         let group = lone.accept_with(
             Dir::Uni,
             &[0x00, 0x02, sub.0 as u8, 0x01, 0xd0, 0, 0, 0, 0, 0, 0, 0],
@@ -494,12 +489,7 @@ fn a_reset_in_the_middle_of_a_frame_delivers_no_part_of_it() {
     // RESET_STREAM: the whole frame is delivered, the half is not, and the group ends with
     // the peer's code.
     for role in [Role::Client, Role::Server] {
-        let mut lone = Lone::new(role);
-        let sub = lone
-            .session
-            .subscribe(path("/x"), "t", SubscribeParams::default())
-            .unwrap();
-        lone.commands();
+        let (mut lone, sub) = subscribing(role);
         // GROUP(sub, 1), FRAME "abc", then a FRAME header of 10 and 4 of its bytes.
         let group = lone.accept_with(
             Dir::Uni,
@@ -541,4 +531,15 @@ fn a_reset_in_the_middle_of_a_frame_delivers_no_part_of_it() {
         assert!(!lone.session.is_closed());
         assert_eq!(lone.session.stats().control_bytes_buffered, 0);
     }
+}
+
+/// A lone session of `role` with one subscription to `/x` "t" on its way.
+fn subscribing(role: Role) -> (Lone, moq_proto::SubscribeId) {
+    let mut lone = Lone::new(role);
+    let sub = lone
+        .session
+        .subscribe(path("/x"), "t", SubscribeParams::default())
+        .unwrap();
+    lone.commands();
+    (lone, sub)
 }
