@@ -111,6 +111,9 @@ pub mod probe {
     pub const TIMEOUT: ErrorCode = ErrorCode(0x1);
     /// The responder cannot measure anything.
     pub const NOT_SUPPORTED: ErrorCode = ErrorCode(0x2);
+    /// Our padding stream reset because padding stopped (ours: see
+    /// [`crate::message::StreamType::Padding`]).
+    pub const PADDING_DONE: ErrorCode = ErrorCode(0x0);
 }
 
 /// The code on the reset and stop-sending of a stream of unknown type (spec §7.7).

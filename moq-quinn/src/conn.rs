@@ -139,6 +139,7 @@ impl transport::Connection for QuicConnection {
             bytes_received: Some(stats.udp_rx.bytes),
             congestion_window: Some(stats.path.cwnd),
             lost_packets: Some(stats.path.lost_packets),
+            lost_bytes: Some(stats.path.lost_bytes),
             congestion_events: Some(stats.path.congestion_events),
         }
     }

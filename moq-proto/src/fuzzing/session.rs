@@ -451,6 +451,7 @@ fn step(
                 bytes_received: input.bool().then(|| input.small()),
                 congestion_window: input.bool().then(|| input.small()),
                 lost_packets: input.bool().then(|| input.small()),
+                lost_bytes: input.bool().then(|| input.small()),
                 congestion_events: input.bool().then(|| input.small()),
             };
             gave = true;

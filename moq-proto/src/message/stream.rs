@@ -17,6 +17,11 @@ pub enum StreamType {
     Probe = 0x04,
     /// Bidirectional, either endpoint: GOAWAY.
     Goaway = 0x05,
+    /// Unidirectional, from a probe responder: bytes that only fill the path up to the
+    /// prober's target, and that the receiver discards. Ours, an extension in the draft's
+    /// sense (§3): a peer that does not know it stops it with 0x1, and the responder then
+    /// pads no more on that session.
+    Padding = 0x3f,
 }
 
 /// A stream-type byte we do not know (including any byte ≥ 0x40, the start of a multi-byte
@@ -40,13 +45,14 @@ impl StreamType {
             0x03 => Self::Fetch,
             0x04 => Self::Probe,
             0x05 => Self::Goaway,
+            0x3f => Self::Padding,
             other => return Err(UnknownStreamType(other)),
         })
     }
 
     /// Whether streams of this type are bidirectional.
     pub const fn is_bidi(self) -> bool {
-        !matches!(self, Self::Group)
+        !matches!(self, Self::Group | Self::Padding)
     }
 }
 
@@ -59,12 +65,12 @@ mod tests {
         for b in 0..=u8::MAX {
             match StreamType::from_byte(b) {
                 Ok(t) => {
-                    assert!(b <= 5);
+                    assert!(b <= 5 || b == 0x3f);
                     assert_eq!(t.to_byte(), b);
-                    assert_eq!(t.is_bidi(), b != 0);
+                    assert_eq!(t.is_bidi(), b != 0 && b != 0x3f);
                 }
                 Err(e) => {
-                    assert!(b > 5);
+                    assert!(b > 5 && b != 0x3f);
                     assert_eq!(e, UnknownStreamType(b));
                 }
             }

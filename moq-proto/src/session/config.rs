@@ -41,6 +41,11 @@ pub struct Config {
     /// A probe responder replies when its estimate moves by more than this many percent
     /// (default 10).
     pub probe_change_percent: u64,
+    /// Whether a probe responder pads the connection up to the prober's target while the
+    /// application sends less (default true; see docs/probe.md). Padding goes on one
+    /// stream of type [`crate::message::StreamType::Padding`] below every media stream;
+    /// a peer that stops that stream is not padded again on this session.
+    pub probe_padding: bool,
     /// After sending GOAWAY, how long the peer has to close the session before we close it
     /// with 0x10 (default 5 s).
     pub goaway_timeout: Duration,
@@ -98,6 +103,7 @@ impl Default for Config {
             probe_interval: Duration::from_millis(100),
             probe_max_age: Duration::from_secs(10),
             probe_change_percent: 10,
+            probe_padding: true,
             goaway_timeout: Duration::from_secs(5),
             stream_send_window: 4 * 1024 * 1024,
             max_queued_bytes_per_subscription: 8 * 1024 * 1024,

@@ -24,7 +24,7 @@ impl Session {
             Kind::Pending | Kind::SubscribeIn(None) => true,
             Kind::GroupIn => !self.groups_in.contains_key(&id),
             Kind::FetchIn => !self.fetch_requested(id),
-            Kind::GroupOut | Kind::FetchOut | Kind::Ignored => false,
+            Kind::GroupOut | Kind::FetchOut | Kind::PaddingOut | Kind::Ignored => false,
             _ => recv.buffered() > 0,
         };
         owes.then(|| recv.buffered())
@@ -117,6 +117,7 @@ impl Session {
             | Kind::FetchOut
             | Kind::GoawayIn
             | Kind::GoawayOut
+            | Kind::PaddingOut
             | Kind::Ignored => {}
         }
         self.cancel(id, code);

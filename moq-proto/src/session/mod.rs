@@ -116,6 +116,8 @@ pub struct Session {
     // Probe.
     probe_out: Option<ProbeOut>,
     probe_in: Option<ProbeIn>,
+    /// The peer stopped our padding stream: it takes no padding (see `probe`).
+    padding_refused: bool,
 
     // Goaway.
     goaway_sent: bool,
@@ -161,6 +163,7 @@ impl Session {
             fetches_in: StreamMap::default(),
             probe_out: None,
             probe_in: None,
+            padding_refused: false,
             goaway_sent: false,
             goaway_received: false,
             incomplete: StreamMap::default(),
@@ -516,6 +519,7 @@ impl Session {
             | Kind::FetchIn
             | Kind::GoawayIn
             | Kind::GoawayOut
+            | Kind::PaddingOut
             | Kind::Ignored => {
                 self.reset_send(id, code);
             }
@@ -537,6 +541,7 @@ impl Session {
             Kind::FetchOut => self.end_fetch_out(id, reason),
             Kind::ProbeOut => self.end_probe_out(reason),
             Kind::ProbeIn => self.end_probe_in(id),
+            Kind::PaddingOut => self.on_padding_refused(id, code),
             Kind::Pending
             | Kind::SubscribeIn(None)
             | Kind::GroupIn
@@ -557,6 +562,7 @@ impl Session {
             Kind::AnnounceOut => self.end_interest_out(id, reason),
             Kind::FetchOut => self.end_fetch_out(id, reason),
             Kind::ProbeOut => self.end_probe_out(reason),
+            Kind::PaddingOut => self.on_padding_gone(id),
             _ => {}
         }
     }
@@ -614,7 +620,9 @@ impl Session {
                 Kind::ProbeIn => self.recv_probe_in(id),
                 Kind::ProbeOut => self.recv_probe_out(id),
                 Kind::GoawayIn => self.recv_goaway(id),
-                Kind::GroupOut | Kind::GoawayOut | Kind::Ignored => self.recv_nothing(id),
+                Kind::GroupOut | Kind::GoawayOut | Kind::PaddingOut | Kind::Ignored => {
+                    self.recv_nothing(id)
+                }
             };
             if !progressed {
                 return;
@@ -641,6 +649,8 @@ impl Session {
             Some(StreamType::Fetch) => Kind::FetchIn,
             Some(StreamType::Probe) => Kind::ProbeIn,
             Some(StreamType::Goaway) => Kind::GoawayIn,
+            // The peer's probe padding: discarded as it arrives.
+            Some(StreamType::Padding) => Kind::Ignored,
         };
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.kind = role;

@@ -1,6 +1,9 @@
 //! Probe streams, both sides (spec §6.5; draft §5.1.4, §7.10).
 
+use std::collections::VecDeque;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
 
 use super::{
     Command, CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId, Timer,
@@ -21,11 +24,44 @@ pub(super) struct ProbeIn {
     stream: StreamId,
     /// The peer's latest target, bits per second.
     target: u64,
-    /// The previous statistics sample: when, and the transport's bytes sent then.
-    last_sample: Option<(Instant, u64)>,
+    /// Recent statistics samples, oldest first (at most [`MAX_SAMPLES`]).
+    samples: VecDeque<Sample>,
     /// The last reply: when, and the bitrate it carried.
     last_reply: Option<(Instant, u64)>,
+    /// Our padding stream, while we pad.
+    pad: Option<StreamId>,
 }
+
+/// One statistics sample of the probe responder.
+#[derive(Clone, Copy, Debug)]
+struct Sample {
+    at: Instant,
+    /// The transport's bytes sent, all overheads included.
+    sent: u64,
+    /// The transport's bytes declared lost (0 when it cannot tell).
+    lost: u64,
+    /// Bytes the application sent (everything handed to the transport but padding).
+    media: u64,
+}
+
+impl Sample {
+    /// Bytes sent and not lost.
+    fn delivered(&self) -> u64 {
+        self.sent.saturating_sub(self.lost)
+    }
+}
+
+/// Samples kept: 3.2 s at the default interval, more than the longest window.
+const MAX_SAMPLES: usize = 32;
+
+/// The longest delivery-rate window.
+const MAX_WINDOW: Duration = Duration::from_secs(1);
+
+/// Padding is written from this zeroed buffer, in slices: no allocation per write.
+static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
+
+/// The padding stream's type byte.
+static PADDING_TYPE: [u8; 1] = [StreamType::Padding.to_byte()];
 
 impl Session {
     // ---- Commands ----
@@ -109,6 +145,7 @@ impl Session {
     // ---- Responder ----
 
     pub(super) fn on_probe_stream(&mut self, id: StreamId) {
+        self.stop_padding();
         if let Some(old) = self.probe_in.take() {
             // One incoming probe at a time: the newer replaces the older (spec §6.5).
             self.cancel(old.stream, codes::INTERNAL);
@@ -116,8 +153,9 @@ impl Session {
         self.probe_in = Some(ProbeIn {
             stream: id,
             target: 0,
-            last_sample: None,
+            samples: VecDeque::new(),
             last_reply: None,
+            pad: None,
         });
         // Measure and reply from the moment the stream opens, not only after a PROBE: a
         // prober may only read (@moq/lite opens the stream and never writes a target).
@@ -133,12 +171,16 @@ impl Session {
             Input::Item(request) => {
                 let first = match self.probe_in.as_mut() {
                     Some(p) if p.stream == id => {
-                        let first = p.last_sample.is_none() && p.last_reply.is_none();
+                        let first = p.samples.is_empty() && p.last_reply.is_none();
                         p.target = request.bitrate;
                         first
                     }
                     _ => return true,
                 };
+                if request.bitrate == 0 {
+                    // The target is withdrawn: padding stops at once.
+                    self.stop_padding();
+                }
                 self.events.push_back(Event::ProbeTarget {
                     bitrate: request.bitrate,
                 });
@@ -174,47 +216,171 @@ impl Session {
         t.bytes_received = stats.bytes_received.or(t.bytes_received);
         t.congestion_window = stats.congestion_window.or(t.congestion_window);
         t.lost_packets = stats.lost_packets.or(t.lost_packets);
+        t.lost_bytes = stats.lost_bytes.or(t.lost_bytes);
         t.congestion_events = stats.congestion_events.or(t.congestion_events);
     }
 
-    /// New transport statistics, sampled for the probe: keep them, and answer an active
-    /// probe from them.
+    /// New transport statistics, sampled for the probe: keep them, answer an active probe
+    /// from them, and pad toward its target (docs/probe.md).
     pub(super) fn on_stats(&mut self, stats: TransportStats) {
         self.note_transport(stats);
+        let now = self.now;
+        let media = self.stats.bytes_sent_app - self.stats.padding_sent;
+        let Some(p) = self.probe_in.as_mut() else {
+            return;
+        };
+        let rtt = stats.rtt;
+        let Some(sent) = stats.bytes_sent else {
+            if rtt.is_none() {
+                // Nothing measurable: the responder must reset (decision D7).
+                let stream = p.stream;
+                self.stop_padding();
+                self.probe_in = None;
+                self.timers.cancel(Timer::ProbeSample);
+                self.cancel(stream, codes::NOT_SUPPORTED);
+                return;
+            }
+            // RTT alone: reply with the bitrate unknown.
+            self.reply_probe(0, rtt);
+            return;
+        };
+        if p.samples.len() == MAX_SAMPLES {
+            p.samples.pop_front();
+        }
+        p.samples.push_back(Sample {
+            at: now,
+            sent,
+            lost: stats.lost_bytes.unwrap_or(0),
+            media,
+        });
+        self.update_padding();
+        let Some(estimate) = self.estimate() else {
+            // The first sample is only the baseline: the first reply waits one interval
+            // for a measured rate rather than carry a placeholder 0.
+            return;
+        };
+        self.stats.send_bitrate = Some(estimate);
+        self.reply_probe(estimate, rtt);
+    }
+
+    /// What the connection can carry to the peer, in bits/s, from the samples: the rate of
+    /// bytes delivered (sent and not lost) over the last window of about two round trips.
+    /// While we pad, the sender is limited by congestion control rather than by the
+    /// application, so that is the path's rate, up to the target. When we may not pad, the
+    /// congestion window's rate (cwnd / RTT), up to the target, stands in for it.
+    fn estimate(&self) -> Option<u64> {
+        let p = self.probe_in.as_ref()?;
+        let t = &self.stats.transport;
+        let window = t
+            .rtt
+            .map_or(MAX_WINDOW, |rtt| rtt * 2)
+            .clamp(self.config.probe_interval * 2, MAX_WINDOW);
+        let newest = p.samples.back()?;
+        let oldest = p
+            .samples
+            .iter()
+            .rev()
+            .find(|s| newest.at.saturating_duration_since(s.at) >= window)
+            .or(p.samples.front())?;
+        let delivered = rate(
+            newest.delivered().saturating_sub(oldest.delivered()),
+            newest.at.saturating_duration_since(oldest.at),
+        )?;
+        let may_pad = self.config.probe_padding && !self.padding_refused;
+        if p.target > 0
+            && !may_pad
+            && let Some(allowed) = self.cwnd_rate()
+        {
+            return Some(delivered.max(allowed.min(p.target)));
+        }
+        Some(delivered)
+    }
+
+    /// The rate the congestion window allows, cwnd / RTT, in bits/s.
+    fn cwnd_rate(&self) -> Option<u64> {
+        let t = &self.stats.transport;
+        rate(t.congestion_window?, t.rtt?)
+    }
+
+    /// Pads the connection up to the target while the application sends less: for the
+    /// next interval, the target's bytes less what the application sent in the last one,
+    /// never more than twice what the congestion window lets through in an interval.
+    /// Padding goes on one stream below every media stream, so it never displaces media;
+    /// what the path cannot carry waits in the transport (bounded by the stream's flow
+    /// control) and is discarded when padding stops.
+    fn update_padding(&mut self) {
+        let interval = self.config.probe_interval;
+        let may_pad = self.config.probe_padding && !self.padding_refused;
+        let cwnd_rate = self.cwnd_rate();
+        let Some(p) = self.probe_in.as_ref() else {
+            return;
+        };
+        let media_rate = match p.samples.len() {
+            0 | 1 => 0,
+            n => {
+                let (a, b) = (p.samples[n - 2], p.samples[n - 1]);
+                rate(b.media.saturating_sub(a.media), b.at.saturating_duration_since(a.at)).unwrap_or(0)
+            }
+        };
+        if !may_pad || p.target == 0 || media_rate >= p.target {
+            self.stop_padding();
+            return;
+        }
+        let mut pad_rate = p.target - media_rate;
+        if let Some(allowed) = cwnd_rate {
+            pad_rate = pad_rate.min(allowed.saturating_mul(2));
+        }
+        let want = (u128::from(pad_rate) * interval.as_micros() / 8_000_000) as usize;
+        let stream = match p.pad {
+            Some(stream) => stream,
+            None => {
+                let stream = self.open_stream(Dir::Uni, Kind::PaddingOut, i32::MIN);
+                self.send_bytes(stream, Bytes::from_static(&PADDING_TYPE));
+                if let Some(p) = self.probe_in.as_mut() {
+                    p.pad = Some(stream);
+                }
+                stream
+            }
+        };
+        let mut missing = want.saturating_sub(self.unsent_bytes(stream));
+        while missing > 0 {
+            let n = missing.min(ZEROS.len());
+            self.send_bytes(stream, Bytes::from_static(&ZEROS[..n]));
+            missing -= n;
+        }
+    }
+
+    /// Stops padding: the padding stream is reset, and what it still held is dropped.
+    pub(super) fn stop_padding(&mut self) {
+        if let Some(stream) = self.probe_in.as_mut().and_then(|p| p.pad.take()) {
+            self.reset_send(stream, codes::PADDING_DONE);
+            self.reap(stream);
+        }
+    }
+
+    /// The peer stopped our padding stream: it does not take padding, so this session pads
+    /// no more.
+    pub(super) fn on_padding_refused(&mut self, id: StreamId, _code: crate::ErrorCode) {
+        self.padding_refused = true;
+        self.on_padding_gone(id);
+    }
+
+    /// Our padding stream is gone (refused, or its open failed).
+    pub(super) fn on_padding_gone(&mut self, id: StreamId) {
+        if let Some(p) = self.probe_in.as_mut()
+            && p.pad == Some(id)
+        {
+            p.pad = None;
+        }
+    }
+
+    /// Replies on the peer's probe stream when the estimate moved enough, or the last reply
+    /// is old.
+    fn reply_probe(&mut self, value: u64, rtt: Option<Duration>) {
         let now = self.now;
         let Some(p) = self.probe_in.as_mut() else {
             return;
         };
-        // Bitrate from the bytes sent since the previous sample.
-        let mut bitrate = None;
-        if let Some(sent) = stats.bytes_sent {
-            if let Some((then, before)) = p.last_sample {
-                let dt = now.saturating_duration_since(then);
-                if !dt.is_zero() {
-                    let bits = sent.saturating_sub(before).saturating_mul(8);
-                    bitrate = Some((u128::from(bits) * 1_000_000 / dt.as_micros().max(1)) as u64);
-                }
-            }
-            p.last_sample = Some((now, sent));
-        }
-        if let Some(b) = bitrate {
-            self.stats.send_bitrate = Some(b);
-        }
-        let rtt = stats.rtt;
-        if stats.bytes_sent.is_none() && rtt.is_none() {
-            // Nothing measurable: the responder must reset (decision D7).
-            let stream = p.stream;
-            self.probe_in = None;
-            self.timers.cancel(Timer::ProbeSample);
-            self.cancel(stream, codes::NOT_SUPPORTED);
-            return;
-        }
-        if bitrate.is_none() && stats.bytes_sent.is_some() && p.last_reply.is_none() {
-            // The first sample is only the baseline: the first reply waits one interval for
-            // a measured rate rather than carry a placeholder 0.
-            return;
-        }
-        let value = bitrate.unwrap_or(0);
         let due = match p.last_reply {
             None => true,
             Some((at, last)) => {
@@ -239,6 +405,7 @@ impl Session {
 
     pub(super) fn end_probe_in(&mut self, id: StreamId) {
         if self.probe_in.as_ref().is_some_and(|p| p.stream == id) {
+            self.stop_padding();
             self.probe_in = None;
             self.timers.cancel(Timer::ProbeSample);
         }
@@ -251,6 +418,13 @@ impl Session {
 
     pub(super) fn end_probes(&mut self, reason: &EndReason) {
         self.end_probe_out(reason.clone());
+        self.stop_padding();
         self.probe_in = None;
     }
+}
+
+/// `bytes` over `dt`, in bits/s; `None` over no time.
+fn rate(bytes: u64, dt: Duration) -> Option<u64> {
+    let micros = dt.as_micros();
+    (micros > 0).then(|| (u128::from(bytes) * 8_000_000 / micros).min(u128::from(u64::MAX)) as u64)
 }

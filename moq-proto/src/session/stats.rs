@@ -18,6 +18,8 @@ pub struct TransportStats {
     pub congestion_window: Option<u64>,
     /// Packets the transport declared lost so far.
     pub lost_packets: Option<u64>,
+    /// Bytes in the packets the transport declared lost so far.
+    pub lost_bytes: Option<u64>,
     /// Congestion events (window reductions) so far.
     pub congestion_events: Option<u64>,
 }
@@ -31,8 +33,11 @@ pub struct SessionStats {
     pub rtt: Option<Duration>,
     /// The send bitrate the peer estimated for us in its latest probe reply (bits/s).
     pub estimated_bitrate: Option<u64>,
-    /// Our own measured send rate over the last probe interval (bits/s), when sampled.
+    /// What we last estimated, as a probe responder, that the connection can carry to the
+    /// peer (bits/s; see docs/probe.md).
     pub send_bitrate: Option<u64>,
+    /// Padding bytes handed to the transport while answering the peer's probes.
+    pub padding_bytes: u64,
     /// Bytes sent by the transport (from its counters), else stream bytes handed to it.
     pub bytes_sent: u64,
     /// Bytes received by the transport (from its counters), else stream bytes from it.
@@ -75,6 +80,7 @@ pub(super) struct Counters {
     pub(super) peer_rtt: Option<Duration>,
     pub(super) peer_bitrate: Option<u64>,
     pub(super) send_bitrate: Option<u64>,
+    pub(super) padding_sent: u64,
     pub(super) bytes_sent_app: u64,
     pub(super) bytes_received_app: u64,
     pub(super) groups_sent: u64,
@@ -93,6 +99,7 @@ impl Session {
             rtt: c.transport.rtt.or(c.peer_rtt),
             estimated_bitrate: c.peer_bitrate,
             send_bitrate: c.send_bitrate,
+            padding_bytes: c.padding_sent,
             bytes_sent: c.transport.bytes_sent.unwrap_or(c.bytes_sent_app),
             bytes_received: c.transport.bytes_received.unwrap_or(c.bytes_received_app),
             groups_sent: c.groups_sent,

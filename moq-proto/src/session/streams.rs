@@ -54,6 +54,8 @@ pub(super) enum Kind {
     GoawayIn,
     /// Our GOAWAY stream.
     GoawayOut,
+    /// Our probe padding (see `probe`).
+    PaddingOut,
     /// A stream whose further input is discarded.
     Ignored,
 }
@@ -420,6 +422,9 @@ impl Session {
                 send.queue.shrink_to_fit();
             }
             self.stats.bytes_sent_app += len as u64;
+            if kind == Kind::PaddingOut {
+                self.stats.padding_sent += len as u64;
+            }
             self.refresh_ready(id);
             return Some(Command::Write { id, data });
         }

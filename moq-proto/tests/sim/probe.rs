@@ -230,7 +230,10 @@ fn responder_replies_on_change_above_the_threshold_and_at_least_every_10s() {
     assert_eq!(tick(&mut lone, 12_500), vec![]);
     assert_eq!(tick(&mut lone, 13_500), vec![], "+8 %");
     assert_eq!(tick(&mut lone, 11_500), vec![], "-8 %");
-    // More than 10 %: reply.
+    // The rate is taken over two intervals (twice the RTT, at least two intervals): half
+    // of the window at +20 % moves it by 6 %, still silence.
+    assert_eq!(tick(&mut lone, 15_000), vec![], "+6 %");
+    // The whole window at +20 %: reply.
     assert_eq!(
         tick(&mut lone, 15_000),
         vec![Probe {
@@ -286,7 +289,10 @@ fn probe_end_and_reset_reach_the_prober() {
 
 #[test]
 fn stats_follow_the_transport_and_the_peers_probe_replies() {
-    let mut pair = Pair::new();
+    // Without padding, the responder's estimate is what it sent.
+    let mut no_padding = moq_proto::Config::default();
+    no_padding.probe_padding = false;
+    let mut pair = Pair::with_config(Default::default(), no_padding);
     // The server sends steadily, so its responder measures a send rate.
     let id = super::common::subscribed(
         &mut pair,
@@ -417,4 +423,180 @@ fn replies_on_a_peer_opened_stream_go_above_every_group() {
         matches!((priority, write), (Some(p), Some(w)) if p < w),
         "{commands:?}"
     );
+}
+
+/// Answers a SampleStats with `stats`; returns every command that followed.
+fn sample_commands(lone: &mut Lone, stats: TransportStats) -> Vec<Command> {
+    lone.session.handle_stats(stats, lone.now);
+    lone.commands()
+}
+
+/// Bytes written on streams other than `probe`, and the streams opened, from `commands`.
+fn padding_of(commands: &[Command], probe: StreamId) -> (usize, Vec<(StreamId, Dir, i32)>) {
+    let mut bytes = 0;
+    let mut opened = Vec::new();
+    for c in commands {
+        match c {
+            Command::Write { id, data } if *id != probe => bytes += data.len(),
+            Command::Open { id, dir, priority } => opened.push((*id, *dir, *priority)),
+            _ => {}
+        }
+    }
+    (bytes, opened)
+}
+
+#[test]
+fn responder_pads_up_to_the_target_below_every_stream() {
+    // Target 1 Mb/s: 12 500 bytes per 100 ms interval.
+    let (mut lone, stream) = responder();
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(0)));
+    let (bytes, opened) = padding_of(&cmds, stream);
+    assert_eq!(opened.len(), 1);
+    let (pad, dir, priority) = opened[0];
+    assert_eq!((dir, priority), (Dir::Uni, i32::MIN), "below every media stream");
+    let first = written(&cmds, pad);
+    assert_eq!(first[0], StreamType::Padding.to_byte());
+    assert!(first[1..].iter().all(|&b| b == 0));
+    assert_eq!(bytes, 12_500, "the type byte counts as padding");
+    assert_eq!(lone.session.stats().padding_bytes, 12_500);
+    // Each interval tops the padding up to one interval's worth: the transport took it all.
+    let mut sent = 0;
+    for _ in 0..5 {
+        lone.advance(Duration::from_millis(100));
+        sent += 12_500;
+        let cmds = sample_commands(&mut lone, stats(Some(20), Some(sent)));
+        let (bytes, opened) = padding_of(&cmds, stream);
+        // Less the probe replies sent in the interval: every byte but padding counts.
+        assert!((12_400..=12_500).contains(&bytes), "{bytes}");
+        assert!(opened.is_empty());
+    }
+    // The transport stops taking it (the path is slower): no more than one interval's
+    // worth waits, whatever the number of intervals.
+    lone.starve = true;
+    for _ in 0..5 {
+        lone.advance(Duration::from_millis(100));
+        let cmds = sample_commands(&mut lone, stats(Some(20), Some(sent)));
+        let (bytes, _) = padding_of(&cmds, stream);
+        assert!(bytes <= 12_500, "{bytes}");
+    }
+    assert!(lone.session.stats().padding_bytes <= 7 * 12_500);
+}
+
+#[test]
+fn padding_never_exceeds_twice_the_congestion_windows_rate() {
+    let (mut lone, stream) = responder();
+    // A target of 100 Mb/s, a window of 12 000 bytes per 100 ms RTT: 0.96 Mb/s allowed;
+    // twice that for the interval is 24 000 bytes.
+    lone.data(stream, &msg(&probe(100_000_000)));
+    lone.events();
+    let window = TransportStats {
+        congestion_window: Some(12_000),
+        ..stats(Some(100), Some(0))
+    };
+    let cmds = sample_commands(&mut lone, window);
+    assert_eq!(padding_of(&cmds, stream).0, 24_000);
+}
+
+#[test]
+fn padding_stops_when_the_target_is_withdrawn_met_by_media_or_the_probe_ends() {
+    // Withdrawn: target 0 resets the padding stream at once.
+    let (mut lone, stream) = responder();
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(0)));
+    let pad = padding_of(&cmds, stream).1[0].0;
+    lone.data(stream, &msg(&probe(0)));
+    let cmds = lone.commands();
+    assert_eq!(cancels(&cmds), vec![(pad, codes::PADDING_DONE, "reset")]);
+    lone.advance(Duration::from_millis(100));
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(12_500)));
+    assert_eq!(padding_of(&cmds, stream), (0, vec![]), "no padding at target 0");
+
+    // The probe ends (FIN): padding stops.
+    let (mut lone, stream) = responder();
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(0)));
+    let pad = padding_of(&cmds, stream).1[0].0;
+    lone.fin(stream);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![(pad, codes::PADDING_DONE, "reset")]
+    );
+
+    // Media meets the target: the application's bytes alone fill it, no padding.
+    let mut lone = Lone::new(Role::Server);
+    lone.session
+        .announce(super::common::path("/a"), vec![])
+        .unwrap();
+    lone.accept_with(Dir::Bi, &super::common::subscribe_msg(1, "/a"));
+    let id = moq_proto::SubscribeId(1);
+    lone.session
+        .accept_subscribe(id, Default::default())
+        .unwrap();
+    lone.events();
+    let stream = lone.accept_with(Dir::Bi, &typed(StreamType::Probe, &probe(80_000)));
+    lone.commands();
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(0)));
+    let pad = padding_of(&cmds, stream).1[0].0;
+    lone.advance(Duration::from_millis(100));
+    lone.commands();
+    // 2 000 bytes of media in the interval: 160 kb/s, over the 80 kb/s target.
+    let g = lone
+        .session
+        .open_group(id, moq_proto::GroupSequence(0))
+        .unwrap();
+    lone.session
+        .write_frame(g, bytes::Bytes::from(vec![7; 2000]))
+        .unwrap();
+    lone.commands();
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(3000)));
+    assert_eq!(cancels(&cmds), vec![(pad, codes::PADDING_DONE, "reset")]);
+}
+
+#[test]
+fn a_peer_that_stops_the_padding_stream_is_not_padded_again() {
+    let (mut lone, stream) = responder();
+    let cmds = sample_commands(&mut lone, stats(Some(20), Some(0)));
+    let pad = padding_of(&cmds, stream).1[0].0;
+    // A peer that does not know the type stops it with 0x1 (spec §3).
+    lone.stop(pad, moq_proto::code::UNKNOWN_STREAM_TYPE);
+    lone.commands();
+    for i in 1..=5 {
+        lone.advance(Duration::from_millis(100));
+        let cmds = sample_commands(&mut lone, stats(Some(20), Some(i * 12_500)));
+        assert_eq!(padding_of(&cmds, stream), (0, vec![]));
+    }
+    // Unable to pad, it reports what congestion control allows (here 4 Mb/s), up to the
+    // target, when that is more than it delivered (600 kb/s over the last 200 ms).
+    lone.advance(Duration::from_millis(100));
+    let window = TransportStats {
+        congestion_window: Some(50_000),
+        ..stats(Some(100), Some(5 * 12_500 + 2_500))
+    };
+    lone.session.handle_stats(window, lone.now);
+    lone.commands();
+    assert_eq!(lone.session.stats().send_bitrate, Some(1_000_000));
+}
+
+#[test]
+fn padding_between_two_sessions_is_discarded_and_raises_the_estimate_to_the_target() {
+    let mut pair = Pair::new();
+    pair.client.session.probe(2_000_000).unwrap();
+    pair.drive();
+    for _ in 0..10 {
+        pair.advance(Duration::from_millis(100));
+    }
+    let server = pair.server.session.stats();
+    // 2 Mb/s for 1 s, less the first interval.
+    assert!(server.padding_bytes >= 200_000, "{server:?}");
+    // The pair's transport carries everything at once: the estimate is the target.
+    let estimate = pair.client.session.stats().estimated_bitrate.unwrap();
+    assert!(estimate.abs_diff(2_000_000) * 10 <= 2_000_000, "{estimate}");
+    // The client discarded it all: no event, no stream held, no error.
+    let events = pair.client.take_events();
+    assert!(
+        events
+            .iter()
+            .all(|e| matches!(e, Event::ProbeResult { .. })),
+        "{events:?}"
+    );
+    assert!(pair.client.session.open_streams() <= 2);
+    assert_eq!(pair.client.session.stats().streams_abandoned, 0);
 }
