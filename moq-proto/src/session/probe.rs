@@ -319,7 +319,11 @@ impl Session {
             0 | 1 => 0,
             n => {
                 let (a, b) = (p.samples[n - 2], p.samples[n - 1]);
-                rate(b.media.saturating_sub(a.media), b.at.saturating_duration_since(a.at)).unwrap_or(0)
+                rate(
+                    b.media.saturating_sub(a.media),
+                    b.at.saturating_duration_since(a.at),
+                )
+                .unwrap_or(0)
             }
         };
         if !may_pad || p.target == 0 || media_rate >= p.target {

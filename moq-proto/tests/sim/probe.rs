@@ -453,7 +453,11 @@ fn responder_pads_up_to_the_target_below_every_stream() {
     let (bytes, opened) = padding_of(&cmds, stream);
     assert_eq!(opened.len(), 1);
     let (pad, dir, priority) = opened[0];
-    assert_eq!((dir, priority), (Dir::Uni, i32::MIN), "below every media stream");
+    assert_eq!(
+        (dir, priority),
+        (Dir::Uni, i32::MIN),
+        "below every media stream"
+    );
     let first = written(&cmds, pad);
     assert_eq!(first[0], StreamType::Padding.to_byte());
     assert!(first[1..].iter().all(|&b| b == 0));
@@ -508,7 +512,11 @@ fn padding_stops_when_the_target_is_withdrawn_met_by_media_or_the_probe_ends() {
     assert_eq!(cancels(&cmds), vec![(pad, codes::PADDING_DONE, "reset")]);
     lone.advance(Duration::from_millis(100));
     let cmds = sample_commands(&mut lone, stats(Some(20), Some(12_500)));
-    assert_eq!(padding_of(&cmds, stream), (0, vec![]), "no padding at target 0");
+    assert_eq!(
+        padding_of(&cmds, stream),
+        (0, vec![]),
+        "no padding at target 0"
+    );
 
     // The probe ends (FIN): padding stops.
     let (mut lone, stream) = responder();
