@@ -98,13 +98,15 @@ impl RelayServer {
         tracing::info!(hop = relay.hop_id().0, "relay starting");
 
         let mut tasks = Vec::new();
+        // One set of QUIC settings for every endpoint, native QUIC and WebTransport alike.
+        let mut quic_options = moq_quinn::QuicOptions::default();
+        quic_options.idle_timeout = idle;
+        quic_options.max_streams = limits.max_streams;
+        quic_options.receive_window = limits.quic_receive_window;
+        quic_options.send_window = limits.quic_send_window;
         let mut quic = None;
         if let Some(addr) = config.listen.quic {
-            let mut options = moq_quinn::QuicOptions::default();
-            options.idle_timeout = idle;
-            options.max_streams = limits.max_streams;
-            options.receive_window = limits.quic_receive_window;
-            options.send_window = limits.quic_send_window;
+            let options = quic_options.clone();
             let server = moq_quinn::Server::bind_with_options(
                 addr,
                 identity.clone(),
@@ -127,11 +129,7 @@ impl RelayServer {
         }
         let mut webtransport = None;
         if let Some(addr) = config.listen.webtransport {
-            let mut options = moq_webtransport::WebTransportOptions::default();
-            options.idle_timeout = idle;
-            options.max_streams = limits.max_streams;
-            options.receive_window = limits.quic_receive_window;
-            options.send_window = limits.quic_send_window;
+            let options = quic_options.clone();
             let wt_identity = moq_webtransport::Identity {
                 chain: identity.chain.clone(),
                 key: identity.key.clone_key(),
@@ -168,21 +166,11 @@ impl RelayServer {
 
         if !config.relay.upstreams.is_empty() {
             let trust = upstream_trust(&config)?;
-            let mut quic_options = moq_quinn::QuicOptions::default();
-            quic_options.idle_timeout = idle;
-            quic_options.max_streams = limits.max_streams;
-            quic_options.receive_window = limits.quic_receive_window;
-            quic_options.send_window = limits.quic_send_window;
-            let mut wt_options = moq_webtransport::WebTransportOptions::default();
-            wt_options.idle_timeout = idle;
-            wt_options.max_streams = limits.max_streams;
-            wt_options.receive_window = limits.quic_receive_window;
-            wt_options.send_window = limits.quic_send_window;
             let dialer = Arc::new(moq_webtransport::Dialer::with_options(
                 trust,
                 None,
-                quic_options,
-                wt_options,
+                quic_options.clone(),
+                quic_options.clone(),
             ));
             for url in &config.relay.upstreams {
                 tasks.push(tokio::spawn(upstream_link(

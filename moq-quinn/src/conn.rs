@@ -132,16 +132,7 @@ impl transport::Connection for QuicConnection {
     }
 
     fn stats(&self) -> moq_tokio::proto::TransportStats {
-        let stats = self.conn.stats();
-        moq_tokio::proto::TransportStats {
-            rtt: Some(self.conn.rtt()),
-            bytes_sent: Some(stats.udp_tx.bytes),
-            bytes_received: Some(stats.udp_rx.bytes),
-            congestion_window: Some(stats.path.cwnd),
-            lost_packets: Some(stats.path.lost_packets),
-            lost_bytes: Some(stats.path.lost_bytes),
-            congestion_events: Some(stats.path.congestion_events),
-        }
+        crate::congestion::transport_stats(&self.conn)
     }
 
     fn info(&self) -> ConnectionInfo {

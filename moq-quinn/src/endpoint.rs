@@ -1,5 +1,6 @@
 //! Dialling and listening: quinn endpoints with ALPN `moq-lite-04` and the ring provider.
 
+use crate::Congestion;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,9 +58,16 @@ pub struct QuicOptions {
     /// connection flow control; default 16 MiB). With quinn's per-stream window (1.25 MB)
     /// it bounds what a peer can make us buffer however many streams it opens.
     pub receive_window: u64,
+    /// Bytes the peer may send on one stream before we have read them (default 4 MiB).
+    /// One stream carries at most this much per round trip, so it must cover the path's
+    /// bandwidth-delay product: 4 MiB is 160 Mbit/s at 200 ms (quinn's own default,
+    /// 1.25 MB, is 50 Mbit/s). `receive_window` still bounds the whole connection.
+    pub stream_receive_window: u64,
     /// Bytes we send without acknowledgement, across the connection (default 10 MB, quinn's
     /// default): what a peer that never acknowledges can make us hold.
     pub send_window: u64,
+    /// The congestion controller (default [`Congestion::Cubic`], quinn's default).
+    pub congestion: Congestion,
 }
 
 impl Default for QuicOptions {
@@ -69,13 +77,17 @@ impl Default for QuicOptions {
             keep_alive: Duration::from_secs(4),
             max_streams: 256,
             receive_window: 16 * 1024 * 1024,
+            stream_receive_window: 4 * 1024 * 1024,
             send_window: 10_000_000,
+            congestion: Congestion::Cubic,
         }
     }
 }
 
 impl QuicOptions {
-    fn transport_config(&self) -> quinn::TransportConfig {
+    /// The quinn transport configuration these options describe (moq-webtransport's
+    /// endpoints use it too).
+    pub fn transport_config(&self) -> quinn::TransportConfig {
         let mut t = quinn::TransportConfig::default();
         t.max_concurrent_uni_streams(self.max_streams.into());
         t.max_concurrent_bidi_streams(self.max_streams.into());
@@ -83,10 +95,14 @@ impl QuicOptions {
         t.receive_window(
             quinn::VarInt::from_u64(self.receive_window).unwrap_or(quinn::VarInt::MAX),
         );
+        t.stream_receive_window(
+            quinn::VarInt::from_u64(self.stream_receive_window).unwrap_or(quinn::VarInt::MAX),
+        );
         t.send_window(self.send_window);
         if let Ok(idle) = self.idle_timeout.try_into() {
             t.max_idle_timeout(Some(idle));
         }
+        crate::congestion::configure(&mut t, self.congestion);
         t
     }
 }

@@ -32,10 +32,12 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
+pub mod congestion;
 mod conn;
 mod endpoint;
 pub mod tls;
 
+pub use congestion::Congestion;
 pub use conn::{QuicConnection, RecvStream, SendStream, try_write};
 pub use endpoint::{Client, ConnectError, Incoming, QuicOptions, Server};
 pub use tls::{CertError, Identity, ServerTrust, certificate_hash};

@@ -118,17 +118,7 @@ impl transport::Connection for WebTransportConnection {
     }
 
     fn stats(&self) -> moq_tokio::proto::TransportStats {
-        let quic = self.conn.quic_connection();
-        let stats = quic.stats();
-        moq_tokio::proto::TransportStats {
-            rtt: Some(self.conn.rtt()),
-            bytes_sent: Some(stats.udp_tx.bytes),
-            bytes_received: Some(stats.udp_rx.bytes),
-            congestion_window: Some(stats.path.cwnd),
-            lost_packets: Some(stats.path.lost_packets),
-            lost_bytes: Some(stats.path.lost_bytes),
-            congestion_events: Some(stats.path.congestion_events),
-        }
+        moq_quinn::congestion::transport_stats(self.conn.quic_connection())
     }
 
     fn info(&self) -> ConnectionInfo {

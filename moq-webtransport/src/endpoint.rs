@@ -39,55 +39,9 @@ pub enum ConnectError {
     Protocol(Vec<String>),
 }
 
-/// QUIC transport settings for WebTransport endpoints (as `moq-quinn`'s `QuicOptions`).
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct WebTransportOptions {
-    /// How long a silent connection lives (default 30 s).
-    pub idle_timeout: Duration,
-    /// How often to send keep-alives on an idle connection (default 4 s).
-    pub keep_alive: Duration,
-    /// Most concurrent streams the peer may open, per direction kind (default 256),
-    /// HTTP/3's own unidirectional streams included: stream opens beyond it wait for
-    /// credit, they never fail.
-    pub max_streams: u32,
-    /// Bytes the peer may send on the whole connection before we have read them (QUIC
-    /// connection flow control; default 16 MiB). With quinn's per-stream window (1.25 MB)
-    /// it bounds what a peer can make us buffer however many streams it opens.
-    pub receive_window: u64,
-    /// Bytes we send without acknowledgement, across the connection (default 10 MB, quinn's
-    /// default): what a peer that never acknowledges can make us hold.
-    pub send_window: u64,
-}
-
-impl Default for WebTransportOptions {
-    fn default() -> Self {
-        Self {
-            idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(4),
-            max_streams: 256,
-            receive_window: 16 * 1024 * 1024,
-            send_window: 10_000_000,
-        }
-    }
-}
-
-impl WebTransportOptions {
-    fn transport_config(&self) -> quinn::TransportConfig {
-        let mut t = quinn::TransportConfig::default();
-        t.max_concurrent_uni_streams(self.max_streams.into());
-        t.max_concurrent_bidi_streams(self.max_streams.into());
-        t.keep_alive_interval(Some(self.keep_alive));
-        t.receive_window(
-            quinn::VarInt::from_u64(self.receive_window).unwrap_or(quinn::VarInt::MAX),
-        );
-        t.send_window(self.send_window);
-        if let Ok(idle) = self.idle_timeout.try_into() {
-            t.max_idle_timeout(Some(idle));
-        }
-        t
-    }
-}
+/// QUIC transport settings for WebTransport endpoints: the same settings as native QUIC's
+/// (the max_streams limit counts HTTP/3's own unidirectional streams too).
+pub type WebTransportOptions = moq_quinn::QuicOptions;
 
 /// Checks `https://host[:port][/path]` (port 443 by default) and returns its path (`/`
 /// when empty).

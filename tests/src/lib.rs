@@ -156,21 +156,12 @@ impl Transport for Quic {
 /// WebTransport with wtransport: the same pair over HTTP/3 (`https://localhost:PORT/moq`).
 pub struct WebTransport;
 
-/// The WebTransport options equal to `quic`.
-pub fn wt_options(quic: &QuicOptions) -> moq_webtransport::WebTransportOptions {
-    let mut options = moq_webtransport::WebTransportOptions::default();
-    options.idle_timeout = quic.idle_timeout;
-    options.keep_alive = quic.keep_alive;
-    options.max_streams = quic.max_streams;
-    options
-}
-
 impl Transport for WebTransport {
     async fn connect(options: Options) -> Pair {
         let identity =
             moq_webtransport::Identity::self_signed(&["localhost"]).expect("certificate");
         let cert = identity.leaf().cloned().expect("leaf");
-        let wt = wt_options(&options.quic);
+        let wt = options.quic.clone();
         let server_router = Router::new();
         let server = moq_webtransport::Server::bind_with_options(
             "127.0.0.1:0".parse().expect("addr"),

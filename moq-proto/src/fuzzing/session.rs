@@ -452,6 +452,7 @@ fn step(
                 congestion_window: input.bool().then(|| input.small()),
                 lost_packets: input.bool().then(|| input.small()),
                 lost_bytes: input.bool().then(|| input.small()),
+                bytes_acked: input.bool().then(|| input.small()),
                 congestion_events: input.bool().then(|| input.small()),
             };
             gave = true;

@@ -40,14 +40,23 @@ struct Sample {
     sent: u64,
     /// The transport's bytes declared lost (0 when it cannot tell).
     lost: u64,
+    /// The transport's bytes acknowledged, when it can tell.
+    acked: Option<u64>,
     /// Bytes the application sent (everything handed to the transport but padding).
     media: u64,
 }
 
 impl Sample {
-    /// Bytes sent and not lost.
-    fn delivered(&self) -> u64 {
-        self.sent.saturating_sub(self.lost)
+    /// Bytes delivered since `earlier`: acknowledged when both samples know, else sent and
+    /// not lost.
+    fn delivered_since(&self, earlier: &Sample) -> u64 {
+        match (self.acked, earlier.acked) {
+            (Some(now), Some(then)) => now.saturating_sub(then),
+            _ => {
+                let lost = |s: &Sample| s.sent.saturating_sub(s.lost);
+                lost(self).saturating_sub(lost(earlier))
+            }
+        }
     }
 }
 
@@ -217,6 +226,7 @@ impl Session {
         t.congestion_window = stats.congestion_window.or(t.congestion_window);
         t.lost_packets = stats.lost_packets.or(t.lost_packets);
         t.lost_bytes = stats.lost_bytes.or(t.lost_bytes);
+        t.bytes_acked = stats.bytes_acked.or(t.bytes_acked);
         t.congestion_events = stats.congestion_events.or(t.congestion_events);
     }
 
@@ -251,6 +261,7 @@ impl Session {
             at: now,
             sent,
             lost: stats.lost_bytes.unwrap_or(0),
+            acked: stats.bytes_acked,
             media,
         });
         self.update_padding();
@@ -283,7 +294,7 @@ impl Session {
             .find(|s| newest.at.saturating_duration_since(s.at) >= window)
             .or(p.samples.front())?;
         let delivered = rate(
-            newest.delivered().saturating_sub(oldest.delivered()),
+            newest.delivered_since(oldest),
             newest.at.saturating_duration_since(oldest.at),
         )?;
         let may_pad = self.config.probe_padding && !self.padding_refused;

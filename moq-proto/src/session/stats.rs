@@ -20,6 +20,10 @@ pub struct TransportStats {
     pub lost_packets: Option<u64>,
     /// Bytes in the packets the transport declared lost so far.
     pub lost_bytes: Option<u64>,
+    /// Bytes in the packets the peer acknowledged so far, as the congestion controller
+    /// counts them: what the path delivered. The probe's estimate prefers it to
+    /// `bytes_sent − lost_bytes`, which counts what still waits in the network.
+    pub bytes_acked: Option<u64>,
     /// Congestion events (window reductions) so far.
     pub congestion_events: Option<u64>,
 }
