@@ -168,6 +168,9 @@ struct Sub {
     rendition: usize,
     reader: TrackReader,
     until: Option<u64>,
+    /// When it delivered its first unwanted group: it is dropped a group later, so that
+    /// the group before still completes.
+    retiring: Option<Instant>,
 }
 
 /// Runs the player for `duration` against a link following `schedule` (start, rate).
@@ -214,6 +217,8 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
                 RENDITIONS[rendition].0,
                 SubscribeParams {
                     start: from.map(GroupSequence),
+                    // Oldest group first: a player plays them in order.
+                    ordered: true,
                     ..SubscribeParams::default()
                 },
             )
@@ -222,6 +227,7 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
             rendition,
             reader,
             until: None,
+            retiring: None,
         }
     };
     let mut subs = vec![subscribe(rendition, None)];
@@ -257,7 +263,7 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
                         let seq = group.sequence().0;
                         if sub.until.is_some_and(|u| seq >= u) {
                             // Past the switch: the other subscription carries it.
-                            subs.remove(i);
+                            sub.retiring.get_or_insert_with(Instant::now);
                             continue;
                         }
                         let r = sub.rendition;
@@ -280,7 +286,10 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
                     }
                 }
             }
-            Some((seq, _r, at)) = done_rx.recv() => {
+            Some((seq, r, at)) = done_rx.recv() => {
+                if std::env::var("ABR_TRACE").is_ok() {
+                    println!("    group {seq} ({}) arrived at {:.2} s", RENDITIONS[r].0, (at - start).as_secs_f64());
+                }
                 arrived.entry(seq).or_insert(at);
             }
             Some(reply) = results.next() => {
@@ -301,6 +310,9 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
                 };
                 if want != rendition {
                     let current = receiving.map_or(0, |(s, _)| s);
+                    if print {
+                        println!("    switch {} -> {} at {:.2} s (estimate {:.2}, late {late}, receiving {current})", RENDITIONS[rendition].0, RENDITIONS[want].0, start.elapsed().as_secs_f64(), estimate as f64 / 1e6);
+                    }
                     // Down: from the group being received, which the old one may be too
                     // slow to finish. Up: from the next group, after the old one's last.
                     let from = if want < rendition { current } else { current + 1 };
@@ -316,6 +328,7 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
                 }
             }
             _ = sample.tick() => {
+                subs.retain(|s| s.retiring.is_none_or(|since| since.elapsed() < GROUP));
                 let at = start.elapsed();
                 let point = Point {
                     at,

@@ -685,7 +685,9 @@ impl TrackProducer {
         state.subscribers.clear();
     }
 
-    /// Adds a subscriber: it starts with the latest group, replayed from the cache.
+    /// Adds a subscriber. Without a start group it begins with the latest group; with one,
+    /// with the first cached group at or after it. Cached groups are replayed, and the one
+    /// still open goes on live.
     fn subscribe(&self, mut writer: TrackWriter) {
         let mut state = lock(&self.state);
         if state.closed {
@@ -695,14 +697,24 @@ impl TrackProducer {
         if writer.accept(PublisherParams::default()).is_err() {
             return;
         }
+        let latest = state.cache.len().saturating_sub(1);
+        let first = match writer.subscriber_params().start {
+            Some(start) => state
+                .cache
+                .iter()
+                .position(|g| g.sequence >= start)
+                .unwrap_or(latest),
+            None => latest,
+        };
         let mut group = None;
-        if let Some(latest) = state.cache.back()
-            && let Ok(mut g) = writer.open_group_at(latest.sequence)
-        {
-            for frame in &latest.frames {
+        for cached in state.cache.iter().skip(first) {
+            let Ok(mut g) = writer.open_group_at(cached.sequence) else {
+                continue;
+            };
+            for frame in &cached.frames {
                 let _ = g.write_frame(frame.clone());
             }
-            if latest.finished {
+            if cached.finished {
                 let _ = g.finish();
             } else {
                 group = Some(g);

@@ -326,16 +326,15 @@ impl Session {
         let Some(p) = self.probe_in.as_ref() else {
             return;
         };
-        let media_rate = match p.samples.len() {
-            0 | 1 => 0,
-            n => {
-                let (a, b) = (p.samples[n - 2], p.samples[n - 1]);
-                rate(
-                    b.media.saturating_sub(a.media),
-                    b.at.saturating_duration_since(a.at),
-                )
-                .unwrap_or(0)
-            }
+        // The application's rate over the last interval.
+        let mut recent = p.samples.iter().rev();
+        let media_rate = match (recent.next(), recent.next()) {
+            (Some(b), Some(a)) => rate(
+                b.media.saturating_sub(a.media),
+                b.at.saturating_duration_since(a.at),
+            )
+            .unwrap_or(0),
+            _ => 0,
         };
         if !may_pad || p.target == 0 || media_rate >= p.target {
             self.stop_padding();
@@ -360,7 +359,7 @@ impl Session {
         let mut missing = want.saturating_sub(self.unsent_bytes(stream));
         while missing > 0 {
             let n = missing.min(ZEROS.len());
-            self.send_bytes(stream, Bytes::from_static(&ZEROS[..n]));
+            self.send_bytes(stream, Bytes::from_static(&ZEROS).slice(..n));
             missing -= n;
         }
     }
