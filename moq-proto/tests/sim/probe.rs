@@ -608,3 +608,43 @@ fn padding_between_two_sessions_is_discarded_and_raises_the_estimate_to_the_targ
     assert!(pair.client.session.open_streams() <= 2);
     assert_eq!(pair.client.session.stats().streams_abandoned, 0);
 }
+
+#[test]
+fn the_estimate_follows_acknowledged_bytes_when_the_transport_counts_them() {
+    // The sender hands 4 Mb/s to the network, but the path delivers only 1 Mb/s: the rest
+    // sits in a queue, not yet declared lost. Acknowledged bytes tell the truth.
+    let (mut lone, stream) = responder();
+    let interval = Duration::from_millis(100);
+    let at = |sent: u64, acked: u64| TransportStats {
+        rtt: Some(Duration::from_millis(20)),
+        bytes_sent: Some(sent),
+        bytes_acked: Some(acked),
+        ..TransportStats::default()
+    };
+    assert_eq!(sample(&mut lone, stream, at(0, 0)), vec![]);
+    lone.advance(interval);
+    lone.commands();
+    assert_eq!(
+        sample(&mut lone, stream, at(50_000, 12_500)),
+        vec![Probe {
+            bitrate: 1_000_000,
+            rtt: Duration::from_millis(20)
+        }]
+    );
+    // Without acknowledged bytes, the same counters read as what was sent.
+    let (mut lone, stream) = responder();
+    let at = |sent: u64| TransportStats {
+        bytes_acked: None,
+        ..at(sent, 0)
+    };
+    assert_eq!(sample(&mut lone, stream, at(0)), vec![]);
+    lone.advance(interval);
+    lone.commands();
+    assert_eq!(
+        sample(&mut lone, stream, at(50_000)),
+        vec![Probe {
+            bitrate: 4_000_000,
+            rtt: Duration::from_millis(20)
+        }]
+    );
+}
