@@ -186,34 +186,19 @@ impl<C: Connection> Driver<C> {
         let inner = &mut *guard;
         match input {
             Input::Opened(id, send, recv) => {
-                inner.io.opening.remove(&id);
+                // The core emits nothing for a stream before this: its writes, and any
+                // reset or stop decided while it opened, come from `handle_opened`.
                 let tx = self.spawn_send(id, send);
-                // Operations queued while the stream was opening go first, in order.
-                for op in inner.io.early.remove(&id).unwrap_or_default() {
-                    let pushed = tx.push(op);
-                    inner.pushed(id, pushed);
-                }
                 if !tx.is_ended() {
                     inner.io.senders.insert(id, tx);
                 }
-                if let Some(mut recv) = recv {
-                    match inner.io.early_stop.remove(&id) {
-                        // Stopped before it opened: it is never read.
-                        Some(code) => recv.stop(code),
-                        None => {
-                            let stop = self.spawn_recv(id, recv, None);
-                            inner.io.stoppers.insert(id, Stopper::Task(stop));
-                        }
-                    }
+                if let Some(recv) = recv {
+                    let stop = self.spawn_recv(id, recv, None);
+                    inner.io.stoppers.insert(id, Stopper::Task(stop));
                 }
                 inner.core.handle_opened(id, now);
             }
-            Input::OpenFailed(id) => {
-                inner.io.opening.remove(&id);
-                inner.io.early.remove(&id);
-                inner.io.early_stop.remove(&id);
-                inner.core.handle_open_failed(id, now);
-            }
+            Input::OpenFailed(id) => inner.core.handle_open_failed(id, now),
             Input::AcceptedUni(recv) => {
                 let id = inner.core.handle_accepted(Dir::Uni, now);
                 // Only group streams are uni: their reads follow the application's.

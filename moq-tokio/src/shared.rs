@@ -12,7 +12,7 @@ use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
     BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, StreamId,
-    StreamMap, StreamSet, SubscribeId, TransportStats,
+    StreamMap, SubscribeId, TransportStats,
 };
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
@@ -91,12 +91,6 @@ pub(crate) struct Io {
     pub(crate) senders: StreamMap<Arc<SendQueue>>,
     /// Each receiving stream's STOP_SENDING switch.
     pub(crate) stoppers: StreamMap<Stopper>,
-    /// Streams whose open is under way.
-    pub(crate) opening: StreamSet,
-    /// Operations for streams still opening (a reset before the open completed).
-    pub(crate) early: StreamMap<Vec<SendOp>>,
-    /// STOP_SENDING for bidirectional streams still opening.
-    pub(crate) early_stop: StreamMap<ErrorCode>,
     /// Room for the writes a flush gathers for one stream (kept between flushes).
     pub(crate) batch: Vec<Bytes>,
     /// The deadline the driver sleeps until; a flush that moves the core's next timeout
@@ -117,13 +111,9 @@ impl Io {
     /// Hands writes to their stream, in order: done at once, as far as the transport
     /// takes them, if the stream is idle.
     pub(crate) fn send_writes(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) -> Pushed {
+        // The core writes only to streams the transport has opened.
         match self.senders.get(&id) {
             Some(queue) => queue.push_writes(chunks),
-            None if self.opening.contains(&id) => {
-                let early = self.early.entry(id).or_default();
-                early.extend(chunks.drain(..).map(SendOp::Write));
-                Pushed::Written(0)
-            }
             None => Pushed::Written(0),
         }
     }
@@ -132,10 +122,6 @@ impl Io {
     pub(crate) fn send_op(&mut self, id: StreamId, op: SendOp) -> Pushed {
         match self.senders.get(&id) {
             Some(queue) => queue.push(op),
-            None if self.opening.contains(&id) => {
-                self.early.entry(id).or_default().push(op);
-                Pushed::Written(0)
-            }
             // Ended (reset after STOP_SENDING, or finished): nothing to do.
             None => Pushed::Written(0),
         }
@@ -390,7 +376,6 @@ impl Inner {
     fn execute(&mut self, shared: &Shared, command: Command) {
         match command {
             Command::Open { id, dir, priority } => {
-                self.io.opening.insert(id);
                 let _ = shared.requests.send(Request::Open { id, dir, priority });
             }
             // `Shared::flush` batches a stream's consecutive writes; a lone one goes the
@@ -414,9 +399,6 @@ impl Inner {
                         let _ = stop.send(code);
                     }
                     Some(Stopper::Slot(slot)) => slot.stop(code),
-                    None if self.io.opening.contains(&id) => {
-                        self.io.early_stop.insert(id, code);
-                    }
                     None => {}
                 }
             }

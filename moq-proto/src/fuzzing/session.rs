@@ -659,6 +659,10 @@ fn drain(
                 let (dir, ours) = named(streams, *id, &command);
                 assert!(ours || dir == Dir::Bi, "{command:?} on a peer's uni stream");
                 assert!(
+                    !ours || streams.open.contains(id),
+                    "{command:?} before the stream was opened"
+                );
+                assert!(
                     streams.send_done.insert(*id),
                     "{command:?} after the send side ended"
                 );
@@ -666,6 +670,10 @@ fn drain(
             Command::Stop { id, .. } => {
                 let (dir, ours) = named(streams, *id, &command);
                 assert!(!ours || dir == Dir::Bi, "{command:?} on our own uni stream");
+                assert!(
+                    !ours || streams.open.contains(id),
+                    "{command:?} before the stream was opened"
+                );
                 assert!(streams.stopped.insert(*id), "{command:?} twice");
             }
             Command::SetPriority { id, .. } => {

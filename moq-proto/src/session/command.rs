@@ -93,14 +93,16 @@ pub enum Command {
         /// The stream.
         id: StreamId,
     },
-    /// Abandon the send side (RESET_STREAM).
+    /// Abandon the send side (RESET_STREAM). Never for a stream whose [`Command::Open`]
+    /// the adapter has not yet reported: that waits for [`crate::Session::handle_opened`].
     Reset {
         /// The stream.
         id: StreamId,
         /// The application error code.
         code: ErrorCode,
     },
-    /// Ask the peer to stop sending (STOP_SENDING) and stop reading.
+    /// Ask the peer to stop sending (STOP_SENDING) and stop reading. Like
+    /// [`Command::Reset`], only for a stream the transport has.
     Stop {
         /// The stream.
         id: StreamId,

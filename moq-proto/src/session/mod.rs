@@ -35,7 +35,7 @@ use announce::{InterestIn, InterestOut};
 use fetch::FetchIn;
 use probe::{ProbeIn, ProbeOut};
 use publish::{GroupOut, Publication};
-use streams::{Input, Kind, Stream};
+use streams::{Held, Input, Kind, Stream};
 use subscribe::{GroupIn, SubOut};
 use timer::{Timer, Timers};
 
@@ -87,6 +87,10 @@ pub struct Session {
     // Transport plumbing.
     next_stream: u64,
     streams: StreamMap<Stream>,
+    /// Streams we asked the transport to open and it has not yet reported, with the
+    /// RESET_STREAM or STOP_SENDING decided meanwhile: emitted once the open completes, so
+    /// that the adapter never gets a command for a stream it does not have.
+    opening: StreamMap<Held>,
     /// Streams with a write or FIN to emit: (priority, stream), highest first (see streams).
     ready: std::collections::BinaryHeap<(i32, std::cmp::Reverse<StreamId>)>,
     commands: VecDeque<Command>,
@@ -146,6 +150,7 @@ impl Session {
             closed: None,
             next_stream: 0,
             streams: StreamMap::default(),
+            opening: StreamMap::default(),
             ready: Default::default(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
@@ -317,6 +322,15 @@ impl Session {
     /// The transport opened a stream the session asked for with [`Command::Open`]: writes
     /// may now flow.
     pub fn handle_opened(&mut self, id: StreamId, now: Instant) {
+        if let Some(held) = self.opening.remove(&id) {
+            // Decided while it was opening: the transport has it now.
+            if let Some(code) = held.reset {
+                self.commands.push_back(Command::Reset { id, code });
+            }
+            if let Some(code) = held.stop {
+                self.commands.push_back(Command::Stop { id, code });
+            }
+        }
         if let Some(send) = self.streams.get_mut(&id).and_then(|s| s.send.as_mut()) {
             send.opened = true;
             // The priority changed while the stream was opening.
@@ -331,6 +345,7 @@ impl Session {
 
     /// The transport could not open a stream the session asked for.
     pub fn handle_open_failed(&mut self, id: StreamId, now: Instant) {
+        self.opening.remove(&id);
         if self.streams.contains_key(&id) {
             self.on_open_failed(id);
             if let Some(stream) = self.streams.get_mut(&id) {
@@ -488,6 +503,8 @@ impl Session {
         self.end_all_fetches(&end);
         self.end_probes(&end);
         self.streams.clear();
+        // What was held for streams still opening goes with the connection.
+        self.opening.clear();
         self.incomplete.clear();
         self.incomplete_bytes = 0;
         self.unsent_data = 0;

@@ -315,7 +315,8 @@ impl Session {
 
     /// Pads the connection up to the target while the application sends less: for the
     /// next interval, the target's bytes less what the application sent in the last one,
-    /// never more than twice what the congestion window lets through in an interval.
+    /// never more than twice what the congestion window lets through in an interval, nor
+    /// more than the stream send window.
     /// Padding goes on one stream below every media stream, so it never displaces media;
     /// what the path cannot carry waits in the transport (bounded by the stream's flow
     /// control) and is discarded when padding stops.
@@ -344,7 +345,10 @@ impl Session {
         if let Some(allowed) = cwnd_rate {
             pad_rate = pad_rate.min(allowed.saturating_mul(2));
         }
-        let want = (u128::from(pad_rate) * interval.as_micros() / 8_000_000) as usize;
+        // Never more queued than one stream's send window, whatever the peer's target and
+        // however small the RTT: a peer controls the target.
+        let want = (u128::from(pad_rate) * interval.as_micros() / 8_000_000)
+            .min(self.config.stream_send_window as u128) as usize;
         let stream = match p.pad {
             Some(stream) => stream,
             None => {

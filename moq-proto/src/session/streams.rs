@@ -203,6 +203,15 @@ impl Stream {
     }
 }
 
+/// What was decided for a stream while the transport was still opening it.
+#[derive(Debug, Default)]
+pub(super) struct Held {
+    /// RESET_STREAM with this code.
+    pub(super) reset: Option<ErrorCode>,
+    /// STOP_SENDING with this code.
+    pub(super) stop: Option<ErrorCode>,
+}
+
 /// The result of decoding on a stream's receive side.
 pub(super) enum Input<T> {
     /// A whole item.
@@ -240,6 +249,7 @@ impl Session {
                 owes: false,
             },
         );
+        self.opening.insert(id, Held::default());
         self.commands.push_back(Command::Open { id, dir, priority });
         id
     }
@@ -305,9 +315,12 @@ impl Session {
         let Some(send) = stream.send.take() else {
             return 0;
         };
-        // Its ready entry, if any, is dropped when popped.
-        // Also for a stream still opening: the adapter resets it as soon as it has it.
-        self.commands.push_back(Command::Reset { id, code });
+        // Its ready entry, if any, is dropped when popped. A stream still opening is reset
+        // once the transport has it.
+        match self.opening.get_mut(&id) {
+            Some(held) => held.reset = Some(code),
+            None => self.commands.push_back(Command::Reset { id, code }),
+        }
         if send.data {
             self.unsent_data -= send.unsent();
         }
@@ -323,7 +336,10 @@ impl Session {
         if let Some(stream) = self.streams.get_mut(&id)
             && stream.recv.take().is_some()
         {
-            self.commands.push_back(Command::Stop { id, code });
+            match self.opening.get_mut(&id) {
+                Some(held) => held.stop = Some(code),
+                None => self.commands.push_back(Command::Stop { id, code }),
+            }
         }
     }
 

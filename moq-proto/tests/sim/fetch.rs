@@ -257,3 +257,36 @@ fn fetch_limits() {
     );
     let _ = first;
 }
+
+#[test]
+fn a_fetch_cancelled_while_its_stream_opens_is_stopped_once_open() {
+    // The adapter gets no command for a stream it does not have yet: the STOP_SENDING
+    // waits for the open.
+    let drain = |lone: &mut Lone| std::iter::from_fn(|| lone.session.poll_command()).collect();
+    let mut lone = Lone::new(Role::Client);
+    let fetch = lone.session.fetch(request("/a", 1)).unwrap();
+    let commands: Vec<Command> = drain(&mut lone);
+    assert_eq!(Lone::opened(&commands), fetch);
+    lone.session.cancel_fetch(fetch).unwrap();
+    let commands: Vec<Command> = drain(&mut lone);
+    assert!(
+        super::common::cancels(&commands).is_empty(),
+        "nothing for a stream still opening: {commands:?}"
+    );
+    lone.session.handle_opened(fetch, lone.now);
+    let commands: Vec<Command> = drain(&mut lone);
+    assert_eq!(
+        super::common::cancels(&commands),
+        vec![(fetch, codes::CANCELLED, "stop")]
+    );
+    // An open that fails instead leaves nothing behind, even if the adapter later reports
+    // the stream open.
+    let mut lone = Lone::new(Role::Client);
+    let fetch = lone.session.fetch(request("/a", 1)).unwrap();
+    let _: Vec<Command> = drain(&mut lone);
+    lone.session.cancel_fetch(fetch).unwrap();
+    lone.session.handle_open_failed(fetch, lone.now);
+    lone.session.handle_opened(fetch, lone.now);
+    let commands: Vec<Command> = drain(&mut lone);
+    assert!(super::common::cancels(&commands).is_empty(), "{commands:?}");
+}

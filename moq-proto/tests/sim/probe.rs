@@ -502,6 +502,23 @@ fn padding_never_exceeds_twice_the_congestion_windows_rate() {
 }
 
 #[test]
+fn padding_per_interval_is_bounded_whatever_the_target() {
+    // The largest target the wire carries, a congestion window of a gigabyte and an RTT of
+    // a microsecond: still at most one stream send window of padding, type byte included.
+    let (mut lone, stream) = responder();
+    lone.data(stream, &msg(&probe((1 << 62) - 1)));
+    lone.events();
+    let extreme = TransportStats {
+        rtt: Some(Duration::from_micros(1)),
+        congestion_window: Some(1 << 30),
+        ..stats(None, Some(0))
+    };
+    let cmds = sample_commands(&mut lone, extreme);
+    let window = moq_proto::Config::default().stream_send_window;
+    assert_eq!(padding_of(&cmds, stream).0, window);
+}
+
+#[test]
 fn padding_stops_when_the_target_is_withdrawn_met_by_media_or_the_probe_ends() {
     // Withdrawn: target 0 resets the padding stream at once.
     let (mut lone, stream) = responder();
@@ -646,5 +663,24 @@ fn the_estimate_follows_acknowledged_bytes_when_the_transport_counts_them() {
             bitrate: 4_000_000,
             rtt: Duration::from_millis(20)
         }]
+    );
+}
+
+#[test]
+fn padding_stopped_while_its_stream_opens_is_reset_once_open() {
+    let (mut lone, stream) = responder();
+    // The padding stream's open is asked for, and not yet done.
+    lone.session
+        .handle_stats(stats(Some(20), Some(0)), lone.now);
+    let commands: Vec<Command> = std::iter::from_fn(|| lone.session.poll_command()).collect();
+    let pad = padding_of(&commands, stream).1[0].0;
+    // The target is withdrawn meanwhile: the reset waits for the open.
+    lone.data(stream, &msg(&probe(0)));
+    let commands: Vec<Command> = std::iter::from_fn(|| lone.session.poll_command()).collect();
+    assert_eq!(cancels(&commands), vec![], "{commands:?}");
+    lone.session.handle_opened(pad, lone.now);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![(pad, codes::PADDING_DONE, "reset")]
     );
 }
