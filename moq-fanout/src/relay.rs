@@ -26,7 +26,8 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
-use crate::fanout::{Cache, CacheTotal, Detach, Fanout, TrackFanout, lock};
+use crate::fanout::{Detach, Fanout, TrackFanout, lock};
+use moq_quinn::{CacheBudget, GroupCache};
 
 /// How long a fetch forwarded upstream may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -66,7 +67,7 @@ struct Inner {
     /// Bumped whenever a peer leaves (for the drain).
     peers_left: watch::Sender<u64>,
     /// Bytes cached over every track, against `cache.total_bytes`.
-    cache_total: Arc<CacheTotal>,
+    cache_total: Arc<CacheBudget>,
 }
 
 #[derive(Default)]
@@ -179,7 +180,7 @@ impl Relay {
     /// A relay with no peers yet. Its hop ID is `config.relay.hop_id`, or random.
     pub fn new(config: RelayConfig, access: Arc<dyn AccessControl>) -> Self {
         let hop = config.relay.hop_id.map_or_else(random_hop, HopId);
-        let cache_total = CacheTotal::new(config.cache.total_bytes);
+        let cache_total = CacheBudget::new(config.cache.total_bytes);
         Self {
             inner: Arc::new(Inner {
                 hop,
@@ -680,10 +681,10 @@ impl Inner {
         let (joins, joins_rx) = mpsc::unbounded_channel();
         let _ = joins.send(writer);
         let (stop, stop_rx) = watch::channel(false);
-        let cache = Arc::new(Mutex::new(Cache::new(
+        let cache = Arc::new(Mutex::new(GroupCache::new(
             self.config.cache.groups,
             self.config.cache.bytes,
-            self.cache_total.clone(),
+            Some(self.cache_total.clone()),
         )));
         origin.tracks.insert(
             request.track.clone(),

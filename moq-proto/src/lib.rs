@@ -39,7 +39,7 @@ pub use ids::{GroupSequence, HopId, SubscribeId};
 pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
     CloseReason, Command, CommandError, Config, Dir, EndReason, Event, PublisherParams, Role,
-    Session, SessionStats, StreamId, StreamIdHasher, StreamMap, StreamSet, TransportStats,
+    Session, SessionStats, StreamId, TransportStats,
 };
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.

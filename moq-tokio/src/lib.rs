@@ -17,6 +17,7 @@
 //!   [`Session::close`], [`Session::closed`].
 
 mod announce;
+mod cache;
 mod driver;
 mod error;
 mod gate;
@@ -30,6 +31,7 @@ mod subscribe;
 pub mod transport;
 
 pub use announce::{Announcement, Announcements};
+pub use cache::{CacheBudget, CachedGroup, DEFAULT_TRACK_CACHE_BYTES, FRAME_OVERHEAD, GroupCache};
 pub use error::{PublishError, SessionError, StreamEndError};
 pub use probe::{ProbeResult, ProbeResults};
 pub use publish::{

@@ -1,7 +1,7 @@
 //! Publishing: a router of broadcasts, per-subscription track writers, group writers,
 //! fetch writers, and a ready-made fan-out broadcast.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use moq_proto::{
 };
 use tokio::sync::watch;
 
+use crate::cache::{DEFAULT_TRACK_CACHE_BYTES, GroupCache};
 use crate::error::PublishError;
 use crate::shared::Shared;
 
@@ -548,8 +549,17 @@ impl Broadcast {
     }
 
     /// Creates (or returns) the producer of a track. It keeps its `cache` most recent
-    /// groups for late joiners and fetches.
+    /// groups for late joiners and fetches, up to [`DEFAULT_TRACK_CACHE_BYTES`].
     pub fn create_track(&self, name: &str, cache: usize) -> TrackProducer {
+        self.create_track_with(
+            name,
+            GroupCache::new(cache, DEFAULT_TRACK_CACHE_BYTES, None),
+        )
+    }
+
+    /// Creates (or returns) the producer of a track, with its own cache (limits, and a
+    /// budget shared with other tracks).
+    pub fn create_track_with(&self, name: &str, cache: GroupCache) -> TrackProducer {
         lock(&self.tracks)
             .entry(name.to_owned())
             .or_insert_with(|| TrackProducer::new(cache))
@@ -606,28 +616,20 @@ struct Subscriber {
     group: Option<GroupWriter>,
 }
 
-struct CachedGroup {
-    sequence: GroupSequence,
-    frames: Vec<Bytes>,
-    finished: bool,
-}
-
 struct TrackState {
     subscribers: Vec<Subscriber>,
     next: u64,
-    cache: VecDeque<CachedGroup>,
-    cache_len: usize,
+    cache: GroupCache,
     closed: bool,
 }
 
 impl TrackProducer {
-    fn new(cache: usize) -> Self {
+    fn new(cache: GroupCache) -> Self {
         Self {
             state: Arc::new(Mutex::new(TrackState {
                 subscribers: Vec::new(),
                 next: 1,
-                cache: VecDeque::new(),
-                cache_len: cache.max(1),
+                cache,
                 closed: false,
             })),
         }
@@ -640,17 +642,10 @@ impl TrackProducer {
         let sequence = GroupSequence(state.next);
         state.next += 1;
         // The previous group ends here for its subscribers (below): so in the cache too.
-        if let Some(previous) = state.cache.back_mut() {
-            previous.finished = true;
+        if let Some(previous) = sequence.0.checked_sub(1) {
+            state.cache.finish(GroupSequence(previous));
         }
-        if state.cache.len() >= state.cache_len {
-            state.cache.pop_front();
-        }
-        state.cache.push_back(CachedGroup {
-            sequence,
-            frames: Vec::new(),
-            finished: false,
-        });
+        state.cache.begin(sequence);
         state.subscribers.retain_mut(|sub| {
             if let Some(g) = sub.group.take() {
                 let _ = g.finish();
@@ -697,39 +692,16 @@ impl TrackProducer {
         if writer.accept(PublisherParams::default()).is_err() {
             return;
         }
-        let latest = state.cache.len().saturating_sub(1);
-        let first = match writer.subscriber_params().start {
-            Some(start) => state
-                .cache
-                .iter()
-                .position(|g| g.sequence >= start)
-                .unwrap_or(latest),
-            None => latest,
+        // Only the newest group can still be open.
+        let group = match state.cache.serve(&mut writer) {
+            Ok(mut open) => open.pop(),
+            Err(_) => return,
         };
-        let mut group = None;
-        for cached in state.cache.iter().skip(first) {
-            let Ok(mut g) = writer.open_group_at(cached.sequence) else {
-                continue;
-            };
-            for frame in &cached.frames {
-                let _ = g.write_frame(frame.clone());
-            }
-            if cached.finished {
-                let _ = g.finish();
-            } else {
-                group = Some(g);
-            }
-        }
         state.subscribers.push(Subscriber { writer, group });
     }
 
     fn cached_group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
-        let state = lock(&self.state);
-        state
-            .cache
-            .iter()
-            .find(|g| g.sequence == sequence && g.finished)
-            .map(|g| g.frames.clone())
+        lock(&self.state).cache.group(sequence)
     }
 }
 
@@ -753,9 +725,7 @@ impl GroupProducer {
     pub fn write_frame(&self, payload: Bytes) {
         let mut state = lock(&self.state);
         let sequence = self.sequence;
-        if let Some(cached) = state.cache.iter_mut().find(|g| g.sequence == sequence) {
-            cached.frames.push(payload.clone());
-        }
+        state.cache.push(sequence, std::slice::from_ref(&payload));
         for sub in &mut state.subscribers {
             if let Some(group) = sub.group.as_mut().filter(|g| g.sequence() == sequence)
                 && group.write_frame(payload.clone()).is_err()
@@ -770,9 +740,7 @@ impl GroupProducer {
         self.finished = true;
         let mut state = lock(&self.state);
         let sequence = self.sequence;
-        if let Some(cached) = state.cache.iter_mut().find(|g| g.sequence == sequence) {
-            cached.finished = true;
-        }
+        state.cache.finish(sequence);
         for sub in &mut state.subscribers {
             if sub.group.as_ref().is_some_and(|g| g.sequence() == sequence)
                 && let Some(g) = sub.group.take()
@@ -790,7 +758,7 @@ impl Drop for GroupProducer {
         }
         let mut state = lock(&self.state);
         let sequence = self.sequence;
-        state.cache.retain(|g| g.sequence != sequence || g.finished);
+        state.cache.abort(sequence);
         for sub in &mut state.subscribers {
             if sub.group.as_ref().is_some_and(|g| g.sequence() == sequence)
                 && let Some(g) = sub.group.take()

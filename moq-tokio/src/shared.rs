@@ -12,8 +12,11 @@ use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
     BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, StreamId,
-    StreamMap, SubscribeId, TransportStats,
+    SubscribeId, TransportStats,
 };
+/// Tables keyed by the core's stream ids, which we assign (no peer chooses them): FxHash,
+/// one multiplication per lookup.
+pub(crate) type StreamMap<V> = rustc_hash::FxHashMap<StreamId, V>;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 use crate::announce::Announcement;

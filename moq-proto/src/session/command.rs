@@ -31,7 +31,7 @@ impl fmt::Display for StreamId {
 /// Hashes [`StreamId`]s with one multiplication, far cheaper than the standard library's
 /// SipHash. Safe because the adapter assigns stream ids; no peer chooses them.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct StreamIdHasher(u64);
+pub(crate) struct StreamIdHasher(u64);
 
 impl Hasher for StreamIdHasher {
     fn finish(&self) -> u64 {
@@ -51,10 +51,10 @@ impl Hasher for StreamIdHasher {
 }
 
 /// A map keyed by [`StreamId`], hashed with [`StreamIdHasher`].
-pub type StreamMap<V> = HashMap<StreamId, V, BuildHasherDefault<StreamIdHasher>>;
+pub(crate) type StreamMap<V> = HashMap<StreamId, V, BuildHasherDefault<StreamIdHasher>>;
 
 /// A set of [`StreamId`]s, hashed with [`StreamIdHasher`].
-pub type StreamSet = HashSet<StreamId, BuildHasherDefault<StreamIdHasher>>;
+pub(crate) type StreamSet = HashSet<StreamId, BuildHasherDefault<StreamIdHasher>>;
 
 /// Whether a stream carries data one way or both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

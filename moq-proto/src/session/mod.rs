@@ -15,7 +15,8 @@ mod streams;
 mod subscribe;
 mod timer;
 
-pub use command::{Command, Dir, StreamId, StreamIdHasher, StreamMap, StreamSet};
+pub use command::{Command, Dir, StreamId};
+use command::{StreamMap, StreamSet};
 pub use config::Config;
 pub use error::CommandError;
 pub use event::{CloseReason, EndReason, Event};
