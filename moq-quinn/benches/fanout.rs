@@ -230,9 +230,13 @@ async fn quinn_throughput(n: usize) -> f64 {
     .with_no_client_auth()
     .with_single_cert(identity.chain.clone(), identity.key.clone_key())
     .expect("cert");
-    let server_config = quinn::ServerConfig::with_crypto(Arc::new(
+    // The same transport settings as the moq side (windows, congestion controller), so that
+    // the comparison is of the protocol layers alone.
+    let transport = Arc::new(moq_quinn::QuicOptions::default().transport_config());
+    let mut server_config = quinn::ServerConfig::with_crypto(Arc::new(
         quinn::crypto::rustls::QuicServerConfig::try_from(server_crypto).expect("quic"),
     ));
+    server_config.transport_config(transport.clone());
     let endpoint = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().expect("addr"))
         .expect("server");
     let addr = endpoint.local_addr().expect("addr");
@@ -270,9 +274,10 @@ async fn quinn_throughput(n: usize) -> f64 {
     .expect("tls")
     .with_root_certificates(roots)
     .with_no_client_auth();
-    let client_config = quinn::ClientConfig::new(Arc::new(
+    let mut client_config = quinn::ClientConfig::new(Arc::new(
         quinn::crypto::rustls::QuicClientConfig::try_from(client_crypto).expect("quic"),
     ));
+    client_config.transport_config(transport);
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..n {

@@ -63,22 +63,6 @@ fn write_error(e: quinn::WriteError) -> StreamError {
     }
 }
 
-/// Writes what a quinn stream takes at once, without waiting (quinn's `write_chunks` polled
-/// once: it is cancel-safe and writes partially): `Some` with the bytes written, `None` if
-/// the stream cannot take any now. For transports built on quinn streams (WebTransport).
-pub fn try_write(
-    stream: &mut quinn::SendStream,
-    chunks: &mut [Bytes],
-) -> Option<Result<usize, quinn::WriteError>> {
-    let write = std::pin::pin!(stream.write_chunks(chunks));
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::future::Future::poll(write, &mut cx) {
-        std::task::Poll::Ready(Ok(written)) => Some(Ok(written.bytes)),
-        std::task::Poll::Ready(Err(e)) => Some(Err(e)),
-        std::task::Poll::Pending => None,
-    }
-}
-
 /// The send side of a quinn stream.
 #[derive(Debug)]
 pub struct SendStream(quinn::SendStream);
@@ -132,7 +116,7 @@ impl transport::Connection for QuicConnection {
     }
 
     fn stats(&self) -> moq_tokio::proto::TransportStats {
-        crate::congestion::transport_stats(&self.conn)
+        moq_quic::transport_stats(&self.conn)
     }
 
     fn info(&self) -> ConnectionInfo {
@@ -183,7 +167,7 @@ impl transport::SendStream for SendStream {
     }
 
     fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
-        try_write(&mut self.0, chunks)
+        moq_quic::try_write(&mut self.0, chunks)
             .unwrap_or(Ok(0))
             .map_err(write_error)
     }

@@ -1,14 +1,13 @@
 //! Dialling and listening: quinn endpoints with ALPN `moq-lite-04` and the ring provider.
 
-use crate::Congestion;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use moq_tokio::{Config, Role, Router, Session};
 
 use crate::conn::QuicConnection;
-use crate::tls::{Identity, ServerTrust, client_crypto, server_crypto};
+use moq_quic::QuicOptions;
+use moq_quic::tls::{Identity, ServerTrust, client_crypto, server_crypto};
 
 /// Why a connection could not be made or accepted.
 #[derive(Debug, thiserror::Error)]
@@ -38,73 +37,6 @@ pub enum ConnectError {
     /// The peer did not negotiate `moq-lite-04`.
     #[error("the peer did not negotiate moq-lite-04")]
     Alpn,
-}
-
-/// QUIC transport settings.
-#[derive(Clone, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct QuicOptions {
-    /// How long a silent connection lives (default 30 s).
-    pub idle_timeout: Duration,
-    /// How often to send keep-alives on an idle connection (default 4 s).
-    pub keep_alive: Duration,
-    /// Most concurrent streams the peer may open, per direction kind (default 256):
-    /// stream opens beyond it wait for credit, they never fail. Each subscription holds a
-    /// bidirectional stream and each group in flight a unidirectional one. quinn reserves
-    /// state for every stream the peer may open, so larger values cost memory (and cache)
-    /// on every connection.
-    pub max_streams: u32,
-    /// Bytes the peer may send on the whole connection before we have read them (QUIC
-    /// connection flow control; default 16 MiB). With quinn's per-stream window (1.25 MB)
-    /// it bounds what a peer can make us buffer however many streams it opens.
-    pub receive_window: u64,
-    /// Bytes the peer may send on one stream before we have read them (default 4 MiB).
-    /// One stream carries at most this much per round trip, so it must cover the path's
-    /// bandwidth-delay product: 4 MiB is 160 Mbit/s at 200 ms (quinn's own default,
-    /// 1.25 MB, is 50 Mbit/s). `receive_window` still bounds the whole connection.
-    pub stream_receive_window: u64,
-    /// Bytes we send without acknowledgement, across the connection (default 10 MB, quinn's
-    /// default): what a peer that never acknowledges can make us hold.
-    pub send_window: u64,
-    /// The congestion controller (default [`Congestion::Cubic`], quinn's default).
-    pub congestion: Congestion,
-}
-
-impl Default for QuicOptions {
-    fn default() -> Self {
-        Self {
-            idle_timeout: Duration::from_secs(30),
-            keep_alive: Duration::from_secs(4),
-            max_streams: 256,
-            receive_window: 16 * 1024 * 1024,
-            stream_receive_window: 4 * 1024 * 1024,
-            send_window: 10_000_000,
-            congestion: Congestion::Cubic,
-        }
-    }
-}
-
-impl QuicOptions {
-    /// The quinn transport configuration these options describe (moq-webtransport's
-    /// endpoints use it too).
-    pub fn transport_config(&self) -> quinn::TransportConfig {
-        let mut t = quinn::TransportConfig::default();
-        t.max_concurrent_uni_streams(self.max_streams.into());
-        t.max_concurrent_bidi_streams(self.max_streams.into());
-        t.keep_alive_interval(Some(self.keep_alive));
-        t.receive_window(
-            quinn::VarInt::from_u64(self.receive_window).unwrap_or(quinn::VarInt::MAX),
-        );
-        t.stream_receive_window(
-            quinn::VarInt::from_u64(self.stream_receive_window).unwrap_or(quinn::VarInt::MAX),
-        );
-        t.send_window(self.send_window);
-        if let Ok(idle) = self.idle_timeout.try_into() {
-            t.max_idle_timeout(Some(idle));
-        }
-        crate::congestion::configure(&mut t, self.congestion);
-        t
-    }
 }
 
 /// Splits `moqt://host:port[/path]` into host (without an IPv6 literal's brackets) and port.

@@ -32,15 +32,14 @@
 #[doc = include_str!("../../README.md")]
 pub struct ReadmeDoctests;
 
-pub mod congestion;
 mod conn;
 mod endpoint;
-pub mod tls;
 
-pub use congestion::Congestion;
-pub use conn::{QuicConnection, RecvStream, SendStream, try_write};
-pub use endpoint::{Client, ConnectError, Incoming, QuicOptions, Server};
-pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
+pub use conn::{QuicConnection, RecvStream, SendStream};
+pub use endpoint::{Client, ConnectError, Incoming, Server};
+pub use moq_quic::{
+    CertError, CertificateDer, Congestion, Identity, QuicOptions, ServerTrust, certificate_hash,
+    congestion, tls, try_write,
+};
 
 pub use moq_tokio::*;
-pub use rustls::pki_types::CertificateDer;

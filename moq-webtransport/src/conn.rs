@@ -118,7 +118,7 @@ impl transport::Connection for WebTransportConnection {
     }
 
     fn stats(&self) -> moq_tokio::proto::TransportStats {
-        moq_quinn::congestion::transport_stats(self.conn.quic_connection())
+        moq_quic::transport_stats(self.conn.quic_connection())
     }
 
     fn info(&self) -> ConnectionInfo {
@@ -175,7 +175,7 @@ impl transport::SendStream for SendStream {
     }
 
     fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
-        moq_quinn::try_write(self.0.quic_stream_mut(), chunks)
+        moq_quic::try_write(self.0.quic_stream_mut(), chunks)
             .unwrap_or(Ok(0))
             .map_err(write_error)
     }

@@ -10,7 +10,7 @@ use moq_tokio::{Config, Role, Router, Session};
 
 use crate::conn::WebTransportConnection;
 use crate::protocol::{self, Negotiation};
-use moq_quinn::tls::{Identity, ServerTrust, client_crypto, server_crypto};
+use moq_quic::tls::{Identity, ServerTrust, client_crypto, server_crypto};
 
 /// The QUIC ALPN token of HTTP/3, which carries WebTransport.
 pub const ALPN_H3: &str = "h3";
@@ -41,7 +41,7 @@ pub enum ConnectError {
 
 /// QUIC transport settings for WebTransport endpoints: the same settings as native QUIC's
 /// (the max_streams limit counts HTTP/3's own unidirectional streams too).
-pub type WebTransportOptions = moq_quinn::QuicOptions;
+pub type WebTransportOptions = moq_quic::QuicOptions;
 
 /// Checks `https://host[:port][/path]` (port 443 by default) and returns its path (`/`
 /// when empty).

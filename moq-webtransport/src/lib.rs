@@ -70,7 +70,7 @@ pub mod protocol;
 pub use conn::{RecvStream, SendStream, WebTransportConnection};
 pub use dial::{DialError, Dialer};
 pub use endpoint::{ALPN_H3, Client, ConnectError, Incoming, Server, WebTransportOptions};
-pub use moq_quinn::tls::{CertError, Identity, ServerTrust, certificate_hash};
+pub use moq_quic::tls::{CertError, Identity, ServerTrust, certificate_hash};
 
 pub use moq_tokio::*;
 pub use rustls::pki_types::CertificateDer;

@@ -1,4 +1,4 @@
-//! TLS for QUIC and WebTransport (shared by `moq-webtransport`): self-signed certificates
+//! TLS for QUIC and WebTransport (both adapters): self-signed certificates
 //! that browsers also accept through `serverCertificateHashes`; client verification against
 //! the platform's certificate authorities (the default, with extra CAs if given), or of
 //! exactly one certificate (by its DER or its SHA-256), or explicitly none; and the TLS 1.3

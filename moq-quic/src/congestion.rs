@@ -10,7 +10,7 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use moq_tokio::proto::TransportStats;
+use moq_proto::TransportStats;
 use quinn::congestion::{Controller, ControllerFactory, ControllerMetrics};
 use quinn_proto::RttEstimator;
 use std::time::Instant;

@@ -1,0 +1,33 @@
+//! The QUIC plumbing both moq-lite-04 adapters share, native QUIC (`moq-quinn`) and
+//! WebTransport (`moq-webtransport`), which both run on quinn: TLS identities, certificate
+//! trust and the ring configurations ([`tls`]); the transport settings ([`QuicOptions`]);
+//! the congestion controller and the statistics the probe reads ([`congestion`]); and the
+//! non-blocking stream write ([`try_write`]). Neither adapter depends on the other for these.
+
+use bytes::Bytes;
+
+pub mod congestion;
+mod options;
+pub mod tls;
+
+pub use congestion::{Congestion, transport_stats};
+pub use options::QuicOptions;
+pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
+
+pub use rustls::pki_types::CertificateDer;
+
+/// Writes what a quinn stream takes at once, without waiting (quinn's `write_chunks` polled
+/// once: it is cancel-safe and writes partially): `Some` with the bytes written, `None` if
+/// the stream cannot take any now. For transports built on quinn streams (WebTransport).
+pub fn try_write(
+    stream: &mut quinn::SendStream,
+    chunks: &mut [Bytes],
+) -> Option<Result<usize, quinn::WriteError>> {
+    let write = std::pin::pin!(stream.write_chunks(chunks));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::future::Future::poll(write, &mut cx) {
+        std::task::Poll::Ready(Ok(written)) => Some(Ok(written.bytes)),
+        std::task::Poll::Ready(Err(e)) => Some(Err(e)),
+        std::task::Poll::Pending => None,
+    }
+}
