@@ -166,7 +166,7 @@ impl RelayServer {
 
         if !config.relay.upstreams.is_empty() {
             let trust = upstream_trust(&config)?;
-            let dialer = Arc::new(moq_webtransport::Dialer::with_options(
+            let dialer = Arc::new(moq_dial::Dialer::with_options(
                 trust,
                 None,
                 quic_options.clone(),
@@ -281,7 +281,7 @@ async fn accept_webtransport(relay: Relay, server: Arc<moq_webtransport::Server>
 
 /// Keeps a link to one upstream relay: dial, run until the session ends (or the upstream
 /// sends GOAWAY), wait, redial. Upstream relays may publish and subscribe anything.
-async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_webtransport::Dialer>) {
+async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>) {
     let base = Duration::from_millis(relay.config().relay.reconnect_ms.max(10));
     let mut delay = base;
     while !relay.is_shutting_down() {

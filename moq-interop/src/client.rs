@@ -4,8 +4,8 @@
 use std::io::Write;
 use std::time::Duration;
 
+use moq_dial::Dialer;
 use moq_quinn::{BroadcastPath, Config, Router, ServerTrust, Session};
-use moq_webtransport::Dialer;
 
 use crate::flows::{discover, fetch_hello, first_group, probe, read_hello};
 use crate::hello::Hello;

@@ -63,12 +63,10 @@
 
 pub mod code_mapping;
 mod conn;
-mod dial;
 mod endpoint;
 pub mod protocol;
 
 pub use conn::{RecvStream, SendStream, WebTransportConnection};
-pub use dial::{DialError, Dialer};
 pub use endpoint::{ALPN_H3, Client, ConnectError, Incoming, Server, WebTransportOptions};
 pub use moq_quic::tls::{CertError, Identity, ServerTrust, certificate_hash};
 

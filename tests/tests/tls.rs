@@ -75,7 +75,7 @@ async fn dial(
         let url = format!("moqt://localhost:{}", server.local_addr().unwrap().port());
         (url, hold(async move { (server.accept().await, server) }))
     };
-    let dialer = moq_webtransport::Dialer::new(trust);
+    let dialer = moq_dial::Dialer::new(trust);
     let result = tokio::time::timeout(
         Duration::from_secs(10),
         dialer.connect(&url, Config::default(), None),

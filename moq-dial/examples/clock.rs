@@ -20,8 +20,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use moq_dial::Dialer;
 use moq_webtransport::{
-    Broadcast, Config, Dialer, HopId, Identity, Router, ServerTrust, Session, SubscribeParams,
+    Broadcast, Config, HopId, Identity, Router, ServerTrust, Session, SubscribeParams,
 };
 
 const BROADCAST: &str = "/clock";

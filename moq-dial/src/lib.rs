@@ -1,12 +1,14 @@
-//! One dial by URL: `moqt://host:port` over native QUIC (`moq-quinn`), `https://host[:port]/path`
-//! over WebTransport. The same session API comes back either way.
+//! One dial by URL, over either moq-lite-04 transport: `moqt://host:port` over native QUIC
+//! (`moq-quinn`), `https://host[:port]/path` over WebTransport (`moq-webtransport`). The same
+//! session API comes back either way. It sits above both adapters, so that neither depends
+//! on the other.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use moq_tokio::{Config, Router, Session};
 
-use crate::{Client, ConnectError, ServerTrust, WebTransportOptions};
+use moq_webtransport::{Client, ConnectError, ServerTrust, WebTransportOptions};
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
