@@ -1,16 +1,19 @@
 //! The QUIC plumbing both moq-lite-04 adapters share, native QUIC (`moq-quinn`) and
 //! WebTransport (`moq-webtransport`), which both run on quinn: TLS identities, certificate
 //! trust and the ring configurations ([`tls`]); the transport settings ([`QuicOptions`]);
-//! the congestion controller and the statistics the probe reads ([`congestion`]); and the
-//! non-blocking stream write ([`try_write`]). Neither adapter depends on the other for these.
+//! the congestion controller and the statistics the probe reads ([`congestion`]); the
+//! client configuration and the listening endpoint ([`client_config`], [`Listener`]); and
+//! the non-blocking stream write ([`try_write`]). Neither adapter depends on the other for these.
 
 use bytes::Bytes;
 
 pub mod congestion;
+mod endpoint;
 mod options;
 pub mod tls;
 
 pub use congestion::{Congestion, transport_stats};
+pub use endpoint::{ListenError, Listener, client_config};
 pub use options::QuicOptions;
 pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
 

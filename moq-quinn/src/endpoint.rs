@@ -1,13 +1,12 @@
 //! Dialling and listening: quinn endpoints with ALPN `moq-lite-04` and the ring provider.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use moq_tokio::{Config, Role, Router, Session};
 
 use crate::conn::QuicConnection;
-use moq_quic::QuicOptions;
-use moq_quic::tls::{Identity, ServerTrust, client_crypto, server_crypto};
+use moq_quic::tls::{Identity, ServerTrust};
+use moq_quic::{ListenError, Listener, QuicOptions};
 
 /// Why a connection could not be made or accepted.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +36,15 @@ pub enum ConnectError {
     /// The peer did not negotiate `moq-lite-04`.
     #[error("the peer did not negotiate moq-lite-04")]
     Alpn,
+}
+
+impl From<ListenError> for ConnectError {
+    fn from(e: ListenError) -> Self {
+        match e {
+            ListenError::Bind(e) => ConnectError::Bind(e),
+            e => ConnectError::Tls(e.to_string()),
+        }
+    }
 }
 
 /// Splits `moqt://host:port[/path]` into host (without an IPv6 literal's brackets) and port.
@@ -94,10 +102,8 @@ impl Client {
         trust: ServerTrust,
         options: QuicOptions,
     ) -> Result<Self, ConnectError> {
-        let crypto = client_crypto(&trust, moq_tokio::proto::ALPN.as_bytes())
+        let config = moq_quic::client_config(&trust, moq_tokio::proto::ALPN.as_bytes(), &options)
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(options.transport_config()));
         let endpoint = quinn::Endpoint::client(addr)?;
         Ok(Self { endpoint, config })
     }
@@ -171,7 +177,7 @@ impl Client {
 /// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
 #[derive(Debug)]
 pub struct Server {
-    endpoint: quinn::Endpoint,
+    listener: Listener,
     config: Config,
     router: Router,
 }
@@ -195,13 +201,9 @@ impl Server {
         router: Router,
         options: QuicOptions,
     ) -> Result<Self, ConnectError> {
-        let crypto = server_crypto(identity, moq_tokio::proto::ALPN.as_bytes())
-            .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(options.transport_config()));
-        let endpoint = quinn::Endpoint::server(server, addr)?;
+        let listener = Listener::bind(addr, identity, moq_tokio::proto::ALPN.as_bytes(), &options)?;
         Ok(Self {
-            endpoint,
+            listener,
             config,
             router,
         })
@@ -209,7 +211,7 @@ impl Server {
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.endpoint.local_addr()
+        self.listener.local_addr()
     }
 
     /// The router its sessions serve.
@@ -231,26 +233,23 @@ impl Server {
     /// session serves (for example one that holds only what that peer may see), and can
     /// run several handshakes at once.
     pub async fn incoming(&self) -> Option<Incoming> {
-        let incoming = self.endpoint.accept().await?;
+        let incoming = self.listener.accept().await?;
         Some(Incoming {
             incoming,
             config: self.config.clone(),
-            local: self.endpoint.local_addr().ok(),
+            local: self.listener.local_addr().ok(),
         })
     }
 
     /// Stops accepting new connections; established ones go on. Pair it with
     /// [`Session::goaway`] on each session to drain a server.
     pub fn stop_accepting(&self) {
-        self.endpoint.set_server_config(None);
+        self.listener.stop_accepting();
     }
 
     /// Stops accepting and closes every connection with `code`.
     pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
-        self.endpoint.close(
-            quinn::VarInt::from_u64(code.0).unwrap_or(quinn::VarInt::MAX),
-            reason.as_bytes(),
-        );
+        self.listener.close(code.0, reason);
     }
 }
 

@@ -2,7 +2,6 @@
 //! CONNECT, and the `moq-lite-04` sub-protocol (spec §1).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use moq_tokio::transport::ConnectionInfo;
@@ -10,7 +9,8 @@ use moq_tokio::{Config, Role, Router, Session};
 
 use crate::conn::WebTransportConnection;
 use crate::protocol::{self, Negotiation};
-use moq_quic::tls::{Identity, ServerTrust, client_crypto, server_crypto};
+use moq_quic::tls::{Identity, ServerTrust};
+use moq_quic::{ListenError, Listener};
 
 /// The QUIC ALPN token of HTTP/3, which carries WebTransport.
 pub const ALPN_H3: &str = "h3";
@@ -42,6 +42,15 @@ pub enum ConnectError {
 /// QUIC transport settings for WebTransport endpoints: the same settings as native QUIC's
 /// (the max_streams limit counts HTTP/3's own unidirectional streams too).
 pub type WebTransportOptions = moq_quic::QuicOptions;
+
+impl From<ListenError> for ConnectError {
+    fn from(e: ListenError) -> Self {
+        match e {
+            ListenError::Bind(e) => ConnectError::Bind(e),
+            e => ConnectError::Tls(e.to_string()),
+        }
+    }
+}
 
 /// Checks `https://host[:port][/path]` (port 443 by default) and returns its path (`/`
 /// when empty).
@@ -121,10 +130,8 @@ impl Client {
         trust: ServerTrust,
         options: WebTransportOptions,
     ) -> Result<Self, ConnectError> {
-        let crypto = client_crypto(&trust, ALPN_H3.as_bytes())
+        let quic = moq_quic::client_config(&trust, ALPN_H3.as_bytes(), &options)
             .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        let mut quic = quinn::ClientConfig::new(Arc::new(crypto));
-        quic.transport_config(Arc::new(options.transport_config()));
         // An IPv6 socket is made dual-stack explicitly (the OS default is IPv6-only on some
         // systems), so that it reaches IPv4 servers too.
         let config = match addr {
@@ -181,7 +188,7 @@ impl Client {
 /// HTTP 400.
 #[derive(Debug)]
 pub struct Server {
-    endpoint: quinn::Endpoint,
+    listener: Listener,
     config: Config,
     router: Router,
 }
@@ -211,13 +218,9 @@ impl Server {
         router: Router,
         options: WebTransportOptions,
     ) -> Result<Self, ConnectError> {
-        let crypto = server_crypto(identity, ALPN_H3.as_bytes())
-            .map_err(|e| ConnectError::Tls(e.to_string()))?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-        server.transport_config(Arc::new(options.transport_config()));
-        let endpoint = quinn::Endpoint::server(server, addr)?;
+        let listener = Listener::bind(addr, identity, ALPN_H3.as_bytes(), &options)?;
         Ok(Self {
-            endpoint,
+            listener,
             config,
             router,
         })
@@ -225,7 +228,7 @@ impl Server {
 
     /// The address the server listens on.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.endpoint.local_addr()
+        self.listener.local_addr()
     }
 
     /// The router its sessions serve.
@@ -246,28 +249,25 @@ impl Server {
     /// serves (knowing the CONNECT's URL path, query included), and can run several
     /// handshakes at once.
     pub async fn incoming(&self) -> Option<Incoming> {
-        let incoming = self.endpoint.accept().await?;
+        let incoming = self.listener.accept().await?;
         Some(Incoming {
             incoming,
             config: self.config.clone(),
-            local: self.endpoint.local_addr().ok(),
+            local: self.listener.local_addr().ok(),
         })
     }
 
     /// Stops accepting new connections; established ones go on. Pair it with
     /// [`Session::goaway`] on each session to drain a server.
     pub fn stop_accepting(&self) {
-        self.endpoint.set_server_config(None);
+        self.listener.stop_accepting();
     }
 
     /// Stops accepting and closes every connection with `code` (mapped into the HTTP/3
     /// error space, as every session close).
     pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
-        self.endpoint.close(
-            quinn::VarInt::from_u64(crate::code_mapping::to_http3(code))
-                .unwrap_or(quinn::VarInt::MAX),
-            reason.as_bytes(),
-        );
+        self.listener
+            .close(crate::code_mapping::to_http3(code), reason);
     }
 }
 
