@@ -249,7 +249,7 @@ impl Fanout {
             writer,
             groups: Vec::new(),
         };
-        match lock(&self.cache).serve(&mut sub.writer) {
+        match sub.writer.replay(&lock(&self.cache)) {
             Ok(open) => sub.groups.extend(open),
             Err(_) => return,
         }

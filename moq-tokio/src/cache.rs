@@ -2,7 +2,7 @@
 //! with the latest group, or from the group they ask for) and for fetches.
 //!
 //! One type for every fan-out: a [`crate::TrackProducer`] keeps one, and so does a relay for
-//! each track it forwards. A cache is bounded by a count of groups and by bytes (payload
+//! each track it forwards; [`crate::TrackWriter::replay`] starts a subscriber from one. A cache is bounded by a count of groups and by bytes (payload
 //! plus [`FRAME_OVERHEAD`] per frame), and may share a budget with other caches
 //! ([`CacheBudget`]): over any of them it drops its oldest groups.
 
@@ -12,9 +12,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 use moq_proto::GroupSequence;
-
-use crate::error::PublishError;
-use crate::publish::{GroupWriter, TrackWriter};
 
 /// What one cached frame costs beyond its payload (its handle in the group's list),
 /// charged against a cache's byte budget so that empty frames are evicted like others.
@@ -219,44 +216,6 @@ impl GroupCache {
             None => self.groups.len().saturating_sub(1),
         };
         self.groups.iter().skip(skip)
-    }
-
-    /// Starts a new subscriber from the cache: replays [`GroupCache::replay`] to `writer`
-    /// (finished groups whole; unfinished ones so far, their writers returned to go on live)
-    /// and tells it that groups from its start up to the oldest cached one will not come
-    /// (SUBSCRIBE_DROP, code 0). A group outside the subscriber's range is skipped.
-    pub fn serve(&self, writer: &mut TrackWriter) -> Result<Vec<GroupWriter>, PublishError> {
-        let start = writer.subscriber_params().start;
-        let mut replay = self.replay(start).peekable();
-        if let (Some(s), Some(first)) = (start, replay.peek())
-            && first.sequence > s
-        {
-            writer.drop_groups(
-                s,
-                GroupSequence(first.sequence.0 - 1),
-                moq_proto::code::subscribe::INTERNAL,
-            )?;
-        }
-        let mut open = Vec::new();
-        for cached in replay {
-            match writer.open_group_at(cached.sequence) {
-                Ok(mut group) => {
-                    for frame in &cached.frames {
-                        if group.write_frame(frame.clone()).is_err() {
-                            break;
-                        }
-                    }
-                    if cached.finished {
-                        let _ = group.finish();
-                    } else {
-                        open.push(group);
-                    }
-                }
-                Err(e @ PublishError::Closed(_)) => return Err(e),
-                Err(_) => {} // outside its range
-            }
-        }
-        Ok(open)
     }
 }
 

@@ -361,6 +361,44 @@ impl TrackWriter {
         Ok(())
     }
 
+    /// Starts this subscriber from `cache`: replays [`GroupCache::replay`] of its start
+    /// (finished groups whole; unfinished ones so far, their writers returned to go on
+    /// live) and tells it that groups from its start up to the oldest cached one will not
+    /// come (SUBSCRIBE_DROP, code 0). A group outside its range is skipped.
+    pub fn replay(&mut self, cache: &GroupCache) -> Result<Vec<GroupWriter>, PublishError> {
+        let start = self.subscriber_params().start;
+        let mut replay = cache.replay(start).peekable();
+        if let (Some(s), Some(first)) = (start, replay.peek())
+            && first.sequence() > s
+        {
+            self.drop_groups(
+                s,
+                GroupSequence(first.sequence().0 - 1),
+                moq_proto::code::subscribe::INTERNAL,
+            )?;
+        }
+        let mut open = Vec::new();
+        for cached in replay {
+            match self.open_group_at(cached.sequence()) {
+                Ok(mut group) => {
+                    for frame in cached.frames() {
+                        if group.write_frame(frame.clone()).is_err() {
+                            break;
+                        }
+                    }
+                    if cached.is_finished() {
+                        let _ = group.finish();
+                    } else {
+                        open.push(group);
+                    }
+                }
+                Err(e @ PublishError::Closed(_)) => return Err(e),
+                Err(_) => {} // outside its range
+            }
+        }
+        Ok(open)
+    }
+
     /// Tells the subscriber that groups `start..=end` will not be delivered.
     pub fn drop_groups(
         &mut self,
@@ -693,7 +731,7 @@ impl TrackProducer {
             return;
         }
         // Only the newest group can still be open.
-        let group = match state.cache.serve(&mut writer) {
+        let group = match writer.replay(&state.cache) {
             Ok(mut open) => open.pop(),
             Err(_) => return,
         };
