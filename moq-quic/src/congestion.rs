@@ -2,7 +2,7 @@
 //!
 //! quinn counts the bytes it sends and those it declares lost, but not those the peer
 //! acknowledged: the only measure of what the path delivered. Every connection we make runs
-//! its controller inside [`Counting`], which passes every call through and adds up the
+//! its controller inside a counting wrapper, which passes every call through and adds up the
 //! acknowledged bytes on the way. [`transport_stats`] reads them back, with the rest of
 //! quinn's counters, as the [`TransportStats`] the session's probe responder samples
 //! (docs/probe.md).

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use moq_tokio::{Config, Role, Router, Session};
 
 use crate::conn::QuicConnection;
-use moq_quic::tls::{Identity, ServerTrust};
-use moq_quic::{ListenError, Listener, QuicOptions};
+use moq_quic::tls::ServerTrust;
+use moq_quic::{Handshake, ListenError, QuicOptions};
 
 /// Why a connection could not be made or accepted.
 #[derive(Debug, thiserror::Error)]
@@ -174,121 +174,38 @@ impl Client {
     }
 }
 
-/// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
+/// Native QUIC's handshake: QUIC with ALPN `moq-lite-04`, refused (closed with 0) when the
+/// client did not offer it.
 #[derive(Debug)]
-pub struct Server {
-    listener: Listener,
-    config: Config,
-    router: Router,
-}
+pub struct NativeQuic;
 
-impl Server {
-    /// Listens on `addr` with `identity`; sessions publish what `router` holds.
-    pub fn bind(
-        addr: SocketAddr,
-        identity: Identity,
-        config: Config,
-        router: Router,
-    ) -> Result<Self, ConnectError> {
-        Self::bind_with_options(addr, identity, config, router, QuicOptions::default())
-    }
+impl Handshake for NativeQuic {
+    const ALPN: &'static [u8] = moq_tokio::proto::ALPN.as_bytes();
+    type Connection = QuicConnection;
+    type Error = ConnectError;
 
-    /// [`Server::bind`] with explicit QUIC options.
-    pub fn bind_with_options(
-        addr: SocketAddr,
-        identity: Identity,
-        config: Config,
-        router: Router,
-        options: QuicOptions,
-    ) -> Result<Self, ConnectError> {
-        let listener = Listener::bind(addr, identity, moq_tokio::proto::ALPN.as_bytes(), &options)?;
-        Ok(Self {
-            listener,
-            config,
-            router,
-        })
-    }
-
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The router its sessions serve.
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
-
-    /// The next session; `None` once the endpoint is closed. A connection whose handshake
-    /// fails, or that did not negotiate `moq-lite-04`, yields an error and the server goes
-    /// on.
-    pub async fn accept(&self) -> Option<Result<Session, ConnectError>> {
-        let incoming = self.incoming().await?;
-        let router = self.router.clone();
-        Some(incoming.accept(move |_| Some(router)).await)
-    }
-
-    /// The next connection attempt, before its handshake; `None` once the endpoint is
-    /// closed. Unlike [`Server::accept`] the caller chooses, per connection, the router its
-    /// session serves (for example one that holds only what that peer may see), and can
-    /// run several handshakes at once.
-    pub async fn incoming(&self) -> Option<Incoming> {
-        let incoming = self.listener.accept().await?;
-        Some(Incoming {
-            incoming,
-            config: self.config.clone(),
-            local: self.listener.local_addr().ok(),
-        })
-    }
-
-    /// Stops accepting new connections; established ones go on. Pair it with
-    /// [`Session::goaway`] on each session to drain a server.
-    pub fn stop_accepting(&self) {
-        self.listener.stop_accepting();
-    }
-
-    /// Stops accepting and closes every connection with `code`.
-    pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
-        self.listener.close(code.0, reason);
-    }
-}
-
-/// A connection attempt on a [`Server`], not yet handshaken.
-#[derive(Debug)]
-pub struct Incoming {
-    incoming: quinn::Incoming,
-    config: Config,
-    local: Option<SocketAddr>,
-}
-
-impl Incoming {
-    /// The peer's address (before any handshake, so not yet validated).
-    pub fn remote_addr(&self) -> SocketAddr {
-        self.incoming.remote_address()
-    }
-
-    /// Refuses the connection without a handshake.
-    pub fn refuse(self) {
-        self.incoming.refuse();
-    }
-
-    /// Completes the handshake and starts the session. `router` is called once the
-    /// connection is up, with what it negotiated, and returns the router the session
-    /// serves (`None`: every SUBSCRIBE and FETCH is refused).
-    pub async fn accept(
-        self,
-        router: impl FnOnce(&moq_tokio::ConnectionInfo) -> Option<Router>,
-    ) -> Result<Session, ConnectError> {
-        let conn = self.incoming.await?;
-        let conn = QuicConnection::new(conn, self.local);
-        if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
+    async fn connect(
+        incoming: quinn::Incoming,
+        local: Option<SocketAddr>,
+    ) -> Result<QuicConnection, ConnectError> {
+        let conn = QuicConnection::new(incoming.await?, local);
+        if conn.alpn().as_deref() != Some(Self::ALPN) {
             conn.inner().close(0u32.into(), b"alpn");
             return Err(ConnectError::Alpn);
         }
-        let router = router(&moq_tokio::transport::Connection::info(&conn));
-        Ok(Session::new(conn, Role::Server, self.config, router))
+        Ok(conn)
+    }
+
+    fn close_code(code: moq_tokio::ErrorCode) -> u64 {
+        code.0
     }
 }
+
+/// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
+pub type Server = moq_quic::Server<NativeQuic>;
+
+/// A connection attempt on a [`Server`], not yet handshaken.
+pub type Incoming = moq_quic::Incoming<NativeQuic>;
 
 #[cfg(test)]
 mod tests {

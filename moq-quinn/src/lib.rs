@@ -36,7 +36,7 @@ mod conn;
 mod endpoint;
 
 pub use conn::{QuicConnection, RecvStream, SendStream};
-pub use endpoint::{Client, ConnectError, Incoming, Server};
+pub use endpoint::{Client, ConnectError, Incoming, NativeQuic, Server};
 pub use moq_quic::{
     CertError, CertificateDer, Congestion, Identity, QuicOptions, ServerTrust, certificate_hash,
     congestion, tls, try_write,

@@ -9,8 +9,8 @@ use moq_tokio::{Config, Role, Router, Session};
 
 use crate::conn::WebTransportConnection;
 use crate::protocol::{self, Negotiation};
-use moq_quic::tls::{Identity, ServerTrust};
-use moq_quic::{ListenError, Listener};
+use moq_quic::tls::ServerTrust;
+use moq_quic::{Handshake, ListenError};
 
 /// The QUIC ALPN token of HTTP/3, which carries WebTransport.
 pub const ALPN_H3: &str = "h3";
@@ -180,96 +180,55 @@ impl Client {
     }
 }
 
-/// A server endpoint: accepts WebTransport sessions (ALPN `h3`, any URL path).
+/// WebTransport's handshake: QUIC with ALPN `h3`, then HTTP/3 and the extended CONNECT
+/// (any URL path).
 ///
 /// Per CONNECT it reads `WT-Available-Protocols`: when the list offers `"moq-lite-04"` it
 /// accepts and answers `WT-Protocol: "moq-lite-04"` (quoted: Chromium ignores an unquoted
 /// answer); with no list it accepts, assuming moq-lite-04; a list without it is refused with
 /// HTTP 400.
 #[derive(Debug)]
-pub struct Server {
-    listener: Listener,
-    config: Config,
-    router: Router,
-}
+pub struct WebTransport;
 
-impl Server {
-    /// Listens on `addr` with `identity`; sessions publish what `router` holds.
-    pub fn bind(
-        addr: SocketAddr,
-        identity: Identity,
-        config: Config,
-        router: Router,
-    ) -> Result<Self, ConnectError> {
-        Self::bind_with_options(
-            addr,
-            identity,
-            config,
-            router,
-            WebTransportOptions::default(),
-        )
+impl Handshake for WebTransport {
+    const ALPN: &'static [u8] = ALPN_H3.as_bytes();
+    type Connection = WebTransportConnection;
+    type Error = ConnectError;
+
+    async fn connect(
+        incoming: quinn::Incoming,
+        local: Option<SocketAddr>,
+    ) -> Result<WebTransportConnection, ConnectError> {
+        let request =
+            wtransport::endpoint::IncomingSessionFuture::with_quic_incoming(incoming).await?;
+        let negotiation = protocol::negotiate(request.headers());
+        tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
+        if let Negotiation::Refused(offered) = negotiation {
+            refuse(request).await;
+            return Err(ConnectError::Protocol(offered));
+        }
+        let path = request.path().to_owned();
+        let conn = request
+            .accept_with_headers(negotiation.response_headers())
+            .await?;
+        let mut info = connection_info(&conn, path);
+        info.version = Some(moq_tokio::proto::ALPN.to_owned());
+        Ok(WebTransportConnection::new(conn, local, info))
     }
 
-    /// [`Server::bind`] with explicit transport options.
-    pub fn bind_with_options(
-        addr: SocketAddr,
-        identity: Identity,
-        config: Config,
-        router: Router,
-        options: WebTransportOptions,
-    ) -> Result<Self, ConnectError> {
-        let listener = Listener::bind(addr, identity, ALPN_H3.as_bytes(), &options)?;
-        Ok(Self {
-            listener,
-            config,
-            router,
-        })
-    }
-
-    /// The address the server listens on.
-    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-
-    /// The router its sessions serve.
-    pub fn router(&self) -> &Router {
-        &self.router
-    }
-
-    /// The next session; `None` once the endpoint is closed. A connection whose handshake
-    /// fails, or whose CONNECT is refused, yields an error and the server goes on.
-    pub async fn accept(&self) -> Option<Result<Session, ConnectError>> {
-        let incoming = self.incoming().await?;
-        let router = self.router.clone();
-        Some(incoming.accept(move |_| Some(router)).await)
-    }
-
-    /// The next connection attempt, before its handshake; `None` once the endpoint is
-    /// closed. Unlike [`Server::accept`] the caller chooses, per session, the router it
-    /// serves (knowing the CONNECT's URL path, query included), and can run several
-    /// handshakes at once.
-    pub async fn incoming(&self) -> Option<Incoming> {
-        let incoming = self.listener.accept().await?;
-        Some(Incoming {
-            incoming,
-            config: self.config.clone(),
-            local: self.listener.local_addr().ok(),
-        })
-    }
-
-    /// Stops accepting new connections; established ones go on. Pair it with
-    /// [`Session::goaway`] on each session to drain a server.
-    pub fn stop_accepting(&self) {
-        self.listener.stop_accepting();
-    }
-
-    /// Stops accepting and closes every connection with `code` (mapped into the HTTP/3
-    /// error space, as every session close).
-    pub fn close(&self, code: moq_tokio::ErrorCode, reason: &str) {
-        self.listener
-            .close(crate::code_mapping::to_http3(code), reason);
+    /// Session codes are mapped into the HTTP/3 error space, as every session close.
+    fn close_code(code: moq_tokio::ErrorCode) -> u64 {
+        crate::code_mapping::to_http3(code)
     }
 }
+
+/// A server endpoint: accepts WebTransport sessions (see [`WebTransport`]). The router that
+/// [`Incoming::accept`] asks for sees the CONNECT's URL path, query included, in
+/// [`ConnectionInfo::path`].
+pub type Server = moq_quic::Server<WebTransport>;
+
+/// A connection attempt on a [`Server`], not yet handshaken.
+pub type Incoming = moq_quic::Incoming<WebTransport>;
 
 /// How long a refused client has to read the 400 and close before we close.
 const REFUSAL_LINGER: Duration = Duration::from_secs(5);
@@ -289,53 +248,6 @@ async fn refuse(request: wtransport::endpoint::SessionRequest) {
             });
         }
         Err(e) => tracing::debug!("refusing a CONNECT: {e}"),
-    }
-}
-
-/// A connection attempt on a [`Server`], not yet handshaken.
-#[derive(Debug)]
-pub struct Incoming {
-    incoming: quinn::Incoming,
-    config: Config,
-    local: Option<SocketAddr>,
-}
-
-impl Incoming {
-    /// The peer's address (before any handshake, so not yet validated).
-    pub fn remote_addr(&self) -> SocketAddr {
-        self.incoming.remote_address()
-    }
-
-    /// Refuses the connection without a handshake.
-    pub fn refuse(self) {
-        self.incoming.refuse();
-    }
-
-    /// Completes the QUIC handshake and the WebTransport CONNECT, then starts the session.
-    /// `router` is called once the CONNECT is accepted, with what was negotiated (its
-    /// `path` is the CONNECT's, query included), and returns the router the session serves
-    /// (`None`: every SUBSCRIBE and FETCH is refused).
-    pub async fn accept(
-        self,
-        router: impl FnOnce(&ConnectionInfo) -> Option<Router>,
-    ) -> Result<Session, ConnectError> {
-        let request =
-            wtransport::endpoint::IncomingSessionFuture::with_quic_incoming(self.incoming).await?;
-        let negotiation = protocol::negotiate(request.headers());
-        tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
-        if let Negotiation::Refused(offered) = negotiation {
-            refuse(request).await;
-            return Err(ConnectError::Protocol(offered));
-        }
-        let path = request.path().to_owned();
-        let conn = request
-            .accept_with_headers(negotiation.response_headers())
-            .await?;
-        let mut info = connection_info(&conn, path);
-        info.version = Some(moq_tokio::proto::ALPN.to_owned());
-        let router = router(&info);
-        let conn = WebTransportConnection::new(conn, self.local, info);
-        Ok(Session::new(conn, Role::Server, self.config, router))
     }
 }
 

@@ -67,7 +67,9 @@ mod endpoint;
 pub mod protocol;
 
 pub use conn::{RecvStream, SendStream, WebTransportConnection};
-pub use endpoint::{ALPN_H3, Client, ConnectError, Incoming, Server, WebTransportOptions};
+pub use endpoint::{
+    ALPN_H3, Client, ConnectError, Incoming, Server, WebTransport, WebTransportOptions,
+};
 pub use moq_quic::tls::{CertError, Identity, ServerTrust, certificate_hash};
 
 pub use moq_tokio::*;
