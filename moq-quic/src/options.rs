@@ -19,8 +19,9 @@ pub struct QuicOptions {
     /// on every connection.
     pub max_streams: u32,
     /// Bytes the peer may send on the whole connection before we have read them (QUIC
-    /// connection flow control; default 16 MiB). With quinn's per-stream window (1.25 MB)
-    /// it bounds what a peer can make us buffer however many streams it opens.
+    /// connection flow control; default 16 MiB). With the per-stream window
+    /// (`stream_receive_window`) it bounds what a peer can make us buffer however many
+    /// streams it opens.
     pub receive_window: u64,
     /// Bytes the peer may send on one stream before we have read them (default 4 MiB).
     /// One stream carries at most this much per round trip, so it must cover the path's

@@ -47,7 +47,9 @@ impl CachedGroup {
 }
 
 /// Bytes held by several caches together, and their limit: a relay shares one across every
-/// track it caches.
+/// track it caches. A cache whose push takes the total over the limit gives up its own
+/// oldest groups, down to none: the caches that filled the budget first keep it, and a new
+/// track caches nothing until they shrink.
 #[derive(Debug)]
 pub struct CacheBudget {
     bytes: AtomicUsize,

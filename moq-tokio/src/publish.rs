@@ -366,26 +366,24 @@ impl TrackWriter {
     /// live) and tells it that groups from its start up to the oldest cached one will not
     /// come (SUBSCRIBE_DROP, code 0). A group outside its range is skipped.
     pub fn replay(&mut self, cache: &GroupCache) -> Result<Vec<GroupWriter>, PublishError> {
-        let start = self.subscriber_params().start;
+        let SubscribeParams { start, end, .. } = self.subscriber_params();
         let mut replay = cache.replay(start).peekable();
         if let (Some(s), Some(first)) = (start, replay.peek())
             && first.sequence() > s
         {
-            self.drop_groups(
-                s,
-                GroupSequence(first.sequence().0 - 1),
-                moq_proto::code::subscribe::INTERNAL,
-            )?;
+            // Within its range: nothing past its end.
+            let last = GroupSequence(first.sequence().0 - 1);
+            let last = end.map_or(last, |e| e.min(last));
+            if last >= s {
+                self.drop_groups(s, last, moq_proto::code::subscribe::INTERNAL)?;
+            }
         }
         let mut open = Vec::new();
         for cached in replay {
             match self.open_group_at(cached.sequence()) {
                 Ok(mut group) => {
-                    for frame in cached.frames() {
-                        if group.write_frame(frame.clone()).is_err() {
-                            break;
-                        }
-                    }
+                    // One pass through the session for the whole group.
+                    let _ = group.write_frames(cached.frames().iter().cloned());
                     if cached.is_finished() {
                         let _ = group.finish();
                     } else {

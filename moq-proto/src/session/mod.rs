@@ -88,9 +88,9 @@ pub struct Session {
     // Transport plumbing.
     next_stream: u64,
     streams: StreamMap<Stream>,
-    /// Streams we asked the transport to open and it has not yet reported, with the
-    /// RESET_STREAM or STOP_SENDING decided meanwhile: emitted once the open completes, so
-    /// that the adapter never gets a command for a stream it does not have.
+    /// The RESET_STREAM or STOP_SENDING decided for a stream the transport is still opening:
+    /// emitted once the open completes, so that the adapter never gets a command for a
+    /// stream it does not have. Only such streams have an entry.
     opening: StreamMap<Held>,
     /// Streams with a write or FIN to emit: (priority, stream), highest first (see streams).
     ready: std::collections::BinaryHeap<(i32, std::cmp::Reverse<StreamId>)>,

@@ -51,7 +51,9 @@ impl Sample {
     /// not lost.
     fn delivered_since(&self, earlier: &Sample) -> u64 {
         match (self.acked, earlier.acked) {
-            (Some(now), Some(then)) => now.saturating_sub(then),
+            // A counter that went back (the transport moved to a new path and counts
+            // afresh) says nothing of this window: fall back to the other counters.
+            (Some(now), Some(then)) if now >= then => now - then,
             _ => {
                 let lost = |s: &Sample| s.sent.saturating_sub(s.lost);
                 lost(self).saturating_sub(lost(earlier))
@@ -275,17 +277,20 @@ impl Session {
     }
 
     /// What the connection can carry to the peer, in bits/s, from the samples: the rate of
-    /// bytes delivered (sent and not lost) over the last window of about two round trips.
+    /// bytes delivered (acknowledged, else sent and not lost) over the last window of about
+    /// two round trips.
     /// While we pad, the sender is limited by congestion control rather than by the
     /// application, so that is the path's rate, up to the target. When we may not pad, the
     /// congestion window's rate (cwnd / RTT), up to the target, stands in for it.
     fn estimate(&self) -> Option<u64> {
         let p = self.probe_in.as_ref()?;
         let t = &self.stats.transport;
+        // At least two sampling intervals, however long the configured interval.
+        let shortest = self.config.probe_interval.saturating_mul(2);
         let window = t
             .rtt
-            .map_or(MAX_WINDOW, |rtt| rtt * 2)
-            .clamp(self.config.probe_interval * 2, MAX_WINDOW);
+            .map_or(MAX_WINDOW, |rtt| rtt.saturating_mul(2))
+            .clamp(shortest, MAX_WINDOW.max(shortest));
         let newest = p.samples.back()?;
         let oldest = p
             .samples

@@ -249,7 +249,6 @@ impl Session {
                 owes: false,
             },
         );
-        self.opening.insert(id, Held::default());
         self.commands.push_back(Command::Open { id, dir, priority });
         id
     }
@@ -317,9 +316,10 @@ impl Session {
         };
         // Its ready entry, if any, is dropped when popped. A stream still opening is reset
         // once the transport has it.
-        match self.opening.get_mut(&id) {
-            Some(held) => held.reset = Some(code),
-            None => self.commands.push_back(Command::Reset { id, code }),
+        if send.opened {
+            self.commands.push_back(Command::Reset { id, code });
+        } else {
+            self.opening.entry(id).or_default().reset = Some(code);
         }
         if send.data {
             self.unsent_data -= send.unsent();
@@ -336,9 +336,13 @@ impl Session {
         if let Some(stream) = self.streams.get_mut(&id)
             && stream.recv.take().is_some()
         {
-            match self.opening.get_mut(&id) {
-                Some(held) => held.stop = Some(code),
-                None => self.commands.push_back(Command::Stop { id, code }),
+            // Still opening: its send half has not been told so, or was reset meanwhile.
+            let opening =
+                stream.send.as_ref().is_some_and(|s| !s.opened) || self.opening.contains_key(&id);
+            if opening {
+                self.opening.entry(id).or_default().stop = Some(code);
+            } else {
+                self.commands.push_back(Command::Stop { id, code });
             }
         }
     }

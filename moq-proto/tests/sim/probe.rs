@@ -684,3 +684,38 @@ fn padding_stopped_while_its_stream_opens_is_reset_once_open() {
         vec![(pad, codes::PADDING_DONE, "reset")]
     );
 }
+
+#[test]
+fn a_long_probe_interval_and_an_acknowledged_counter_that_goes_back_are_measured() {
+    // A 2 s interval is longer than the estimate's longest window: the window stretches to
+    // two intervals rather than fail.
+    let mut config = moq_proto::Config::default();
+    config.probe_interval = Duration::from_secs(2);
+    let mut lone = Lone::with_config(Role::Server, config);
+    let stream = lone.accept_with(Dir::Bi, &typed(StreamType::Probe, &probe(1_000_000)));
+    lone.events();
+    lone.commands();
+    let at = |sent: u64, acked: u64| TransportStats {
+        rtt: Some(Duration::from_millis(20)),
+        bytes_sent: Some(sent),
+        bytes_acked: Some(acked),
+        ..TransportStats::default()
+    };
+    assert_eq!(sample(&mut lone, stream, at(100_000, 100_000)), vec![]);
+    lone.advance(Duration::from_secs(2));
+    lone.commands();
+    // 250 000 bytes acknowledged in 2 s: 1 Mb/s.
+    assert_eq!(
+        sample(&mut lone, stream, at(400_000, 350_000))[0].bitrate,
+        1_000_000
+    );
+    // The acknowledged counter starts again from 0 (a new path): the window (two intervals,
+    // back to the first sample) falls back to bytes sent, 800 000 in 4 s, rather than read
+    // as nothing delivered.
+    lone.advance(Duration::from_secs(2));
+    lone.commands();
+    assert_eq!(
+        sample(&mut lone, stream, at(900_000, 1_000))[0].bitrate,
+        1_600_000
+    );
+}
