@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, Command, Config, Dir, Event, GroupSequence, PublisherParams, Role, Session,
-    StreamId, SubscribeId,
+    BroadcastPath, Command, Config, Dir, Event, FrameRead, GroupSequence, PublisherParams, Role,
+    Session, StreamId, SubscribeId,
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -74,6 +74,8 @@ struct Link {
     inputs: u64,
     /// Frames the subscriber application received.
     frames: u64,
+    /// Received groups still being read.
+    reading: Vec<moq_proto::StreamId>,
     /// Incoming subscriptions the publisher has been asked for, to accept.
     requested: Vec<SubscribeId>,
 }
@@ -87,6 +89,7 @@ impl Link {
             now,
             inputs: 0,
             frames: 0,
+            reading: Vec::new(),
             requested: Vec::new(),
         }
     }
@@ -98,11 +101,24 @@ impl Link {
                 + Self::carry(&mut self.subscriber, &mut self.publisher, self.now);
             self.inputs += moved;
             while let Some(event) = self.subscriber.session.poll_event() {
-                if let Event::Frame { payload, .. } = event {
-                    debug_assert_eq!(payload.len(), PAYLOAD.len());
-                    self.frames += 1;
+                if let Event::GroupReceived { stream, .. } = event {
+                    self.reading.push(stream);
                 }
             }
+            let session = &mut self.subscriber.session;
+            let frames = &mut self.frames;
+            self.reading.retain(|&stream| {
+                loop {
+                    match session.read_frame(stream) {
+                        Ok(FrameRead::Frame(payload)) => {
+                            debug_assert_eq!(payload.len(), PAYLOAD.len());
+                            *frames += 1;
+                        }
+                        Ok(FrameRead::Blocked) => return true,
+                        _ => return false,
+                    }
+                }
+            });
             while let Some(event) = self.publisher.session.poll_event() {
                 if let Event::SubscribeRequested { id, .. } = event {
                     self.requested.push(id);

@@ -38,8 +38,8 @@ pub use coding::{
 pub use ids::{GroupSequence, HopId, SubscribeId};
 pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
-    CloseReason, Command, CommandError, Config, Dir, EndReason, Event, PublisherParams, Role,
-    Session, SessionStats, StreamId, TransportStats,
+    CloseReason, Command, CommandError, Config, Dir, EndReason, Event, FrameRead, PublisherParams,
+    Role, Session, SessionStats, StreamId, TransportStats,
 };
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.

@@ -11,8 +11,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, Command, Config, Dir, Event, GroupSequence, PublisherParams, Role, Session,
-    StreamId, SubscribeId,
+    BroadcastPath, Command, Config, Dir, Event, FrameRead, GroupSequence, PublisherParams, Role,
+    Session, StreamId, SubscribeId,
 };
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -35,6 +35,8 @@ struct Link {
     subscriber: Side,
     now: Instant,
     frames: usize,
+    /// Received groups still being read.
+    reading: Vec<moq_proto::StreamId>,
 }
 
 impl Link {
@@ -50,6 +52,7 @@ impl Link {
             subscriber: side(Role::Client),
             now,
             frames: 0,
+            reading: Vec::new(),
         }
     }
 
@@ -93,10 +96,21 @@ impl Link {
             let a = Self::carry(&mut self.publisher, &mut self.subscriber, self.now);
             let b = Self::carry(&mut self.subscriber, &mut self.publisher, self.now);
             while let Some(event) = self.subscriber.session.poll_event() {
-                if matches!(event, Event::Frame { .. }) {
-                    self.frames += 1;
+                if let Event::GroupReceived { stream, .. } = event {
+                    self.reading.push(stream);
                 }
             }
+            let session = &mut self.subscriber.session;
+            let frames = &mut self.frames;
+            self.reading.retain(|&stream| {
+                loop {
+                    match session.read_frame(stream) {
+                        Ok(FrameRead::Frame(_)) => *frames += 1,
+                        Ok(FrameRead::Blocked) => return true,
+                        _ => return false,
+                    }
+                }
+            });
             while let Some(event) = self.publisher.session.poll_event() {
                 if let Event::SubscribeRequested { id, .. } = event {
                     self.publisher

@@ -13,8 +13,9 @@ use crate::message::{
     SubscribeUpdate,
 };
 use crate::{
-    BroadcastPath, CloseReason, Command, Config, Dir, ErrorCode, Event, GroupSequence, HopId,
-    Message, PathPrefix, PublisherParams, Role, Session, StreamId, SubscribeId, TransportStats,
+    BroadcastPath, CloseReason, Command, Config, Dir, ErrorCode, Event, FrameRead, GroupSequence,
+    HopId, Message, PathPrefix, PublisherParams, Role, Session, StreamId, SubscribeId,
+    TransportStats,
 };
 
 /// Paths and prefixes small enough that fuzzed messages hit announced broadcasts.
@@ -330,6 +331,11 @@ pub fn session(data: &[u8], start: Instant) {
             session.unsent_bytes_total() as u64,
             "the running count of unsent group and fetch bytes drifted"
         );
+        assert_eq!(
+            session.unread_bytes(),
+            session.unread_bytes_total(),
+            "the running count of unread group and fetch bytes drifted"
+        );
         assert!(
             session.stats().control_bytes_buffered as usize
                 <= session.config().max_buffered_control_bytes,
@@ -364,6 +370,11 @@ pub fn session(data: &[u8], start: Instant) {
         "bytes left after the close"
     );
     assert_eq!(session.poll_timeout(), None, "a timer left after the close");
+    assert_eq!(
+        session.unread_bytes(),
+        0,
+        "unread bytes left after the close"
+    );
 }
 
 /// One input or command, chosen by the next byte. Returns whether `now` was given to the
@@ -598,10 +609,20 @@ fn command(input: &mut Input<'_>, session: &mut Session, handles: &mut Handles) 
                 let _ = session.stop_interest(id);
             }
         }
-        _ => match input.u8() % 4 {
+        _ => match input.u8() % 5 {
             0 => {
                 if let Some(id) = input.pick(&handles.groups_in) {
                     let _ = session.cancel_group(id, input.code());
+                }
+            }
+            2 => {
+                let data = if input.bool() {
+                    &handles.groups_in
+                } else {
+                    &handles.fetches_out
+                };
+                if let Some(id) = input.pick(data) {
+                    read_frames(session, id, usize::from(input.u8() % 8));
                 }
             }
             1 => session.close(input.code(), "fuzz"),
@@ -609,6 +630,25 @@ fn command(input: &mut Input<'_>, session: &mut Session, handles: &mut Handles) 
                 let _ = session.stats();
             }
         },
+    }
+}
+
+/// Reads up to `n` frames of a received group or fetch, checking what comes back.
+fn read_frames(session: &mut Session, id: StreamId, n: usize) {
+    for _ in 0..n {
+        match session.read_frame(id) {
+            Ok(FrameRead::Frame(_)) => {}
+            Ok(FrameRead::Blocked) | Err(_) => return,
+            Ok(FrameRead::Ended(_)) => {
+                // Forgotten once its end is read (unless the session ended: then every
+                // read answers with that).
+                assert!(
+                    session.is_closed() || session.read_frame(id).is_err(),
+                    "stream {id} read again after its end"
+                );
+                return;
+            }
+        }
     }
 }
 

@@ -1,6 +1,6 @@
 //! What the session asks of its transport: the output of [`crate::Session::poll_command`].
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -52,9 +52,6 @@ impl Hasher for StreamIdHasher {
 
 /// A map keyed by [`StreamId`], hashed with [`StreamIdHasher`].
 pub(crate) type StreamMap<V> = HashMap<StreamId, V, BuildHasherDefault<StreamIdHasher>>;
-
-/// A set of [`StreamId`]s, hashed with [`StreamIdHasher`].
-pub(crate) type StreamSet = HashSet<StreamId, BuildHasherDefault<StreamIdHasher>>;
 
 /// Whether a stream carries data one way or both ways.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

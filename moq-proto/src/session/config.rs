@@ -74,11 +74,11 @@ pub struct Config {
     /// oldest groups of the subscription with the most such bytes are dropped (as for
     /// [`Config::max_queued_bytes_per_subscription`]) and fetch writes are refused.
     pub max_queued_bytes: usize,
-    /// For adapters: bytes of received frames not yet read by the application above which
-    /// the adapter stops reading group streams from the transport, so that QUIC flow
-    /// control slows the publisher (which then drops its oldest groups) instead of memory
-    /// growing here (default 32 MiB). The async layer applies it to group streams until their
-    /// reader takes them over (then unread bytes stay in the transport).
+    /// For adapters: received group and fetch bytes no reader has read yet
+    /// ([`crate::Session::unread_bytes`]) above which the adapter stops reading new group
+    /// streams from the transport, so that QUIC flow control slows the publisher (which then
+    /// drops its oldest groups) instead of memory growing here (default 32 MiB). A group's
+    /// own reader reads its stream only when it wants a frame, so it never waits for this.
     pub max_unread_bytes: usize,
     /// Whether SUBSCRIBE and FETCH for a broadcast we have not announced reach the
     /// application ([`crate::Event::SubscribeRequested`], [`crate::Event::FetchRequested`])

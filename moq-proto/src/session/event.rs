@@ -133,17 +133,12 @@ pub enum Event {
         id: SubscribeId,
         /// The group's sequence.
         sequence: GroupSequence,
-        /// The group's stream: its frames arrive as [`Event::Frame`].
+        /// The group's stream: read its frames with [`crate::Session::read_frame`].
         stream: StreamId,
     },
-    /// A frame of a received group or of a fetch response.
-    Frame {
-        /// The group or fetch stream.
-        stream: StreamId,
-        /// The payload, as received: the pieces of the chunks it spans, never copied.
-        payload: Payload,
-    },
-    /// A received group ended.
+    /// A received group ended. When the session ended it (it expired, was replaced, was
+    /// cancelled, or the peer reset it), [`crate::Session::read_frame`] returns the same
+    /// reason once; `Finished` is reported when the reader reaches the end.
     GroupEnded {
         /// The group's stream.
         stream: StreamId,
@@ -197,7 +192,8 @@ pub enum Event {
         /// The request.
         request: Fetch,
     },
-    /// A fetch ended: ours (`Finished` = every frame arrived) or one we were serving (the
+    /// A fetch ended: ours (`Finished` = its reader read every frame; any other reason is
+    /// also returned once by [`crate::Session::read_frame`]) or one we were serving (the
     /// peer cancelled it).
     FetchEnded {
         /// The fetch stream.
@@ -236,4 +232,16 @@ pub enum Event {
         /// Why.
         reason: CloseReason,
     },
+}
+
+/// What [`crate::Session::read_frame`] found on a received group or fetch stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FrameRead {
+    /// The next frame, as received: the pieces of the chunks it spans, never copied.
+    Frame(Payload),
+    /// No whole frame is buffered: report more of the stream (`handle_data`, `handle_fin`,
+    /// `handle_reset`) and read again.
+    Blocked,
+    /// The group or fetch ended after its last frame; the session has forgotten it.
+    Ended(EndReason),
 }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use super::data::DataIn;
 use super::{CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId};
 use crate::code::fetch as codes;
 use crate::message::{Fetch, FrameHeader, StreamType};
@@ -17,9 +18,9 @@ pub(super) struct FetchIn {
 impl Session {
     // ---- Commands: fetcher ----
 
-    /// Fetches one whole group (spec §6.4). Frames arrive as [`Event::Frame`] naming the
-    /// returned stream, then [`Event::FetchEnded`]. Our request side is finished at once
-    /// (decision D17).
+    /// Fetches one whole group (spec §6.4). Read its frames from the returned stream with
+    /// [`Session::read_frame`]; [`Event::FetchEnded`] reports its end. Our request side is
+    /// finished at once (decision D17).
     pub fn fetch(&mut self, request: Fetch) -> Result<StreamId, CommandError> {
         self.check_new_request()?;
         request.encoded_len()?;
@@ -27,17 +28,21 @@ impl Session {
         let id = self.open_stream(Dir::Bi, Kind::FetchOut, priority);
         self.send_typed(id, StreamType::Fetch, &request)?;
         self.finish_send(id);
-        self.fetches_out.insert(id);
+        self.fetches_out.insert(id, DataIn::default());
         Ok(id)
     }
 
-    /// Abandons one of our fetches (STOP_SENDING 0x3, as gomoqt).
+    /// Abandons one of our fetches (STOP_SENDING 0x3, as gomoqt, if it is still arriving),
+    /// and forgets it: its reader is done with it.
     pub fn cancel_fetch(&mut self, id: StreamId) -> Result<(), CommandError> {
-        if !self.fetches_out.contains(&id) {
+        if !self.fetches_out.contains_key(&id) {
             return Err(CommandError::UnknownStream(id));
         }
-        self.stop_recv(id, codes::CANCELLED);
-        self.end_fetch_out(id, EndReason::Local);
+        if self.abandon_data_in(id) == Some(true) {
+            self.stop_recv(id, codes::CANCELLED);
+            self.end_fetch_out(id, EndReason::Local);
+            self.fetches_out.remove(&id);
+        }
         Ok(())
     }
 
@@ -145,28 +150,21 @@ impl Session {
         }
     }
 
-    pub(super) fn recv_fetch_response(&mut self, id: StreamId) -> bool {
-        match self.decode_with(id, |recv, limits| recv.decode_payload(limits)) {
-            Input::Item(payload) => {
-                self.stats.frames_received += 1;
-                self.events.push_back(Event::Frame {
-                    stream: id,
-                    payload,
-                });
-                true
-            }
-            Input::End => {
-                self.end_fetch_out(id, EndReason::Finished);
-                false
-            }
-            Input::Pending | Input::Failed | Input::Invalid => false,
-        }
+    /// Our fetch's response: its reader pulls the frames (see `data`).
+    pub(super) fn recv_fetch_response(&mut self, _id: StreamId) -> bool {
+        false
     }
 
+    /// Ends one of our fetches and reports it; the end is kept for its reader (see `data`).
     pub(super) fn end_fetch_out(&mut self, id: StreamId, reason: EndReason) {
-        if !self.fetches_out.remove(&id) {
+        let Some(fetch) = self.fetches_out.get_mut(&id) else {
+            return;
+        };
+        if fetch.end.is_some() {
             return;
         }
+        self.unread_data -= std::mem::take(&mut fetch.unread);
+        fetch.end = Some(reason.clone());
         if let Some(s) = self.streams.get_mut(&id) {
             s.kind = Kind::Ignored;
         }
@@ -186,7 +184,7 @@ impl Session {
     }
 
     pub(super) fn end_all_fetches(&mut self, reason: &EndReason) {
-        let mut ids: Vec<_> = self.fetches_out.iter().copied().collect();
+        let mut ids: Vec<_> = self.fetches_out.keys().copied().collect();
         ids.sort();
         for id in ids {
             self.end_fetch_out(id, reason.clone());

@@ -3,6 +3,7 @@
 mod announce;
 mod command;
 mod config;
+mod data;
 mod error;
 mod event;
 mod fetch;
@@ -15,11 +16,11 @@ mod streams;
 mod subscribe;
 mod timer;
 
+use command::StreamMap;
 pub use command::{Command, Dir, StreamId};
-use command::{StreamMap, StreamSet};
 pub use config::Config;
 pub use error::CommandError;
-pub use event::{CloseReason, EndReason, Event};
+pub use event::{CloseReason, EndReason, Event, FrameRead};
 pub use publish::PublisherParams;
 pub use stats::{SessionStats, TransportStats};
 
@@ -115,7 +116,7 @@ pub struct Session {
     groups_out: StreamMap<GroupOut>,
 
     // Fetch.
-    fetches_out: StreamSet,
+    fetches_out: StreamMap<data::DataIn>,
     fetches_in: StreamMap<FetchIn>,
 
     // Probe.
@@ -135,6 +136,8 @@ pub struct Session {
     /// Group and fetch bytes the transport has not accepted yet, across every stream: bounded
     /// by [`Config::max_queued_bytes`].
     unsent_data: usize,
+    /// Received group and fetch bytes no reader has read yet (see `data`).
+    unread_data: usize,
 
     stats: stats::Counters,
     /// Shared buffer that frame headers are carved from (see `frame_header`).
@@ -165,7 +168,7 @@ impl Session {
             pubs: HashMap::new(),
             seen_subscribe_ids: ranges::Ranges::default(),
             groups_out: StreamMap::default(),
-            fetches_out: StreamSet::default(),
+            fetches_out: StreamMap::default(),
             fetches_in: StreamMap::default(),
             probe_out: None,
             probe_in: None,
@@ -175,6 +178,7 @@ impl Session {
             incomplete: StreamMap::default(),
             incomplete_bytes: 0,
             unsent_data: 0,
+            unread_data: 0,
             stats: stats::Counters::default(),
             header_arena: bytes::BytesMut::new(),
         }
@@ -257,13 +261,27 @@ impl Session {
         id
     }
 
-    /// Bytes arrived, in order, on a stream's receive side.
+    /// Bytes arrived, in order, on a stream's receive side. On a group or fetch past its
+    /// header they wait for its reader ([`Session::read_frame`]).
     pub fn handle_data(&mut self, id: StreamId, data: Bytes, now: Instant) {
         self.stats.bytes_received_app += data.len() as u64;
         self.advance_clock(now);
+        let len = data.len();
         if let Some(stream) = self.streams.get_mut(&id)
             && let Some(recv) = stream.recv.as_mut()
         {
+            let routed = match stream.kind {
+                Kind::GroupIn => !stream.owes,
+                Kind::FetchOut => true,
+                _ => false,
+            };
+            if routed {
+                // A reader's stream: nothing to decode until it asks.
+                recv.push(data);
+                self.count_unread(id, len);
+                self.advance(now);
+                return;
+            }
             // Control streams, and streams that still owe their first message, are
             // watched; a group or fetch past its header is not.
             let watched = stream.owes || !stream.kind.carries_data();
@@ -289,8 +307,13 @@ impl Session {
 
     /// The peer finished its send side of a stream (FIN) after the bytes already reported.
     pub fn handle_fin(&mut self, id: StreamId, now: Instant) {
-        if let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) {
+        if let Some(stream) = self.streams.get_mut(&id)
+            && let Some(recv) = stream.recv.as_mut()
+        {
             recv.finish();
+            if stream.kind == Kind::GroupIn {
+                self.on_group_complete(id);
+            }
             self.process(id);
             self.watch_incomplete(id, false);
         }
@@ -299,7 +322,9 @@ impl Session {
 
     /// The peer reset its send side of a stream (RESET_STREAM).
     pub fn handle_reset(&mut self, id: StreamId, code: ErrorCode, now: Instant) {
-        if let Some(stream) = self.streams.get_mut(&id)
+        if self.defer_reset(id, code) {
+            // Its reader gets the whole frames before the reset, then the reset.
+        } else if let Some(stream) = self.streams.get_mut(&id)
             && stream.recv.take().is_some()
         {
             self.forget_incomplete(id);
@@ -503,6 +528,10 @@ impl Session {
         self.end_all_publications(&end);
         self.end_all_fetches(&end);
         self.end_probes(&end);
+        // Readers learn the end from `read_frame`, which answers for every stream now.
+        self.groups_in.clear();
+        self.fetches_out.clear();
+        self.unread_data = 0;
         self.streams.clear();
         // What was held for streams still opening goes with the connection.
         self.opening.clear();

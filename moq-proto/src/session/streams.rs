@@ -333,8 +333,15 @@ impl Session {
 
     /// Stops the receive side (STOP_SENDING).
     pub(super) fn stop_recv(&mut self, id: StreamId, code: ErrorCode) {
+        // A stream the peer has reset, whose reset waits for its reader (see `data`), is
+        // not stopped: it is over.
+        let reset = matches!(
+            self.streams.get(&id).map(|s| s.kind),
+            Some(Kind::GroupIn | Kind::FetchOut)
+        ) && self.data_in_mut(id).is_some_and(|d| d.reset.is_some());
         if let Some(stream) = self.streams.get_mut(&id)
             && stream.recv.take().is_some()
+            && !reset
         {
             // Still opening: its send half has not been told so, or was reset meanwhile.
             let opening =

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use super::data::DataIn;
 use super::ranges::Ranges;
 use super::{CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId, Timer};
 use crate::code::{group as group_codes, subscribe as codes};
@@ -56,6 +57,8 @@ pub(super) struct GroupIn {
     sub: SubscribeId,
     sequence: GroupSequence,
     arrived: Instant,
+    /// What its reader has not read yet.
+    pub(super) data: DataIn,
 }
 
 /// The effective max latency: the smaller non-zero value of the two; zero = no limit.
@@ -146,13 +149,17 @@ impl Session {
         Ok(())
     }
 
-    /// Stops receiving one group of our subscriptions (STOP_SENDING with `code`).
+    /// Stops receiving one group of our subscriptions (STOP_SENDING with `code`, if it is
+    /// still arriving), and forgets it: its reader is done with it.
     pub fn cancel_group(&mut self, stream: StreamId, code: ErrorCode) -> Result<(), CommandError> {
         if !self.groups_in.contains_key(&stream) {
             return Err(CommandError::UnknownStream(stream));
         }
-        self.stop_recv(stream, code);
-        self.end_group_in(stream, EndReason::Local);
+        if self.abandon_data_in(stream) == Some(true) {
+            self.stop_recv(stream, code);
+            self.end_group_in(stream, EndReason::Local);
+            self.groups_in.remove(&stream);
+        }
         Ok(())
     }
 
@@ -300,21 +307,8 @@ impl Session {
 
     pub(super) fn recv_group(&mut self, id: StreamId) -> bool {
         if self.groups_in.contains_key(&id) {
-            return match self.decode_with(id, |recv, limits| recv.decode_payload(limits)) {
-                Input::Item(payload) => {
-                    self.stats.frames_received += 1;
-                    self.events.push_back(Event::Frame {
-                        stream: id,
-                        payload,
-                    });
-                    true
-                }
-                Input::End => {
-                    self.end_group_in(id, EndReason::Finished);
-                    false
-                }
-                Input::Pending | Input::Failed | Input::Invalid => false,
-            };
+            // Past its header: its reader pulls the frames (see `data`).
+            return false;
         }
         match self.decode::<GroupHeader>(id) {
             Input::Item(header) => {
@@ -373,20 +367,26 @@ impl Session {
         }
         if let Some(old) = replaced {
             // The same sequence twice: keep the newer stream, stop the older.
-            self.groups_in.remove(&old);
             self.stop_recv(old, group_codes::INTERNAL);
-            self.reap(old);
-            self.events.push_back(Event::GroupEnded {
-                stream: old,
-                reason: EndReason::Cancelled(group_codes::INTERNAL),
-            });
+            self.end_group_in(old, EndReason::Cancelled(group_codes::INTERNAL));
         }
+        // What came after the header is its reader's first unread bytes.
+        let unread = self
+            .streams
+            .get(&id)
+            .and_then(|s| s.recv.as_ref())
+            .map_or(0, |r| r.buffered());
+        self.unread_data += unread;
         self.groups_in.insert(
             id,
             GroupIn {
                 sub,
                 sequence: seq,
                 arrived: now,
+                data: DataIn {
+                    unread,
+                    ..DataIn::default()
+                },
             },
         );
         self.stats.groups_received += 1;
@@ -407,21 +407,42 @@ impl Session {
         }
     }
 
-    /// Forgets a received group and reports its end.
+    /// Ends a received group and reports it; the end is kept for its reader (see `data`).
     pub(super) fn end_group_in(&mut self, id: StreamId, reason: EndReason) {
-        let Some(group) = self.groups_in.remove(&id) else {
+        let Some(group) = self.groups_in.get_mut(&id) else {
             return;
         };
-        if let Some(sub) = self.subs_out.get_mut(&group.sub)
-            && sub.groups.get(&group.sequence) == Some(&id)
-        {
-            sub.groups.remove(&group.sequence);
+        if group.data.end.is_some() {
+            return;
         }
+        self.unread_data -= std::mem::take(&mut group.data.unread);
+        group.data.end = Some(reason.clone());
+        let (sub, sequence) = (group.sub, group.sequence);
+        self.detach_group(sub, sequence, id);
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.kind = Kind::Ignored;
         }
         self.reap(id);
         self.events
             .push_back(Event::GroupEnded { stream: id, reason });
+    }
+
+    /// A received group whose last byte has arrived: no longer one of its subscription's
+    /// open groups (an unsubscribe or a newer group does not cut it short); its reader
+    /// still reads it to the end.
+    pub(super) fn on_group_complete(&mut self, id: StreamId) {
+        if let Some(group) = self.groups_in.get(&id) {
+            let (sub, sequence) = (group.sub, group.sequence);
+            self.detach_group(sub, sequence, id);
+        }
+    }
+
+    /// Removes a group from its subscription's open groups.
+    fn detach_group(&mut self, sub: SubscribeId, sequence: GroupSequence, id: StreamId) {
+        if let Some(sub) = self.subs_out.get_mut(&sub)
+            && sub.groups.get(&sequence) == Some(&id)
+        {
+            sub.groups.remove(&sequence);
+        }
     }
 }

@@ -455,12 +455,13 @@ fn a_frame_over_the_limit_stops_its_group_alone() {
             Dir::Uni,
             &[0x00, 0x02, sub.0 as u8, 0x01, 0xd0, 0, 0, 0, 0, 0, 0, 0],
         );
+        // Found when its reader reads it.
+        let events = lone.events();
         assert_eq!(
             cancels(&lone.commands()),
             vec![(group, ErrorCode(0x0), "stop")],
             "{role:?}"
         );
-        let events = lone.events();
         assert!(
             events.contains(&Event::GroupEnded {
                 stream: group,
@@ -511,15 +512,7 @@ fn a_reset_in_the_middle_of_a_frame_delivers_no_part_of_it() {
         );
         lone.reset(group, ErrorCode(0x5));
         let events = lone.events();
-        let frames: Vec<Bytes> = events
-            .iter()
-            .filter_map(|e| match e {
-                Event::Frame { stream, payload } if *stream == group => {
-                    Some(payload.clone().into_bytes())
-                }
-                _ => None,
-            })
-            .collect();
+        let frames = lone.frames_of(group);
         assert_eq!(frames, vec![Bytes::from_static(b"abc")], "{role:?}");
         assert!(
             events.contains(&Event::GroupEnded {

@@ -76,18 +76,7 @@ pub(crate) fn subscribed(pair: &mut Pair, publisher: Side, params: SubscribePara
     subscribed_with(pair, publisher, params, PublisherParams::default())
 }
 
-/// The payloads of every frame reported on `stream`, in order.
-pub(crate) fn frames_of(events: &[Event], stream: StreamId) -> Vec<Bytes> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Frame { stream: s, payload } if *s == stream => {
-                Some(payload.clone().into_bytes())
-            }
-            _ => None,
-        })
-        .collect()
-}
+pub(crate) use super::pair::frames_of;
 
 /// The stream of group `sequence` of subscription `id`, from a `GroupReceived` event.
 pub(crate) fn group_stream(
@@ -185,6 +174,11 @@ pub(crate) struct Lone {
     pub(crate) session: Session,
     pub(crate) now: Instant,
     pub(crate) starve: bool,
+    /// Every frame read, in order (see [`Lone::events`]).
+    pub(crate) frames: Vec<(StreamId, moq_proto::Payload)>,
+    pub(crate) reader: super::pair::Reader,
+    /// Streams we opened (fetches among them).
+    ours: Vec<StreamId>,
 }
 
 impl Lone {
@@ -198,6 +192,9 @@ impl Lone {
             session: Session::new(role, config, now),
             now,
             starve: false,
+            frames: Vec::new(),
+            reader: super::pair::Reader::default(),
+            ours: Vec::new(),
         }
     }
 
@@ -241,7 +238,10 @@ impl Lone {
         let mut out = Vec::new();
         while let Some(c) = self.session.poll_command() {
             match &c {
-                Command::Open { id, .. } => self.session.handle_opened(*id, self.now),
+                Command::Open { id, .. } => {
+                    self.ours.push(*id);
+                    self.session.handle_opened(*id, self.now);
+                }
                 Command::Write { id, data } if !self.starve => {
                     self.session.handle_written(*id, data.len(), self.now);
                 }
@@ -252,8 +252,28 @@ impl Lone {
         out
     }
 
+    /// The events so far; every frame that arrived is read on the way (into `frames`).
     pub(crate) fn events(&mut self) -> Vec<Event> {
-        std::iter::from_fn(|| self.session.poll_event()).collect()
+        let mut out = Vec::new();
+        loop {
+            let mut more = false;
+            while let Some(e) = self.session.poll_event() {
+                self.reader.note(&e);
+                out.push(e);
+                more = true;
+            }
+            more |= self
+                .reader
+                .read(&mut self.session, self.ours.iter(), &mut self.frames);
+            if !more {
+                return out;
+            }
+        }
+    }
+
+    /// The payloads of every frame read on `stream` so far (see [`Lone::events`]).
+    pub(crate) fn frames_of(&self, stream: StreamId) -> Vec<Bytes> {
+        frames_of(&self.frames, stream)
     }
 
     /// The stream id of the first `Open` in `commands`.

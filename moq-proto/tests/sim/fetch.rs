@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use super::common::{BOTH, Lone, frames_of, knobs, pair_with, path, typed, written};
+use super::common::{BOTH, Lone, knobs, pair_with, path, typed, written};
 use super::pair::Pair;
 use moq_proto::code::fetch as codes;
 use moq_proto::message::{Fetch, StreamType};
@@ -66,7 +66,10 @@ fn fetch_returns_the_group_in_both_directions_under_every_knob() {
             );
             pair.drive();
             let events = pair.side(fetcher).take_events();
-            assert_eq!(frames_of(&events, fetch), vec!["HELLO", "", "WORLD"]);
+            assert_eq!(
+                pair.side(fetcher).frames_of(fetch),
+                vec!["HELLO", "", "WORLD"]
+            );
             assert_eq!(
                 events.last(),
                 Some(&Event::FetchEnded {

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::common::{BOTH, Lone, frames_of, group_stream, path, subscribed, written};
+use super::common::{BOTH, Lone, group_stream, path, subscribed, written};
 use super::pair::Pair;
 use moq_proto::code::session as codes;
 use moq_proto::message::{Fetch, SubscribeParams};
@@ -86,7 +86,7 @@ fn goaway_in_both_directions_reports_the_uri_and_refuses_new_requests() {
         pair.drive();
         let events = pair.side(receiver).take_events();
         let stream = group_stream(&events, id, GroupSequence(1)).unwrap();
-        assert_eq!(frames_of(&events, stream), vec!["still here"]);
+        assert_eq!(pair.side(receiver).frames_of(stream), vec!["still here"]);
 
         // The receiver migrates, then closes with 0x0; the sender's drain timer is moot.
         pair.side(receiver)

@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::common::{
-    BOTH, Lone, cancels, frame, frames_of, group_end, group_stream, knobs, opens, pair_with, path,
-    response, subscribed, subscribed_with, typed,
+    BOTH, Lone, cancels, frame, group_end, group_stream, knobs, opens, pair_with, path, response,
+    subscribed, subscribed_with, typed,
 };
 use super::pair::{Pair, Side};
 use moq_proto::code::group as codes;
@@ -82,14 +82,14 @@ fn frames_arrive_in_order_under_every_knob_in_both_directions() {
                     expected.push(payload(3, 9, 3));
                 }
                 assert_eq!(
-                    frames_of(&events, stream),
+                    pair.side(subscriber).frames_of(stream),
                     expected,
                     "group {seq}, split {split}, reorder {reorder}"
                 );
                 assert_eq!(group_end(&events, stream), Some(EndReason::Finished));
             }
             let stream = group_stream(&events, id, GroupSequence(4)).unwrap();
-            assert_eq!(frames_of(&events, stream), Vec::<Bytes>::new());
+            assert_eq!(pair.side(subscriber).frames_of(stream), Vec::<Bytes>::new());
             assert_eq!(group_end(&events, stream), Some(EndReason::Finished));
             // Every group stream is forgotten on both sides once done.
             assert_eq!(
@@ -460,7 +460,10 @@ fn aborted_group_is_seen_as_peer_reset_with_its_code() {
             pair.drive();
             let events = pair.side(subscriber).take_events();
             let stream = group_stream(&events, id, GroupSequence(1)).unwrap();
-            assert_eq!(frames_of(&events, stream), vec![payload(1, 0, 100)]);
+            assert_eq!(
+                pair.side(subscriber).frames_of(stream),
+                vec![payload(1, 0, 100)]
+            );
             assert_eq!(
                 group_end(&events, stream),
                 Some(EndReason::PeerReset(codes::PUBLISH_ABORTED))
@@ -690,7 +693,7 @@ fn slow_subscriber_with_window(window: usize) {
         assert_eq!(told, dropped);
         let newest = group_stream(&events, id, GroupSequence(40)).unwrap();
         let expected: Vec<Bytes> = (0..FRAMES).map(|f| payload(40, f, FRAME)).collect();
-        assert_eq!(frames_of(&events, newest), expected);
+        assert_eq!(pair.side(subscriber).frames_of(newest), expected);
         assert_eq!(group_end(&events, newest), Some(EndReason::Finished));
         // Every group is accounted for: delivered whole, or reset by the publisher.
         for seq in 1..=40u64 {
@@ -698,7 +701,7 @@ fn slow_subscriber_with_window(window: usize) {
                 match group_end(&events, stream) {
                     Some(EndReason::Finished) => {
                         assert!(!dropped.contains(&seq));
-                        assert_eq!(frames_of(&events, stream).len(), FRAMES);
+                        assert_eq!(pair.side(subscriber).frames_of(stream).len(), FRAMES);
                     }
                     Some(EndReason::PeerReset(_)) => assert!(dropped.contains(&seq)),
                     other => panic!("group {seq} ended {other:?}"),

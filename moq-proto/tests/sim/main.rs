@@ -12,4 +12,5 @@ mod groups;
 mod incomplete;
 mod model;
 mod probe;
+mod pull;
 mod subscribe;

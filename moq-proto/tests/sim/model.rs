@@ -193,7 +193,6 @@ struct Belief {
     ended_subs: HashMap<SubscribeId, EndReason>,
     ok: BTreeSet<SubscribeId>,
     groups: HashMap<(SubscribeId, GroupSequence), StreamId>,
-    frames: HashMap<StreamId, Vec<Bytes>>,
     group_end: HashMap<StreamId, EndReason>,
 }
 
@@ -236,13 +235,6 @@ impl Belief {
                         self.groups.insert((id, sequence), stream).is_none(),
                         "group {sequence} of {id} received twice"
                     );
-                }
-                Event::Frame { stream, payload } => {
-                    assert!(!self.group_end.contains_key(&stream), "frame after the end");
-                    self.frames
-                        .entry(stream)
-                        .or_default()
-                        .push(payload.into_bytes());
                 }
                 Event::GroupEnded { stream, reason } => {
                     assert!(self.group_end.insert(stream, reason).is_none());
@@ -616,7 +608,7 @@ fn check_settled(pair: &mut Pair, model: &Model, belief: &Belief) {
         }
         let stream = belief.groups.get(&(s.id, g.seq)).copied();
         let frames = stream
-            .and_then(|st| belief.frames.get(&st).cloned())
+            .map(|st| pair.client.frames_of(st))
             .unwrap_or_default();
         let end = stream.and_then(|st| belief.group_end.get(&st).cloned());
         match &g.state {

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use moq_proto::{
-    CloseReason, Command, Config, Dir, ErrorCode, Event, Role, Session, StreamId, TransportStats,
+    CloseReason, Command, Config, Dir, ErrorCode, Event, FrameRead, Payload, Role, Session,
+    StreamId, TransportStats,
 };
 
 /// Which side of the pair.
@@ -46,6 +47,10 @@ pub(crate) struct Endpoint {
     pub(crate) events: Vec<Event>,
     /// Every command it emitted, in order, for assertions.
     pub(crate) commands: Vec<Command>,
+    /// Every frame its readers read, in order.
+    pub(crate) frames: Vec<(StreamId, Payload)>,
+    /// Received groups and our fetches, read as soon as frames arrive.
+    pub(crate) reader: Reader,
     /// Our stream id → the peer's id for the same stream.
     to_peer: HashMap<StreamId, StreamId>,
     /// Streams we opened and their direction (the peer learns of them on first packet).
@@ -62,6 +67,8 @@ impl Endpoint {
             session: Session::new(role, config, now),
             events: Vec::new(),
             commands: Vec::new(),
+            frames: Vec::new(),
+            reader: Reader::default(),
             to_peer: HashMap::new(),
             dirs: HashMap::new(),
             withheld: Vec::new(),
@@ -72,6 +79,11 @@ impl Endpoint {
     /// Takes the events collected so far.
     pub(crate) fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The payloads of every frame read on `stream` so far, in order.
+    pub(crate) fn frames_of(&self, stream: StreamId) -> Vec<Bytes> {
+        frames_of(&self.frames, stream)
     }
 
     /// Bytes handed to the transport and not accepted by it, on streams not reset: what an
@@ -290,12 +302,29 @@ impl Pair {
         }
     }
 
-    fn collect_events(&mut self) {
+    /// Collects events and reads every frame that arrived; true if that made the sessions
+    /// emit anything.
+    fn collect_events(&mut self) -> bool {
+        let mut any = false;
         for side in [Side::Client, Side::Server] {
-            while let Some(e) = self.side(side).session.poll_event() {
-                self.side(side).events.push(e);
+            let end = self.side(side);
+            loop {
+                let mut more = false;
+                while let Some(e) = end.session.poll_event() {
+                    end.reader.note(&e);
+                    end.events.push(e);
+                    more = true;
+                }
+                more |= end
+                    .reader
+                    .read(&mut end.session, end.dirs.keys(), &mut end.frames);
+                if !more {
+                    break;
+                }
+                any = true;
             }
         }
+        any
     }
 
     /// Runs until nothing is in flight and no timer is due at the current time.
@@ -320,7 +349,7 @@ impl Pair {
             for side in [Side::Client, Side::Server] {
                 progressed |= self.drain_commands(side);
             }
-            self.collect_events();
+            progressed |= self.collect_events();
             // Next packet or timer.
             let next_packet = self.in_flight.keys().next().map(|(t, _)| *t);
             let next_timer = [Side::Client, Side::Server]
@@ -377,4 +406,75 @@ impl NowForTests for Instant {
     fn now_for_tests() -> Instant {
         Instant::now()
     }
+}
+
+/// Reads received groups and fetches as a reader task would: every frame as soon as it has
+/// arrived, until the end.
+#[derive(Default)]
+pub(crate) struct Reader {
+    /// Groups announced by `GroupReceived` and not yet read to their end.
+    groups: std::collections::BTreeSet<StreamId>,
+    /// Streams read to their end (fetches are tried on every stream we opened).
+    done: HashSet<StreamId>,
+    /// Leave everything unread (for tests of what the session holds).
+    pub(crate) paused: bool,
+}
+
+impl Reader {
+    pub(crate) fn note(&mut self, event: &Event) {
+        if let Event::GroupReceived { stream, .. } = event {
+            self.groups.insert(*stream);
+        }
+    }
+
+    /// Reads what is ready on the groups and on `ours` (our streams: fetches among them);
+    /// true if anything was read.
+    pub(crate) fn read<'a>(
+        &mut self,
+        session: &mut Session,
+        ours: impl Iterator<Item = &'a StreamId>,
+        frames: &mut Vec<(StreamId, Payload)>,
+    ) -> bool {
+        if self.paused {
+            return false;
+        }
+        let mut candidates: Vec<StreamId> = self.groups.iter().copied().collect();
+        candidates.extend(ours.copied().filter(|id| !self.groups.contains(id)));
+        candidates.sort();
+        let mut any = false;
+        for id in candidates {
+            if self.done.contains(&id) {
+                continue;
+            }
+            loop {
+                match session.read_frame(id) {
+                    Ok(FrameRead::Frame(payload)) => {
+                        frames.push((id, payload));
+                        any = true;
+                    }
+                    Ok(FrameRead::Blocked) => break,
+                    Ok(FrameRead::Ended(_)) => {
+                        self.groups.remove(&id);
+                        self.done.insert(id);
+                        any = true;
+                        break;
+                    }
+                    Err(_) => {
+                        // Not a group or fetch we receive (or not yet one).
+                        break;
+                    }
+                }
+            }
+        }
+        any
+    }
+}
+
+/// The payloads of every frame in `frames` read on `stream`, in order.
+pub(crate) fn frames_of(frames: &[(StreamId, Payload)], stream: StreamId) -> Vec<Bytes> {
+    frames
+        .iter()
+        .filter(|(s, _)| *s == stream)
+        .map(|(_, p)| p.clone().into_bytes())
+        .collect()
 }

@@ -8,7 +8,7 @@ use super::pair::{Pair, Side};
 use moq_proto::message::{Fetch, SubscribeParams};
 use moq_proto::{
     BroadcastPath, CloseReason, Command, CommandError, EndReason, ErrorCode, Event, GroupSequence,
-    HopId, PathPrefix, PublisherParams, StreamId, SubscribeId, code,
+    HopId, PathPrefix, PublisherParams, SubscribeId, code,
 };
 
 fn path(s: &str) -> BroadcastPath {
@@ -46,18 +46,6 @@ fn subscribed(pair: &mut Pair, publisher: Side, params: SubscribeParams) -> Subs
         .unwrap();
     pair.drive();
     id
-}
-
-fn frames_of(events: &[Event], stream: StreamId) -> Vec<Bytes> {
-    events
-        .iter()
-        .filter_map(|e| match e {
-            Event::Frame { stream: s, payload } if *s == stream => {
-                Some(payload.clone().into_bytes())
-            }
-            _ => None,
-        })
-        .collect()
 }
 
 #[test]
@@ -157,7 +145,10 @@ fn subscribe_delivers_frames_in_both_directions() {
                 _ => None,
             })
             .expect("group received");
-        assert_eq!(frames_of(&events, stream), vec!["HELLO", "", "WORLD"]);
+        assert_eq!(
+            pair.side(subscriber).frames_of(stream),
+            vec!["HELLO", "", "WORLD"]
+        );
         assert_eq!(
             events.last(),
             Some(&Event::GroupEnded {
@@ -199,7 +190,7 @@ fn fetch_returns_the_group_then_ends() {
     pair.server.session.finish_fetch(*stream).unwrap();
     pair.drive();
     let events = pair.client.take_events();
-    assert_eq!(frames_of(&events, fetch), vec!["HELLO"]);
+    assert_eq!(pair.client.frames_of(fetch), vec!["HELLO"]);
     assert_eq!(
         events.last(),
         Some(&Event::FetchEnded {

@@ -5,8 +5,8 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use super::common::{
-    BOTH, Lone, cancels, frame, frames_of, group_end, group_stream, knobs, pair_with, path, range,
-    response, subscribe_msg, subscribed, subscribed_with, typed, written,
+    BOTH, Lone, cancels, frame, group_end, group_stream, knobs, pair_with, path, range, response,
+    subscribe_msg, subscribed, subscribed_with, typed, written,
 };
 use super::pair::Pair;
 use moq_proto::code::{group as group_codes, subscribe as codes};
@@ -546,16 +546,13 @@ fn group_before_ok_is_accepted() {
                 sequence: GroupSequence(7),
                 stream: g
             },
-            Event::Frame {
-                stream: g,
-                payload: Bytes::from_static(b"early").into()
-            },
             Event::GroupEnded {
                 stream: g,
                 reason: EndReason::Finished
             },
         ]
     );
+    assert_eq!(lone.frames_of(g), vec![Bytes::from_static(b"early")]);
     assert_eq!(cancels(&lone.commands()), vec![]);
     // The OK still counts when it comes.
     lone.data(stream, &ok(SubscribeParams::default()));
@@ -861,7 +858,7 @@ fn bounded_subscription_finishes_when_its_range_is_complete() {
                 });
                 let expected: Vec<Bytes> =
                     (0..3u8).map(|f| Bytes::from(vec![seq as u8, f])).collect();
-                assert_eq!(frames_of(&events, stream), expected);
+                assert_eq!(pair.side(subscriber).frames_of(stream), expected);
                 assert_eq!(group_end(&events, stream), Some(EndReason::Finished));
             }
             assert!(
@@ -1147,7 +1144,7 @@ fn subscription_to_a_broadcast_of_the_client_works_with_split_1() {
     pair.drive();
     let events = pair.server.take_events();
     let stream = group_stream(&events, id, GroupSequence(0)).unwrap();
-    assert_eq!(frames_of(&events, stream), vec!["from the client"]);
+    assert_eq!(pair.server.frames_of(stream), vec!["from the client"]);
 }
 
 #[test]
@@ -1258,16 +1255,13 @@ fn finished_subscription_still_accepts_groups_on_their_way_then_ends() {
                 sequence: GroupSequence(3),
                 stream: g
             },
-            Event::Frame {
-                stream: g,
-                payload: Bytes::from_static(b"late").into()
-            },
             Event::GroupEnded {
                 stream: g,
                 reason: EndReason::Finished
             },
         ]
     );
+    assert_eq!(lone.frames_of(g), vec![Bytes::from_static(b"late")]);
     lone.advance(Duration::from_millis(500));
     assert_eq!(
         lone.events(),

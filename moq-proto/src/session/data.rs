@@ -1,0 +1,180 @@
+//! Received groups and fetch responses, read by pull.
+//!
+//! The session decodes a group's (or fetch's) frames only when its reader asks for the next
+//! one ([`Session::read_frame`]), as quinn-proto's `recv_stream().read()` does: an adapter
+//! reports a data stream's bytes when the reader is blocked, and the frames come back from
+//! the same call under the same lock, never through an event queue. Bytes reported and not
+//! yet read are counted ([`Session::unread_bytes`]), so that an adapter can stop reading new
+//! group streams while the application is behind.
+//!
+//! An end the session decides (expiry, cancellation, the peer's reset, the session's close)
+//! is kept until the reader reads it: every stream named by [`Event::GroupReceived`] or
+//! returned by [`Session::fetch`] is read until [`FrameRead::Ended`], or cancelled.
+
+use super::{CommandError, EndReason, FrameRead, Input, Session, StreamId};
+
+/// What the session holds for one group or fetch we receive, beside its stream.
+#[derive(Debug, Default)]
+pub(super) struct DataIn {
+    /// Why it ended, kept until its reader reads it.
+    pub(super) end: Option<EndReason>,
+    /// Its bytes counted in `Session::unread_data`.
+    pub(super) unread: usize,
+    /// The peer reset the stream: the whole frames before the reset still go to the reader,
+    /// then this end.
+    pub(super) reset: Option<crate::ErrorCode>,
+}
+
+impl Session {
+    /// The next frame of a received group (from [`crate::Event::GroupReceived`]) or of one
+    /// of our fetches: decoded from the bytes reported so far, or [`FrameRead::Blocked`] if
+    /// no whole frame is buffered. After the last frame comes [`FrameRead::Ended`] (once:
+    /// the session then forgets the stream); after the session's end, always
+    /// [`EndReason::SessionClosed`]. Fails only for a stream that is not (or no longer) a
+    /// group or fetch we receive.
+    ///
+    /// A malformed frame closes the session; a frame over the size limit stops its stream
+    /// alone. Either way the reader gets the end, and the drain rule applies.
+    pub fn read_frame(&mut self, stream: StreamId) -> Result<FrameRead, CommandError> {
+        if let Some(reason) = &self.closed {
+            return Ok(FrameRead::Ended(EndReason::SessionClosed(reason.clone())));
+        }
+        let data = self
+            .data_in_mut(stream)
+            .ok_or(CommandError::UnknownStream(stream))?;
+        if data.end.is_some() {
+            return Ok(self.forget_data_in(stream));
+        }
+        match self.decode_with(stream, |recv, limits| recv.decode_payload(limits)) {
+            Input::Item(payload) => {
+                self.recount_unread(stream);
+                self.stats.frames_received += 1;
+                Ok(FrameRead::Frame(payload))
+            }
+            Input::Pending => match self.data_in_mut(stream).and_then(|d| d.reset) {
+                // The peer reset it after these frames: what is left is a part of one.
+                Some(code) => {
+                    if let Some(s) = self.streams.get_mut(&stream) {
+                        s.recv = None;
+                    }
+                    self.on_peer_reset(stream, code);
+                    self.reap(stream);
+                    Ok(self.forget_data_in(stream))
+                }
+                None => Ok(FrameRead::Blocked),
+            },
+            Input::End => {
+                self.end_data_in(stream, EndReason::Finished);
+                Ok(self.forget_data_in(stream))
+            }
+            Input::Failed | Input::Invalid => {
+                if let Some(reason) = &self.closed {
+                    return Ok(FrameRead::Ended(EndReason::SessionClosed(reason.clone())));
+                }
+                // A frame too large ended the stream alone; anything else ends it here.
+                self.stop_recv(stream, crate::ErrorCode(0x0));
+                self.end_data_in(stream, EndReason::Cancelled(crate::ErrorCode(0x0)));
+                Ok(self.forget_data_in(stream))
+            }
+        }
+    }
+
+    /// Bytes of received groups and fetches reported to the session and not yet read:
+    /// what the readers are behind by (see [`crate::Config::max_unread_bytes`]).
+    pub fn unread_bytes(&self) -> usize {
+        self.unread_data
+    }
+
+    /// [`Session::unread_bytes`] counted afresh from every received group and fetch.
+    ///
+    /// Scans them all: for tests, fuzzing and diagnostics.
+    pub fn unread_bytes_total(&self) -> usize {
+        let live = |id: &StreamId, data: &DataIn| {
+            if data.end.is_some() {
+                return 0;
+            }
+            self.streams
+                .get(id)
+                .and_then(|s| s.recv.as_ref())
+                .map_or(0, |r| r.buffered())
+        };
+        let groups: usize = self.groups_in.iter().map(|(id, g)| live(id, &g.data)).sum();
+        let fetches: usize = self.fetches_out.iter().map(|(id, f)| live(id, f)).sum();
+        groups + fetches
+    }
+
+    pub(super) fn data_in_mut(&mut self, id: StreamId) -> Option<&mut DataIn> {
+        if let Some(group) = self.groups_in.get_mut(&id) {
+            return Some(&mut group.data);
+        }
+        self.fetches_out.get_mut(&id)
+    }
+
+    /// Bytes reported on a data stream that a reader has been given: counted as unread.
+    pub(super) fn count_unread(&mut self, id: StreamId, bytes: usize) {
+        if let Some(data) = self.data_in_mut(id)
+            && data.end.is_none()
+        {
+            data.unread += bytes;
+            self.unread_data += bytes;
+        }
+    }
+
+    /// Re-counts a data stream's unread bytes from what its receive side holds.
+    pub(super) fn recount_unread(&mut self, id: StreamId) {
+        let held = self
+            .streams
+            .get(&id)
+            .and_then(|s| s.recv.as_ref())
+            .map_or(0, |r| r.buffered());
+        if let Some(data) = self.data_in_mut(id) {
+            let before = std::mem::replace(&mut data.unread, held);
+            self.unread_data = self.unread_data - before + held;
+        }
+    }
+
+    /// The peer reset a data stream its reader has: true if the reset waits for the reader,
+    /// behind the whole frames already reported.
+    pub(super) fn defer_reset(&mut self, id: StreamId, code: crate::ErrorCode) -> bool {
+        let routed = match self.streams.get(&id).map(|s| s.kind) {
+            Some(super::Kind::GroupIn) => self.streams.get(&id).is_some_and(|s| !s.owes),
+            Some(super::Kind::FetchOut) => true,
+            _ => false,
+        };
+        match self.data_in_mut(id) {
+            Some(data) if routed && data.end.is_none() => {
+                data.reset = Some(code);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Ends a received group or fetch with `reason` (see `end_group_in`, `end_fetch_out`).
+    fn end_data_in(&mut self, id: StreamId, reason: EndReason) {
+        if self.groups_in.contains_key(&id) {
+            self.end_group_in(id, reason);
+        } else {
+            self.end_fetch_out(id, reason);
+        }
+    }
+
+    /// Forgets an ended group or fetch, returning its end for its reader.
+    fn forget_data_in(&mut self, id: StreamId) -> FrameRead {
+        let end = match self.groups_in.remove(&id) {
+            Some(group) => group.data.end,
+            None => self.fetches_out.remove(&id).and_then(|f| f.end),
+        };
+        FrameRead::Ended(end.unwrap_or(EndReason::Local))
+    }
+
+    /// Forgets a group or fetch its reader abandons; `None` if it is not ours. `Some(true)`
+    /// when it was still open (the caller stops it).
+    pub(super) fn abandon_data_in(&mut self, id: StreamId) -> Option<bool> {
+        let open = self.data_in_mut(id)?.end.is_none();
+        if !open {
+            self.forget_data_in(id);
+        }
+        Some(open)
+    }
+}
