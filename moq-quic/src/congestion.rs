@@ -198,8 +198,8 @@ mod tests {
                 .expect("accept");
             let mut recv = conn.accept_uni().await.expect("stream");
             let data = recv.read_to_end(len).await.expect("read");
-            conn.closed().await;
-            data.len()
+            // Kept open until the sender has read its statistics.
+            (conn, data.len())
         });
         let conn = client
             .connect_with(client_config, addr, "localhost")
@@ -217,8 +217,11 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             stats = transport_stats(&conn);
         }
+        // The receiver has read everything before the connection closes.
+        let (server_conn, received) = receiver.await.expect("receiver");
+        assert_eq!(received, len);
         conn.close(0u32.into(), b"done");
-        assert_eq!(receiver.await.expect("receiver"), len);
+        drop(server_conn);
         stats
     }
 

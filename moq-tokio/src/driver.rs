@@ -10,7 +10,6 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -19,7 +18,7 @@ use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::send::{self, SendQueue};
-use crate::shared::{Request, Shared, Stopper, Upcall};
+use crate::shared::{Request, Shared, Signal, Stopper, Upcall};
 use crate::source::{READ_BATCH, Source};
 use crate::transport::{Connection, RecvStream, SendStream};
 
@@ -193,25 +192,31 @@ impl<C: Connection> Driver<C> {
                     inner.io.senders.insert(id, tx);
                 }
                 if let Some(recv) = recv {
-                    let stop = self.spawn_recv(id, recv, None);
-                    inner.io.stoppers.insert(id, Stopper::Task(stop));
+                    match inner.io.stoppers.get(&id) {
+                        // A fetch: its reader reads the response.
+                        Some(Stopper::Slot(slot)) => {
+                            slot.fill(Source::new(Box::new(recv), Box::default()));
+                        }
+                        _ => {
+                            let stop = self.spawn_recv(id, recv, false);
+                            inner.io.stoppers.insert(id, Stopper::Task(stop));
+                        }
+                    }
                 }
                 inner.core.handle_opened(id, now);
             }
             Input::OpenFailed(id) => inner.core.handle_open_failed(id, now),
             Input::AcceptedUni(recv) => {
                 let id = inner.core.handle_accepted(Dir::Uni, now);
-                // Only group streams are uni: their reads follow the application's.
-                let mine = Arc::new(AtomicUsize::new(0));
-                inner.stream_unread.insert(id, mine.clone());
-                let stop = self.spawn_recv(id, recv, Some(mine));
+                // Only group streams are uni: read until the header, then handed over.
+                let stop = self.spawn_recv(id, recv, true);
                 inner.io.stoppers.insert(id, Stopper::Task(stop));
             }
             Input::AcceptedBi(send, recv) => {
                 let id = inner.core.handle_accepted(Dir::Bi, now);
                 let tx = self.spawn_send(id, send);
                 inner.io.senders.insert(id, tx);
-                let stop = self.spawn_recv(id, recv, None);
+                let stop = self.spawn_recv(id, recv, false);
                 inner.io.stoppers.insert(id, Stopper::Task(stop));
             }
             Input::Closed(reason) => inner.core.handle_connection_closed(reason, now),
@@ -228,62 +233,47 @@ impl<C: Connection> Driver<C> {
         queue
     }
 
-    /// Starts the task that reads one stream until it ends and feeds the core. A group
-    /// stream (`gated` with its unread counter) pauses while the application has too many
-    /// unread bytes and some of them are this group's, so flow control reaches the
-    /// publisher. Returns its STOP_SENDING switch.
+    /// Starts the task that reads one stream and feeds the core: a control stream until it
+    /// ends; a group stream (`group`) until its GROUP header is routed, when the stream goes
+    /// to the group's reader. A new group stream is not read while the session holds more
+    /// unread bytes than its budget, so flow control reaches the publisher. Returns its
+    /// STOP_SENDING switch.
     fn spawn_recv(
         &mut self,
         id: StreamId,
         mut stream: C::RecvStream,
-        gated: Option<Arc<AtomicUsize>>,
-    ) -> oneshot::Sender<moq_proto::ErrorCode> {
-        let (stop_tx, mut stop) = oneshot::channel();
+        group: bool,
+    ) -> oneshot::Sender<Signal> {
+        let (signal_tx, mut signal) = oneshot::channel::<Signal>();
         let shared = self.shared.clone();
         self.tasks.push(Box::pin(async move {
             let mut chunks: Box<[Bytes; READ_BATCH]> = Box::default();
-            loop {
-                if let Some(mine) = &gated {
+            let told = loop {
+                if group {
                     tokio::select! {
                         biased;
-                        code = &mut stop => {
-                            if let Ok(code) = code {
-                                stream.stop(code);
-                            }
-                            return;
-                        }
-                        () = shared.unread.wait(mine) => {}
+                        told = &mut signal => break told,
+                        () = shared.budget.wait(&shared) => {}
                     }
                 }
                 tokio::select! {
                     biased;
-                    code = &mut stop => {
-                        if let Ok(code) = code {
-                            stream.stop(code);
-                        }
-                        return;
-                    }
+                    told = &mut signal => break told,
                     read = stream.read_chunks(&mut chunks[..]) => {
                         if shared.feed(id, read, &mut chunks[..]) {
                             return;
                         }
                     }
                 }
-                // Once its GROUP header is routed, a group stream goes to its reader.
-                if gated.is_some() {
-                    let mut inner = shared.lock();
-                    if let Some(slot) = inner.handoffs.remove(&id) {
-                        if let Ok(code) = stop.try_recv() {
-                            stream.stop(code);
-                        } else {
-                            inner.io.stoppers.insert(id, Stopper::Slot(slot.clone()));
-                            slot.fill(Source::new(Box::new(stream), chunks));
-                        }
-                        return;
-                    }
-                }
+            };
+            match told {
+                Ok(Signal::Stop(code)) => stream.stop(code),
+                // Stopped meanwhile, the slot stops it with the core's code.
+                Ok(Signal::Handover(slot)) => slot.fill(Source::new(Box::new(stream), chunks)),
+                // The session is gone.
+                Err(_) => {}
             }
         }));
-        stop_tx
+        signal_tx
     }
 }

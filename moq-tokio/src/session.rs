@@ -73,16 +73,13 @@ impl Session {
             ?role,
             "session started"
         );
-        let unread = Arc::new(crate::shared::Unread::new(config.max_unread_bytes));
+        let budget = crate::shared::Budget::new(config.max_unread_bytes);
         let (requests, requests_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
-            unread,
+            budget,
             inner: Mutex::new(Inner {
                 core: moq_proto::Session::new(role, config, now()),
                 subs: HashMap::new(),
-                groups: Default::default(),
-                stream_unread: Default::default(),
-                handoffs: Default::default(),
                 interests: Default::default(),
                 announced: HashMap::new(),
                 pubs: HashMap::new(),
@@ -152,19 +149,22 @@ impl Session {
             priority,
             group,
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        let unread = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let slot = Arc::new(crate::source::SourceSlot::default());
         let stream = self.shared.with(|inner| {
             let stream = inner.core.fetch(request)?;
-            inner.groups.insert(stream, (tx, unread.clone()));
+            // The stream goes to the reader's slot once open (see `driver`).
+            inner
+                .io
+                .stoppers
+                .insert(stream, crate::shared::Stopper::Slot(slot.clone()));
             Ok::<_, SessionError>(stream)
         })?;
-        Ok(GroupReader::new_fetch(
+        Ok(GroupReader::new(
             self.shared.clone(),
             stream,
             group,
-            rx,
-            unread,
+            slot,
+            true,
         ))
     }
 

@@ -1,9 +1,9 @@
 //! State shared by the session handle, its readers and writers, and the driver task: the
 //! sans-IO core under a lock, and where each event goes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use std::time::Instant;
@@ -11,8 +11,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, GroupSequence, StreamId,
-    SubscribeId, TransportStats,
+    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, FrameRead,
+    GroupSequence, Payload, StreamId, SubscribeId, TransportStats,
 };
 /// Tables keyed by the core's stream ids, which we assign (no peer chooses them): FxHash,
 /// one multiplication per lookup.
@@ -35,13 +35,6 @@ pub(crate) enum TrackMsg {
         end: GroupSequence,
         code: ErrorCode,
     },
-    Ended(EndReason),
-}
-
-/// What a group (or fetch) reader receives.
-#[derive(Debug)]
-pub(crate) enum GroupMsg {
-    Frame(moq_proto::Payload),
     Ended(EndReason),
 }
 
@@ -71,12 +64,6 @@ pub(crate) struct Meta {
 pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
     pub(crate) subs: HashMap<SubscribeId, SubRoute>,
-    /// Where each received group's (or fetch's) frames go, and its unread-bytes counter.
-    pub(crate) groups: StreamMap<(mpsc::UnboundedSender<GroupMsg>, Arc<AtomicUsize>)>,
-    /// Unread-bytes counters of group streams whose GROUP header has not been routed yet.
-    pub(crate) stream_unread: StreamMap<Arc<AtomicUsize>>,
-    /// Group streams whose reader waits for the stream's receive side.
-    pub(crate) handoffs: StreamMap<Arc<SourceSlot>>,
     pub(crate) interests: StreamMap<mpsc::UnboundedSender<Announcement>>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
@@ -92,7 +79,8 @@ pub(crate) struct Inner {
 pub(crate) struct Io {
     /// Each open stream's send task, fed in the core's order.
     pub(crate) senders: StreamMap<Arc<SendQueue>>,
-    /// Each receiving stream's STOP_SENDING switch.
+    /// Each receiving stream's STOP_SENDING switch; for a group or fetch, the slot its
+    /// reader reads the stream from.
     pub(crate) stoppers: StreamMap<Stopper>,
     /// Room for the writes a flush gathers for one stream (kept between flushes).
     pub(crate) batch: Vec<Bytes>,
@@ -101,12 +89,22 @@ pub(crate) struct Io {
     pub(crate) armed: Option<Instant>,
 }
 
+/// What the driver's task reading a stream is told.
+#[derive(Debug)]
+pub(crate) enum Signal {
+    /// Stop the stream (STOP_SENDING with this code).
+    Stop(ErrorCode),
+    /// The GROUP header is in: hand the stream to its reader's slot.
+    Handover(Arc<SourceSlot>),
+}
+
 /// How a receiving stream is stopped.
 #[derive(Debug)]
 pub(crate) enum Stopper {
     /// The driver's task reads it.
-    Task(oneshot::Sender<ErrorCode>),
-    /// Its group reader reads it.
+    Task(oneshot::Sender<Signal>),
+    /// Its group or fetch reader reads it (the driver hands a group's stream over once
+    /// its GROUP header is in).
     Slot(Arc<SourceSlot>),
 }
 
@@ -145,24 +143,19 @@ pub(crate) enum Request {
     Upcalls(Vec<Upcall>),
 }
 
-/// What one frame waiting for its reader costs beyond its payload (its slot in the reader's
-/// channel and its pieces), counted in [`Unread`] so that a flood of empty frames is
-/// bounded like a flood of large ones.
-pub(crate) const FRAME_COST: usize = 64;
-
-/// Bytes of received frames routed to readers and not yet read, in total and per group
-/// stream. Above the total limit, a group stream the driver still reads (its reader has
-/// not taken it over) and whose own reader has unread frames is not read from the
-/// transport, so flow control pushes back on the publisher; a stream whose reader has read
-/// everything (the one the application is waiting on) always goes on.
+/// The receive budget ([`moq_proto::Config::max_unread_bytes`]): while the session holds
+/// more unread group and fetch bytes than this, the driver reads no new group stream, so
+/// QUIC flow control pushes back on the publisher. A group's reader reads its own stream
+/// only when it wants a frame, so it never waits for the budget.
 #[derive(Debug, Default)]
-pub(crate) struct Unread {
-    bytes: AtomicUsize,
+pub(crate) struct Budget {
     limit: usize,
+    /// The driver is waiting for the readers to catch up.
+    waiting: AtomicBool,
     drained: Notify,
 }
 
-impl Unread {
+impl Budget {
     pub(crate) fn new(limit: usize) -> Self {
         Self {
             limit,
@@ -170,38 +163,42 @@ impl Unread {
         }
     }
 
-    /// Frames of `n` bytes were routed to the reader of a stream counted by `mine`.
-    pub(crate) fn add(&self, n: usize, mine: &AtomicUsize) {
-        self.bytes.fetch_add(n, Ordering::Relaxed);
-        mine.fetch_add(n, Ordering::Relaxed);
-    }
-
-    /// The reader of a stream counted by `mine` took (or dropped) `n` bytes.
-    pub(crate) fn sub(&self, n: usize, mine: &AtomicUsize) {
-        let before = self.bytes.fetch_sub(n, Ordering::Relaxed);
-        let mine_before = mine.fetch_sub(n, Ordering::Relaxed);
-        let crossed = before > self.limit && before - n <= self.limit;
-        if crossed || mine_before == n {
-            self.drained.notify_waiters();
+    /// Waits until the session's unread bytes are within the budget.
+    pub(crate) async fn wait(&self, shared: &Shared) {
+        loop {
+            let drained = self.drained.notified();
+            if shared.lock().core.unread_bytes() <= self.limit {
+                return;
+            }
+            self.waiting.store(true, Ordering::Relaxed);
+            drained.await;
         }
     }
 
-    /// Waits until the stream counted by `mine` may be read again.
-    pub(crate) async fn wait(&self, mine: &AtomicUsize) {
-        loop {
-            let drained = self.drained.notified();
-            if mine.load(Ordering::Relaxed) == 0 || self.bytes.load(Ordering::Relaxed) <= self.limit
-            {
-                return;
-            }
-            drained.await;
+    /// After a change to the session: wakes the driver if it waits and the readers caught
+    /// up.
+    fn check(&self, core: &moq_proto::Session) {
+        if self.waiting.load(Ordering::Relaxed) && core.unread_bytes() <= self.limit {
+            self.waiting.store(false, Ordering::Relaxed);
+            self.drained.notify_waiters();
         }
     }
 }
 
+/// What a reader's pull took from the session (see [`Shared::pull`]).
+pub(crate) struct Pulled {
+    /// The group or fetch ended, after the frames taken.
+    pub(crate) end: Option<EndReason>,
+    /// Its stream has nothing more to give (FIN, reset, or the connection is gone).
+    pub(crate) stream_done: bool,
+}
+
+/// Most frames one pull takes from the session.
+const PULL_MAX: usize = 64;
+
 /// Shared by every handle of one session.
 pub(crate) struct Shared {
-    pub(crate) unread: Arc<Unread>,
+    pub(crate) budget: Budget,
     pub(crate) inner: Mutex<Inner>,
     /// Wakes the driver: the core's next timeout moved earlier, or the session ended.
     pub(crate) wake: Notify,
@@ -290,6 +287,7 @@ impl Shared {
             }
         }
         inner.io.batch = writes;
+        self.budget.check(&inner.core);
         let wake = inner.core.is_closed()
             || match (inner.core.poll_timeout(), inner.io.armed) {
                 (Some(at), Some(armed)) => at < armed,
@@ -319,36 +317,82 @@ impl Shared {
         read: crate::source::ReadResult,
         chunks: &mut [Bytes],
     ) -> bool {
-        let now = crate::driver::now();
         let mut inner = self.lock();
-        let ended = match read {
-            Ok(Some(n)) => {
-                for chunk in chunks.iter_mut().take(n) {
-                    inner.core.handle_data(id, std::mem::take(chunk), now);
-                }
-                false
-            }
-            Ok(None) => {
-                inner.io.stoppers.remove(&id);
-                inner.stream_unread.remove(&id);
-                inner.core.handle_fin(id, now);
-                true
-            }
-            Err(StreamError::Reset(code)) => {
-                inner.io.stoppers.remove(&id);
-                inner.stream_unread.remove(&id);
-                inner.core.handle_reset(id, code, now);
-                true
-            }
-            // The connection is gone: its closed task reports why.
-            Err(_) => return true,
-        };
+        let ended = inner.feed(id, read, chunks);
         self.flush(inner);
         ended
+    }
+
+    /// A reader's one crossing of the lock: gives the core what its transport read
+    /// returned, if anything, and takes the frames now whole into `ready` (and the end,
+    /// once reached).
+    pub(crate) fn pull(
+        self: &Arc<Self>,
+        id: StreamId,
+        read: Option<(crate::source::ReadResult, &mut [Bytes])>,
+        ready: &mut VecDeque<Payload>,
+    ) -> Pulled {
+        let mut inner = self.lock();
+        let stream_done = match read {
+            Some((read, chunks)) => inner.feed(id, read, chunks),
+            None => false,
+        };
+        let mut end = None;
+        while ready.len() < PULL_MAX {
+            match inner.core.read_frame(id) {
+                Ok(FrameRead::Frame(frame)) => ready.push_back(frame),
+                Ok(FrameRead::Blocked) => break,
+                Ok(FrameRead::Ended(reason)) => {
+                    end = Some(reason);
+                    break;
+                }
+                // Forgotten: only a reader that cancelled it could have made it so.
+                Err(_) => {
+                    end = Some(EndReason::Local);
+                    break;
+                }
+            }
+        }
+        if end.is_some() {
+            inner.io.stoppers.remove(&id);
+        }
+        self.flush(inner);
+        Pulled { end, stream_done }
     }
 }
 
 impl Inner {
+    /// Gives the core what one read of a receiving stream returned; true when the stream
+    /// has nothing more to give.
+    fn feed(
+        &mut self,
+        id: StreamId,
+        read: crate::source::ReadResult,
+        chunks: &mut [Bytes],
+    ) -> bool {
+        let now = crate::driver::now();
+        match read {
+            Ok(Some(n)) => {
+                for chunk in chunks.iter_mut().take(n) {
+                    self.core.handle_data(id, std::mem::take(chunk), now);
+                }
+                false
+            }
+            Ok(None) => {
+                self.io.stoppers.remove(&id);
+                self.core.handle_fin(id, now);
+                true
+            }
+            Err(StreamError::Reset(code)) => {
+                self.io.stoppers.remove(&id);
+                self.core.handle_reset(id, code, now);
+                true
+            }
+            // The connection is gone: its closed task reports why.
+            Err(_) => true,
+        }
+    }
+
     /// Hands the batch of writes gathered for one stream, if any, to it.
     fn write_batch(&mut self, to: &mut Option<StreamId>, chunks: &mut Vec<Bytes>) {
         if let Some(id) = to.take() {
@@ -395,16 +439,13 @@ impl Inner {
             Command::SetPriority { id, priority } => {
                 self.io.send_op(id, SendOp::Priority(priority));
             }
-            Command::Stop { id, code } => {
-                self.stream_unread.remove(&id);
-                match self.io.stoppers.remove(&id) {
-                    Some(Stopper::Task(stop)) => {
-                        let _ = stop.send(code);
-                    }
-                    Some(Stopper::Slot(slot)) => slot.stop(code),
-                    None => {}
+            Command::Stop { id, code } => match self.io.stoppers.remove(&id) {
+                Some(Stopper::Task(stop)) => {
+                    let _ = stop.send(Signal::Stop(code));
                 }
-            }
+                Some(Stopper::Slot(slot)) => slot.stop(code),
+                None => {}
+            },
             Command::SampleStats => {
                 let stats = (shared.meta.stats)();
                 self.core.handle_stats(stats, crate::driver::now());
@@ -471,21 +512,17 @@ impl Inner {
                         .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
                     return;
                 };
-                let (tx, rx) = mpsc::unbounded_channel();
                 let slot = Arc::new(SourceSlot::default());
-                let mine = self.stream_unread.remove(&stream).unwrap_or_default();
-                let reader = GroupReader::new(
-                    shared.clone(),
-                    stream,
-                    sequence,
-                    rx,
-                    mine.clone(),
-                    Some(slot.clone()),
-                );
+                let reader =
+                    GroupReader::new(shared.clone(), stream, sequence, slot.clone(), false);
                 match route.tx.send(TrackMsg::Group(reader)) {
                     Ok(()) => {
-                        self.groups.insert(stream, (tx, mine));
-                        self.handoffs.insert(stream, slot);
+                        // The driver's task reading the header hands the stream over: its
+                        // STOP_SENDING switch is the reader's slot from now.
+                        let task = self.io.stoppers.insert(stream, Stopper::Slot(slot.clone()));
+                        if let Some(Stopper::Task(task)) = task {
+                            let _ = task.send(Signal::Handover(slot));
+                        }
                     }
                     Err(mpsc::error::SendError(msg)) => {
                         // The track reader is gone. Dropping the group reader here would
@@ -499,21 +536,8 @@ impl Inner {
                     }
                 }
             }
-            Event::Frame { stream, payload } => {
-                if let Some((tx, mine)) = self.groups.get(&stream) {
-                    let len = payload.len() + FRAME_COST;
-                    if tx.send(GroupMsg::Frame(payload)).is_ok() {
-                        shared.unread.add(len, mine);
-                    }
-                }
-            }
-            Event::GroupEnded { stream, reason } | Event::FetchEnded { stream, reason } => {
-                self.stream_unread.remove(&stream);
-                self.handoffs.remove(&stream);
-                if let Some((tx, _)) = self.groups.remove(&stream) {
-                    let _ = tx.send(GroupMsg::Ended(reason));
-                }
-            }
+            // Its reader reads the end from the core.
+            Event::GroupEnded { .. } | Event::FetchEnded { .. } => {}
             Event::SubscribeRequested {
                 id,
                 path,
@@ -579,8 +603,12 @@ impl Inner {
             }
             Event::Closed { reason } => {
                 self.subs.clear();
-                self.groups.clear();
-                self.handoffs.clear();
+                // Readers waiting for their stream learn the end from the core.
+                for (_, stopper) in self.io.stoppers.drain() {
+                    if let Stopper::Slot(slot) = stopper {
+                        slot.close();
+                    }
+                }
                 self.interests.clear();
                 for (_, tx) in self.announced.drain() {
                     let _ = tx.send(true);
@@ -603,9 +631,6 @@ impl Inner {
 fn log_event(shared: &Shared, event: &Event) {
     let remote = shared.meta.remote;
     match event {
-        Event::Frame { stream, payload } => {
-            tracing::trace!(?remote, stream = stream.0, len = payload.len(), "frame");
-        }
         Event::Closed { reason } => tracing::debug!(?remote, %reason, "session closed"),
         Event::GoAway { uri } => tracing::info!(?remote, %uri, "GOAWAY received"),
         Event::SubscribeRequested {

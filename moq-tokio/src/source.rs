@@ -1,9 +1,10 @@
-//! A group stream's receive side, read by the group's reader itself.
+//! A group's (or fetch's) receive stream, read by its reader itself.
 //!
 //! The driver reads a group stream only until its GROUP header is routed; then it puts the
-//! stream in the group's [`SourceSlot`] and the [`crate::GroupReader`] reads the transport
-//! directly: frames reach the application without a hop through the driver, and bytes the
-//! application has not asked for stay in the transport, under QUIC flow control.
+//! stream in the group's [`SourceSlot`] (a fetch's stream goes there as soon as it opens)
+//! and the [`crate::GroupReader`] reads the transport directly when it wants a frame: frames
+//! reach the application without a hop through the driver, and bytes the application has
+//! not asked for stay in the transport, under QUIC flow control.
 //!
 //! The slot is shared by the reader and the core's STOP_SENDING command. A stop finds the
 //! stream in the slot (nobody is reading it) and stops it at once, or finds it lent to a
@@ -102,10 +103,13 @@ impl SourceSlot {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The driver hands the stream over.
-    pub(crate) fn fill(&self, source: Source) {
+    /// The driver hands the stream over (stopping it instead if a stop came first).
+    pub(crate) fn fill(&self, mut source: Source) {
         let mut state = self.state();
         if state.done {
+            if let Some(code) = state.stop.take() {
+                source.stream.stop(code);
+            }
             return;
         }
         state.source = Some(source);
@@ -122,6 +126,16 @@ impl SourceSlot {
             None => state.stop = Some(code),
         }
         drop(state);
+        self.wake.notify_one();
+    }
+
+    /// The connection is gone: the stream (if here) is dropped and the reader woken.
+    pub(crate) fn close(&self) {
+        let mut state = self.state();
+        state.done = true;
+        let source = state.source.take();
+        drop(state);
+        drop(source);
         self.wake.notify_one();
     }
 

@@ -1,7 +1,7 @@
 //! Reading what we subscribed to: tracks, their groups, and fetched groups.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::sync::atomic::AtomicUsize;
 
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
@@ -9,7 +9,7 @@ use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, Payload, StreamId, Subs
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{SessionError, StreamEndError};
-use crate::shared::{FRAME_COST, GroupMsg, Shared, TrackMsg};
+use crate::shared::{Shared, Stopper, TrackMsg};
 use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
@@ -155,16 +155,22 @@ impl Drop for TrackReader {
 
 /// The frames of one group (of a subscription or a fetch). Dropping it before the end
 /// cancels the group.
+///
+/// It reads its stream itself: when it wants a frame and the session has none decoded, it
+/// reads the transport, and the bytes cross the session lock once, decoded there into the
+/// frames it returns (see [`moq_proto::Session::read_frame`]). Bytes it has not asked for
+/// stay in the transport, under QUIC flow control.
 #[derive(Debug)]
 pub struct GroupReader {
     shared: Arc<Shared>,
     stream: StreamId,
     sequence: GroupSequence,
-    rx: mpsc::UnboundedReceiver<GroupMsg>,
-    /// Bytes routed to this reader and not yet read (see `Unread`).
-    unread: Arc<AtomicUsize>,
-    /// The stream, once the driver hands it over (`None` for a fetch, read by the driver).
-    slot: Option<Arc<SourceSlot>>,
+    /// Where its stream waits between reads (the driver hands it over; a stop reaches it).
+    slot: Arc<SourceSlot>,
+    /// Frames taken from the session in one pull and not yet returned.
+    ready: VecDeque<Payload>,
+    /// The session has no whole frame for it: the next pull reads the transport first.
+    blocked: bool,
     fetch: bool,
     ended: Option<Result<(), StreamEndError>>,
 }
@@ -174,32 +180,19 @@ impl GroupReader {
         shared: Arc<Shared>,
         stream: StreamId,
         sequence: GroupSequence,
-        rx: mpsc::UnboundedReceiver<GroupMsg>,
-        unread: Arc<AtomicUsize>,
-        slot: Option<Arc<SourceSlot>>,
+        slot: Arc<SourceSlot>,
+        fetch: bool,
     ) -> Self {
         Self {
             shared,
             stream,
             sequence,
-            rx,
-            unread,
             slot,
-            fetch: false,
+            ready: VecDeque::new(),
+            blocked: false,
+            fetch,
             ended: None,
         }
-    }
-
-    pub(crate) fn new_fetch(
-        shared: Arc<Shared>,
-        stream: StreamId,
-        sequence: GroupSequence,
-        rx: mpsc::UnboundedReceiver<GroupMsg>,
-        unread: Arc<AtomicUsize>,
-    ) -> Self {
-        let mut reader = Self::new(shared, stream, sequence, rx, unread, None);
-        reader.fetch = true;
-        reader
     }
 
     /// Marks the reader ended without touching the session (used under its lock).
@@ -223,39 +216,38 @@ impl GroupReader {
     /// otherwise as [`GroupReader::read_frame`].
     pub async fn read_payload(&mut self) -> Result<Option<Payload>, StreamEndError> {
         loop {
+            if let Some(frame) = self.ready.pop_front() {
+                return Ok(Some(frame));
+            }
             if let Some(end) = &self.ended {
                 return end.clone().map(|()| None);
             }
-            // Frames already decoded come first.
-            match self.rx.try_recv() {
-                Ok(msg) => return self.deliver(Some(msg)),
-                Err(mpsc::error::TryRecvError::Disconnected) => return self.deliver(None),
-                Err(mpsc::error::TryRecvError::Empty) => {}
+            if !self.blocked {
+                self.pull(None);
+                continue;
             }
-            let Some(slot) = &self.slot else {
-                let msg = self.rx.recv().await;
-                return self.deliver(msg);
-            };
-            match slot.lend() {
-                Lend::Here(mut lease) => {
-                    // `None`: stopped meanwhile; the lease stops the stream as it goes.
-                    if let Some(read) = lease.read().await {
-                        // Decoded frames (and the end) are routed to `rx`.
-                        if self.shared.feed(self.stream, read, lease.chunks()) {
-                            slot.finish();
+            match self.slot.lend() {
+                Lend::Here(mut lease) => match lease.read().await {
+                    Some(read) => {
+                        let done = self.pull(Some((read, lease.chunks())));
+                        if done {
+                            self.slot.finish();
                         }
                     }
-                }
+                    // Stopped meanwhile (the lease stops the stream): the session knows why.
+                    None => self.blocked = false,
+                },
                 Lend::NotYet => {
-                    tokio::select! {
-                        biased;
-                        msg = self.rx.recv() => return self.deliver(msg),
-                        () = slot.changed() => {}
-                    }
+                    self.slot.changed().await;
+                    // Handed over, or stopped: either way, ask again.
+                    self.blocked = false;
                 }
                 Lend::Done => {
-                    let msg = self.rx.recv().await;
-                    return self.deliver(msg);
+                    // The stream is gone and the session has no end for it yet: the
+                    // connection went, and the driver is about to report it.
+                    let mut closed = self.shared.closed.subscribe();
+                    let _ = closed.wait_for(Option::is_some).await;
+                    self.blocked = false;
                 }
             }
         }
@@ -265,40 +257,29 @@ impl GroupReader {
     /// ready yet; otherwise what [`GroupReader::read_frame`] would return. Lets a relay
     /// forward a burst of frames in one write ([`crate::GroupWriter::write_frames`]).
     pub fn try_read_frame(&mut self) -> Option<Result<Option<Bytes>, StreamEndError>> {
-        if let Some(end) = &self.ended {
-            return Some(end.clone().map(|()| None));
+        if self.ready.is_empty() && self.ended.is_none() && !self.blocked {
+            self.pull(None);
         }
-        let msg = match self.rx.try_recv() {
-            Ok(msg) => Some(msg),
-            Err(mpsc::error::TryRecvError::Disconnected) => None,
-            Err(mpsc::error::TryRecvError::Empty) => return None,
-        };
-        Some(self.deliver(msg).map(|p| p.map(Payload::into_bytes)))
+        if let Some(frame) = self.ready.pop_front() {
+            return Some(Ok(Some(frame.into_bytes())));
+        }
+        let end = self.ended.as_ref()?;
+        Some(end.clone().map(|()| None))
     }
 
-    /// Turns what arrived on `rx` into `read_frame`'s answer.
-    fn deliver(&mut self, msg: Option<GroupMsg>) -> Result<Option<Payload>, StreamEndError> {
-        let end = match msg {
-            Some(GroupMsg::Frame(payload)) => {
-                self.shared
-                    .unread
-                    .sub(payload.len() + FRAME_COST, &self.unread);
-                return Ok(Some(payload));
-            }
-            Some(GroupMsg::Ended(reason)) => match StreamEndError::from_reason(reason) {
+    /// Takes what the session has for this group into `ready` (after giving it what one
+    /// transport read returned, if any): one crossing of the lock. True when the stream
+    /// has nothing more to give.
+    fn pull(&mut self, read: Option<(crate::source::ReadResult, &mut [Bytes])>) -> bool {
+        let pulled = self.shared.pull(self.stream, read, &mut self.ready);
+        self.blocked = pulled.end.is_none() && self.ready.is_empty();
+        if let Some(reason) = pulled.end {
+            self.ended = Some(match StreamEndError::from_reason(reason) {
                 None => Ok(()),
                 Some(err) => Err(err),
-            },
-            None => Err(StreamEndError::SessionClosed(
-                self.shared
-                    .closed
-                    .borrow()
-                    .clone()
-                    .unwrap_or(moq_proto::CloseReason::Transport("session ended".into())),
-            )),
-        };
-        self.ended = Some(end.clone());
-        end.map(|()| None)
+            });
+        }
+        pulled.stream_done
     }
 
     /// Reads every remaining frame.
@@ -312,20 +293,29 @@ impl GroupReader {
 
     /// Stops the group (STOP_SENDING with a Group code, or a Fetch code for a fetch).
     pub fn cancel(&mut self, code: ErrorCode) {
+        self.ready.clear();
         if self.ended.is_some() {
             return;
         }
         self.ended = Some(Err(StreamEndError::Local));
         let (stream, fetch) = (self.stream, self.fetch);
-        self.shared.with(|inner| {
-            inner.groups.remove(&stream);
-            inner.handoffs.remove(&stream);
-            if fetch {
-                let _ = inner.core.cancel_fetch(stream);
+        let code = if fetch {
+            moq_proto::code::fetch::CANCELLED
+        } else {
+            code
+        };
+        let stopper = self.shared.with(|inner| {
+            let stopper = inner.io.stoppers.remove(&stream);
+            let _ = if fetch {
+                inner.core.cancel_fetch(stream)
             } else {
-                let _ = inner.core.cancel_group(stream, code);
-            }
+                inner.core.cancel_group(stream, code)
+            };
+            stopper
         });
+        if let Some(Stopper::Slot(slot)) = stopper {
+            slot.stop(code);
+        }
     }
 }
 
@@ -333,15 +323,6 @@ impl Drop for GroupReader {
     fn drop(&mut self) {
         if self.ended.is_none() {
             self.cancel(moq_proto::code::group::SUBSCRIBE_CANCELLED);
-        }
-        // Unread frames no longer count against the receive budget.
-        self.rx.close();
-        while let Ok(msg) = self.rx.try_recv() {
-            if let GroupMsg::Frame(payload) = msg {
-                self.shared
-                    .unread
-                    .sub(payload.len() + FRAME_COST, &self.unread);
-            }
         }
     }
 }
