@@ -3,19 +3,22 @@
 //! trust and the ring configurations ([`tls`]); the transport settings ([`QuicOptions`]);
 //! the congestion controller and the statistics the probe reads ([`congestion`]); the
 //! client configuration and the listening endpoint ([`client_config`], [`Listener`]); the
-//! server, generic over each transport's [`Handshake`] ([`Server`]); and the non-blocking
-//! stream write ([`try_write`]). Neither adapter depends on the other for these.
+//! server, generic over each transport's [`Handshake`] ([`Server`]); the non-blocking
+//! stream write ([`try_write`]) and the gate blocked writes wait through ([`WriteGate`]).
+//! Neither adapter depends on the other for these.
 
 use bytes::Bytes;
 
 pub mod congestion;
 mod endpoint;
+mod gate;
 mod options;
 mod server;
 pub mod tls;
 
 pub use congestion::{Congestion, transport_stats};
 pub use endpoint::{ListenError, Listener, client_config};
+pub use gate::WriteGate;
 pub use options::QuicOptions;
 pub use server::{Handshake, Incoming, Server};
 pub use tls::{CertError, Identity, ServerTrust, certificate_hash};

@@ -1,6 +1,7 @@
 //! quinn behind the transport trait: stream I/O, close, statistics. No MOQ logic.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use moq_tokio::transport::{self, ConnectionInfo, StreamError};
@@ -14,6 +15,8 @@ pub struct QuicConnection {
     local: Option<SocketAddr>,
     /// The name a client dialled (a server learns it from the handshake).
     server_name: Option<String>,
+    /// What its blocked writes wait through.
+    gate: Arc<moq_quic::WriteGate>,
 }
 
 impl QuicConnection {
@@ -23,6 +26,7 @@ impl QuicConnection {
             conn,
             local,
             server_name: None,
+            gate: Arc::default(),
         }
     }
 
@@ -63,9 +67,10 @@ fn write_error(e: quinn::WriteError) -> StreamError {
     }
 }
 
-/// The send side of a quinn stream.
+/// The send side of a quinn stream; a write that must wait goes through the connection's
+/// [`moq_quic::WriteGate`].
 #[derive(Debug)]
-pub struct SendStream(quinn::SendStream);
+pub struct SendStream(quinn::SendStream, Arc<moq_quic::WriteGate>);
 
 /// The receive side of a quinn stream.
 #[derive(Debug)]
@@ -79,13 +84,13 @@ impl transport::Connection for QuicConnection {
         self.conn
             .open_uni()
             .await
-            .map(SendStream)
+            .map(|send| SendStream(send, self.gate.clone()))
             .map_err(connection_lost)
     }
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
         let (send, recv) = self.conn.open_bi().await.map_err(connection_lost)?;
-        Ok((SendStream(send), RecvStream(recv)))
+        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
@@ -98,7 +103,7 @@ impl transport::Connection for QuicConnection {
 
     async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
         let (send, recv) = self.conn.accept_bi().await.map_err(connection_lost)?;
-        Ok((SendStream(send), RecvStream(recv)))
+        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
     }
 
     fn close(&self, code: ErrorCode, reason: &str) {
@@ -163,24 +168,13 @@ impl transport::SendStream for SendStream {
     }
 
     async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
-        self.0.write_all_chunks(chunks).await.map_err(write_error)
+        self.1.write(&mut self.0, chunks).await.map_err(write_error)
     }
 
     fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
         moq_quic::try_write(&mut self.0, chunks)
             .unwrap_or(Ok(0))
             .map_err(write_error)
-    }
-
-    fn stopped(&mut self) -> impl Future<Output = Option<ErrorCode>> + Send + 'static {
-        let stopped = self.0.stopped();
-        async move {
-            stopped
-                .await
-                .ok()
-                .flatten()
-                .map(|code| ErrorCode(code.into_inner()))
-        }
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {

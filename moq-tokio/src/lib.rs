@@ -20,7 +20,6 @@ mod announce;
 mod cache;
 mod driver;
 mod error;
-mod gate;
 mod probe;
 mod publish;
 mod send;

@@ -6,8 +6,8 @@
 //! the stream's send task, which waits for flow control with the stream lent to it; writes
 //! queued meanwhile follow in order.
 //!
-//! Blocked streams wait for the transport through the session's
-//! [`crate::gate::WriteGate`].
+//! A reset overtakes a write that flow control holds up: the write is dropped (the
+//! transport's write is cancel-safe) and the stream reset at once.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -49,8 +49,6 @@ pub(crate) trait ErasedSend: Send {
     fn reset(&mut self, code: ErrorCode);
     /// See [`SendStream::set_priority`].
     fn set_priority(&mut self, priority: i32);
-    /// See [`SendStream::stopped`].
-    fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>>;
 }
 
 impl<S: SendStream> ErasedSend for S {
@@ -75,10 +73,6 @@ impl<S: SendStream> ErasedSend for S {
 
     fn set_priority(&mut self, priority: i32) {
         SendStream::set_priority(self, priority);
-    }
-
-    fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>> {
-        Box::pin(SendStream::stopped(self))
     }
 }
 
@@ -224,9 +218,29 @@ impl SendQueue {
         Pushed::Written(written)
     }
 
-    /// Resolves when operations were queued (a reset among them, perhaps).
-    pub(crate) fn queued(&self) -> tokio::sync::futures::Notified<'_> {
-        self.ready.notified()
+    /// Writes `chunks` to the lent stream, waiting for the transport; `None` when a reset
+    /// overtook the write (it is dropped: what was written stays written).
+    async fn write_unless_reset(
+        &self,
+        stream: &mut dyn ErasedSend,
+        chunks: &mut [Bytes],
+    ) -> Option<Result<(), StreamError>> {
+        tokio::select! {
+            biased;
+            () = self.reset_requested() => None,
+            written = stream.write(chunks) => Some(written),
+        }
+    }
+
+    /// Resolves once a reset waits (it overtakes the write in progress).
+    async fn reset_requested(&self) {
+        loop {
+            let queued = self.ready.notified();
+            if self.reset_pending() {
+                return;
+            }
+            queued.await;
+        }
     }
 
     /// Whether the stream is done (finished, reset or stopped).
@@ -264,7 +278,7 @@ pub(crate) async fn run(queue: Arc<SendQueue>, shared: Arc<Shared>, id: StreamId
             Next::Wait => queue.ready.notified().await,
             Next::Write(mut stream, mut chunks) => {
                 let n = chunks.iter().map(Bytes::len).sum();
-                let written = shared.gate.write(&queue, &mut *stream, &mut chunks).await;
+                let written = queue.write_unless_reset(&mut *stream, &mut chunks).await;
                 chunks.clear();
                 batch = chunks;
                 let Some(written) = written else {
@@ -357,7 +371,7 @@ impl SendQueue {
     }
 
     /// Whether a reset waits (it overtakes the write in progress).
-    pub(crate) fn reset_pending(&self) -> bool {
+    fn reset_pending(&self) -> bool {
         self.state().reset.is_some()
     }
 
@@ -442,10 +456,51 @@ mod tests {
         }
 
         fn set_priority(&mut self, _: i32) {}
+    }
 
-        fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>> {
+    /// A stream whose writes wait forever (its flow control never opens).
+    struct Blocked;
+
+    impl ErasedSend for Blocked {
+        fn write<'a>(
+            &'a mut self,
+            _: &'a mut [Bytes],
+        ) -> Pin<Box<dyn Future<Output = Result<(), StreamError>> + Send + 'a>> {
             Box::pin(std::future::pending())
         }
+
+        fn try_write(&mut self, _: &mut [Bytes]) -> Result<usize, StreamError> {
+            Ok(0)
+        }
+
+        fn finish(&mut self) {}
+
+        fn reset(&mut self, _: ErrorCode) {}
+
+        fn set_priority(&mut self, _: i32) {}
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_overtakes_a_write_that_flow_control_holds_up() {
+        let queue = Arc::new(SendQueue::new(Box::new(Blocked)));
+        assert_eq!(queue.push(write(b"held")), Pushed::Written(0));
+        let Next::Write(mut stream, mut chunks) = queue.next(&mut Vec::new()) else {
+            panic!("expected the queued write");
+        };
+        let writer = queue.clone();
+        let write =
+            tokio::spawn(async move { writer.write_unless_reset(&mut *stream, &mut chunks).await });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!write.is_finished(), "the write waits for flow control");
+        queue.push(SendOp::Reset(ErrorCode(3)));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // At once: the paused clock did not move.
+        assert!(write.is_finished(), "the reset overtook the write");
+        assert!(write.await.expect("the write task").is_none());
     }
 
     fn write(data: &'static [u8]) -> SendOp {

@@ -93,7 +93,6 @@ impl Session {
             closed: watch::channel(None).0,
             goaway: watch::channel(None).0,
             probe_target: watch::channel(None).0,
-            gate: crate::gate::WriteGate::default(),
         });
         if let Some(router) = &router {
             router.attach(&shared);

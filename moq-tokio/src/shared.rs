@@ -208,8 +208,6 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Sender<Option<CloseReason>>,
     pub(crate) goaway: watch::Sender<Option<String>>,
     pub(crate) probe_target: watch::Sender<Option<u64>>,
-    /// Which blocked send streams wait for the transport (see [`crate::gate::WriteGate`]).
-    pub(crate) gate: crate::gate::WriteGate,
 }
 
 /// Calls into application handlers, made after the lock is released.

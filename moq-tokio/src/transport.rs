@@ -122,13 +122,6 @@ pub trait SendStream: Send + 'static {
         let _ = chunks;
         Ok(0)
     }
-    /// Resolves with the peer's code once it sends STOP_SENDING (`None` if the stream ends
-    /// otherwise, or the transport cannot tell). A blocked write that waits in line for the
-    /// transport without a waker watches this, so that it learns of a stop at once. The
-    /// default never resolves.
-    fn stopped(&mut self) -> impl Future<Output = Option<ErrorCode>> + Send + 'static {
-        std::future::pending()
-    }
     /// Finishes the stream (FIN).
     fn finish(&mut self) -> Result<(), StreamError>;
     /// Resets the stream (RESET_STREAM).

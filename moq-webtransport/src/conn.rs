@@ -20,6 +20,8 @@ pub struct WebTransportConnection {
     conn: wtransport::Connection,
     local: Option<SocketAddr>,
     info: Arc<ConnectionInfo>,
+    /// What its blocked writes wait through.
+    gate: Arc<moq_quic::WriteGate>,
 }
 
 impl WebTransportConnection {
@@ -33,6 +35,7 @@ impl WebTransportConnection {
             conn,
             local,
             info: Arc::new(info),
+            gate: Arc::default(),
         }
     }
 
@@ -46,9 +49,10 @@ fn h3(code: ErrorCode) -> VarInt {
     VarInt::from_u64(code::to_http3(code)).unwrap_or(VarInt::MAX)
 }
 
-/// The send side of a WebTransport stream.
+/// The send side of a WebTransport stream; a write that must wait goes through the
+/// connection's [`moq_quic::WriteGate`].
 #[derive(Debug)]
-pub struct SendStream(wtransport::SendStream);
+pub struct SendStream(wtransport::SendStream, Arc<moq_quic::WriteGate>);
 
 /// The receive side of a WebTransport stream.
 #[derive(Debug)]
@@ -65,7 +69,7 @@ impl transport::Connection for WebTransportConnection {
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         let stream = opening.await.map_err(|_| StreamError::ConnectionLost)?;
-        Ok(SendStream(stream))
+        Ok(SendStream(stream, self.gate.clone()))
     }
 
     async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
@@ -75,7 +79,7 @@ impl transport::Connection for WebTransportConnection {
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         let (send, recv) = opening.await.map_err(|_| StreamError::ConnectionLost)?;
-        Ok((SendStream(send), RecvStream(recv)))
+        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
     }
 
     async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
@@ -92,7 +96,7 @@ impl transport::Connection for WebTransportConnection {
             .accept_bi()
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
-        Ok((SendStream(send), RecvStream(recv)))
+        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
     }
 
     /// wtransport cannot send CLOSE_WEBTRANSPORT_SESSION: the session ends with a QUIC
@@ -167,9 +171,8 @@ impl transport::SendStream for SendStream {
     }
 
     async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
-        self.0
-            .quic_stream_mut()
-            .write_all_chunks(chunks)
+        self.1
+            .write(self.0.quic_stream_mut(), chunks)
             .await
             .map_err(write_error)
     }
@@ -178,17 +181,6 @@ impl transport::SendStream for SendStream {
         moq_quic::try_write(self.0.quic_stream_mut(), chunks)
             .unwrap_or(Ok(0))
             .map_err(write_error)
-    }
-
-    fn stopped(&mut self) -> impl Future<Output = Option<ErrorCode>> + Send + 'static {
-        let stopped = self.0.quic_stream().stopped();
-        async move {
-            stopped
-                .await
-                .ok()
-                .flatten()
-                .map(|code| code::received(code.into_inner()))
-        }
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {

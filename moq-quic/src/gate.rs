@@ -1,4 +1,4 @@
-//! Which of a session's blocked send streams wait for the transport: see [`WriteGate`].
+//! Which of a connection's blocked send streams wait for quinn: see [`WriteGate`].
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,11 +7,44 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use tokio::sync::{Notify, Semaphore};
 
-use crate::send::{ErasedSend, SendQueue};
-use crate::transport::StreamError;
+/// What the gate needs of a send stream: quinn's, or a model of it in the tests.
+pub(crate) trait Gated: Send {
+    /// Why a write failed.
+    type Error: Send;
+    /// Writes what the stream takes at once, without waiting.
+    fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, Self::Error>;
+    /// Writes every chunk, waiting for room; dropped half way, `chunks` shows what is left.
+    fn write<'a>(
+        &'a mut self,
+        chunks: &'a mut [Bytes],
+    ) -> Pin<Box<dyn Future<Output = Result<(), Self::Error>> + Send + 'a>>;
+    /// Resolves with the error a write would fail with once the peer sends STOP_SENDING
+    /// (`None` if the stream ends otherwise).
+    fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<Self::Error>> + Send>>;
+}
 
-/// Blocked send streams of one session that wait for the transport with a waker of their
-/// own (see [`WriteGate`]).
+impl Gated for quinn::SendStream {
+    type Error = quinn::WriteError;
+
+    fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, quinn::WriteError> {
+        crate::try_write(self, chunks).unwrap_or(Ok(0))
+    }
+
+    fn write<'a>(
+        &'a mut self,
+        chunks: &'a mut [Bytes],
+    ) -> Pin<Box<dyn Future<Output = Result<(), quinn::WriteError>> + Send + 'a>> {
+        Box::pin(self.write_all_chunks(chunks))
+    }
+
+    fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<quinn::WriteError>> + Send>> {
+        let stopped = quinn::SendStream::stopped(self);
+        Box::pin(async move { stopped.await.ok().flatten().map(quinn::WriteError::Stopped) })
+    }
+}
+
+/// Blocked send streams of one connection that wait for quinn with a waker of their own
+/// (see [`WriteGate`]).
 const GATE_PERMITS: usize = 4;
 
 /// How often the blocked stream whose turn it is retries without a waker.
@@ -21,7 +54,8 @@ const RETRY: std::time::Duration = std::time::Duration::from_millis(10);
 /// permit up (when a stream in line retries).
 const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 
-/// Which of a session's blocked send streams wait for the transport.
+/// Which of a connection's blocked send streams wait for quinn. Both adapters write every
+/// stream that cannot take its bytes at once through their connection's gate.
 ///
 /// When a QUIC connection's send window fills, quinn wakes every stream that found it
 /// full each time an acknowledgement frees room, and all but the first find it full
@@ -39,10 +73,12 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 /// [`crate::transport::SendStream::write_chunks`]). quinn checks the window before a
 /// stream's own credit, so while other streams keep the window full a holder without
 /// credit may be woken too, and keep its permit; the streams in line then move on the
-/// turn's retries. A stream in line watches for STOP_SENDING
-/// ([`crate::transport::SendStream::stopped`]), having no waker of its own.
+/// turn's retries. A stream in line watches for STOP_SENDING, having no waker of its own.
+///
+/// A write through the gate may be dropped at any point (to reset the stream, say): the
+/// chunks show what is left, and the stream's places in line go with it.
 #[derive(Debug)]
-pub(crate) struct WriteGate {
+pub struct WriteGate {
     /// Held by the blocked streams that wait with a waker.
     permits: Semaphore,
     /// Held by the blocked stream in line whose turn it is to retry.
@@ -144,9 +180,9 @@ impl<F: Future + Unpin> Future for OnWake<F> {
 }
 
 /// How a wait in line for a permit ended.
-enum InLine<'g> {
-    /// The write is over (`None`: a reset overtook it).
-    Done(Option<Result<(), StreamError>>),
+enum InLine<'g, E> {
+    /// The write is over.
+    Done(Result<(), E>),
     /// A permit (`None` only if the gate closed, which it never does).
     Permit(Option<tokio::sync::SemaphorePermit<'g>>),
 }
@@ -171,22 +207,29 @@ impl<'a> Turn<'a> {
 }
 
 impl WriteGate {
-    /// Writes `chunks` to `queue`'s lent `stream`, waiting for the transport through the
-    /// gate. `None` when a reset overtook the write.
-    pub(crate) async fn write(
+    /// Writes every chunk to a quinn stream, waiting for room through the gate.
+    pub async fn write(
         &self,
-        queue: &SendQueue,
-        stream: &mut dyn ErasedSend,
+        stream: &mut quinn::SendStream,
         chunks: &mut [Bytes],
-    ) -> Option<Result<(), StreamError>> {
+    ) -> Result<(), quinn::WriteError> {
+        self.write_gated(stream, chunks).await
+    }
+
+    /// [`WriteGate::write`] for any [`Gated`] stream.
+    pub(crate) async fn write_gated<S: Gated>(
+        &self,
+        stream: &mut S,
+        chunks: &mut [Bytes],
+    ) -> Result<(), S::Error> {
         loop {
-            let permit = match self.wait_in_line(queue, stream, chunks).await {
+            let permit = match self.wait_in_line(stream, chunks).await {
                 InLine::Done(done) => return done,
                 InLine::Permit(permit) => permit,
             };
             let start = chunks.iter().position(|c| !c.is_empty()).unwrap_or(0);
             if let Some(done) = self
-                .write_holding(queue, permit, stream, &mut chunks[start..])
+                .write_holding(permit, stream, &mut chunks[start..])
                 .await
             {
                 return done;
@@ -196,12 +239,11 @@ impl WriteGate {
     }
 
     /// Waits in line for a permit, retrying without a waker when it is this stream's turn.
-    async fn wait_in_line(
+    async fn wait_in_line<S: Gated>(
         &self,
-        queue: &SendQueue,
-        stream: &mut dyn ErasedSend,
+        stream: &mut S,
         chunks: &mut [Bytes],
-    ) -> InLine<'_> {
+    ) -> InLine<'_, S::Error> {
         // The futures are kept across wake-ups, and with them the places in line.
         let acquire = self.permits.acquire();
         tokio::pin!(acquire);
@@ -214,21 +256,17 @@ impl WriteGate {
         let mut try_now = true;
         let mut timed = false;
         loop {
-            // A reset must not wait behind a write that flow control holds up.
-            if queue.reset_pending() {
-                return InLine::Done(None);
-            }
             if std::mem::take(&mut try_now) {
                 let found = match stream.try_write(chunks) {
                     Ok(n) => n > 0,
-                    Err(e) => return InLine::Done(Some(Err(e))),
+                    Err(e) => return InLine::Done(Err(e)),
                 };
                 let mine = matches!(turn, Turn::Mine { .. });
                 if mine && timed {
                     self.hand_on.notify_waiters();
                 }
                 if chunks.iter().all(Bytes::is_empty) {
-                    return InLine::Done(Some(Ok(())));
+                    return InLine::Done(Ok(()));
                 }
                 if mine && (found || timed) {
                     // Hand the turn on (the next in line retries at once) and queue again.
@@ -238,7 +276,6 @@ impl WriteGate {
             tokio::select! {
                 biased;
                 permit = &mut acquire => return InLine::Permit(permit.ok()),
-                () = queue.queued() => {}
                 guard = turn.wait() => {
                     turn = Turn::Mine { _guard: guard };
                     try_now = true;
@@ -249,8 +286,8 @@ impl WriteGate {
                     try_now = true;
                     timed = true;
                 }
-                code = &mut stopped, if stop_watched => match code {
-                    Some(code) => return InLine::Done(Some(Err(StreamError::Stopped(code)))),
+                err = &mut stopped, if stop_watched => match err {
+                    Some(err) => return InLine::Done(Err(err)),
                     None => stop_watched = false,
                 },
             }
@@ -260,24 +297,19 @@ impl WriteGate {
     /// Writes `chunks`, waiting for the transport with a waker and holding `permit`. `None`
     /// when asked to give the permit up after [`HOLD`] without a wake-up from the transport:
     /// the write is dropped, and `chunks` shows what is left.
-    async fn write_holding(
+    async fn write_holding<S: Gated>(
         &self,
-        queue: &SendQueue,
         permit: Option<tokio::sync::SemaphorePermit<'_>>,
-        stream: &mut dyn ErasedSend,
+        stream: &mut S,
         chunks: &mut [Bytes],
-    ) -> Option<Option<Result<(), StreamError>>> {
+    ) -> Option<Result<(), S::Error>> {
         // Polled only when the transport wakes it: the quiet time tells a write held up by
         // its own flow control from one the connection's window holds up.
         let mut write = OnWake::new(stream.write(chunks));
         loop {
-            if queue.reset_pending() {
-                return Some(None);
-            }
             let asked = tokio::select! {
                 biased;
-                written = &mut write => return Some(Some(written)),
-                () = queue.queued() => false,
+                written = &mut write => return Some(written),
                 () = self.hand_on.notified(), if permit.is_some() => true,
             };
             if asked && write.quiet() >= HOLD {
@@ -289,10 +321,11 @@ impl WriteGate {
 
 #[cfg(test)]
 mod tests {
-    use moq_proto::ErrorCode;
-
     use super::*;
-    use crate::send::SendOp;
+
+    /// A write the peer stopped, with its code.
+    #[derive(Debug, PartialEq)]
+    struct Stopped(u64);
 
     /// A connection's shared send window, modelled on quinn's: a write that finds the
     /// window full registers its task's waker, and all of them are woken when room is
@@ -315,7 +348,7 @@ mod tests {
         index: usize,
         credit: usize,
         window: Arc<Mutex<Window>>,
-        stop: Option<tokio::sync::oneshot::Receiver<ErrorCode>>,
+        stop: Option<tokio::sync::oneshot::Receiver<u64>>,
     }
 
     impl Flow {
@@ -343,11 +376,13 @@ mod tests {
         }
     }
 
-    impl ErasedSend for Flow {
+    impl Gated for Flow {
+        type Error = Stopped;
+
         fn write<'a>(
             &'a mut self,
             chunks: &'a mut [Bytes],
-        ) -> Pin<Box<dyn Future<Output = Result<(), StreamError>> + Send + 'a>> {
+        ) -> Pin<Box<dyn Future<Output = Result<(), Stopped>> + Send + 'a>> {
             *self
                 .window
                 .lock()
@@ -365,21 +400,15 @@ mod tests {
             }))
         }
 
-        fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
+        fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, Stopped> {
             Ok(self.take(chunks, None))
         }
 
-        fn finish(&mut self) {}
-
-        fn reset(&mut self, _: ErrorCode) {}
-
-        fn set_priority(&mut self, _: i32) {}
-
-        fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<ErrorCode>> + Send>> {
+        fn stopped(&mut self) -> Pin<Box<dyn Future<Output = Option<Stopped>> + Send>> {
             let stop = self.stop.take();
             Box::pin(async move {
                 match stop {
-                    Some(stop) => stop.await.ok(),
+                    Some(stop) => stop.await.ok().map(Stopped),
                     None => std::future::pending().await,
                 }
             })
@@ -401,17 +430,16 @@ mod tests {
         }
     }
 
-    /// Spawns a write of `len` bytes on a new stream of `window`, through `queue`.
+    /// Spawns a write of `len` bytes on a new stream of `window`.
     fn spawn_flow(
-        queue: Arc<SendQueue>,
         gate: &Arc<WriteGate>,
         mut stream: Flow,
         len: usize,
-    ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
+    ) -> tokio::task::JoinHandle<Result<(), Stopped>> {
         let gate = gate.clone();
         tokio::spawn(async move {
             let mut chunks = vec![Bytes::from(vec![0u8; len])];
-            gate.write(&queue, &mut stream, &mut chunks).await
+            gate.write_gated(&mut stream, &mut chunks).await
         })
     }
 
@@ -421,14 +449,14 @@ mod tests {
         index: usize,
         credit: usize,
         len: usize,
-    ) -> tokio::task::JoinHandle<Option<Result<(), StreamError>>> {
+    ) -> tokio::task::JoinHandle<Result<(), Stopped>> {
         let stream = Flow {
             index,
             credit,
             window: window.clone(),
             stop: None,
         };
-        spawn_flow(Arc::default(), gate, stream, len)
+        spawn_flow(gate, stream, len)
     }
 
     async fn settle() {
@@ -439,9 +467,9 @@ mod tests {
 
     /// The write's outcome, within `within` (of the paused clock).
     async fn outcome(
-        write: tokio::task::JoinHandle<Option<Result<(), StreamError>>>,
+        write: tokio::task::JoinHandle<Result<(), Stopped>>,
         within: std::time::Duration,
-    ) -> Option<Result<(), StreamError>> {
+    ) -> Result<(), Stopped> {
         tokio::time::timeout(within, write)
             .await
             .expect("the write ends in time")
@@ -466,7 +494,7 @@ mod tests {
             tokio::time::sleep(RETRY / 4).await;
         }
         for write in writes {
-            assert!(matches!(outcome(write, RETRY).await, Some(Ok(()))));
+            assert_eq!(outcome(write, RETRY).await, Ok(()));
         }
         let window = window.lock().expect("window");
         assert_eq!(window.written, 2000);
@@ -495,7 +523,7 @@ mod tests {
         // The stream whose turn it is retries after RETRY, finds room, writes, and the next
         // in line retries at once.
         for write in free {
-            assert!(matches!(outcome(write, RETRY * 3).await, Some(Ok(()))));
+            assert_eq!(outcome(write, RETRY * 3).await, Ok(()));
         }
         assert_eq!(window.lock().expect("window").written, 1000);
         // Not woken for HOLD, the stuck permit holders give their permits up when the stuck
@@ -552,51 +580,13 @@ mod tests {
             window: window.clone(),
             stop: Some(stopped),
         };
-        let waiting = spawn_flow(Arc::default(), &gate, stream, 10);
+        let waiting = spawn_flow(&gate, stream, 10);
         settle().await;
         assert!(!waiting.is_finished());
-        stop.send(ErrorCode(9)).expect("stop");
+        stop.send(9).expect("stop");
         settle().await;
         // At once: the clock did not move.
         assert!(waiting.is_finished());
-        assert!(matches!(
-            waiting.await,
-            Ok(Some(Err(StreamError::Stopped(ErrorCode(9)))))
-        ));
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_reset_overtakes_a_blocked_write_wherever_it_waits() {
-        let gate = Arc::new(WriteGate::default());
-        let window = Arc::new(Mutex::new(Window::default()));
-        let flow = |index| Flow {
-            index,
-            credit: 0,
-            window: window.clone(),
-            stop: None,
-        };
-        // Stream 0 holds a permit, 1..=GATE_PERMITS the others and the turn, and the last
-        // waits for both.
-        let queues: Vec<Arc<SendQueue>> = (0..GATE_PERMITS + 2).map(|_| Arc::default()).collect();
-        let mut writes = Vec::new();
-        for (i, queue) in queues.iter().enumerate() {
-            writes.push(spawn_flow(queue.clone(), &gate, flow(i), 10));
-            settle().await;
-        }
-        let (holder, turn, last) = (0, GATE_PERMITS, GATE_PERMITS + 1);
-        for i in [last, turn, holder] {
-            assert!(!writes[i].is_finished());
-            queues[i].push(SendOp::Reset(ErrorCode(3)));
-            settle().await;
-            // At once: nothing was handed on meanwhile (the clock did not move).
-            assert!(writes[i].is_finished(), "stream {i}");
-        }
-        for i in [last, turn, holder] {
-            let write = std::mem::replace(&mut writes[i], tokio::spawn(async { None }));
-            assert!(matches!(write.await, Ok(None)));
-        }
-        for write in writes {
-            write.abort();
-        }
+        assert_eq!(waiting.await.expect("the write task"), Err(Stopped(9)));
     }
 }
