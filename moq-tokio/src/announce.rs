@@ -5,7 +5,7 @@ use std::sync::Arc;
 use moq_proto::{BroadcastPath, HopId, StreamId};
 use tokio::sync::{mpsc, watch};
 
-use crate::shared::Shared;
+use crate::shared::{Announced, Shared};
 
 /// A broadcast the peer reported active.
 #[derive(Clone, Debug)]
@@ -16,10 +16,6 @@ pub struct Announcement {
 }
 
 impl Announcement {
-    pub(crate) fn new(path: BroadcastPath, hops: Vec<HopId>, ended: watch::Receiver<bool>) -> Self {
-        Self { path, hops, ended }
-    }
-
     /// The broadcast's full path.
     pub fn path(&self) -> &BroadcastPath {
         &self.path
@@ -50,21 +46,22 @@ impl Announcement {
 pub struct Announcements {
     shared: Arc<Shared>,
     stream: StreamId,
-    rx: mpsc::UnboundedReceiver<Announcement>,
+    rx: mpsc::UnboundedReceiver<Announced>,
 }
 
 impl Announcements {
     pub(crate) fn new(
         shared: Arc<Shared>,
         stream: StreamId,
-        rx: mpsc::UnboundedReceiver<Announcement>,
+        rx: mpsc::UnboundedReceiver<Announced>,
     ) -> Self {
         Self { shared, stream, rx }
     }
 
     /// The next broadcast to become active; `None` once the announce stream has ended.
     pub async fn next(&mut self) -> Option<Announcement> {
-        self.rx.recv().await
+        let Announced { path, hops, ended } = self.rx.recv().await?;
+        Some(Announcement { path, hops, ended })
     }
 
     /// Stops listening with an Announce code (the stream is reset and stop-sent), for

@@ -17,10 +17,11 @@ use futures_util::stream::FuturesUnordered;
 use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::send::{self, SendQueue};
-use crate::shared::{Request, Shared, Signal, Stopper, Upcall};
+use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
+use crate::send::{Next, SendQueue};
+use crate::shared::{Request, Shared, Signal, Stopper, Upcall, now};
 use crate::source::{READ_BATCH, Source};
-use crate::transport::{Connection, RecvStream, SendStream};
+use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -33,10 +34,6 @@ enum Input<C: Connection> {
     Closed(CloseReason),
 }
 
-pub(crate) fn now() -> std::time::Instant {
-    tokio::time::Instant::now().into_std()
-}
-
 pub(crate) struct Driver<C: Connection> {
     conn: C,
     shared: Arc<Shared>,
@@ -44,6 +41,8 @@ pub(crate) struct Driver<C: Connection> {
     inputs: mpsc::UnboundedReceiver<Input<C>>,
     input_tx: mpsc::UnboundedSender<Input<C>>,
     requests: mpsc::UnboundedReceiver<Request>,
+    /// Serves the peer's subscriptions and fetches.
+    router: Option<Router>,
 }
 
 impl<C: Connection> Driver<C> {
@@ -51,6 +50,7 @@ impl<C: Connection> Driver<C> {
         conn: C,
         shared: Arc<Shared>,
         requests: mpsc::UnboundedReceiver<Request>,
+        router: Option<Router>,
     ) -> Self {
         let (input_tx, inputs) = mpsc::unbounded_channel();
         let driver = Self {
@@ -60,6 +60,7 @@ impl<C: Connection> Driver<C> {
             inputs,
             input_tx,
             requests,
+            router,
         };
         driver.start_accepting();
         driver
@@ -165,14 +166,39 @@ impl<C: Connection> Driver<C> {
             Request::Close { code, reason } => self.conn.close(code, &reason),
             Request::Upcalls(upcalls) => {
                 for upcall in upcalls {
-                    match upcall {
-                        Upcall::Track(router, request, writer) => {
-                            router.serve_track(request, writer);
-                        }
-                        Upcall::Fetch(router, request, writer) => {
-                            router.serve_fetch(request, writer);
-                        }
-                    }
+                    self.upcall(upcall);
+                }
+            }
+        }
+    }
+
+    /// Calls the router with a request to serve and the writer that serves it (or drops
+    /// the writer, which refuses it, if there is no router).
+    fn upcall(&self, upcall: Upcall) {
+        let shared = self.shared.clone();
+        match upcall {
+            Upcall::Track {
+                id,
+                path,
+                track,
+                params,
+                updates,
+                ended,
+            } => {
+                let writer = TrackWriter::new(shared, id, updates, ended);
+                let request = TrackRequest {
+                    path,
+                    track,
+                    params,
+                };
+                if let Some(router) = &self.router {
+                    router.serve_track(request, writer);
+                }
+            }
+            Upcall::Fetch { stream, request } => {
+                let writer = FetchWriter::new(shared, stream);
+                if let Some(router) = &self.router {
+                    router.serve_fetch(FetchRequest::from(request), writer);
                 }
             }
         }
@@ -229,7 +255,7 @@ impl<C: Connection> Driver<C> {
     fn spawn_send(&mut self, id: StreamId, stream: C::SendStream) -> Arc<SendQueue> {
         let queue = Arc::new(SendQueue::new(Box::new(stream)));
         self.tasks
-            .push(Box::pin(send::run(queue.clone(), self.shared.clone(), id)));
+            .push(Box::pin(send_task(queue.clone(), self.shared.clone(), id)));
         queue
     }
 
@@ -275,5 +301,49 @@ impl<C: Connection> Driver<C> {
             }
         }));
         signal_tx
+    }
+}
+
+/// The send task of stream `id`: writes what could not be written at once, waiting for
+/// flow control, and reports to the core what the transport took.
+async fn send_task(queue: Arc<SendQueue>, shared: Arc<Shared>, id: StreamId) {
+    let mut batch: Vec<Bytes> = Vec::new();
+    loop {
+        match queue.next(&mut batch) {
+            Next::Done => return,
+            Next::Wait => queue.queued().await,
+            Next::Write(mut stream, mut chunks) => {
+                let n = chunks.iter().map(Bytes::len).sum();
+                let written = queue.write_unless_reset(&mut *stream, &mut chunks).await;
+                chunks.clear();
+                batch = chunks;
+                let Some(written) = written else {
+                    queue.apply_reset(stream);
+                    return;
+                };
+                match written {
+                    Ok(()) => {
+                        queue.give_back(stream);
+                        let mut inner = shared.lock();
+                        inner.core.handle_written(id, n, now());
+                        shared.flush(inner);
+                    }
+                    Err(StreamError::Stopped(code)) => {
+                        queue.end();
+                        let mut inner = shared.lock();
+                        inner.io.senders.remove(&id);
+                        inner.core.handle_stop_sending(id, code, now());
+                        shared.flush(inner);
+                        return;
+                    }
+                    Err(_) => {
+                        // The connection is gone (its end is reported by the driver).
+                        queue.end();
+                        shared.lock().io.senders.remove(&id);
+                        return;
+                    }
+                }
+            }
+        }
     }
 }

@@ -12,13 +12,12 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use moq_proto::{ErrorCode, StreamId};
+use moq_proto::ErrorCode;
 use tokio::sync::Notify;
 
-use crate::shared::Shared;
 use crate::transport::{SendStream, StreamError};
 
 /// Most chunks handed to the transport in one write.
@@ -220,7 +219,7 @@ impl SendQueue {
 
     /// Writes `chunks` to the lent stream, waiting for the transport; `None` when a reset
     /// overtook the write (it is dropped: what was written stays written).
-    async fn write_unless_reset(
+    pub(crate) async fn write_unless_reset(
         &self,
         stream: &mut dyn ErasedSend,
         chunks: &mut [Bytes],
@@ -232,6 +231,11 @@ impl SendQueue {
         }
     }
 
+    /// Resolves when operations were queued (or the stream ended).
+    pub(crate) async fn queued(&self) {
+        self.ready.notified().await;
+    }
+
     /// Resolves once a reset waits (it overtakes the write in progress).
     async fn reset_requested(&self) {
         loop {
@@ -241,6 +245,11 @@ impl SendQueue {
             }
             queued.await;
         }
+    }
+
+    /// Ends the stream's send side: nothing more is written.
+    pub(crate) fn end(&self) {
+        self.state().end();
     }
 
     /// Whether the stream is done (finished, reset or stopped).
@@ -259,7 +268,7 @@ impl State {
 }
 
 /// What the send task does next.
-enum Next {
+pub(crate) enum Next {
     /// Write these chunks (the stream lent to the task).
     Write(Box<dyn ErasedSend>, Vec<Bytes>),
     /// Wait for operations.
@@ -268,56 +277,10 @@ enum Next {
     Done,
 }
 
-/// The send task of stream `id`: writes what could not be written at once, waiting for
-/// flow control, and reports to the core what the transport took.
-pub(crate) async fn run(queue: Arc<SendQueue>, shared: Arc<Shared>, id: StreamId) {
-    let mut batch: Vec<Bytes> = Vec::new();
-    loop {
-        match queue.next(&mut batch) {
-            Next::Done => return,
-            Next::Wait => queue.ready.notified().await,
-            Next::Write(mut stream, mut chunks) => {
-                let n = chunks.iter().map(Bytes::len).sum();
-                let written = queue.write_unless_reset(&mut *stream, &mut chunks).await;
-                chunks.clear();
-                batch = chunks;
-                let Some(written) = written else {
-                    queue.apply_reset(stream);
-                    return;
-                };
-                match written {
-                    Ok(()) => {
-                        queue.give_back(stream);
-                        let mut inner = shared.lock();
-                        inner.core.handle_written(id, n, crate::driver::now());
-                        shared.flush(inner);
-                    }
-                    Err(StreamError::Stopped(code)) => {
-                        queue.state().end();
-                        let mut inner = shared.lock();
-                        inner.io.senders.remove(&id);
-                        inner
-                            .core
-                            .handle_stop_sending(id, code, crate::driver::now());
-                        shared.flush(inner);
-                        return;
-                    }
-                    Err(_) => {
-                        // The connection is gone (its end is reported by the driver).
-                        queue.state().end();
-                        shared.lock().io.senders.remove(&id);
-                        return;
-                    }
-                }
-            }
-        }
-    }
-}
-
 impl SendQueue {
     /// Takes the next operations: queued writes as one batch (lending the stream), or the
     /// next other operation, carried out here.
-    fn next(&self, batch: &mut Vec<Bytes>) -> Next {
+    pub(crate) fn next(&self, batch: &mut Vec<Bytes>) -> Next {
         let mut guard = self.state();
         let state = &mut *guard;
         loop {
@@ -376,7 +339,7 @@ impl SendQueue {
     }
 
     /// Resets the stream with the waiting reset's code, dropping what was queued.
-    fn apply_reset(&self, mut stream: Box<dyn ErasedSend>) {
+    pub(crate) fn apply_reset(&self, mut stream: Box<dyn ErasedSend>) {
         let mut state = self.state();
         if let Some(code) = state.reset {
             stream.reset(code);
@@ -385,7 +348,7 @@ impl SendQueue {
     }
 
     /// Returns the stream after a write.
-    fn give_back(&self, stream: Box<dyn ErasedSend>) {
+    pub(crate) fn give_back(&self, stream: Box<dyn ErasedSend>) {
         let mut state = self.state();
         if !state.ended {
             state.stream = Some(stream);
@@ -396,6 +359,7 @@ impl SendQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     /// A stream that takes at most `room` bytes without waiting and records what it got.
     #[derive(Clone, Default)]

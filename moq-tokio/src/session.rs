@@ -12,10 +12,11 @@ use moq_proto::{
 use tokio::sync::{Notify, mpsc, watch};
 
 use crate::announce::Announcements;
-use crate::driver::{Driver, now};
+use crate::driver::Driver;
 use crate::error::SessionError;
 use crate::probe::ProbeResults;
 use crate::publish::Router;
+use crate::shared::now;
 use crate::shared::{Inner, Meta, Shared, SubRoute};
 use crate::subscribe::{GroupReader, TrackReader};
 use crate::transport::{Connection, ConnectionInfo};
@@ -84,7 +85,7 @@ impl Session {
                 announced: HashMap::new(),
                 pubs: HashMap::new(),
                 probe: None,
-                router: router.clone(),
+                serving: router.is_some(),
                 io: Default::default(),
             }),
             wake: Notify::new(),
@@ -97,7 +98,7 @@ impl Session {
         if let Some(router) = &router {
             router.attach(&shared);
         }
-        let driver = Driver::new(conn, shared.clone(), requests_rx);
+        let driver = Driver::new(conn, shared.clone(), requests_rx, router.clone());
         tokio::spawn(driver.run());
         Self {
             _owner: Arc::new(Owner(shared.clone())),

@@ -1,5 +1,11 @@
 //! State shared by the session handle, its readers and writers, and the driver task: the
 //! sans-IO core under a lock, and where each event goes.
+//!
+//! It knows none of the handles: an event that starts something (a group, an announcement,
+//! a request to serve) goes out as the parts its handle is made from, by the reader of the
+//! channel (`subscribe`, `announce`) or by the driver, which calls the application's
+//! handlers (`driver`). So the modules depend one way: `shared` below the handles, the
+//! driver and the session above them.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -19,17 +25,24 @@ use moq_proto::{
 pub(crate) type StreamMap<V> = rustc_hash::FxHashMap<StreamId, V>;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::announce::Announcement;
-use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
 use crate::send::{Pushed, SendOp, SendQueue};
 use crate::source::SourceSlot;
-use crate::subscribe::GroupReader;
 use crate::transport::{ConnectionInfo, StreamError};
+
+/// The session's clock: tokio's, so that tests with a paused clock control it.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
 
 /// What a track reader receives.
 #[derive(Debug)]
 pub(crate) enum TrackMsg {
-    Group(GroupReader),
+    /// A group arrived: its stream, its sequence, and the slot its stream goes to.
+    Group {
+        stream: StreamId,
+        sequence: GroupSequence,
+        slot: Arc<SourceSlot>,
+    },
     Dropped {
         start: GroupSequence,
         end: GroupSequence,
@@ -64,11 +77,12 @@ pub(crate) struct Meta {
 pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
     pub(crate) subs: HashMap<SubscribeId, SubRoute>,
-    pub(crate) interests: StreamMap<mpsc::UnboundedSender<Announcement>>,
+    pub(crate) interests: StreamMap<mpsc::UnboundedSender<Announced>>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
     pub(crate) probe: Option<mpsc::UnboundedSender<crate::probe::ProbeResult>>,
-    pub(crate) router: Option<Router>,
+    /// The session has a router: requests to serve go to the driver, which calls it.
+    pub(crate) serving: bool,
     /// Where the core's stream commands go.
     pub(crate) io: Io,
 }
@@ -210,10 +224,30 @@ pub(crate) struct Shared {
     pub(crate) probe_target: watch::Sender<Option<u64>>,
 }
 
-/// Calls into application handlers, made after the lock is released.
+/// A broadcast the peer announced on an interest: what its `Announcement` is made of.
+#[derive(Debug)]
+pub(crate) struct Announced {
+    pub(crate) path: BroadcastPath,
+    pub(crate) hops: Vec<moq_proto::HopId>,
+    pub(crate) ended: watch::Receiver<bool>,
+}
+
+/// Calls into application handlers, made by the driver after the lock is released: the
+/// parts of the request and of the writer that serves it.
+#[derive(Debug)]
 pub(crate) enum Upcall {
-    Track(Router, TrackRequest, TrackWriter),
-    Fetch(Router, FetchRequest, FetchWriter),
+    Track {
+        id: SubscribeId,
+        path: BroadcastPath,
+        track: String,
+        params: SubscribeParams,
+        updates: watch::Receiver<SubscribeParams>,
+        ended: watch::Receiver<Option<EndReason>>,
+    },
+    Fetch {
+        stream: StreamId,
+        request: moq_proto::message::Fetch,
+    },
 }
 
 impl std::fmt::Debug for Shared {
@@ -239,7 +273,7 @@ impl Shared {
     /// command sets (a subscribe timeout, a GOAWAY drain) counts from now.
     pub(crate) fn with<T>(self: &Arc<Self>, f: impl FnOnce(&mut Inner) -> T) -> T {
         let mut inner = self.lock();
-        inner.core.handle_timeout(crate::driver::now());
+        inner.core.handle_timeout(now());
         let out = f(&mut inner);
         self.flush(inner);
         out
@@ -292,9 +326,8 @@ impl Shared {
                 (Some(_), None) => true,
                 (None, _) => false,
             };
-        // Sent under the lock, so handlers are called in the core's order; should the
-        // driver be gone, the handlers' writers are dropped once the lock is released
-        // (their `Drop` takes it).
+        // Sent under the lock, so handlers are called in the core's order. Should the driver
+        // be gone, the session has ended: the requests go unanswered with it.
         let refused = (!upcalls.is_empty())
             .then(|| self.requests.send(Request::Upcalls(upcalls)).err())
             .flatten();
@@ -368,7 +401,7 @@ impl Inner {
         read: crate::source::ReadResult,
         chunks: &mut [Bytes],
     ) -> bool {
-        let now = crate::driver::now();
+        let now = now();
         match read {
             Ok(Some(n)) => {
                 for chunk in chunks.iter_mut().take(n) {
@@ -409,11 +442,10 @@ impl Inner {
     pub(crate) fn pushed(&mut self, id: StreamId, pushed: Pushed) {
         match pushed {
             Pushed::Written(0) => {}
-            Pushed::Written(n) => self.core.handle_written(id, n, crate::driver::now()),
+            Pushed::Written(n) => self.core.handle_written(id, n, now()),
             Pushed::Stopped(code) => {
                 self.io.senders.remove(&id);
-                self.core
-                    .handle_stop_sending(id, code, crate::driver::now());
+                self.core.handle_stop_sending(id, code, now());
             }
         }
     }
@@ -446,7 +478,7 @@ impl Inner {
             },
             Command::SampleStats => {
                 let stats = (shared.meta.stats)();
-                self.core.handle_stats(stats, crate::driver::now());
+                self.core.handle_stats(stats, now());
             }
             Command::Close { code, reason } => {
                 let _ = shared.requests.send(Request::Close { code, reason });
@@ -468,7 +500,11 @@ impl Inner {
                 let (tx, rx) = watch::channel(false);
                 self.announced.insert((interest, path.clone()), tx);
                 if let Some(sink) = self.interests.get(&interest) {
-                    let _ = sink.send(Announcement::new(path, hops, rx));
+                    let _ = sink.send(Announced {
+                        path,
+                        hops,
+                        ended: rx,
+                    });
                 }
             }
             Event::Unannounced { interest, path } => {
@@ -511,9 +547,12 @@ impl Inner {
                     return;
                 };
                 let slot = Arc::new(SourceSlot::default());
-                let reader =
-                    GroupReader::new(shared.clone(), stream, sequence, slot.clone(), false);
-                match route.tx.send(TrackMsg::Group(reader)) {
+                let group = TrackMsg::Group {
+                    stream,
+                    sequence,
+                    slot: slot.clone(),
+                };
+                match route.tx.send(group) {
                     Ok(()) => {
                         // The driver's task reading the header hands the stream over: its
                         // STOP_SENDING switch is the reader's slot from now.
@@ -522,12 +561,8 @@ impl Inner {
                             let _ = task.send(Signal::Handover(slot));
                         }
                     }
-                    Err(mpsc::error::SendError(msg)) => {
-                        // The track reader is gone. Dropping the group reader here would
-                        // take the lock we hold: disarm it and cancel the group directly.
-                        if let TrackMsg::Group(mut reader) = msg {
-                            reader.disarm();
-                        }
+                    Err(_) => {
+                        // The track reader is gone.
                         let _ = self
                             .core
                             .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
@@ -542,25 +577,22 @@ impl Inner {
                 track,
                 params,
             } => {
-                let router = self.router.clone();
-                match router {
-                    Some(router) => {
-                        let (updates, updates_rx) = watch::channel(params);
-                        let (ended, ended_rx) = watch::channel(None);
-                        self.pubs.insert(id, PubRoute { updates, ended });
-                        let request = TrackRequest {
-                            path,
-                            track,
-                            params,
-                        };
-                        let writer = TrackWriter::new(shared.clone(), id, updates_rx, ended_rx);
-                        upcalls.push(Upcall::Track(router, request, writer));
-                    }
-                    None => {
-                        let _ = self
-                            .core
-                            .reject_subscribe(id, moq_proto::code::subscribe::NOT_FOUND);
-                    }
+                if self.serving {
+                    let (updates, updates_rx) = watch::channel(params);
+                    let (ended, ended_rx) = watch::channel(None);
+                    self.pubs.insert(id, PubRoute { updates, ended });
+                    upcalls.push(Upcall::Track {
+                        id,
+                        path,
+                        track,
+                        params,
+                        updates: updates_rx,
+                        ended: ended_rx,
+                    });
+                } else {
+                    let _ = self
+                        .core
+                        .reject_subscribe(id, moq_proto::code::subscribe::NOT_FOUND);
                 }
             }
             Event::SubscriptionUpdated { id, params } => {
@@ -574,17 +606,15 @@ impl Inner {
                 }
             }
             Event::GroupCancelled { .. } | Event::InterestReceived { .. } => {}
-            Event::FetchRequested { stream, request } => match self.router.clone() {
-                Some(router) => {
-                    let writer = FetchWriter::new(shared.clone(), stream);
-                    upcalls.push(Upcall::Fetch(router, FetchRequest::from(request), writer));
-                }
-                None => {
+            Event::FetchRequested { stream, request } => {
+                if self.serving {
+                    upcalls.push(Upcall::Fetch { stream, request });
+                } else {
                     let _ = self
                         .core
                         .reject_fetch(stream, moq_proto::code::fetch::INTERNAL);
                 }
-            },
+            }
             Event::ProbeTarget { bitrate } => {
                 shared.probe_target.send_replace(Some(bitrate));
             }

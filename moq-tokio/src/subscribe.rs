@@ -96,7 +96,17 @@ impl TrackReader {
             return end.clone().map(|()| None);
         }
         match self.rx.recv().await {
-            Some(TrackMsg::Group(group)) => Ok(Some(TrackEvent::Group(group))),
+            Some(TrackMsg::Group {
+                stream,
+                sequence,
+                slot,
+            }) => Ok(Some(TrackEvent::Group(GroupReader::new(
+                self.shared.clone(),
+                stream,
+                sequence,
+                slot,
+                false,
+            )))),
             Some(TrackMsg::Dropped { start, end, code }) => {
                 Ok(Some(TrackEvent::Dropped { start, end, code }))
             }
@@ -144,12 +154,35 @@ impl TrackReader {
 
 impl Drop for TrackReader {
     fn drop(&mut self) {
-        if self.ended.is_none() {
-            self.shared.with(|inner| {
+        // Groups delivered and not taken are cancelled with the subscription (a group that
+        // has fully arrived is not stopped by the unsubscribe, but its reader is gone too).
+        self.rx.close();
+        let mut untaken = Vec::new();
+        while let Ok(msg) = self.rx.try_recv() {
+            if let TrackMsg::Group { stream, .. } = msg {
+                untaken.push(stream);
+            }
+        }
+        let live = self.ended.is_none();
+        if !live && untaken.is_empty() {
+            return;
+        }
+        self.shared.with(|inner| {
+            if live {
                 inner.subs.remove(&self.id);
                 let _ = inner.core.unsubscribe(self.id);
-            });
-        }
+            }
+            for stream in untaken {
+                // Stopped (if it still arrives) through its switch, the untaken slot.
+                let _ = inner
+                    .core
+                    .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
+                if let Some(crate::shared::Stopper::Slot(slot)) = inner.io.stoppers.remove(&stream)
+                {
+                    slot.stop(moq_proto::code::group::SUBSCRIBE_CANCELLED);
+                }
+            }
+        });
     }
 }
 
@@ -193,11 +226,6 @@ impl GroupReader {
             fetch,
             ended: None,
         }
-    }
-
-    /// Marks the reader ended without touching the session (used under its lock).
-    pub(crate) fn disarm(&mut self) {
-        self.ended = Some(Err(StreamEndError::Local));
     }
 
     /// The group's sequence number.

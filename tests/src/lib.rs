@@ -26,6 +26,8 @@ macro_rules! scenario_suite {
             peer_vanishes,
             slow_subscriber,
             unread_budget_never_blocks_the_group_being_read,
+            untaken_groups_go_with_their_track_reader,
+            read_groups_leave_nothing_behind,
             group_cancel_reaches_publisher,
             held_group_reader_ends_on_unsubscribe,
             dropped_writers_never_look_complete,

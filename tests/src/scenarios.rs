@@ -541,6 +541,96 @@ pub async fn unread_budget_never_blocks_the_group_being_read<T: Transport>() {
     assert_eq!(total, 8 * 64);
 }
 
+/// A track reader dropped with groups it never took: they go with it, and the session holds
+/// nothing of them (no bytes, no group waiting for a reader).
+pub async fn untaken_groups_go_with_their_track_reader<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let track = broadcast(&pair.server_router, "/untaken", "t");
+    let reader = pair
+        .client
+        .subscribe("/untaken", "t", SubscribeParams::default())
+        .expect("subscribe");
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    for _ in 0..3 {
+        let g = track.append_group();
+        g.write_frame(Bytes::from(vec![1u8; 1000]));
+        g.finish();
+    }
+    within("groups arrive", async {
+        while pair.client.stats().groups_received < 3 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    assert_eq!(pair.client.stats().unread_groups, 3, "waiting for a reader");
+    drop(reader);
+    within("released", async {
+        loop {
+            let stats = pair.client.stats();
+            if stats.unread_groups == 0 && stats.unread_bytes == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
+/// Groups read to their end, and groups dropped half read, leave nothing in the session.
+pub async fn read_groups_leave_nothing_behind<T: Transport>() {
+    let pair = T::connect(Options::default()).await;
+    let track = broadcast(&pair.server_router, "/read", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/read", "t", SubscribeParams::default())
+        .expect("subscribe");
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    for _ in 0..4 {
+        let g = track.append_group();
+        for _ in 0..3 {
+            g.write_frame(Bytes::from(vec![2u8; 5000]));
+        }
+        g.finish();
+    }
+    for i in 0..4 {
+        let mut g = within("group", reader.next_group())
+            .await
+            .expect("ok")
+            .expect("group");
+        if i % 2 == 0 {
+            assert_eq!(
+                within("whole", g.read_all()).await.expect("frames").len(),
+                3
+            );
+        } else {
+            within("first frame", g.read_frame())
+                .await
+                .expect("ok")
+                .expect("frame");
+        }
+    }
+    within("released", async {
+        loop {
+            let stats = pair.client.stats();
+            if stats.unread_groups == 0 && stats.unread_bytes == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// One subscription on `path` with group 1 open and its first frame read (so the group's
 /// reader has taken its stream over): the pair, the subscriber's track reader, the
 /// publisher's track writer, group 1's writer and its reader.

@@ -70,6 +70,11 @@ pub struct SessionStats {
     /// Bytes held for control messages that have not fully arrived: at most
     /// [`crate::Config::max_buffered_control_bytes`].
     pub control_bytes_buffered: u64,
+    /// Received group and fetch bytes no reader has read yet ([`crate::Session::unread_bytes`]).
+    pub unread_bytes: u64,
+    /// Received groups and fetches not yet read to their end nor cancelled: each holds its
+    /// stream, or its end for its reader ([`crate::Session::read_frame`]).
+    pub unread_groups: u64,
     /// The transport's congestion window, in bytes, as last reported.
     pub congestion_window: Option<u64>,
     /// Packets the transport declared lost, as last reported.
@@ -115,6 +120,8 @@ impl Session {
             unsent_bytes: self.unsent_data as u64,
             streams_abandoned: c.streams_abandoned,
             control_bytes_buffered: self.incomplete_bytes as u64,
+            unread_bytes: self.unread_data as u64,
+            unread_groups: (self.groups_in.len() + self.fetches_out.len()) as u64,
             congestion_window: c.transport.congestion_window,
             lost_packets: c.transport.lost_packets,
             congestion_events: c.transport.congestion_events,
