@@ -404,8 +404,8 @@ impl Inner {
         let now = now();
         match read {
             Ok(Some(n)) => {
-                for chunk in chunks.iter_mut().take(n) {
-                    self.core.handle_data(id, std::mem::take(chunk), now);
+                if let Some(read) = chunks.get_mut(..n) {
+                    self.core.handle_chunks(id, read, now);
                 }
                 false
             }

@@ -264,45 +264,72 @@ impl Session {
     /// Bytes arrived, in order, on a stream's receive side. On a group or fetch past its
     /// header they wait for its reader ([`Session::read_frame`]).
     pub fn handle_data(&mut self, id: StreamId, data: Bytes, now: Instant) {
-        self.stats.bytes_received_app += data.len() as u64;
+        self.handle_chunks(id, &mut [data], now);
+    }
+
+    /// Several chunks arrived, in order, on one stream's receive side: as
+    /// [`Session::handle_data`] for each, in one call. The chunks are taken (left empty).
+    pub fn handle_chunks(&mut self, id: StreamId, chunks: &mut [Bytes], now: Instant) {
         self.advance_clock(now);
-        let len = data.len();
-        if let Some(stream) = self.streams.get_mut(&id)
-            && let Some(recv) = stream.recv.as_mut()
-        {
-            let routed = match stream.kind {
-                Kind::GroupIn => !stream.owes,
-                Kind::FetchOut => true,
-                _ => false,
-            };
-            if routed {
-                // A reader's stream: nothing to decode until it asks.
-                recv.push(data);
+        let mut rest = chunks.iter_mut();
+        while let Some(chunk) = rest.next() {
+            if let Some(recv) = self.reader_stream(id) {
+                // A reader's stream (perhaps since the last chunk): the rest is kept whole
+                // until it asks (see `data`), in one go.
+                let mut len = 0;
+                for chunk in std::iter::once(chunk).chain(rest) {
+                    len += chunk.len();
+                    recv.push(std::mem::take(chunk));
+                }
+                self.stats.bytes_received_app += len as u64;
                 self.count_unread(id, len);
-                self.advance(now);
-                return;
+                break;
             }
-            // Control streams, and streams that still owe their first message, are
-            // watched; a group or fetch past its header is not.
-            let watched = stream.owes || !stream.kind.carries_data();
-            recv.push(data);
-            let held = recv.buffered();
-            // Most chunks of a large frame only add to it: nothing to decode yet.
-            let decode = recv.can_progress();
-            if decode {
-                self.process(id);
-            }
-            if watched {
-                let progressed = decode
-                    && self
-                        .streams
-                        .get(&id)
-                        .and_then(|s| s.recv.as_ref())
-                        .is_none_or(|r| r.buffered() < held);
-                self.watch_incomplete(id, progressed);
-            }
+            let data = std::mem::take(chunk);
+            self.stats.bytes_received_app += data.len() as u64;
+            self.receive(id, data);
         }
         self.advance(now);
+    }
+
+    /// The receive side of a group or fetch past its header, which its reader decodes.
+    fn reader_stream(&mut self, id: StreamId) -> Option<&mut crate::StreamDecoder> {
+        let stream = self.streams.get_mut(&id)?;
+        let routed = match stream.kind {
+            Kind::GroupIn => !stream.owes,
+            Kind::FetchOut => true,
+            _ => false,
+        };
+        stream.recv.as_mut().filter(|_| routed)
+    }
+
+    /// One chunk on a stream's receive side that is not a reader's: decoded now.
+    fn receive(&mut self, id: StreamId, data: Bytes) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        let Some(recv) = stream.recv.as_mut() else {
+            return;
+        };
+        // Control streams, and streams that still owe their first message, are watched; a
+        // group or fetch past its header is not.
+        let watched = stream.owes || !stream.kind.carries_data();
+        recv.push(data);
+        let held = recv.buffered();
+        // Most chunks of a large frame only add to it: nothing to decode yet.
+        let decode = recv.can_progress();
+        if decode {
+            self.process(id);
+        }
+        if watched {
+            let progressed = decode
+                && self
+                    .streams
+                    .get(&id)
+                    .and_then(|s| s.recv.as_ref())
+                    .is_none_or(|r| r.buffered() < held);
+            self.watch_incomplete(id, progressed);
+        }
     }
 
     /// The peer finished its send side of a stream (FIN) after the bytes already reported.
