@@ -23,6 +23,17 @@ fn broadcast(router: &moq_quinn::Router, path: &str, name: &str) -> moq_quinn::T
     track
 }
 
+/// Waits until the publisher's side of `track` sees a subscriber, so what is written next
+/// reaches it.
+async fn has_a_subscriber(track: &moq_quinn::TrackProducer) {
+    within("subscriber", async {
+        while track.subscriber_count() == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// Announcements reach the other side; new ones arrive live; unpublishing ends them.
 pub async fn announce_discovery<T: Transport>() {
     let pair = T::connect(Options::default()).await;
@@ -56,13 +67,7 @@ async fn deliver(pair: &crate::Pair, server_publishes: bool) {
     let mut reader = subscriber
         .subscribe("/live/cam", "video", SubscribeParams::default())
         .expect("subscribe");
-    // Wait for the publisher to see the subscriber before producing.
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     for g in 0..3 {
         let group = track.append_group();
         for f in 0..5 {
@@ -327,12 +332,7 @@ pub async fn large_frame<T: Transport>() {
         .client
         .subscribe("/big", "t", SubscribeParams::default())
         .expect("subscribe");
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     let payload: Bytes = (0..8 * 1024 * 1024 + 7).map(|i| (i % 251) as u8).collect();
     let g = track.append_group();
     g.write_frame(payload.clone());
@@ -384,12 +384,7 @@ pub async fn peer_vanishes<T: Transport>() {
         .expect("subscribe");
     let mut announced = pair.client.announced("/", HopId(0)).expect("interest");
     let mut announcement = within("announcement", announced.next()).await.expect("a");
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     let g = track.append_group();
     g.write_frame(frame("before"));
     let mut group = within("group", reader.next_group())
@@ -445,12 +440,7 @@ pub async fn slow_subscriber<T: Transport>() {
         .client
         .subscribe("/slow", "t", SubscribeParams::default())
         .expect("subscribe");
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     // 64 groups of 256 KiB = 16 MiB, far above every window and limit.
     let chunk = Bytes::from(vec![7u8; 64 * 1024]);
     for _ in 0..64 {
@@ -514,12 +504,7 @@ pub async fn unread_budget_never_blocks_the_group_being_read<T: Transport>() {
         .client
         .subscribe("/budget", "t", SubscribeParams::default())
         .expect("subscribe");
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     let chunk = Bytes::from(vec![1u8; 16 * 1024]);
     for _ in 0..8 {
         let g = track.append_group();
@@ -550,12 +535,7 @@ pub async fn untaken_groups_go_with_their_track_reader<T: Transport>() {
         .client
         .subscribe("/untaken", "t", SubscribeParams::default())
         .expect("subscribe");
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     for _ in 0..3 {
         let g = track.append_group();
         g.write_frame(Bytes::from(vec![1u8; 1000]));
@@ -589,12 +569,7 @@ pub async fn read_groups_leave_nothing_behind<T: Transport>() {
         .client
         .subscribe("/read", "t", SubscribeParams::default())
         .expect("subscribe");
-    within("subscriber", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     for _ in 0..4 {
         let g = track.append_group();
         for _ in 0..3 {
@@ -752,12 +727,7 @@ pub async fn dropped_writers_never_look_complete<T: Transport>() {
         .client
         .subscribe("/cut/producer", "t", SubscribeParams::default())
         .expect("subscribe");
-    within("subscriber joins", async {
-        while track.subscriber_count() == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    has_a_subscriber(&track).await;
     let producer = track.append_group();
     producer.write_frame(frame("x"));
     let mut group = within("producer group", reader.next_group())
