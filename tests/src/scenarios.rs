@@ -34,6 +34,20 @@ async fn has_a_subscriber(track: &moq_quinn::TrackProducer) {
     .await;
 }
 
+/// Waits until `session` holds no received group and no byte that a reader has not taken.
+async fn holds_nothing_unread(session: &moq_quinn::Session) {
+    within("unread groups and bytes released", async {
+        loop {
+            let stats = session.stats();
+            if stats.unread_groups == 0 && stats.unread_bytes == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+}
+
 /// Announcements reach the other side; new ones arrive live; unpublishing ends them.
 pub async fn announce_discovery<T: Transport>() {
     let pair = T::connect(Options::default()).await;
@@ -549,16 +563,7 @@ pub async fn untaken_groups_go_with_their_track_reader<T: Transport>() {
     .await;
     assert_eq!(pair.client.stats().unread_groups, 3, "waiting for a reader");
     drop(reader);
-    within("released", async {
-        loop {
-            let stats = pair.client.stats();
-            if stats.unread_groups == 0 && stats.unread_bytes == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    holds_nothing_unread(&pair.client).await;
 }
 
 /// Groups read to their end, and groups dropped half read, leave nothing in the session.
@@ -594,16 +599,7 @@ pub async fn read_groups_leave_nothing_behind<T: Transport>() {
                 .expect("frame");
         }
     }
-    within("released", async {
-        loop {
-            let stats = pair.client.stats();
-            if stats.unread_groups == 0 && stats.unread_bytes == 0 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-    .await;
+    holds_nothing_unread(&pair.client).await;
 }
 
 /// One subscription on `path` with group 1 open and its first frame read (so the group's
