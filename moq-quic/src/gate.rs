@@ -64,13 +64,12 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 /// only a permit holder waits for the transport with a waker.
 ///
 /// The streams in line take turns: the one whose turn it is retries at once and after
-/// [`RETRY`] without a waker, writing whatever room it finds, then hands the turn on. The
+/// `RETRY` without a waker, writing whatever room it finds, then hands the turn on. The
 /// timed retry also tells the permit holders to check on themselves: a holder that the
-/// transport has not woken for [`HOLD`] is held up by its own flow control (a group its
+/// transport has not woken for `HOLD` is held up by its own flow control (a group its
 /// reader does not read), since the connection's window wakes its holders at every
 /// acknowledgement, so it gives its permit up and queues again (a write dropped half way
-/// leaves its chunks showing what is left, see
-/// [`crate::transport::SendStream::write_chunks`]). quinn checks the window before a
+/// leaves its chunks showing what is left, as quinn's `SendStream::write_chunks` does). quinn checks the window before a
 /// stream's own credit, so while other streams keep the window full a holder without
 /// credit may be woken too, and keep its permit; the streams in line then move on the
 /// turn's retries. A stream in line watches for STOP_SENDING, having no waker of its own.
@@ -83,7 +82,7 @@ pub struct WriteGate {
     permits: Semaphore,
     /// Held by the blocked stream in line whose turn it is to retry.
     turn: tokio::sync::Mutex<()>,
-    /// Asks permit holders that the transport has not woken for [`HOLD`] to give it up.
+    /// Asks permit holders that the transport has not woken for `HOLD` to give it up.
     hand_on: Notify,
 }
 
@@ -295,7 +294,7 @@ impl WriteGate {
     }
 
     /// Writes `chunks`, waiting for the transport with a waker and holding `permit`. `None`
-    /// when asked to give the permit up after [`HOLD`] without a wake-up from the transport:
+    /// when asked to give the permit up after `HOLD` without a wake-up from the transport:
     /// the write is dropped, and `chunks` shows what is left.
     async fn write_holding<S: Gated>(
         &self,

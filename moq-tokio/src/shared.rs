@@ -181,10 +181,15 @@ impl Budget {
     pub(crate) async fn wait(&self, shared: &Shared) {
         loop {
             let drained = self.drained.notified();
-            if shared.lock().core.unread_bytes() <= self.limit {
-                return;
+            {
+                // Marked under the lock, where `check` runs: a reader's pull that brings
+                // the count down after this sees the mark.
+                let inner = shared.lock();
+                if inner.core.unread_bytes() <= self.limit {
+                    return;
+                }
+                self.waiting.store(true, Ordering::Relaxed);
             }
-            self.waiting.store(true, Ordering::Relaxed);
             drained.await;
         }
     }
@@ -205,6 +210,8 @@ pub(crate) struct Pulled {
     pub(crate) end: Option<EndReason>,
     /// Its stream has nothing more to give (FIN, reset, or the connection is gone).
     pub(crate) stream_done: bool,
+    /// The session has no further whole frame: the next one needs a transport read.
+    pub(crate) blocked: bool,
 }
 
 /// Most frames one pull takes from the session.
@@ -282,8 +289,8 @@ impl Shared {
     /// Carries out the core's commands and routes its events, then releases the lock.
     ///
     /// Whoever changed the core flushes it: stream writes go straight to the transport when
-    /// the stream is idle (else to its send task), frames straight to their reader, with no
-    /// hop through the driver. Only what the driver alone can do (open a stream, close the
+    /// the stream is idle (else to its send task), with no hop through the driver; a
+    /// reader takes its frames itself ([`Shared::pull`]). Only what the driver alone can do (open a stream, close the
     /// connection, call application handlers, which must not run under the caller's locks)
     /// is passed to it.
     pub(crate) fn flush(self: &Arc<Self>, mut guard: MutexGuard<'_, Inner>) {
@@ -369,10 +376,14 @@ impl Shared {
             None => false,
         };
         let mut end = None;
+        let mut blocked = false;
         while ready.len() < PULL_MAX {
             match inner.core.read_frame(id) {
                 Ok(FrameRead::Frame(frame)) => ready.push_back(frame),
-                Ok(FrameRead::Blocked) => break,
+                Ok(FrameRead::Blocked) => {
+                    blocked = true;
+                    break;
+                }
                 Ok(FrameRead::Ended(reason)) => {
                     end = Some(reason);
                     break;
@@ -388,7 +399,11 @@ impl Shared {
             inner.io.stoppers.remove(&id);
         }
         self.flush(inner);
-        Pulled { end, stream_done }
+        Pulled {
+            end,
+            stream_done,
+            blocked,
+        }
     }
 }
 
@@ -569,8 +584,14 @@ impl Inner {
                     }
                 }
             }
-            // Its reader reads the end from the core.
-            Event::GroupEnded { .. } | Event::FetchEnded { .. } => {}
+            // Its reader reads the end from the core; one still waiting for its stream
+            // (a fetch whose stream could not be opened) is woken to read it.
+            Event::GroupEnded { stream, .. } | Event::FetchEnded { stream, .. } => {
+                if let Some(Stopper::Slot(slot)) = self.io.stoppers.get(&stream) {
+                    slot.close();
+                    self.io.stoppers.remove(&stream);
+                }
+            }
             Event::SubscribeRequested {
                 id,
                 path,

@@ -139,6 +139,12 @@ impl SourceSlot {
         self.wake.notify_one();
     }
 
+    /// A stop was recorded, or the stream ended or went with the connection.
+    fn ended(&self) -> bool {
+        let state = self.state();
+        state.stop.is_some() || state.done
+    }
+
     /// The reader saw the stream end.
     pub(crate) fn finish(&self) {
         self.state().done = true;
@@ -174,12 +180,12 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
-    /// Reads the chunks that are ready (waiting for the first), or `None` if a stop came
-    /// first (the lease then stops the stream as it goes).
+    /// Reads the chunks that are ready (waiting for the first), or `None` if a stop or the
+    /// connection's end came first (the lease then stops or drops the stream as it goes).
     pub(crate) async fn read(&mut self) -> Option<ReadResult> {
         let source = self.source.as_mut()?;
         loop {
-            if self.slot.state().stop.is_some() {
+            if self.slot.ended() {
                 return None;
             }
             tokio::select! {

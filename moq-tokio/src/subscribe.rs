@@ -202,7 +202,8 @@ pub struct GroupReader {
     slot: Arc<SourceSlot>,
     /// Frames taken from the session in one pull and not yet returned.
     ready: VecDeque<Payload>,
-    /// The session has no whole frame for it: the next pull reads the transport first.
+    /// The session had no further whole frame at the last pull: once `ready` is empty, the
+    /// next pull reads the transport first.
     blocked: bool,
     fetch: bool,
     ended: Option<Result<(), StreamEndError>>,
@@ -262,7 +263,8 @@ impl GroupReader {
                             self.slot.finish();
                         }
                     }
-                    // Stopped meanwhile (the lease stops the stream): the session knows why.
+                    // Stopped meanwhile (the lease stops the stream), or the connection
+                    // went: the session knows why.
                     None => self.blocked = false,
                 },
                 Lend::NotYet => {
@@ -271,11 +273,25 @@ impl GroupReader {
                     self.blocked = false;
                 }
                 Lend::Done => {
-                    // The stream is gone and the session has no end for it yet: the
-                    // connection went, and the driver is about to report it.
-                    let mut closed = self.shared.closed.subscribe();
-                    let _ = closed.wait_for(Option::is_some).await;
-                    self.blocked = false;
+                    // The session stopped the stream (it holds the end: expired,
+                    // cancelled...), or the stream failed with the connection.
+                    self.pull(None);
+                    if self.ready.is_empty() && self.ended.is_none() {
+                        // The connection went, and the driver is about to report it.
+                        let mut closed = self.shared.closed.subscribe();
+                        let reason = closed
+                            .wait_for(Option::is_some)
+                            .await
+                            .ok()
+                            .and_then(|r| r.clone());
+                        self.pull(None);
+                        if self.ready.is_empty() && self.ended.is_none() {
+                            self.ended = Some(Err(match reason {
+                                Some(reason) => StreamEndError::SessionClosed(reason),
+                                None => StreamEndError::Local,
+                            }));
+                        }
+                    }
                 }
             }
         }
@@ -300,7 +316,7 @@ impl GroupReader {
     /// has nothing more to give.
     fn pull(&mut self, read: Option<(crate::source::ReadResult, &mut [Bytes])>) -> bool {
         let pulled = self.shared.pull(self.stream, read, &mut self.ready);
-        self.blocked = pulled.end.is_none() && self.ready.is_empty();
+        self.blocked = pulled.blocked;
         if let Some(reason) = pulled.end {
             self.ended = Some(match StreamEndError::from_reason(reason) {
                 None => Ok(()),

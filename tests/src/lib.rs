@@ -30,6 +30,7 @@ macro_rules! scenario_suite {
             read_groups_leave_nothing_behind,
             group_cancel_reaches_publisher,
             held_group_reader_ends_on_unsubscribe,
+            blocked_group_reader_ends_on_unsubscribe,
             dropped_writers_never_look_complete,
             opens_past_the_stream_limit_wait_for_credit,
             subscriptions_continue_through_goaway_and_resume_elsewhere,

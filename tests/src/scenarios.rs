@@ -679,6 +679,19 @@ pub async fn held_group_reader_ends_on_unsubscribe<T: Transport>() {
     assert!(end.is_err(), "the group ended early: {end:?}");
 }
 
+/// A group reader that found nothing new (so it reads the transport next), and whose
+/// group the session then stops while no read is in progress, reports the end instead of
+/// waiting for the connection to go.
+pub async fn blocked_group_reader_ends_on_unsubscribe<T: Transport>() {
+    let (_pair, reader, _writer, mut group_writer, mut group) =
+        first_frame_read::<T>("/blocked").await;
+    assert!(group.try_read_frame().is_none(), "no second frame was sent");
+    drop(reader);
+    until_writes_fail("the publisher sees the end", &mut group_writer).await;
+    let end = within("reader end", group.read_all()).await;
+    assert!(end.is_err(), "the group ended early: {end:?}");
+}
+
 /// Serves every fetch with one frame, then drops its writer unfinished.
 struct CutFetch;
 

@@ -136,9 +136,12 @@ pub enum Event {
         /// The group's stream: read its frames with [`crate::Session::read_frame`].
         stream: StreamId,
     },
-    /// A received group ended. When the session ended it (it expired, was replaced, was
-    /// cancelled, or the peer reset it), [`crate::Session::read_frame`] returns the same
-    /// reason once; `Finished` is reported when the reader reaches the end.
+    /// A received group ended. When the session or the peer ended it (it expired, was
+    /// replaced, the subscription ended, or the peer reset it),
+    /// [`crate::Session::read_frame`] returns the same reason once; `Finished` is reported
+    /// when the reader reaches the end. A group the application cancelled
+    /// ([`crate::Session::cancel_group`]) is forgotten at once: `read_frame` then returns
+    /// [`crate::CommandError::UnknownStream`].
     GroupEnded {
         /// The group's stream.
         stream: StreamId,
@@ -193,8 +196,9 @@ pub enum Event {
         request: Fetch,
     },
     /// A fetch ended: ours (`Finished` = its reader read every frame; any other reason is
-    /// also returned once by [`crate::Session::read_frame`]) or one we were serving (the
-    /// peer cancelled it).
+    /// also returned once by [`crate::Session::read_frame`], except after
+    /// [`crate::Session::cancel_fetch`], which forgets the fetch) or one we were serving
+    /// (the peer cancelled it).
     FetchEnded {
         /// The fetch stream.
         stream: StreamId,

@@ -150,11 +150,6 @@ impl Session {
         }
     }
 
-    /// Our fetch's response: its reader pulls the frames (see `data`).
-    pub(super) fn recv_fetch_response(&mut self, _id: StreamId) -> bool {
-        false
-    }
-
     /// Ends one of our fetches and reports it; the end is kept for its reader (see `data`).
     pub(super) fn end_fetch_out(&mut self, id: StreamId, reason: EndReason) {
         let Some(fetch) = self.fetches_out.get_mut(&id) else {

@@ -690,7 +690,8 @@ impl Session {
                 Kind::SubscribeOut(sub) => self.recv_subscribe_response(id, sub),
                 Kind::GroupIn => self.recv_group(id),
                 Kind::FetchIn => self.recv_fetch_request(id),
-                Kind::FetchOut => self.recv_fetch_response(id),
+                // Our fetch's response: its reader pulls the frames (see `data`).
+                Kind::FetchOut => false,
                 Kind::ProbeIn => self.recv_probe_in(id),
                 Kind::ProbeOut => self.recv_probe_out(id),
                 Kind::GoawayIn => self.recv_goaway(id),
