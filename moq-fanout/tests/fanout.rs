@@ -114,7 +114,9 @@ async fn a_slow_subscriber_loses_old_groups_while_fast_ones_get_everything() {
         .collect();
     let slow_task = tokio::spawn(async move {
         let (mut frames, mut dropped, mut groups) = (0, 0, 0);
-        let deadline = Instant::now() + Duration::from_secs(3);
+        // It reads until it has been told of a drop and the track then goes quiet (a busy
+        // machine only delays the drop notice), for at most WAIT.
+        let deadline = Instant::now() + WAIT;
         while Instant::now() < deadline {
             match tokio::time::timeout(Duration::from_millis(500), slow.next()).await {
                 Ok(Ok(Some(TrackEvent::Group(mut group)))) => {
@@ -130,6 +132,7 @@ async fn a_slow_subscriber_loses_old_groups_while_fast_ones_get_everything() {
                     dropped += end.0 - start.0 + 1
                 }
                 Ok(Ok(Some(_))) => {}
+                Err(_) if dropped == 0 => {}
                 _ => break,
             }
         }
@@ -153,11 +156,12 @@ async fn a_slow_subscriber_loses_old_groups_while_fast_ones_get_everything() {
     for reader in readers {
         let (_session, groups, done) = within("a fast subscriber", reader).await.unwrap();
         assert_eq!(groups, want, "a fast subscriber gets every frame");
+        // A fast subscriber held back by the slow one would wait on reads that never come:
+        // it would not finish at all. The bound only has to be finite, and wide enough
+        // that a busy machine cannot breach it.
         let lag = done.duration_since(start).saturating_sub(published);
-        assert!(
-            lag < Duration::from_secs(2),
-            "fast subscriber lagged {lag:?}"
-        );
+        println!("fast subscriber: {lag:?} behind the publisher");
+        assert!(lag < WAIT, "fast subscriber lagged {lag:?}");
     }
     let (frames, dropped, groups, _slow_session) =
         within("the slow subscriber", slow_task).await.unwrap();
@@ -206,14 +210,13 @@ async fn a_late_joiner_starts_at_the_latest_cached_group_at_once() {
     .await;
 
     // The late joiner gets group 6 whole, without waiting for the publisher.
+    // (Nothing is published until it has it, so it cannot have waited for the publisher.)
     let late = connect(&client, &url, None).await;
-    let started = Instant::now();
     let mut late_reader = late
         .subscribe(PATH, "video", SubscribeParams::default())
         .unwrap();
     let first = read_groups(&mut late_reader, 1).await;
     assert_eq!(first, expected(6, 1, FRAMES, SIZE));
-    assert!(started.elapsed() < Duration::from_secs(1));
     // Then it follows live.
     write_group(&track, FRAMES, SIZE);
     assert_eq!(
@@ -412,8 +415,9 @@ async fn shutdown_sends_goaway_with_the_next_uri_and_drains() {
     println!("lingering session closed: {reason:?}");
     within("shutdown", stop).await.unwrap();
     let took = started.elapsed();
+    // At least the drain timeout; at most that plus the wait any step may take here.
     assert!(
-        took >= Duration::from_millis(2500) && took < Duration::from_secs(6),
+        took >= Duration::from_millis(2500) && took < Duration::from_secs(3) + WAIT,
         "drained for {took:?}"
     );
 }

@@ -10,7 +10,7 @@ mod abr;
 
 use std::time::Duration;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[tokio::test(start_paused = true)]
 async fn the_player_settles_on_the_rendition_that_fits_after_each_step() {
     let step = Duration::from_secs(4);
     let schedule = abr::demo_schedule(step);
