@@ -265,6 +265,16 @@ pub struct LimitsConfig {
     /// Announcements that already passed through this many relays are ignored
     /// (default 32).
     pub max_hops: usize,
+    /// Connection attempts in their handshake at once, per listener (default 256); past
+    /// it attempts are refused. Each handshake runs on its own, so a stalled one delays no
+    /// other.
+    pub max_handshakes: usize,
+    /// Handshakes in flight past which a client must first prove its address with a QUIC
+    /// Retry (default 32).
+    pub retry_above_handshakes: usize,
+    /// Time for a whole handshake, QUIC, TLS and the WebTransport CONNECT, in ms (default
+    /// 10 000); past it the attempt is dropped.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for LimitsConfig {
@@ -286,6 +296,9 @@ impl Default for LimitsConfig {
             max_streams: 128,
             idle_timeout_ms: 30_000,
             max_hops: 32,
+            max_handshakes: 256,
+            retry_above_handshakes: 32,
+            handshake_timeout_ms: 10_000,
         }
     }
 }

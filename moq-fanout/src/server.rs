@@ -104,6 +104,11 @@ impl RelayServer {
         quic_options.max_streams = limits.max_streams;
         quic_options.receive_window = limits.quic_receive_window;
         quic_options.send_window = limits.quic_send_window;
+        let mut handshake = moq_quinn::HandshakeLimits::default();
+        handshake.max_in_flight = limits.max_handshakes;
+        handshake.retry_above = limits.retry_above_handshakes;
+        handshake.timeout = Duration::from_millis(limits.handshake_timeout_ms);
+        quic_options.handshake = handshake;
         let mut quic = None;
         if let Some(addr) = config.listen.quic {
             let options = quic_options.clone();

@@ -19,8 +19,8 @@ pub mod tls;
 pub use congestion::{Congestion, transport_stats};
 pub use endpoint::{ListenError, Listener, client_config};
 pub use gate::WriteGate;
-pub use options::QuicOptions;
-pub use server::{Handshake, Incoming, Server};
+pub use options::{HandshakeLimits, QuicOptions};
+pub use server::{Handshake, HandshakeStats, HandshakeTimedOut, Incoming, Server};
 pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
 
 pub use rustls::pki_types::CertificateDer;

@@ -33,6 +33,39 @@ pub struct QuicOptions {
     pub send_window: u64,
     /// The congestion controller (default [`Congestion::Cubic`], quinn's default).
     pub congestion: Congestion,
+    /// What a server lets connection attempts hold before their handshake completes
+    /// (servers only).
+    pub handshake: HandshakeLimits,
+}
+
+/// What a server lets connection attempts hold before their handshake completes: a cap on
+/// attempts in flight, address validation (QUIC Retry) once many are in flight, and a
+/// deadline for the whole handshake. No accept waits on one peer: every handshake runs on
+/// its own, so one that stalls delays no other.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeLimits {
+    /// Handshakes in flight at most (default 256); an attempt past it is refused at once
+    /// (the client sees CONNECTION_REFUSED), so a flood of attempts that never finish holds
+    /// at most this many.
+    pub max_in_flight: usize,
+    /// In-flight handshakes past which a client must first prove its address with a QUIC
+    /// Retry (default 32): spoofed sources then cost no state at all. 0 retries every
+    /// attempt; `max_in_flight` or more never retries.
+    pub retry_above: usize,
+    /// Time for the whole handshake, QUIC and TLS and, over WebTransport, the HTTP/3
+    /// CONNECT (default 10 s); past it the attempt is dropped and its connection closed.
+    pub timeout: Duration,
+}
+
+impl Default for HandshakeLimits {
+    fn default() -> Self {
+        Self {
+            max_in_flight: 256,
+            retry_above: 32,
+            timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for QuicOptions {
@@ -45,6 +78,7 @@ impl Default for QuicOptions {
             stream_receive_window: 4 * 1024 * 1024,
             send_window: 10_000_000,
             congestion: Congestion::Cubic,
+            handshake: HandshakeLimits::default(),
         }
     }
 }

@@ -5,12 +5,17 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
 
 use moq_tokio::transport::{Connection, ConnectionInfo};
 use moq_tokio::{Config, ErrorCode, Role, Router, Session};
 
 use crate::tls::Identity;
-use crate::{ListenError, Listener, QuicOptions};
+use crate::{HandshakeLimits, ListenError, Listener, QuicOptions};
 
 /// What one transport does to turn a QUIC connection attempt into a MOQ connection.
 pub trait Handshake: Send + Sync + 'static {
@@ -19,7 +24,7 @@ pub trait Handshake: Send + Sync + 'static {
     /// The connection a session runs on.
     type Connection: Connection;
     /// Why a connection could not be made, or the server could not start.
-    type Error: From<ListenError> + Send;
+    type Error: From<ListenError> + From<HandshakeTimedOut> + Send + 'static;
 
     /// Completes the handshake of `incoming` (QUIC, and whatever the transport adds).
     /// `local` is the server's address.
@@ -32,18 +37,95 @@ pub trait Handshake: Send + Sync + 'static {
     fn close_code(code: ErrorCode) -> u64;
 }
 
+/// A handshake that did not complete within [`HandshakeLimits::timeout`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the handshake did not complete within {0:?}")]
+pub struct HandshakeTimedOut(pub Duration);
+
+/// Connection attempts in their handshake, counted against [`HandshakeLimits`].
+#[derive(Debug)]
+struct Admission {
+    limits: HandshakeLimits,
+    in_flight: AtomicUsize,
+    refused: AtomicU64,
+    retried: AtomicU64,
+    timed_out: AtomicU64,
+}
+
+/// What to do with a connection attempt.
+enum Admit {
+    Take(InFlight),
+    Retry,
+    Refuse,
+}
+
+impl Admission {
+    fn admit(self: &Arc<Self>, validated: bool) -> Admit {
+        // One attempt at a time takes its place (the accept loop is the only caller that
+        // adds; handshakes only leave), so a load then an add cannot overshoot by more than
+        // the callers of `incoming` at once.
+        let in_flight = self.in_flight.load(Ordering::Acquire);
+        if in_flight >= self.limits.max_in_flight {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Admit::Refuse;
+        }
+        if !validated && in_flight >= self.limits.retry_above {
+            self.retried.fetch_add(1, Ordering::Relaxed);
+            return Admit::Retry;
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        Admit::Take(InFlight(self.clone()))
+    }
+}
+
+/// One handshake's place in flight, given back when it ends however it ends.
+#[derive(Debug)]
+struct InFlight(Arc<Admission>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What a [`Server`] has done with connection attempts (see [`HandshakeLimits`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeStats {
+    /// Handshakes in flight now.
+    pub in_flight: usize,
+    /// Attempts refused because `max_in_flight` were in flight.
+    pub refused: u64,
+    /// Attempts asked to prove their address first (QUIC Retry).
+    pub retried: u64,
+    /// Handshakes dropped at their deadline.
+    pub timed_out: u64,
+}
+
 /// A server endpoint: accepts connections and starts a session on each.
-pub struct Server<H> {
+///
+/// Each handshake runs as a task of its own, capped and timed out by
+/// [`QuicOptions::handshake`]: a client that stalls its handshake (or, over WebTransport,
+/// never sends its CONNECT) delays no other client's accept.
+pub struct Server<H: Handshake> {
     listener: Listener,
     config: Config,
     router: Router,
-    handshake: PhantomData<fn() -> H>,
+    admission: Arc<Admission>,
+    /// Handshakes started by [`Server::accept`], in flight.
+    pending: tokio::sync::Mutex<Pending<H>>,
 }
 
-impl<H> fmt::Debug for Server<H> {
+struct Pending<H: Handshake> {
+    tasks: JoinSet<Result<Session, H::Error>>,
+    closed: bool,
+}
+
+impl<H: Handshake> fmt::Debug for Server<H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Server")
             .field("listener", &self.listener)
+            .field("handshakes", &self.handshake_stats())
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +153,17 @@ impl<H: Handshake> Server<H> {
             listener: Listener::bind(addr, identity, H::ALPN, &options)?,
             config,
             router,
-            handshake: PhantomData,
+            admission: Arc::new(Admission {
+                limits: options.handshake.clone(),
+                in_flight: AtomicUsize::new(0),
+                refused: AtomicU64::new(0),
+                retried: AtomicU64::new(0),
+                timed_out: AtomicU64::new(0),
+            }),
+            pending: tokio::sync::Mutex::new(Pending {
+                tasks: JoinSet::new(),
+                closed: false,
+            }),
         })
     }
 
@@ -85,26 +177,80 @@ impl<H: Handshake> Server<H> {
         &self.router
     }
 
-    /// The next session; `None` once the endpoint is closed. A connection whose handshake
-    /// fails yields an error, and the server goes on.
-    pub async fn accept(&self) -> Option<Result<Session, H::Error>> {
-        let incoming = self.incoming().await?;
-        let router = self.router.clone();
-        Some(incoming.accept(move |_| Some(router)).await)
+    /// What the server has done with connection attempts so far.
+    pub fn handshake_stats(&self) -> HandshakeStats {
+        let a = &self.admission;
+        HandshakeStats {
+            in_flight: a.in_flight.load(Ordering::Acquire),
+            refused: a.refused.load(Ordering::Relaxed),
+            retried: a.retried.load(Ordering::Relaxed),
+            timed_out: a.timed_out.load(Ordering::Relaxed),
+        }
     }
 
-    /// The next connection attempt, before its handshake; `None` once the endpoint is
-    /// closed. Unlike [`Server::accept`] the caller chooses, per connection, the router its
-    /// session serves (for example one that holds only what that peer may see, knowing
-    /// what the connection negotiated), and can run several handshakes at once.
+    /// The next session; `None` once the endpoint is closed and the handshakes under way
+    /// have ended. A connection whose handshake fails (or times out) yields an error, and
+    /// the server goes on. Handshakes run concurrently, each on a task of its own, so the
+    /// next session is the first whose handshake completes; they go on while nobody awaits
+    /// `accept`, and end with the server.
+    pub async fn accept(&self) -> Option<Result<Session, H::Error>> {
+        let mut pending = self.pending.lock().await;
+        loop {
+            let open = !pending.closed;
+            let busy = !pending.tasks.is_empty();
+            if !open && !busy {
+                return None;
+            }
+            tokio::select! {
+                done = pending.tasks.join_next(), if busy => {
+                    // A handshake task cannot panic short of a bug in a dependency; the
+                    // server goes on.
+                    if let Some(Ok(result)) = done {
+                        return Some(result);
+                    }
+                }
+                incoming = self.incoming(), if open => match incoming {
+                    Some(incoming) => {
+                        let router = self.router.clone();
+                        pending.tasks.spawn(incoming.accept(move |_| Some(router)));
+                    }
+                    None => pending.closed = true,
+                },
+            }
+        }
+    }
+
+    /// The next connection attempt admitted to its handshake (see [`HandshakeLimits`]:
+    /// past the cap attempts are refused, past the retry mark unvalidated ones get a QUIC
+    /// Retry, both here); `None` once the endpoint is closed. Unlike [`Server::accept`]
+    /// the caller chooses, per connection, the router its session serves (for example one
+    /// that holds only what that peer may see, knowing what the connection negotiated),
+    /// and runs the handshake itself: run each on a task of its own (its deadline holds
+    /// either way), so that one stalled client delays no other.
     pub async fn incoming(&self) -> Option<Incoming<H>> {
-        let incoming = self.listener.accept().await?;
-        Some(Incoming {
-            incoming,
-            config: self.config.clone(),
-            local: self.listener.local_addr().ok(),
-            handshake: PhantomData,
-        })
+        loop {
+            let incoming = self.listener.accept().await?;
+            let validated = incoming.remote_address_validated() || !incoming.may_retry();
+            match self.admission.admit(validated) {
+                Admit::Take(place) => {
+                    return Some(Incoming {
+                        incoming,
+                        config: self.config.clone(),
+                        local: self.listener.local_addr().ok(),
+                        timeout: self.admission.limits.timeout,
+                        place,
+                        handshake: PhantomData,
+                    });
+                }
+                Admit::Retry => {
+                    if let Err(e) = incoming.retry() {
+                        e.into_incoming().refuse();
+                    }
+                }
+                // Counted in `handshake_stats`, not logged: a flood would flood the log.
+                Admit::Refuse => incoming.refuse(),
+            }
+        }
     }
 
     /// Stops accepting new connections; established ones go on. Pair it with
@@ -119,11 +265,14 @@ impl<H: Handshake> Server<H> {
     }
 }
 
-/// A connection attempt on a [`Server`], not yet handshaken.
+/// A connection attempt on a [`Server`], admitted to its handshake. It holds a place among
+/// the server's handshakes in flight until it is accepted, refused or dropped.
 pub struct Incoming<H> {
     incoming: quinn::Incoming,
     config: Config,
     local: Option<SocketAddr>,
+    timeout: Duration,
+    place: InFlight,
     handshake: PhantomData<fn() -> H>,
 }
 
@@ -146,15 +295,31 @@ impl<H: Handshake> Incoming<H> {
         self.incoming.refuse();
     }
 
-    /// Completes the handshake and starts the session. `router` is called once the
-    /// connection is up, with what it negotiated, and returns the router the session
-    /// serves (`None`: every SUBSCRIBE and FETCH is refused).
+    /// Completes the handshake and starts the session, within the server's handshake
+    /// deadline ([`HandshakeTimedOut`] past it, the connection dropped). `router` is
+    /// called once the connection is up, with what it negotiated, and returns the router
+    /// the session serves (`None`: every SUBSCRIBE and FETCH is refused).
     pub async fn accept(
         self,
         router: impl FnOnce(&ConnectionInfo) -> Option<Router>,
     ) -> Result<Session, H::Error> {
-        let conn = H::connect(self.incoming, self.local).await?;
+        let Self {
+            incoming,
+            config,
+            local,
+            timeout,
+            place,
+            ..
+        } = self;
+        let conn = match tokio::time::timeout(timeout, H::connect(incoming, local)).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                place.0.timed_out.fetch_add(1, Ordering::Relaxed);
+                return Err(HandshakeTimedOut(timeout).into());
+            }
+        };
+        drop(place);
         let router = router(&conn.info());
-        Ok(Session::new(conn, Role::Server, self.config, router))
+        Ok(Session::new(conn, Role::Server, config, router))
     }
 }

@@ -36,6 +36,10 @@ pub enum ConnectError {
     /// The peer did not negotiate `moq-lite-04`.
     #[error("the peer did not negotiate moq-lite-04")]
     Alpn,
+    /// A server's handshake did not complete within its deadline
+    /// ([`moq_quic::HandshakeLimits::timeout`]).
+    #[error(transparent)]
+    TimedOut(#[from] moq_quic::HandshakeTimedOut),
 }
 
 impl From<ListenError> for ConnectError {

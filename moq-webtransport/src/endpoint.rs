@@ -37,6 +37,10 @@ pub enum ConnectError {
     /// The CONNECT offered sub-protocols, none of them `moq-lite-04`: refused.
     #[error("the client offered {0:?}, not moq-lite-04: refused")]
     Protocol(Vec<String>),
+    /// A server's handshake did not complete within its deadline
+    /// ([`moq_quic::HandshakeLimits::timeout`]).
+    #[error(transparent)]
+    TimedOut(#[from] moq_quic::HandshakeTimedOut),
 }
 
 /// QUIC transport settings for WebTransport endpoints: the same settings as native QUIC's
