@@ -275,6 +275,18 @@ pub struct LimitsConfig {
     /// Time for a whole handshake, QUIC, TLS and the WebTransport CONNECT, in ms (default
     /// 10 000); past it the attempt is dropped.
     pub handshake_timeout_ms: u64,
+    /// Whether the relay pads a connection toward a peer's PROBE target (default true).
+    /// Padding is what lets a player measure a path it does not fill yet; it is also
+    /// bandwidth any peer can ask for, bounded by the three settings below.
+    pub probe_padding: bool,
+    /// The most the relay pads one connection at, in bits/s, whatever the target
+    /// (default 10 Mbit/s).
+    pub probe_padding_max_rate: u64,
+    /// Padding bytes one connection may get in a burst (default 4 MiB).
+    pub probe_padding_burst_bytes: u64,
+    /// The long-run padding rate of one connection, in bits/s (default 500 kbit/s): over
+    /// `t` seconds a peer gets at most `burst + rate × t / 8` bytes of padding.
+    pub probe_padding_refill_rate: u64,
 }
 
 impl Default for LimitsConfig {
@@ -299,6 +311,10 @@ impl Default for LimitsConfig {
             max_handshakes: 256,
             retry_above_handshakes: 32,
             handshake_timeout_ms: 10_000,
+            probe_padding: true,
+            probe_padding_max_rate: 10_000_000,
+            probe_padding_burst_bytes: 4 * 1024 * 1024,
+            probe_padding_refill_rate: 500_000,
         }
     }
 }

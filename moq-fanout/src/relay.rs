@@ -223,6 +223,10 @@ impl Relay {
         config.max_incoming_announce_streams = limits.max_announce_streams;
         config.goaway_timeout = self.inner.config.drain_timeout();
         config.serve_unannounced = true;
+        config.probe_padding = limits.probe_padding;
+        config.probe_padding_max_rate = limits.probe_padding_max_rate;
+        config.probe_padding_burst = limits.probe_padding_burst_bytes;
+        config.probe_padding_refill_rate = limits.probe_padding_refill_rate;
         config
     }
 

@@ -548,3 +548,40 @@ async fn empty_frames_spread_over_groups_are_relayed_and_the_relay_stays_respons
     );
     assert_eq!(frames, groups * PER_GROUP);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_for_a_huge_target_buys_a_bounded_amount_of_padding() {
+    let _serial = SERIAL.lock().await;
+    const BURST: u64 = 512 * 1024;
+    const REFILL_BPS: u64 = 200_000;
+    let mut config = config();
+    config.limits.probe_padding_burst_bytes = BURST;
+    config.limits.probe_padding_refill_rate = REFILL_BPS;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let attacker = client();
+    let session = connect(&attacker, &url, None).await;
+    // A terabit target, held for two seconds.
+    let started = Instant::now();
+    let mut replies = session.probe(1 << 40).unwrap();
+    let _ = within("a probe reply", replies.next()).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let elapsed = started.elapsed();
+    let padding = relay
+        .relay()
+        .peer_stats()
+        .into_iter()
+        .map(|(_, s)| s.padding_bytes)
+        .sum::<u64>();
+    let sent_by_attacker = session.stats().bytes_sent;
+    // The bucket's bound for the time that passed, with one second to spare for the probe's
+    // sampling (load only lengthens `elapsed`, and so the bound).
+    let bound = BURST + REFILL_BPS / 8 * (elapsed.as_secs() + 1);
+    println!(
+        "probe padding: {padding} bytes in {elapsed:?} (bound {bound}) for {sent_by_attacker} \
+         bytes sent by the prober: {:.0}x",
+        padding as f64 / sent_by_attacker.max(1) as f64
+    );
+    assert!(padding > 0, "the relay pads a probe");
+    assert!(padding <= bound, "{padding} bytes of padding > {bound}");
+}

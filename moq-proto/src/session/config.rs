@@ -46,6 +46,17 @@ pub struct Config {
     /// stream of type [`crate::message::StreamType::Padding`] below every media stream;
     /// a peer that stops that stream is not padded again on this session.
     pub probe_padding: bool,
+    /// The most a probe responder pads at, in bits/s, whatever the prober's target
+    /// (default 25 Mbit/s): a peer names the target, so this is what it can ask for.
+    pub probe_padding_max_rate: u64,
+    /// Padding bytes a session may send in one burst (default 16 MiB, about 5 s at
+    /// 25 Mbit/s): a token bucket, refilled at [`Config::probe_padding_refill_rate`]. With
+    /// the refill it bounds what any peer's PROBE can make us send: at most
+    /// `burst + refill × t` bytes of padding over `t`, however it probes.
+    pub probe_padding_burst: u64,
+    /// The long-run padding rate of a session, in bits/s (default 2 Mbit/s): how fast the
+    /// padding bucket refills.
+    pub probe_padding_refill_rate: u64,
     /// After sending GOAWAY, how long the peer has to close the session before we close it
     /// with 0x10 (default 5 s).
     pub goaway_timeout: Duration,
@@ -104,6 +115,9 @@ impl Default for Config {
             probe_max_age: Duration::from_secs(10),
             probe_change_percent: 10,
             probe_padding: true,
+            probe_padding_max_rate: 25_000_000,
+            probe_padding_burst: 16 * 1024 * 1024,
+            probe_padding_refill_rate: 2_000_000,
             goaway_timeout: Duration::from_secs(5),
             stream_send_window: 4 * 1024 * 1024,
             max_queued_bytes_per_subscription: 8 * 1024 * 1024,

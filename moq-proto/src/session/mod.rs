@@ -124,6 +124,10 @@ pub struct Session {
     probe_in: Option<ProbeIn>,
     /// The peer stopped our padding stream: it takes no padding (see `probe`).
     padding_refused: bool,
+    /// Padding bytes this session may still send, and when the bucket was last refilled
+    /// (see [`Config::probe_padding_burst`]).
+    padding_tokens: u64,
+    padding_refilled: Option<Instant>,
 
     // Goaway.
     goaway_sent: bool,
@@ -147,6 +151,7 @@ pub struct Session {
 impl Session {
     /// A new session, live at once: moq-lite-04 has no handshake (spec §1).
     pub fn new(role: Role, config: Config, now: Instant) -> Self {
+        let padding_tokens = config.probe_padding_burst;
         Self {
             role,
             config,
@@ -173,6 +178,8 @@ impl Session {
             probe_out: None,
             probe_in: None,
             padding_refused: false,
+            padding_tokens,
+            padding_refilled: Some(now),
             goaway_sent: false,
             goaway_received: false,
             incomplete: StreamMap::default(),

@@ -514,8 +514,56 @@ fn padding_per_interval_is_bounded_whatever_the_target() {
         ..stats(None, Some(0))
     };
     let cmds = sample_commands(&mut lone, extreme);
-    let window = moq_proto::Config::default().stream_send_window;
-    assert_eq!(padding_of(&cmds, stream).0, window);
+    let config = moq_proto::Config::default();
+    // The padding rate's ceiling, for one 100 ms interval.
+    let ceiling = (config.probe_padding_max_rate / 80) as usize;
+    assert!(ceiling < config.stream_send_window);
+    assert_eq!(padding_of(&cmds, stream).0, ceiling);
+}
+
+#[test]
+fn padding_over_time_is_bounded_by_the_sessions_bucket() {
+    // A peer asks for the largest target for 20 s on a path that would carry anything:
+    // the session pads its burst, then no faster than the bucket refills.
+    let (mut lone, stream) = responder();
+    lone.data(stream, &msg(&probe((1 << 62) - 1)));
+    lone.events();
+    let config = moq_proto::Config::default();
+    let (mut total, mut sent, mut last_5s) = (0u64, 0u64, 0u64);
+    let intervals = 200;
+    for i in 0..intervals {
+        let cmds = sample_commands(
+            &mut lone,
+            TransportStats {
+                rtt: Some(Duration::from_millis(1)),
+                congestion_window: Some(1 << 30),
+                ..stats(None, Some(sent))
+            },
+        );
+        let padded = padding_of(&cmds, stream).0 as u64;
+        total += padded;
+        sent += padded;
+        if i >= intervals - 50 {
+            last_5s += padded;
+        }
+        lone.advance(Duration::from_millis(100));
+        lone.commands();
+    }
+    let refill = config.probe_padding_refill_rate / 8;
+    // Type bytes of the padding streams reopened after the bucket ran dry are not charged.
+    let bound = config.probe_padding_burst + refill * 20 + intervals;
+    println!("20 s of padding: {total} bytes, bound {bound}; last 5 s: {last_5s}");
+    assert!(total <= bound, "{total} > {bound}");
+    assert!(
+        total >= config.probe_padding_burst,
+        "the burst is used: {total}"
+    );
+    // Once the burst is spent, the refill rate is the padding rate.
+    let expected = refill * 5;
+    assert!(
+        last_5s.abs_diff(expected) <= expected / 10 + 50,
+        "{last_5s} in the last 5 s, expected about {expected}"
+    );
 }
 
 #[test]
