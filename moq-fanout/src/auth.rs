@@ -8,7 +8,6 @@
 //! announcement outside its prefixes makes the relay cancel the announce stream with
 //! Announce code 0x4 (Banned prefix).
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use moq_quinn::{BroadcastPath, PathPrefix};
@@ -136,10 +135,19 @@ impl AccessControl for Anonymous {
 
 /// The built-in policy: static tokens, each with its prefixes, and what anonymous
 /// connections may do.
+///
+/// Tokens are kept as their SHA-256 digests only, and a presented token is checked against
+/// every one of them in constant time (`subtle`), so neither the time a check takes nor a
+/// debug print of the policy tells anything of a token.
 #[derive(Clone, Debug)]
 pub struct StaticTokens {
-    tokens: HashMap<String, Access>,
+    tokens: Vec<([u8; 32], Access)>,
     anonymous: Access,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes()).into()
 }
 
 impl StaticTokens {
@@ -161,7 +169,7 @@ impl StaticTokens {
         let tokens = config
             .tokens
             .iter()
-            .map(|t| (t.token.clone(), Access::new(&t.publish, &t.subscribe)))
+            .map(|t| (digest(&t.token), Access::new(&t.publish, &t.subscribe)))
             .collect();
         Self { tokens, anonymous }
     }
@@ -169,12 +177,20 @@ impl StaticTokens {
 
 impl AccessControl for StaticTokens {
     fn check(&self, request: &ConnectionRequest) -> Access {
-        request
-            .token
-            .as_ref()
-            .and_then(|t| self.tokens.get(t))
-            .unwrap_or(&self.anonymous)
-            .clone()
+        use subtle::ConstantTimeEq;
+        let Some(token) = &request.token else {
+            return self.anonymous.clone();
+        };
+        let presented = digest(token);
+        // Every configured token is compared, matched or not.
+        let mut found = None;
+        for (known, access) in &self.tokens {
+            let equal = bool::from(known.ct_eq(&presented));
+            if equal && found.is_none() {
+                found = Some(access);
+            }
+        }
+        found.unwrap_or(&self.anonymous).clone()
     }
 }
 
@@ -233,5 +249,27 @@ mod tests {
         let a = policy.check(&ConnectionRequest::new("webtransport").with_url_path("/?token=t"));
         assert!(a.may_subscribe(&path("/a/x")));
         assert!(!a.may_subscribe(&path("/b/x")));
+    }
+
+    #[test]
+    fn a_policy_keeps_no_token_in_the_clear() {
+        let config: AuthConfig = toml::from_str(
+            r#"
+            [[tokens]]
+            token = "s3cret-token"
+            subscribe = ["/live"]
+            "#,
+        )
+        .unwrap();
+        let policy = StaticTokens::from_config(&config);
+        assert!(!format!("{policy:?}").contains("s3cret"));
+        let with = |token: &str| {
+            let mut request = ConnectionRequest::new("webtransport");
+            request.token = Some(token.to_owned());
+            policy.check(&request)
+        };
+        assert!(with("s3cret-token").may_subscribe(&path("/live/a")));
+        assert!(!with("s3cret-tokem").may_subscribe(&path("/live/a")));
+        assert!(!with("").may_subscribe(&path("/live/a")));
     }
 }

@@ -336,8 +336,8 @@ pub struct AuthConfig {
     pub anonymous_subscribe: Option<Vec<String>>,
 }
 
-/// One token and what it allows.
-#[derive(Clone, Debug, Default, Deserialize)]
+/// One token and what it allows. Its `Debug` withholds the secret.
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 #[non_exhaustive]
 pub struct TokenConfig {
@@ -347,6 +347,16 @@ pub struct TokenConfig {
     pub publish: Vec<String>,
     /// Broadcast prefixes it may subscribe under.
     pub subscribe: Vec<String>,
+}
+
+impl std::fmt::Debug for TokenConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenConfig")
+            .field("token", &"(withheld)")
+            .field("publish", &self.publish)
+            .field("subscribe", &self.subscribe)
+            .finish()
+    }
 }
 
 /// Logging.

@@ -19,6 +19,7 @@
 mod auth;
 mod config;
 mod fanout;
+mod redact;
 mod relay;
 mod server;
 

@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
 use crate::fanout::{Detach, Fanout, TrackFanout, lock};
+use crate::redact::{RefusalLog, clip};
 use moq_quinn::{CacheBudget, GroupCache};
 
 /// How long a fetch forwarded upstream may take.
@@ -128,6 +129,10 @@ pub struct BroadcastInfo {
     pub tracks: Vec<(String, Vec<u64>)>,
 }
 
+/// Refusals are logged at a bounded rate, relay-wide: a peer that asks for what it may
+/// not have cannot flood the log (see `redact`).
+static REFUSALS: RefusalLog = RefusalLog::new();
+
 /// The fallback handler of one peer's router: every subscription and fetch from that peer.
 struct PeerHandler {
     relay: Weak<Inner>,
@@ -138,7 +143,9 @@ struct PeerHandler {
 impl TrackHandler for PeerHandler {
     fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
         if !self.access.may_subscribe(&request.path) {
-            tracing::info!(peer = %self.peer, path = %request.path, "subscribe refused: unauthorized");
+            if let Some(suppressed) = REFUSALS.admit() {
+                tracing::info!(peer = %self.peer, path = %clip(request.path.as_str()), suppressed, "subscribe refused: unauthorized");
+            }
             writer.reject(code::subscribe::UNAUTHORIZED);
             return;
         }
@@ -151,7 +158,9 @@ impl TrackHandler for PeerHandler {
     fn serve_fetch(&self, request: FetchRequest, writer: FetchWriter) {
         if !self.access.may_subscribe(&request.path) {
             // The Fetch stream has no Unauthorized code: Internal, as for "not available".
-            tracing::info!(peer = %self.peer, path = %request.path, "fetch refused: unauthorized");
+            if let Some(suppressed) = REFUSALS.admit() {
+                tracing::info!(peer = %self.peer, path = %clip(request.path.as_str()), suppressed, "fetch refused: unauthorized");
+            }
             writer.reject(code::fetch::INTERNAL);
             return;
         }
@@ -646,7 +655,7 @@ impl Inner {
         let State { origins, peers, .. } = &mut *state;
         let Some(origin) = origins.get_mut(&request.path) else {
             drop(state);
-            tracing::debug!(peer = %requester, path = %request.path, "subscribe: no such broadcast");
+            tracing::debug!(peer = %requester, path = %clip(request.path.as_str()), "subscribe: no such broadcast");
             writer.reject(code::subscribe::NOT_FOUND);
             return;
         };
@@ -831,7 +840,9 @@ impl Inner {
                     }
                     if !access.may_publish(&path) {
                         if let Some(cancel) = interests.get_mut(index).and_then(|i| i.cancel.take()) {
-                            tracing::info!(peer = %id, %path, "publish refused: banned prefix (announce code 0x4)");
+                            if let Some(suppressed) = REFUSALS.admit() {
+                                tracing::info!(peer = %id, path = %clip(path.as_str()), suppressed, "publish refused: banned prefix (announce code 0x4)");
+                            }
                             let _ = cancel.send(code::announce::BANNED_PREFIX);
                             if index == 0 {
                                 for prefix in access.publish_prefixes() {

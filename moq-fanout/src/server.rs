@@ -289,6 +289,8 @@ async fn accept_webtransport(relay: Relay, server: Arc<moq_webtransport::Server>
 async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>) {
     let base = Duration::from_millis(relay.config().relay.reconnect_ms.max(10));
     let mut delay = base;
+    // Upstream URLs may carry a token (`?jwt=`): the log shows them without it.
+    let shown = crate::redact::url(&url);
     while !relay.is_shutting_down() {
         let peer = relay.prepare_with(Access::all());
         let config = relay.session_config();
@@ -305,12 +307,16 @@ async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>)
         };
         match session {
             Ok(session) => {
-                tracing::info!(%url, peer = %peer.id(), "upstream connected");
+                tracing::info!(url = %shown, peer = %peer.id(), "upstream connected");
                 delay = base;
                 relay.attach(peer, session).await;
-                tracing::info!(%url, "upstream link ended");
+                tracing::info!(url = %shown, "upstream link ended");
             }
-            Err(e) => tracing::warn!(%url, error = %e, "upstream connect failed"),
+            // The error's text may quote the URL it was given: that part is redacted too.
+            Err(e) => {
+                let error = e.replace(url.as_str(), &shown);
+                tracing::warn!(url = %shown, %error, "upstream connect failed");
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(delay) => {}

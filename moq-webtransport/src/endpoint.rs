@@ -206,7 +206,10 @@ impl Handshake for WebTransport {
         let request =
             wtransport::endpoint::IncomingSessionFuture::with_quic_incoming(incoming).await?;
         let negotiation = protocol::negotiate(request.headers());
-        tracing::debug!(path = request.path(), ?negotiation, "WebTransport CONNECT");
+        // The query may carry a credential (`?jwt=`, `?token=`): never logged.
+        let path = request.path();
+        let shown = path.split_once('?').map_or(path, |(path, _)| path);
+        tracing::debug!(path = shown, ?negotiation, "WebTransport CONNECT");
         if let Negotiation::Refused(offered) = negotiation {
             refuse(request).await;
             return Err(ConnectError::Protocol(offered));
