@@ -32,14 +32,14 @@ mod session;
 
 pub use code::ErrorCode;
 pub use coding::{
-    DecodeError, EncodeError, Limits, Message, Payload, StreamDecoder, UnexpectedEnd, VarInt,
-    VarIntBoundsExceeded,
+    DecodeError, EncodeError, Limits, Message, PINNED_PER_CHUNK, Payload, StreamDecoder,
+    UnexpectedEnd, VarInt, VarIntBoundsExceeded,
 };
 pub use ids::{GroupSequence, HopId, SubscribeId};
 pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
-    CloseReason, Command, CommandError, Config, Dir, EndReason, Event, FrameRead, PublisherParams,
-    Role, Session, SessionStats, StreamId, TransportStats,
+    CloseReason, Command, CommandError, Config, Dir, EndReason, Event, FrameRead, Ledger,
+    PublisherParams, Role, STREAM_COST, Session, SessionStats, StreamId, TransportStats,
 };
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.

@@ -34,6 +34,10 @@ pub struct StreamDecoder {
 /// The most bytes a length header can take: a type byte and an 8-byte varint.
 const MAX_HEADER: usize = 9;
 
+/// What one received chunk is taken to keep alive at least (see [`StreamDecoder::held`]): a
+/// datagram of Ethernet's MTU.
+pub const PINNED_PER_CHUNK: usize = 1500;
+
 impl StreamDecoder {
     /// An empty decoder.
     pub fn new() -> Self {
@@ -66,6 +70,16 @@ impl StreamDecoder {
     /// Bytes received but not yet decoded.
     pub fn buffered(&self) -> usize {
         self.buffered
+    }
+
+    /// What the bytes not yet decoded hold in memory: a chunk from a QUIC stack is a slice
+    /// of the datagram it came in, and keeps that datagram alive whole, so each chunk counts
+    /// as at least [`PINNED_PER_CHUNK`] bytes. A peer that sends a byte per packet is thus
+    /// charged for its packets, while a large frame in packet-sized chunks is charged about
+    /// its size.
+    pub fn held(&self) -> usize {
+        self.buffered
+            .max(self.chunks.len().saturating_mul(PINNED_PER_CHUNK))
     }
 
     /// Takes one raw byte (a stream-type header or similar): `None` if none is buffered.

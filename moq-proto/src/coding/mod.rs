@@ -7,7 +7,7 @@ mod payload;
 mod reader;
 mod varint;
 
-pub use decoder::StreamDecoder;
+pub use decoder::{PINNED_PER_CHUNK, StreamDecoder};
 pub use error::{DecodeError, EncodeError, UnexpectedEnd};
 pub use limits::Limits;
 pub use payload::Payload;

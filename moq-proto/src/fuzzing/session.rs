@@ -288,6 +288,7 @@ pub fn session(data: &[u8], start: Instant) {
         stream_send_window: 64,
         max_queued_bytes_per_subscription: 256,
         max_queued_bytes_per_fetch: 256,
+        max_connection_bytes: 32 * 1024,
         ..Config::default()
     };
     let mut now = start;
@@ -335,6 +336,17 @@ pub fn session(data: &[u8], start: Instant) {
             session.unread_bytes(),
             session.unread_bytes_total(),
             "the running count of unread group and fetch bytes drifted"
+        );
+        assert_eq!(
+            session.ledger().control_out as usize,
+            session.unsent_control_total(),
+            "the running count of unsent control bytes drifted"
+        );
+        assert!(
+            session.is_closed()
+                || session.ledger().total() <= session.config().max_connection_bytes as u64,
+            "the ledger is over its cap after a drain: {:?}",
+            session.ledger()
         );
         assert!(
             session.stats().control_bytes_buffered as usize

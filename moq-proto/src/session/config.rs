@@ -57,6 +57,14 @@ pub struct Config {
     /// The long-run padding rate of a session, in bits/s (default 2 Mbit/s): how fast the
     /// padding bucket refills.
     pub probe_padding_refill_rate: u64,
+    /// What one connection may make this session hold, all categories together (default
+    /// 16 MiB): control messages half-arrived and unsent, received data no reader took
+    /// (frames being reassembled included), group and fetch bytes the transport has not
+    /// accepted, the stream table, and what the application charges
+    /// ([`crate::Session::set_external_bytes`]). Past it the largest holder is shed first
+    /// (see [`crate::Ledger`]); the limits above still hold within it. A received frame
+    /// must fit in it: a larger one is shed while it is reassembled.
+    pub max_connection_bytes: usize,
     /// After sending GOAWAY, how long the peer has to close the session before we close it
     /// with 0x10 (default 5 s).
     pub goaway_timeout: Duration,
@@ -115,6 +123,7 @@ impl Default for Config {
             probe_max_age: Duration::from_secs(10),
             probe_change_percent: 10,
             probe_padding: true,
+            max_connection_bytes: 16 * 1024 * 1024,
             probe_padding_max_rate: 25_000_000,
             probe_padding_burst: 16 * 1024 * 1024,
             probe_padding_refill_rate: 2_000_000,

@@ -96,7 +96,7 @@ impl Session {
             self.streams
                 .get(id)
                 .and_then(|s| s.recv.as_ref())
-                .map_or(0, |r| r.buffered())
+                .map_or(0, |r| r.held())
         };
         let groups: usize = self.groups_in.iter().map(|(id, g)| live(id, &g.data)).sum();
         let fetches: usize = self.fetches_out.iter().map(|(id, f)| live(id, f)).sum();
@@ -110,23 +110,14 @@ impl Session {
         self.fetches_out.get_mut(&id)
     }
 
-    /// Bytes reported on a data stream that a reader has been given: counted as unread.
-    pub(super) fn count_unread(&mut self, id: StreamId, bytes: usize) {
-        if let Some(data) = self.data_in_mut(id)
-            && data.end.is_none()
-        {
-            data.unread += bytes;
-            self.unread_data += bytes;
-        }
-    }
-
-    /// Re-counts a data stream's unread bytes from what its receive side holds.
+    /// Re-counts a data stream's unread bytes from what its receive side holds, in memory
+    /// terms ([`crate::StreamDecoder::held`]).
     pub(super) fn recount_unread(&mut self, id: StreamId) {
         let held = self
             .streams
             .get(&id)
             .and_then(|s| s.recv.as_ref())
-            .map_or(0, |r| r.buffered());
+            .map_or(0, |r| r.held());
         if let Some(data) = self.data_in_mut(id) {
             let before = std::mem::replace(&mut data.unread, held);
             self.unread_data = self.unread_data - before + held;

@@ -35,6 +35,11 @@ pub enum EndReason {
     /// The transport could not open the stream.
     #[error("the stream could not be opened")]
     OpenFailed,
+    /// Shed for the connection's memory budget ([`crate::Config::max_connection_bytes`]):
+    /// it held the most when the connection's ledger passed its cap (see
+    /// [`crate::Ledger`]); its stream was stopped or cancelled with code 0x0.
+    #[error("shed: the connection's memory budget was exceeded")]
+    Shed,
     /// The session ended.
     #[error("session closed: {0}")]
     SessionClosed(CloseReason),

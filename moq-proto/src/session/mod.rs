@@ -8,6 +8,7 @@ mod error;
 mod event;
 mod fetch;
 mod incomplete;
+mod ledger;
 mod probe;
 mod publish;
 mod ranges;
@@ -21,6 +22,7 @@ pub use command::{Command, Dir, StreamId};
 pub use config::Config;
 pub use error::CommandError;
 pub use event::{CloseReason, EndReason, Event, FrameRead};
+pub use ledger::{Ledger, STREAM_COST};
 pub use publish::PublisherParams;
 pub use stats::{SessionStats, TransportStats};
 
@@ -142,6 +144,8 @@ pub struct Session {
     unsent_data: usize,
     /// Received group and fetch bytes no reader has read yet (see `data`).
     unread_data: usize,
+    /// The connection's ledger (see `ledger`).
+    ledger: ledger::LedgerState,
 
     stats: stats::Counters,
     /// Shared buffer that frame headers are carved from (see `frame_header`).
@@ -186,6 +190,7 @@ impl Session {
             incomplete_bytes: 0,
             unsent_data: 0,
             unread_data: 0,
+            ledger: ledger::LedgerState::default(),
             stats: stats::Counters::default(),
             header_arena: bytes::BytesMut::new(),
         }
@@ -232,6 +237,9 @@ impl Session {
 
     /// The next thing the transport must do, or `None` when drained.
     pub fn poll_command(&mut self) -> Option<Command> {
+        if self.closed.is_none() {
+            self.enforce_ledger();
+        }
         if let Some(c) = self.commands.pop_front() {
             return Some(c);
         }
@@ -289,7 +297,9 @@ impl Session {
                     recv.push(std::mem::take(chunk));
                 }
                 self.stats.bytes_received_app += len as u64;
-                self.count_unread(id, len);
+                if self.data_in_mut(id).is_some_and(|d| d.end.is_none()) {
+                    self.recount_unread(id);
+                }
                 break;
             }
             let data = std::mem::take(chunk);
@@ -409,10 +419,12 @@ impl Session {
         if self.streams.contains_key(&id) {
             self.on_open_failed(id);
             if let Some(stream) = self.streams.get_mut(&id) {
-                if let Some(send) = stream.send.take()
-                    && send.data
-                {
-                    self.unsent_data -= send.unsent();
+                if let Some(send) = stream.send.take() {
+                    if send.data {
+                        self.unsent_data -= send.unsent();
+                    } else {
+                        self.ledger.unsent_control -= send.unsent();
+                    }
                 }
                 stream.recv = None;
             }
@@ -430,6 +442,8 @@ impl Session {
             send.in_flight -= bytes;
             if send.data {
                 self.unsent_data -= bytes;
+            } else {
+                self.ledger.unsent_control -= bytes;
             }
             if stream.kind == Kind::GroupOut {
                 self.on_group_bytes_accepted(id, bytes);
@@ -572,6 +586,7 @@ impl Session {
         self.incomplete.clear();
         self.incomplete_bytes = 0;
         self.unsent_data = 0;
+        self.ledger.unsent_control = 0;
         self.ready.clear();
         self.timers.clear();
         // Only a Close command may still be pending.

@@ -43,7 +43,7 @@ pub(super) struct Publication {
     /// The start we told the subscriber (`None` = not yet resolved).
     start: Option<GroupSequence>,
     /// Open group streams, by sequence.
-    groups: BTreeMap<GroupSequence, StreamId>,
+    pub(super) groups: BTreeMap<GroupSequence, StreamId>,
     /// Groups accounted for (delivered, reset or dropped), as merged inclusive ranges.
     done: Ranges,
     /// The newest group opened and when.
@@ -55,7 +55,7 @@ pub(super) struct Publication {
     /// Bytes of its groups the transport has not accepted yet: queued in the core, or handed
     /// to the adapter and not yet reported written. Bounded by
     /// [`crate::Config::max_queued_bytes_per_subscription`].
-    queued: usize,
+    pub(super) queued: usize,
     /// We finished the subscribe stream (track over or range complete).
     finished: bool,
 }
@@ -519,6 +519,14 @@ impl Session {
             .filter(|&(&seq, _)| newest_too || Some(seq) != newest)
             .find(|&(_, &s)| s != writing && self.unsent_bytes(s) > 0)
             .map(|(&seq, &s)| (seq, s))
+    }
+
+    /// Drops the oldest open group of a subscription we serve, whatever it holds (for the
+    /// connection's ledger: an empty group still holds its stream, opening or not).
+    pub(super) fn drop_oldest_group(&mut self, sub: SubscribeId) {
+        if let Some((&seq, &stream)) = self.pubs.get(&sub).and_then(|p| p.groups.iter().next()) {
+            self.drop_group(sub, seq, stream);
+        }
     }
 
     /// Drops one group for a slow subscriber: SUBSCRIBE_DROP, reset with Group code 0x3, and

@@ -75,6 +75,17 @@ pub struct SessionStats {
     /// Received groups and fetches not yet read to their end nor cancelled: each holds its
     /// stream, or its end for its reader ([`crate::Session::read_frame`]).
     pub unread_groups: u64,
+    /// What the connection holds for its peer now, by category (see [`crate::Ledger`]).
+    pub ledger: crate::Ledger,
+    /// The most each category of the ledger held since the session began.
+    pub ledger_peak: crate::Ledger,
+    /// The most the whole ledger held since the session began: at most
+    /// [`crate::Config::max_connection_bytes`] after each drain of
+    /// [`crate::Session::poll_command`].
+    pub ledger_peak_total: u64,
+    /// Holders shed to keep the ledger under its cap (each also ends with
+    /// [`crate::EndReason::Shed`] or [`crate::EndReason::Dropped`]).
+    pub ledger_shed: u64,
     /// The transport's congestion window, in bytes, as last reported.
     pub congestion_window: Option<u64>,
     /// Packets the transport declared lost, as last reported.
@@ -122,6 +133,10 @@ impl Session {
             control_bytes_buffered: self.incomplete_bytes as u64,
             unread_bytes: self.unread_data as u64,
             unread_groups: (self.groups_in.len() + self.fetches_out.len()) as u64,
+            ledger: self.ledger(),
+            ledger_peak: self.ledger.peak,
+            ledger_peak_total: self.ledger.peak_total,
+            ledger_shed: self.ledger.shed,
             congestion_window: c.transport.congestion_window,
             lost_packets: c.transport.lost_packets,
             congestion_events: c.transport.congestion_events,

@@ -263,6 +263,8 @@ impl Session {
         }
         if send.data {
             self.unsent_data += data.len();
+        } else {
+            self.ledger.unsent_control += data.len();
         }
         send.queued += data.len();
         send.push(data);
@@ -323,6 +325,8 @@ impl Session {
         }
         if send.data {
             self.unsent_data -= send.unsent();
+        } else {
+            self.ledger.unsent_control -= send.unsent();
         }
         if kind == Kind::GroupOut {
             // The discarded bytes leave its subscription's count too.

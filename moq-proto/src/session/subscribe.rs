@@ -375,7 +375,7 @@ impl Session {
             .streams
             .get(&id)
             .and_then(|s| s.recv.as_ref())
-            .map_or(0, |r| r.buffered());
+            .map_or(0, |r| r.held());
         self.unread_data += unread;
         self.groups_in.insert(
             id,

@@ -10,6 +10,7 @@ mod fetch;
 mod goaway;
 mod groups;
 mod incomplete;
+mod ledger;
 mod model;
 mod probe;
 mod pull;

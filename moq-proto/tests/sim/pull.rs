@@ -49,8 +49,10 @@ fn read(lone: &mut Lone, stream: StreamId) -> FrameRead {
 #[test]
 fn frames_wait_for_their_reader_and_are_counted_unread() {
     let (mut lone, _, group) = group_arrived(&[b"one", b"two"], &[0x05, b'a']);
-    // Two frame headers, six payload bytes, and the part of a third.
-    assert_eq!(lone.session.unread_bytes(), 2 + 6 + 2);
+    // Two frame headers, six payload bytes, and the part of a third, in one chunk: counted
+    // as the datagram that chunk keeps alive.
+    let pinned = moq_proto::PINNED_PER_CHUNK;
+    assert_eq!(lone.session.unread_bytes(), pinned);
     assert_eq!(
         lone.session.stats().frames_received,
         0,
@@ -60,14 +62,18 @@ fn frames_wait_for_their_reader_and_are_counted_unread() {
         read(&mut lone, group),
         FrameRead::Frame(Bytes::from_static(b"one").into())
     );
-    assert_eq!(lone.session.unread_bytes(), 1 + 3 + 2);
+    assert_eq!(
+        lone.session.unread_bytes(),
+        pinned,
+        "the chunk is still held"
+    );
     assert_eq!(
         read(&mut lone, group),
         FrameRead::Frame(Bytes::from_static(b"two").into())
     );
     assert_eq!(read(&mut lone, group), FrameRead::Blocked);
     lone.data(group, b"bcde");
-    assert_eq!(lone.session.unread_bytes(), 6);
+    assert_eq!(lone.session.unread_bytes(), 2 * pinned, "two chunks");
     assert_eq!(
         read(&mut lone, group),
         FrameRead::Frame(Bytes::from_static(b"abcde").into())

@@ -1,0 +1,193 @@
+//! One ledger per connection: whatever the peer sends or leaves unread, what the session
+//! holds for it stays under `Config::max_connection_bytes`, the largest holder is shed
+//! first, and what is shed says so.
+
+use bytes::Bytes;
+
+use super::common::{Lone, cancels, typed};
+use moq_proto::message::{AnnounceInterest, GroupHeader, StreamType, Subscribe, SubscribeParams};
+use moq_proto::{
+    BroadcastPath, Command, Config, Dir, EndReason, FrameRead, GroupSequence, HopId, PathPrefix,
+    Role, SubscribeId, VarInt,
+};
+
+const MIB: usize = 1024 * 1024;
+
+fn config(cap: usize) -> Config {
+    let mut config = Config::default();
+    config.max_connection_bytes = cap;
+    config
+}
+
+/// Drains, and checks what the connection holds once the input is taken in.
+fn drain(lone: &mut Lone) -> Vec<Command> {
+    let commands = lone.commands();
+    let ledger = lone.session.ledger();
+    assert!(
+        lone.session.is_closed()
+            || ledger.total() <= lone.session.config().max_connection_bytes as u64,
+        "over the cap after a drain: {ledger:?}"
+    );
+    commands
+}
+
+#[test]
+fn frames_left_one_byte_short_are_shed_largest_first() {
+    // A publisher opens eight groups and starts a 900 KiB frame on each, in packet-sized
+    // chunks, never finishing one: 7 MiB against a 2 MiB cap.
+    let mut lone = Lone::with_config(Role::Client, config(2 * MIB));
+    lone.reader.paused = true;
+    let sub = lone
+        .session
+        .subscribe(
+            moq_proto::BroadcastPath::new("/x"),
+            "t",
+            SubscribeParams::default(),
+        )
+        .unwrap();
+    lone.commands();
+    let mut groups = Vec::new();
+    for seq in 1..=8u64 {
+        let mut head = typed(
+            StreamType::Group,
+            &GroupHeader {
+                subscribe_id: sub,
+                sequence: GroupSequence(seq),
+            },
+        );
+        let len = 900 * 1024;
+        VarInt::try_from(len as u64).unwrap().encode(&mut head);
+        groups.push((Some(lone.accept_with(Dir::Uni, &head)), len));
+        lone.events();
+        drain(&mut lone);
+    }
+    let chunk = Bytes::from(vec![0x5a; 1200]);
+    let mut shed = 0;
+    for _ in 0..(899 * 1024 / 1200) {
+        for (group, _) in groups.iter_mut() {
+            let Some(id) = *group else { continue };
+            match lone.session.read_frame(id) {
+                Ok(FrameRead::Blocked) => {
+                    lone.session.handle_data(id, chunk.clone(), lone.now);
+                    drain(&mut lone);
+                }
+                // What was shed reads as shed.
+                Ok(FrameRead::Ended(EndReason::Shed)) => {
+                    shed += 1;
+                    *group = None;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    let stats = lone.session.stats();
+    println!(
+        "partial frames: ledger peak {:?}, total {}, {shed} groups shed",
+        stats.ledger_peak, stats.ledger_peak_total
+    );
+    // Charged as the datagrams their chunks keep alive (1500 bytes per 1200-byte chunk),
+    // one 900 KiB frame holds 1.15 MB: one fits under 2 MiB, two do not.
+    assert_eq!(shed, 7, "{stats:?}");
+    assert_eq!(stats.ledger_shed, 7);
+    assert!(stats.ledger_peak_total <= 2 * MIB as u64);
+    assert!(
+        stats.ledger_peak_total > MIB as u64,
+        "the survivors kept going"
+    );
+    // Each was stopped with Group 0x0.
+    assert!(!lone.session.is_closed());
+}
+
+#[test]
+fn announcements_to_interests_that_are_never_read_are_bounded() {
+    // 200 broadcasts with 4000-byte paths, and eight interests on the root whose streams
+    // the peer never reads (no write is ever accepted): 6.4 MB of ANNOUNCEs against 1 MiB.
+    // One interest's 800 KB fit; each next one passes the cap, and one is cancelled.
+    let mut lone = Lone::with_config(Role::Server, config(MIB));
+    lone.starve = true;
+    for i in 0..200 {
+        let mut p = format!("/flood/{i}/");
+        p.push_str(&"x".repeat(4000 - p.len()));
+        lone.session
+            .announce(BroadcastPath::new(&p), vec![])
+            .unwrap();
+    }
+    drain(&mut lone);
+    let mut interests = Vec::new();
+    for _ in 0..8 {
+        interests.push(lone.accept_with(
+            Dir::Bi,
+            &typed(
+                StreamType::Announce,
+                &AnnounceInterest {
+                    prefix: PathPrefix::root(),
+                    exclude_hop: HopId(0),
+                },
+            ),
+        ));
+        let commands = drain(&mut lone);
+        let cancelled = cancels(&commands);
+        for (id, code, _) in &cancelled {
+            assert!(interests.contains(id));
+            assert_eq!(*code, moq_proto::code::announce::INTERNAL);
+        }
+    }
+    let stats = lone.session.stats();
+    println!(
+        "announce flood: ledger {:?}, peak {}, shed {}",
+        stats.ledger, stats.ledger_peak_total, stats.ledger_shed
+    );
+    assert_eq!(stats.ledger_shed, 7, "{stats:?}");
+    assert!(stats.ledger_peak_total <= MIB as u64);
+    assert!(
+        stats.ledger_peak_total >= 800_000,
+        "one interest's announcements were held"
+    );
+    assert!(!lone.session.is_closed());
+}
+
+#[test]
+fn a_subscriber_that_never_takes_a_byte_costs_at_most_the_cap() {
+    // A subscriber that grants no credit at all (no write is ever accepted): 20 000 groups
+    // of one small frame each. Groups are dropped oldest first (empty ones and ones still
+    // opening too: each holds a stream), and the ledger never passes its cap.
+    let mut config = config(MIB);
+    config.serve_unannounced = true;
+    let mut lone = Lone::with_config(Role::Server, config);
+    lone.starve = true;
+    let control = lone.accept_with(
+        Dir::Bi,
+        &typed(
+            StreamType::Subscribe,
+            &Subscribe {
+                id: SubscribeId(1),
+                path: BroadcastPath::new("/x"),
+                track: "t".into(),
+                params: Default::default(),
+            },
+        ),
+    );
+    lone.events();
+    lone.session
+        .accept_subscribe(SubscribeId(1), Default::default())
+        .unwrap();
+    drain(&mut lone);
+    let mut opened = 0;
+    for seq in 1..=20_000u64 {
+        let Ok(group) = lone.session.open_group(SubscribeId(1), GroupSequence(seq)) else {
+            break;
+        };
+        let _ = lone.session.write_frame(group, Bytes::from_static(b"x"));
+        let _ = lone.session.finish_group(group);
+        opened += 1;
+        drain(&mut lone);
+    }
+    let stats = lone.session.stats();
+    println!(
+        "no credit: {opened} groups opened, {:?}, shed {}, dropped {}",
+        stats.ledger, stats.ledger_shed, stats.groups_dropped
+    );
+    assert!(stats.groups_dropped > 0);
+    assert!(stats.ledger_peak_total <= MIB as u64);
+    let _ = control;
+}
