@@ -243,6 +243,10 @@ pub struct LimitsConfig {
     /// How long a peer's stream may owe a message (its type, its first message, or the rest
     /// of one begun) before it is cancelled, in ms (default 10 000).
     pub incomplete_message_timeout_ms: u64,
+    /// How long a peer's group or fetch may sit in the middle of a frame with no new byte
+    /// before the relay stops it (Group 0x3, expired), in ms (default 5 000): a frame begun
+    /// and never finished holds nothing longer, and downstream the group ends.
+    pub frame_stall_timeout_ms: u64,
     /// Most announce streams one peer may open (default 64).
     pub max_announce_streams: usize,
     /// Most concurrent QUIC streams a peer may open per kind (default 128, as quinn's
@@ -275,6 +279,12 @@ pub struct LimitsConfig {
     /// Time for a whole handshake, QUIC, TLS and the WebTransport CONNECT, in ms (default
     /// 10 000); past it the attempt is dropped.
     pub handshake_timeout_ms: u64,
+    /// What one peer may make the relay hold in all, in the session's ledger (default
+    /// 8 MiB): control messages, received frames being reassembled or unread, queued group
+    /// bytes, streams, and the relay's own queue for the peer. Past it the largest holder
+    /// is shed (docs/security.md). With the QUIC windows below it bounds a connection:
+    /// 8 + 4 + 4 = 16 MiB. A frame must fit in it to be relayed.
+    pub max_connection_bytes: usize,
     /// Whether the relay pads a connection toward a peer's PROBE target (default true).
     /// Padding is what lets a player measure a path it does not fill yet; it is also
     /// bandwidth any peer can ask for, bounded by the three settings below.
@@ -301,6 +311,7 @@ impl Default for LimitsConfig {
             max_frames_per_group: 100_000,
             max_control_bytes_per_session: 1024 * 1024,
             incomplete_message_timeout_ms: 10_000,
+            frame_stall_timeout_ms: 5_000,
             quic_receive_window: 4 * 1024 * 1024,
             quic_send_window: 4 * 1024 * 1024,
             max_unread_bytes_per_session: 1024 * 1024,
@@ -311,6 +322,7 @@ impl Default for LimitsConfig {
             max_handshakes: 256,
             retry_above_handshakes: 32,
             handshake_timeout_ms: 10_000,
+            max_connection_bytes: 8 * 1024 * 1024,
             probe_padding: true,
             probe_padding_max_rate: 10_000_000,
             probe_padding_burst_bytes: 4 * 1024 * 1024,

@@ -232,6 +232,8 @@ impl Relay {
         config.max_incoming_announce_streams = limits.max_announce_streams;
         config.goaway_timeout = self.inner.config.drain_timeout();
         config.serve_unannounced = true;
+        config.max_connection_bytes = limits.max_connection_bytes;
+        config.frame_stall_timeout = Duration::from_millis(limits.frame_stall_timeout_ms);
         config.probe_padding = limits.probe_padding;
         config.probe_padding_max_rate = limits.probe_padding_max_rate;
         config.probe_padding_burst = limits.probe_padding_burst_bytes;

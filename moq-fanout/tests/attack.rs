@@ -585,3 +585,103 @@ async fn a_probe_for_a_huge_target_buys_a_bounded_amount_of_padding() {
     assert!(padding > 0, "the relay pads a probe");
     assert!(padding <= bound, "{padding} bytes of padding > {bound}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn frames_larger_than_the_ledger_are_shed_as_they_arrive() {
+    let _serial = SERIAL.lock().await;
+    // The relay's default ledger: 8 MiB per connection; frames stalled for a second are
+    // expired (5 s by default).
+    let mut config = config();
+    config.limits.frame_stall_timeout_ms = 1000;
+    let relay = relay(config).await;
+    let cap = relay.relay().config().limits.max_connection_bytes as u64;
+    let url = url(&relay);
+    let good = client();
+    // A publisher (of ours, with room to queue) sends eight 20 MiB frames at once and
+    // never finishes a group: 160 MiB the relay would reassemble.
+    let broadcast = moq_quinn::Broadcast::new();
+    let track = broadcast.create_track("video", 1);
+    let router = moq_quinn::Router::new();
+    router.publish("/live/big", broadcast.clone());
+    let mut roomy = moq_quinn::Config::default();
+    roomy.max_connection_bytes = 1024 * MIB;
+    roomy.max_queued_bytes = 1024 * MIB;
+    roomy.max_queued_bytes_per_subscription = 1024 * MIB;
+    let attacker = client();
+    let _publisher = within("connect", attacker.connect(&url, roomy, Some(router)))
+        .await
+        .unwrap();
+    known(&relay, 1).await;
+    let session = connect(&good, &url, None).await;
+    let mut reader = session
+        .subscribe("/live/big", "video", moq_quinn::SubscribeParams::default())
+        .unwrap();
+    accepted(&reader).await;
+
+    let before = rss_kib();
+    let mut peak_rss = before;
+    let frame = Bytes::from(vec![0x5a; 20 * MIB]);
+    let mut groups = Vec::new();
+    for _ in 0..8 {
+        let group = track.append_group();
+        group.write_frame(frame.clone());
+        groups.push(group);
+    }
+    // Every one of them ends at the relay (its downstream group ends in error), and
+    // nothing reaches the subscriber as a frame.
+    let mut ended = 0;
+    while ended < 8 {
+        let mut group = within("a group downstream", reader.next_group())
+            .await
+            .unwrap()
+            .unwrap();
+        let read = within("its end", group.read_frame()).await;
+        assert!(read.is_err(), "a 20 MiB frame was relayed whole: {read:?}");
+        ended += 1;
+        peak_rss = peak_rss.max(rss_kib());
+    }
+    let stats = relay.relay().peer_stats();
+    let peak = stats
+        .iter()
+        .map(|(_, s)| s.ledger_peak_total)
+        .max()
+        .unwrap_or(0);
+    let shed: u64 = stats.iter().map(|(_, s)| s.ledger_shed).sum();
+    let stalled: u64 = stats.iter().map(|(_, s)| s.streams_abandoned).sum();
+    let grown = peak_rss.saturating_sub(before);
+    println!(
+        "eight 20 MiB frames: ledger peak {peak} bytes (cap {cap}), {shed} shed, {stalled} \
+         expired stalled, RSS +{grown} KiB (the publisher's frame included)"
+    );
+    assert!(peak <= cap, "{peak} > {cap}");
+    // Those the relay was reading were shed past the cap; the ones QUIC flow control held
+    // back (their data waiting behind the shed ones) were expired once stalled.
+    assert!(shed >= 1, "{shed}");
+    assert_eq!(shed + stalled, 8);
+    assert!(grown < 64 * 1024, "RSS grew {grown} KiB");
+    let served = good_client_is_served_on(&session, &track).await;
+    println!("good client served in {served:?}");
+    drop(groups);
+}
+
+/// A new group on `track` reaches a new subscriber of `/live/big` on `session`: the relay
+/// still serves.
+async fn good_client_is_served_on(
+    session: &moq_quinn::Session,
+    track: &moq_quinn::TrackProducer,
+) -> Duration {
+    let mut reader = session.subscribe("/live/big", "video", ordered()).unwrap();
+    accepted(&reader).await;
+    let start = Instant::now();
+    let seq = write_group(track, 2, 100);
+    loop {
+        let mut group = within("a good client to be served", reader.next_group())
+            .await
+            .expect("the subscription lives")
+            .expect("a group");
+        if group.sequence().0 == seq {
+            assert_eq!(read_all(&mut group).await.len(), 2);
+            return start.elapsed();
+        }
+    }
+}

@@ -88,6 +88,12 @@ pub struct Config {
     /// message, and any control stream holding part of a message, counted from its last
     /// complete message (default 10 s).
     pub incomplete_message_timeout: Duration,
+    /// How long a received group or fetch may sit in the middle of a frame with no new
+    /// byte (default 10 s): past it the stream is stopped (Group 0x3, expired; Fetch 0x1,
+    /// timeout) and its reader gets [`crate::EndReason::Expired`] or
+    /// [`crate::EndReason::Cancelled`]. A publisher that starts a frame and never finishes it
+    /// holds nothing longer than this. Time between frames is not counted.
+    pub frame_stall_timeout: Duration,
     /// Group and fetch bytes, across the whole session, that the transport has not accepted
     /// yet (queued in the core or handed to the adapter) (default 16 MiB). Beyond it the
     /// oldest groups of the subscription with the most such bytes are dropped (as for
@@ -134,6 +140,7 @@ impl Default for Config {
             max_queued_bytes: 16 * 1024 * 1024,
             max_buffered_control_bytes: 2 * 1024 * 1024,
             incomplete_message_timeout: Duration::from_secs(10),
+            frame_stall_timeout: Duration::from_secs(10),
             max_unread_bytes: 32 * 1024 * 1024,
             serve_unannounced: false,
         }

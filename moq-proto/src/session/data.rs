@@ -23,6 +23,8 @@ pub(super) struct DataIn {
     /// The peer reset the stream: the whole frames before the reset still go to the reader,
     /// then this end.
     pub(super) reset: Option<crate::ErrorCode>,
+    /// When its last bytes arrived (for [`crate::Config::frame_stall_timeout`]).
+    pub(super) last_data: Option<std::time::Instant>,
 }
 
 impl Session {
@@ -122,6 +124,58 @@ impl Session {
             let before = std::mem::replace(&mut data.unread, held);
             self.unread_data = self.unread_data - before + held;
         }
+    }
+
+    /// Bytes arrived on a data stream its reader has: note when, and watch for a stall in
+    /// the middle of a frame.
+    pub(super) fn note_data(&mut self, id: StreamId) {
+        let now = self.now;
+        if let Some(data) = self.data_in_mut(id)
+            && data.end.is_none()
+        {
+            data.last_data = Some(now);
+            let timer = super::timer::Timer::Stalled(id);
+            if !self.timers.is_set(timer) {
+                self.timers
+                    .set(timer, now + self.config.frame_stall_timeout);
+            }
+        }
+    }
+
+    /// A data stream's stall deadline: if it still sits in the middle of a frame with no
+    /// byte since the timeout, it is stopped and its reader told; if bytes came meanwhile,
+    /// the deadline moves; between frames, nothing is watched until the next bytes.
+    pub(super) fn on_stall_timeout(&mut self, id: StreamId) {
+        let timeout = self.config.frame_stall_timeout;
+        let Some(last) = self
+            .data_in_mut(id)
+            .filter(|d| d.end.is_none())
+            .and_then(|d| d.last_data)
+        else {
+            return;
+        };
+        let mid_frame = self
+            .streams
+            .get(&id)
+            .and_then(|s| s.recv.as_ref())
+            .is_some_and(|r| r.buffered() > 0 && !r.can_progress());
+        if !mid_frame {
+            return;
+        }
+        if self.now.saturating_duration_since(last) < timeout {
+            self.timers
+                .set(super::timer::Timer::Stalled(id), last + timeout);
+            return;
+        }
+        if self.groups_in.contains_key(&id) {
+            self.stop_recv(id, crate::code::group::EXPIRED);
+            self.end_group_in(id, EndReason::Expired);
+        } else {
+            self.stop_recv(id, crate::code::fetch::TIMEOUT);
+            self.end_fetch_out(id, EndReason::Cancelled(crate::code::fetch::TIMEOUT));
+        }
+        self.stats.streams_abandoned += 1;
+        self.reap(id);
     }
 
     /// The peer reset a data stream its reader has: true if the reset waits for the reader,

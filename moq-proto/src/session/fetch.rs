@@ -160,6 +160,7 @@ impl Session {
         }
         self.unread_data -= std::mem::take(&mut fetch.unread);
         fetch.end = Some(reason.clone());
+        self.timers.cancel(super::timer::Timer::Stalled(id));
         if let Some(s) = self.streams.get_mut(&id) {
             s.kind = Kind::Ignored;
         }

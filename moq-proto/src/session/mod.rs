@@ -299,6 +299,7 @@ impl Session {
                 self.stats.bytes_received_app += len as u64;
                 if self.data_in_mut(id).is_some_and(|d| d.end.is_none()) {
                     self.recount_unread(id);
+                    self.note_data(id);
                 }
                 break;
             }
@@ -556,6 +557,7 @@ impl Session {
             Timer::ProbeSample => self.on_probe_sample_due(),
             Timer::GoawayDrain => self.close(code::session::GOAWAY_TIMEOUT, "goaway timeout"),
             Timer::Incomplete(id) => self.on_incomplete_timeout(id),
+            Timer::Stalled(id) => self.on_stall_timeout(id),
         }
     }
 

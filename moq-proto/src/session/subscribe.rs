@@ -389,6 +389,9 @@ impl Session {
                 },
             },
         );
+        if unread > 0 {
+            self.note_data(id);
+        }
         self.stats.groups_received += 1;
         self.events.push_back(Event::GroupReceived {
             id: sub,
@@ -417,6 +420,7 @@ impl Session {
         }
         self.unread_data -= std::mem::take(&mut group.data.unread);
         group.data.end = Some(reason.clone());
+        self.timers.cancel(Timer::Stalled(id));
         let (sub, sequence) = (group.sub, group.sequence);
         self.detach_group(sub, sequence, id);
         if let Some(stream) = self.streams.get_mut(&id) {

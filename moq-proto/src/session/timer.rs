@@ -23,6 +23,8 @@ pub(super) enum Timer {
     GoawayDrain,
     /// A stream has owed us a message for too long (see `incomplete`).
     Incomplete(StreamId),
+    /// A received group or fetch may be stalled in the middle of a frame (see `data`).
+    Stalled(StreamId),
 }
 
 /// Deadlines, at most one per [`Timer`].

@@ -191,3 +191,77 @@ fn a_subscriber_that_never_takes_a_byte_costs_at_most_the_cap() {
     assert!(stats.ledger_peak_total <= MIB as u64);
     let _ = control;
 }
+
+/// A client subscribed to `/x` "t" with group 1 open and `bytes` of it after the header.
+fn group_with(bytes: &[u8]) -> (Lone, moq_proto::StreamId) {
+    let mut lone = Lone::new(Role::Client);
+    lone.reader.paused = true;
+    let sub = lone
+        .session
+        .subscribe(BroadcastPath::new("/x"), "t", SubscribeParams::default())
+        .unwrap();
+    lone.commands();
+    let mut head = typed(
+        StreamType::Group,
+        &GroupHeader {
+            subscribe_id: sub,
+            sequence: GroupSequence(1),
+        },
+    );
+    head.extend_from_slice(bytes);
+    let group = lone.accept_with(Dir::Uni, &head);
+    lone.events();
+    lone.commands();
+    (lone, group)
+}
+
+#[test]
+fn a_frame_stalled_midway_is_expired_after_the_stall_timeout() {
+    // A 100-byte frame of which 10 arrive, then nothing.
+    let mut started = vec![100u8];
+    started.extend_from_slice(&[1; 10]);
+    let (mut lone, group) = group_with(&started);
+    let timeout = lone.session.config().frame_stall_timeout;
+    assert_eq!(lone.session.read_frame(group), Ok(FrameRead::Blocked));
+    // Bytes that trickle in move the deadline.
+    lone.advance(timeout / 2);
+    lone.data(group, &[1; 10]);
+    lone.advance(timeout * 3 / 4);
+    assert!(
+        cancels(&lone.commands()).is_empty(),
+        "trickling, not stalled"
+    );
+    assert_eq!(lone.session.read_frame(group), Ok(FrameRead::Blocked));
+    lone.advance(timeout / 2);
+    assert_eq!(
+        cancels(&lone.commands()),
+        vec![(group, moq_proto::code::group::EXPIRED, "stop")]
+    );
+    assert_eq!(
+        lone.session.read_frame(group),
+        Ok(FrameRead::Ended(EndReason::Expired))
+    );
+    assert_eq!(lone.session.unread_bytes(), 0);
+}
+
+#[test]
+fn a_group_quiet_between_frames_is_not_expired() {
+    // One whole frame, read; then the publisher is quiet for two stall timeouts (within the
+    // subscription's own 30 s wait for SUBSCRIBE_OK): live media between frames, not a
+    // stall.
+    let (mut lone, group) = group_with(&[3, 1, 2, 3]);
+    let timeout = lone.session.config().frame_stall_timeout;
+    assert!(matches!(
+        lone.session.read_frame(group),
+        Ok(FrameRead::Frame(_))
+    ));
+    assert_eq!(lone.session.read_frame(group), Ok(FrameRead::Blocked));
+    lone.advance(timeout * 2);
+    let commands = lone.commands();
+    assert!(cancels(&commands).is_empty(), "{commands:?}");
+    lone.data(group, &[2, 4, 5]);
+    assert!(matches!(
+        lone.session.read_frame(group),
+        Ok(FrameRead::Frame(_))
+    ));
+}
