@@ -685,3 +685,89 @@ async fn good_client_is_served_on(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_that_grants_no_stream_credit_costs_at_most_the_ledger() {
+    let _serial = SERIAL.lock().await;
+    let Target {
+        relay,
+        url,
+        good: _,
+        publisher,
+    } = target(config()).await;
+    let cap = relay.relay().config().limits.max_connection_bytes as u64;
+    known(&relay, 1).await;
+    let track = publisher.tracks[0].clone();
+
+    // The attacker subscribes and lets the relay open no unidirectional stream: every
+    // group for it waits for credit that never comes.
+    let mut transport = quinn::TransportConfig::default();
+    transport.max_concurrent_uni_streams(0u32.into());
+    let attacker = raw(relay.quic_addr().unwrap(), transport).await;
+    let (mut send, _recv) = attacker.conn.open_bi().await.unwrap();
+    let mut msg = BytesMut::new();
+    msg.put_u8(StreamType::Subscribe.to_byte());
+    Subscribe {
+        id: SubscribeId(1),
+        path: BroadcastPath::new(PATH),
+        track: "video".into(),
+        params: WireParams::default(),
+    }
+    .encode(&mut msg)
+    .unwrap();
+    send.write_all(&msg).await.unwrap();
+    until("the attacker's subscription reaches the relay", || {
+        relay.relay().peer_stats().len() >= 2
+            && relay
+                .relay()
+                .peer_stats()
+                .iter()
+                .any(|(_, s)| s.ledger.streams > 0 && s.groups_sent == 0)
+    })
+    .await;
+
+    // Groups of one byte, until the relay has opened 40 000 for the attacker (at most
+    // 60 s): 10 MB of stream table alone at 256 bytes a stream, past the 8 MiB cap.
+    let before = rss_kib();
+    let cpu_before = cpu();
+    let mut peak_rss = before;
+    let started = Instant::now();
+    let attacker_groups = |relay: &RelayServer| {
+        relay
+            .relay()
+            .peer_stats()
+            .iter()
+            .map(|(_, s)| s.groups_sent)
+            .max()
+            .unwrap_or(0)
+    };
+    let mut written = 0;
+    while attacker_groups(&relay) < 40_000 && started.elapsed() < Duration::from_secs(60) {
+        for _ in 0..500 {
+            write_group(&track, 1, 1);
+        }
+        written += 500;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        peak_rss = peak_rss.max(rss_kib());
+    }
+    let stats = relay.relay().peer_stats();
+    let peak = stats
+        .iter()
+        .map(|(_, s)| s.ledger_peak_total)
+        .max()
+        .unwrap_or(0);
+    let dropped: u64 = stats.iter().map(|(_, s)| s.groups_dropped).sum();
+    let grown = peak_rss.saturating_sub(before);
+    println!(
+        "no stream credit: {written} groups written, {} opened for the attacker, ledger peak \
+         {peak} (cap {cap}), {dropped} dropped, RSS +{grown} KiB, {:?} of CPU",
+        attacker_groups(&relay),
+        cpu() - cpu_before
+    );
+    assert!(peak <= cap, "{peak} > {cap}");
+    assert!(dropped > 10_000, "{dropped}");
+    assert!(grown < 48 * 1024, "RSS grew {grown} KiB");
+    let served = good_client_is_served(&url, &track).await;
+    println!("good client served in {served:?}");
+    drop(attacker);
+}

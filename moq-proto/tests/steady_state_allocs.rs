@@ -152,6 +152,41 @@ impl Link {
 fn frames_allocate_nothing_and_idle_subscriptions_cost_under_1_kib() {
     frames_of_open_groups_allocate_nothing();
     an_idle_subscription_costs_under_1_kib_on_each_side();
+    a_group_waiting_for_its_stream_costs_what_the_ledger_charges();
+}
+
+/// A group whose stream the peer never lets open (no stream credit), with one small frame
+/// queued: what it costs the publisher's session, against what the ledger charges for it
+/// ([`moq_proto::STREAM_COST`] plus its bytes).
+fn a_group_waiting_for_its_stream_costs_what_the_ledger_charges() {
+    const K: u64 = 2000;
+    let size = |k: u64| {
+        let mut link = Link::new(16);
+        let subs = link.subscribe(1);
+        let publisher = &mut link.publisher.session;
+        let mut charged = 0;
+        for seq in 1..=k {
+            let group = publisher.open_group(subs[0], GroupSequence(seq)).unwrap();
+            publisher
+                .write_frame(group, Bytes::from_static(b"x"))
+                .unwrap();
+            publisher.finish_group(group).unwrap();
+            // Opens are asked for and never reported done.
+            while publisher.poll_command().is_some() {}
+            while publisher.poll_event().is_some() {}
+        }
+        charged += publisher.ledger().total() as isize;
+        (heap_of(link.publisher.session), charged)
+    };
+    let (h0, c0) = size(0);
+    let (h1, c1) = size(K);
+    let cost = (h1 - h0) / K as isize;
+    let charge = (c1 - c0) / K as isize;
+    println!("a group waiting for its stream: {cost} bytes of heap, {charge} charged");
+    assert!(
+        cost <= charge,
+        "a waiting group costs {cost} bytes, the ledger charges {charge}"
+    );
 }
 
 fn frames_of_open_groups_allocate_nothing() {

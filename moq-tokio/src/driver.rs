@@ -28,7 +28,7 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// A transport event only the driver can take in: it creates stream tasks.
 enum Input<C: Connection> {
     Opened(StreamId, C::SendStream, Option<C::RecvStream>),
-    OpenFailed(StreamId),
+    OpenFailed(StreamId, Dir),
     AcceptedUni(C::RecvStream),
     AcceptedBi(C::SendStream, C::RecvStream),
     Closed(CloseReason),
@@ -43,6 +43,21 @@ pub(crate) struct Driver<C: Connection> {
     requests: mpsc::UnboundedReceiver<Request>,
     /// Serves the peer's subscriptions and fetches.
     router: Option<Router>,
+    /// Opens waiting for stream credit, per direction.
+    opens_uni: Opens,
+    opens_bi: Opens,
+}
+
+/// The opens of one direction: one at a time waits for stream credit (so new credit wakes
+/// one waiter, not every queued open), the rest wait in order, and any can be given up.
+#[derive(Default)]
+struct Opens {
+    /// Waiting, by id (ids grow, so this is the order they were asked for), with their
+    /// priority.
+    queued: std::collections::BTreeMap<StreamId, i32>,
+    /// The one whose open is under way, and the code to reset it with if it was given up
+    /// meanwhile.
+    in_flight: Option<(StreamId, Option<moq_proto::ErrorCode>)>,
 }
 
 impl<C: Connection> Driver<C> {
@@ -61,6 +76,8 @@ impl<C: Connection> Driver<C> {
             input_tx,
             requests,
             router,
+            opens_uni: Opens::default(),
+            opens_bi: Opens::default(),
         };
         driver.start_accepting();
         driver
@@ -139,29 +156,61 @@ impl<C: Connection> Driver<C> {
         tracing::debug!("session driver finished");
     }
 
+    fn opens(&mut self, dir: Dir) -> &mut Opens {
+        match dir {
+            Dir::Uni => &mut self.opens_uni,
+            Dir::Bi => &mut self.opens_bi,
+        }
+    }
+
+    /// Starts the next open of `dir` if none is under way.
+    fn next_open(&mut self, dir: Dir) {
+        let opens = self.opens(dir);
+        if opens.in_flight.is_some() {
+            return;
+        }
+        let Some((id, priority)) = opens.queued.pop_first() else {
+            return;
+        };
+        opens.in_flight = Some((id, None));
+        let (conn, tx) = (self.conn.clone(), self.input_tx.clone());
+        self.tasks.push(Box::pin(async move {
+            let input = match dir {
+                Dir::Uni => match conn.open_uni().await {
+                    Ok(mut send) => {
+                        send.set_priority(priority);
+                        Input::Opened(id, send, None)
+                    }
+                    Err(_) => Input::OpenFailed(id, dir),
+                },
+                Dir::Bi => match conn.open_bi().await {
+                    Ok((mut send, recv)) => {
+                        send.set_priority(priority);
+                        Input::Opened(id, send, Some(recv))
+                    }
+                    Err(_) => Input::OpenFailed(id, dir),
+                },
+            };
+            let _ = tx.send(input);
+        }));
+    }
+
     fn request(&mut self, request: Request) {
         match request {
             Request::Open { id, dir, priority } => {
-                let (conn, tx) = (self.conn.clone(), self.input_tx.clone());
-                self.tasks.push(Box::pin(async move {
-                    let input = match dir {
-                        Dir::Uni => match conn.open_uni().await {
-                            Ok(mut send) => {
-                                send.set_priority(priority);
-                                Input::Opened(id, send, None)
-                            }
-                            Err(_) => Input::OpenFailed(id),
-                        },
-                        Dir::Bi => match conn.open_bi().await {
-                            Ok((mut send, recv)) => {
-                                send.set_priority(priority);
-                                Input::Opened(id, send, Some(recv))
-                            }
-                            Err(_) => Input::OpenFailed(id),
-                        },
-                    };
-                    let _ = tx.send(input);
-                }));
+                self.opens(dir).queued.insert(id, priority);
+                self.next_open(dir);
+            }
+            Request::CancelOpen { id, code } => {
+                for dir in [Dir::Uni, Dir::Bi] {
+                    let opens = self.opens(dir);
+                    if opens.queued.remove(&id).is_none()
+                        && let Some((open, cancelled)) = opens.in_flight.as_mut()
+                        && *open == id
+                    {
+                        *cancelled = Some(code);
+                    }
+                }
             }
             Request::Close { code, reason } => self.conn.close(code, &reason),
             Request::Upcalls(upcalls) => {
@@ -210,7 +259,23 @@ impl<C: Connection> Driver<C> {
         let mut guard = shared.lock();
         let inner = &mut *guard;
         match input {
-            Input::Opened(id, send, recv) => {
+            Input::Opened(id, mut send, recv) => {
+                let dir = if recv.is_some() { Dir::Bi } else { Dir::Uni };
+                let opens = self.opens(dir);
+                let cancelled = opens
+                    .in_flight
+                    .take()
+                    .and_then(|(open, code)| code.filter(|_| open == id));
+                self.next_open(dir);
+                if let Some(code) = cancelled {
+                    // Given up while it opened: the session has forgotten it.
+                    send.reset(code);
+                    if let Some(mut recv) = recv {
+                        recv.stop(code);
+                    }
+                    drop(guard);
+                    return;
+                }
                 // The core emits nothing for a stream before this: its writes, and any
                 // reset or stop decided while it opened, come from `handle_opened`.
                 let tx = self.spawn_send(id, send);
@@ -231,7 +296,17 @@ impl<C: Connection> Driver<C> {
                 }
                 inner.core.handle_opened(id, now);
             }
-            Input::OpenFailed(id) => inner.core.handle_open_failed(id, now),
+            Input::OpenFailed(id, dir) => {
+                let opens = self.opens(dir);
+                let cancelled = opens
+                    .in_flight
+                    .take()
+                    .is_some_and(|(open, code)| open == id && code.is_some());
+                self.next_open(dir);
+                if !cancelled {
+                    inner.core.handle_open_failed(id, now);
+                }
+            }
             Input::AcceptedUni(recv) => {
                 let id = inner.core.handle_accepted(Dir::Uni, now);
                 // Only group streams are uni: read until the header, then handed over.

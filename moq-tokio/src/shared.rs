@@ -151,6 +151,8 @@ pub(crate) enum Request {
         dir: Dir,
         priority: i32,
     },
+    /// Give up an open not yet reported (reset the stream with `code` should it open).
+    CancelOpen { id: StreamId, code: ErrorCode },
     /// Close the connection.
     Close { code: ErrorCode, reason: String },
     /// Call application handlers.
@@ -494,6 +496,9 @@ impl Inner {
             Command::SampleStats => {
                 let stats = (shared.meta.stats)();
                 self.core.handle_stats(stats, now());
+            }
+            Command::CancelOpen { id, code } => {
+                let _ = shared.requests.send(Request::CancelOpen { id, code });
             }
             Command::Close { code, reason } => {
                 let _ = shared.requests.send(Request::Close { code, reason });

@@ -254,6 +254,8 @@ struct Streams {
     peer: Vec<StreamId>,
     /// Streams we opened, for the transport's reports.
     ours: Vec<StreamId>,
+    /// Opens the session gave up (`Command::CancelOpen`): never named again.
+    cancelled: HashSet<StreamId>,
 }
 
 /// Handles for the application commands, learnt from return values and events.
@@ -447,7 +449,9 @@ fn step(
         }
         11 => {
             if let Some(id) = input.pick(&streams.ours) {
-                if streams.named.contains_key(&id) {
+                // A cancelled open that completed anyway is the adapter's to reset: the
+                // session may be told (it ignores it), but never names it again.
+                if streams.named.contains_key(&id) && !streams.cancelled.contains(&id) {
                     streams.open.insert(id);
                 }
                 gave = true;
@@ -731,6 +735,19 @@ fn drain(
             Command::SetPriority { id, .. } => {
                 named(streams, *id, &command);
             }
+            Command::CancelOpen { id, .. } => {
+                let (dir, ours) = named(streams, *id, &command);
+                assert!(
+                    ours && dir == Dir::Uni,
+                    "{command:?} on a stream it may not cancel"
+                );
+                assert!(
+                    !streams.open.contains(id),
+                    "{command:?} after the stream was reported open"
+                );
+                assert!(streams.cancelled.insert(*id), "{command:?} twice");
+                streams.send_done.insert(*id);
+            }
             Command::SampleStats => {}
             Command::Close { .. } => {
                 *closes += 1;
@@ -751,8 +768,13 @@ fn drain(
     }
 }
 
-/// The direction and origin of a stream a command names; panics if it was never named.
+/// The direction and origin of a stream a command names; panics if it was never named, or
+/// if its open was given up (only `CancelOpen` itself names it then).
 fn named(streams: &Streams, id: StreamId, command: &Command) -> (Dir, bool) {
+    assert!(
+        !streams.cancelled.contains(&id),
+        "{command:?} names a stream whose open was cancelled"
+    );
     match streams.named.get(&id) {
         Some(&v) => v,
         None => panic!("{command:?} names a stream the session never named"),

@@ -77,6 +77,17 @@ pub enum Command {
         /// Send priority: higher first.
         priority: i32,
     },
+    /// Give up a unidirectional stream asked for with [`Command::Open`] that the adapter has
+    /// not reported opened: drop the open if it is still waiting for stream credit; if it
+    /// completes anyway, reset the stream with `code` at once and do not report it. The
+    /// session has forgotten the stream. (A stream that waits for credit the peer never
+    /// grants thus costs nothing once given up.)
+    CancelOpen {
+        /// The stream.
+        id: StreamId,
+        /// The RESET_STREAM code, should the open complete.
+        code: ErrorCode,
+    },
     /// Write these bytes, in order, then report [`crate::Session::handle_written`] as the
     /// transport accepts them.
     Write {

@@ -269,11 +269,17 @@ impl Session {
         let limit = effective_latency(publication.params.max_latency, Some(publisher.max_latency));
         let mut expired = Vec::new();
         if newer && let Some(limit) = limit {
+            // Oldest first, up to the first group still within the limit: groups open in
+            // about their sequence order, so this costs the expired ones and one more, not
+            // every open group (a subscriber that takes nothing can hold thousands). One
+            // opened out of order is expired by a later open.
             for &stream in publication.groups.range(..sequence).map(|(_, s)| s) {
-                if let Some(g) = self.groups_out.get(&stream)
-                    && now.saturating_duration_since(g.arrived) > limit
-                {
-                    expired.push(stream);
+                match self.groups_out.get(&stream) {
+                    Some(g) if now.saturating_duration_since(g.arrived) > limit => {
+                        expired.push(stream);
+                    }
+                    Some(_) => break,
+                    None => {}
                 }
             }
         }

@@ -160,7 +160,15 @@ impl SendHalf {
                 self.queue.push_back(full);
             }
             if self.tail.capacity() - self.tail.len() < data.len() {
-                self.tail.reserve(COALESCE_MAX * 2);
+                // A stream's first small writes get a small buffer (a group of one small
+                // frame should not hold a kilobyte); a stream that keeps writing small
+                // ones, a larger one.
+                let more = if self.tail.capacity() == 0 {
+                    COALESCE_MAX / 2
+                } else {
+                    COALESCE_MAX * 2
+                };
+                self.tail.reserve(more);
             }
             self.tail.extend_from_slice(&data);
         } else {
@@ -316,10 +324,14 @@ impl Session {
         let Some(send) = stream.send.take() else {
             return 0;
         };
-        // Its ready entry, if any, is dropped when popped. A stream still opening is reset
-        // once the transport has it.
+        // Its ready entry, if any, is dropped when popped. A unidirectional stream still
+        // opening is given up (the adapter resets it should the open complete); a
+        // bidirectional one is reset once the transport has it, with its STOP_SENDING.
         if send.opened {
             self.commands.push_back(Command::Reset { id, code });
+        } else if stream.recv.is_none() && stream.dir == Dir::Uni {
+            self.opening.remove(&id);
+            self.commands.push_back(Command::CancelOpen { id, code });
         } else {
             self.opening.entry(id).or_default().reset = Some(code);
         }

@@ -174,6 +174,8 @@ pub(crate) struct Lone {
     pub(crate) session: Session,
     pub(crate) now: Instant,
     pub(crate) starve: bool,
+    /// Opens are never reported done (the peer grants no stream credit).
+    pub(crate) hold_opens: bool,
     /// Every frame read, in order (see [`Lone::events`]).
     pub(crate) frames: Vec<(StreamId, moq_proto::Payload)>,
     pub(crate) reader: super::pair::Reader,
@@ -192,6 +194,7 @@ impl Lone {
             session: Session::new(role, config, now),
             now,
             starve: false,
+            hold_opens: false,
             frames: Vec::new(),
             reader: super::pair::Reader::default(),
             ours: Vec::new(),
@@ -240,7 +243,9 @@ impl Lone {
             match &c {
                 Command::Open { id, .. } => {
                     self.ours.push(*id);
-                    self.session.handle_opened(*id, self.now);
+                    if !self.hold_opens {
+                        self.session.handle_opened(*id, self.now);
+                    }
                 }
                 Command::Write { id, data } if !self.starve => {
                     self.session.handle_written(*id, data.len(), self.now);

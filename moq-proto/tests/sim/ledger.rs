@@ -265,3 +265,60 @@ fn a_group_quiet_between_frames_is_not_expired() {
         Ok(FrameRead::Frame(_))
     ));
 }
+
+#[test]
+fn groups_for_a_subscriber_that_grants_no_stream_credit_give_up_their_opens() {
+    // The subscriber never lets a stream open: 20 000 groups queue as opens. The ledger
+    // counts each, drops the oldest, and every dropped one's open is given up
+    // (Command::CancelOpen): nothing is kept for them.
+    let mut config = config(MIB);
+    config.serve_unannounced = true;
+    let mut lone = Lone::with_config(Role::Server, config);
+    lone.accept_with(
+        Dir::Bi,
+        &typed(
+            StreamType::Subscribe,
+            &Subscribe {
+                id: SubscribeId(1),
+                path: BroadcastPath::new("/x"),
+                track: "t".into(),
+                params: Default::default(),
+            },
+        ),
+    );
+    lone.events();
+    lone.session
+        .accept_subscribe(SubscribeId(1), Default::default())
+        .unwrap();
+    drain(&mut lone);
+    lone.hold_opens = true;
+    let (mut opens, mut cancelled) = (0, 0);
+    for seq in 1..=20_000u64 {
+        let group = lone
+            .session
+            .open_group(SubscribeId(1), GroupSequence(seq))
+            .unwrap();
+        let _ = lone.session.write_frame(group, Bytes::from_static(b"x"));
+        let _ = lone.session.finish_group(group);
+        for command in drain(&mut lone) {
+            match command {
+                Command::Open { .. } => opens += 1,
+                Command::CancelOpen { .. } => cancelled += 1,
+                _ => {}
+            }
+        }
+    }
+    let stats = lone.session.stats();
+    let waiting = opens - cancelled;
+    println!(
+        "no stream credit: {opens} opens asked for, {cancelled} given up, {waiting} waiting; {:?}",
+        stats.ledger
+    );
+    assert_eq!(opens, 20_000);
+    assert!(
+        waiting * moq_proto::STREAM_COST <= MIB,
+        "{waiting} opens waiting"
+    );
+    assert_eq!(stats.groups_dropped, cancelled as u64);
+    assert!(stats.ledger.streams <= MIB as u64);
+}

@@ -238,6 +238,12 @@ impl Pair {
             }
             Command::Finish { id } => self.send(peer, id, Packet::Fin),
             Command::Reset { id, code } => self.send(peer, id, Packet::Reset(code)),
+            // Opens complete at once here: the stream is open, so the transport resets it.
+            Command::CancelOpen { id, code } => {
+                if self.side(side).dirs.contains_key(&id) {
+                    self.send(peer, id, Packet::Reset(code));
+                }
+            }
             Command::Stop { id, code } => self.send(peer, id, Packet::Stop(code)),
             Command::SetPriority { .. } => {}
             Command::SampleStats => {
