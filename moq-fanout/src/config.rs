@@ -220,6 +220,10 @@ impl Default for CacheConfig {
 pub struct LimitsConfig {
     /// Most concurrent sessions (default 10 000); beyond, connections are refused.
     pub max_sessions: usize,
+    /// What the relay may hold in all before it refuses new connections: every peer's
+    /// ledger plus the group caches (default 2 GiB). Size it to the memory given to the
+    /// relay, less what quinn holds per connection (docs/security.md).
+    pub max_total_bytes: usize,
     /// Most subscriptions one peer may hold on the relay (default 4096).
     pub max_subscriptions_per_session: usize,
     /// Bytes queued for one downstream subscription before its oldest groups are dropped
@@ -303,6 +307,7 @@ impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
             max_sessions: 10_000,
+            max_total_bytes: 2 * 1024 * 1024 * 1024,
             max_subscriptions_per_session: 4096,
             max_queued_bytes_per_subscriber: 4 * 1024 * 1024,
             max_queued_bytes_per_session: 6 * 1024 * 1024,

@@ -40,6 +40,10 @@ pub(crate) fn clip(text: &str) -> std::borrow::Cow<'_, str> {
 /// the next line that is logged.
 const REFUSALS_PER_SECOND: u64 = 10;
 
+/// Refusals are logged at a bounded rate, relay-wide: a peer that asks for what it may
+/// not have, or a flood of connections past a limit, cannot flood the log.
+pub(crate) static REFUSALS: RefusalLog = RefusalLog::new();
+
 /// A relay-wide budget of refusal log lines (see [`REFUSALS_PER_SECOND`]).
 #[derive(Debug)]
 pub(crate) struct RefusalLog {

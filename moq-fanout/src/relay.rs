@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
 use crate::fanout::{Detach, Fanout, TrackFanout, lock};
-use crate::redact::{RefusalLog, clip};
+use crate::redact::{REFUSALS, clip};
 use moq_quinn::{CacheBudget, GroupCache};
 
 /// How long a fetch forwarded upstream may take.
@@ -69,7 +69,13 @@ struct Inner {
     peers_left: watch::Sender<u64>,
     /// Bytes cached over every track, against `cache.total_bytes`.
     cache_total: Arc<CacheBudget>,
+    /// The relay's held bytes as last summed, and when (see `Relay::held_bytes`).
+    held: Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// How long a sum of the held bytes stands for admission: accepting a connection does not
+/// sum every peer's ledger each time.
+const HELD_REFRESH: Duration = Duration::from_millis(200);
 
 #[derive(Default)]
 struct State {
@@ -128,10 +134,6 @@ pub struct BroadcastInfo {
     /// Tracks being relayed, with their cached group sequences.
     pub tracks: Vec<(String, Vec<u64>)>,
 }
-
-/// Refusals are logged at a bounded rate, relay-wide: a peer that asks for what it may
-/// not have cannot flood the log (see `redact`).
-static REFUSALS: RefusalLog = RefusalLog::new();
 
 /// The fallback handler of one peer's router: every subscription and fetch from that peer.
 struct PeerHandler {
@@ -199,6 +201,7 @@ impl Relay {
                 shutdown: watch::channel(None).0,
                 peers_left: watch::channel(0).0,
                 cache_total,
+                held: Mutex::new(None),
             }),
         }
     }
@@ -246,11 +249,38 @@ impl Relay {
         lock(&self.inner.state).peers.len()
     }
 
-    /// Whether a new connection may come in (below `limits.max_sessions`, not shutting
-    /// down).
+    /// Whether a new connection may come in: not shutting down, below
+    /// `limits.max_sessions`, and what the relay holds (see [`Relay::held_bytes`]) below
+    /// `limits.max_total_bytes`.
     pub fn accepting(&self) -> bool {
+        let limits = &self.inner.config.limits;
         self.inner.shutdown.borrow().is_none()
-            && self.peer_count() < self.inner.config.limits.max_sessions
+            && self.peer_count() < limits.max_sessions
+            && self.held_bytes_recent() < limits.max_total_bytes as u64
+    }
+
+    /// What the relay holds, server-wide: every peer's ledger (see
+    /// [`moq_quinn::SessionStats::ledger`]) plus the group caches.
+    pub fn held_bytes(&self) -> u64 {
+        let ledgers: u64 = self
+            .peer_stats()
+            .iter()
+            .map(|(_, s)| s.ledger.total())
+            .sum();
+        ledgers + self.cached_bytes() as u64
+    }
+
+    /// [`Relay::held_bytes`], summed at most every [`HELD_REFRESH`].
+    fn held_bytes_recent(&self) -> u64 {
+        let now = std::time::Instant::now();
+        if let Some((at, held)) = *lock(&self.inner.held)
+            && now.duration_since(at) < HELD_REFRESH
+        {
+            return held;
+        }
+        let held = self.held_bytes();
+        *lock(&self.inner.held) = Some((now, held));
+        held
     }
 
     /// The broadcasts the relay knows, sorted by path.

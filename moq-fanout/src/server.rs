@@ -250,7 +250,9 @@ macro_rules! accept_loop {
             };
             let Some(incoming) = incoming else { return };
             if !relay.accepting() {
-                tracing::warn!(remote = %incoming.remote_addr(), "connection refused: session limit");
+                if let Some(suppressed) = crate::redact::REFUSALS.admit() {
+                    tracing::warn!(remote = %incoming.remote_addr(), suppressed, "connection refused: session or memory limit");
+                }
                 incoming.refuse();
                 continue;
             }

@@ -771,3 +771,46 @@ async fn a_subscriber_that_grants_no_stream_credit_costs_at_most_the_ledger() {
     println!("good client served in {served:?}");
     drop(attacker);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_server_wide_mark_new_connections_are_refused() {
+    let _serial = SERIAL.lock().await;
+    // A mark of 1 MiB, and 2 MB in the relay's cache: the relay holds more than it may.
+    let mut config = config();
+    config.limits.max_total_bytes = MIB;
+    let Target {
+        relay,
+        url,
+        good,
+        publisher,
+    } = target(config).await;
+    known(&relay, 1).await;
+    let session = connect(&good, &url, None).await;
+    let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&reader).await;
+    let seq = write_group(&publisher.tracks[0], 20, 100_000);
+    let mut group = within("the group", reader.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(group.sequence().0, seq);
+    read_all(&mut group).await;
+    let held = relay.relay().held_bytes();
+    println!("the relay holds {held} bytes against a mark of {MIB}");
+    assert!(held > MIB as u64);
+    // Admission sums at most every 200 ms: past that, a new connection is refused.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let refused = within(
+        "a refused connect",
+        good.connect(&url, moq_quinn::Config::default(), None),
+    )
+    .await;
+    assert!(refused.is_err(), "a connection was admitted past the mark");
+    // Those already in go on.
+    let seq = write_group(&publisher.tracks[0], 1, 10);
+    let group = within("a group after", reader.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(group.sequence().0, seq);
+}
