@@ -57,6 +57,26 @@ async fn raw(addr: SocketAddr, transport: quinn::TransportConfig) -> Raw {
     }
 }
 
+impl Raw {
+    /// Sends SUBSCRIBE (id 1) for `path` `track` on a new stream; the stream is returned
+    /// to be held, never read.
+    async fn subscribe(&self, path: &str, track: &str) -> (quinn::SendStream, quinn::RecvStream) {
+        let (mut send, recv) = self.conn.open_bi().await.unwrap();
+        let mut msg = BytesMut::new();
+        msg.put_u8(StreamType::Subscribe.to_byte());
+        Subscribe {
+            id: SubscribeId(1),
+            path: BroadcastPath::new(path),
+            track: track.into(),
+            params: WireParams::default(),
+        }
+        .encode(&mut msg)
+        .unwrap();
+        send.write_all(&msg).await.unwrap();
+        (send, recv)
+    }
+}
+
 /// The relay's accounting for its peer at `index` in the order they connected.
 fn attacker_stats(relay: &RelayServer, index: usize) -> Option<SessionStats> {
     let stats = relay.relay().peer_stats();
@@ -273,18 +293,7 @@ async fn a_subscriber_that_never_reads_costs_at_most_its_budget() {
     transport.stream_receive_window(quinn::VarInt::from_u32(64 * 1024));
     transport.receive_window(quinn::VarInt::from_u32(256 * 1024));
     let attacker = raw(relay.quic_addr().unwrap(), transport).await;
-    let (mut send, _recv) = attacker.conn.open_bi().await.unwrap();
-    let mut msg = BytesMut::new();
-    msg.put_u8(StreamType::Subscribe.to_byte());
-    Subscribe {
-        id: SubscribeId(1),
-        path: BroadcastPath::new(PATH),
-        track: "video".into(),
-        params: WireParams::default(),
-    }
-    .encode(&mut msg)
-    .unwrap();
-    send.write_all(&msg).await.unwrap();
+    let _subscription = attacker.subscribe(PATH, "video").await;
 
     // A good subscriber reads everything.
     let session = connect(&good, &url, None).await;
@@ -704,18 +713,7 @@ async fn a_subscriber_that_grants_no_stream_credit_costs_at_most_the_ledger() {
     let mut transport = quinn::TransportConfig::default();
     transport.max_concurrent_uni_streams(0u32.into());
     let attacker = raw(relay.quic_addr().unwrap(), transport).await;
-    let (mut send, _recv) = attacker.conn.open_bi().await.unwrap();
-    let mut msg = BytesMut::new();
-    msg.put_u8(StreamType::Subscribe.to_byte());
-    Subscribe {
-        id: SubscribeId(1),
-        path: BroadcastPath::new(PATH),
-        track: "video".into(),
-        params: WireParams::default(),
-    }
-    .encode(&mut msg)
-    .unwrap();
-    send.write_all(&msg).await.unwrap();
+    let _subscription = attacker.subscribe(PATH, "video").await;
     until("the attacker's subscription reaches the relay", || {
         relay.relay().peer_stats().len() >= 2
             && relay

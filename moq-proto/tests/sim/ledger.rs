@@ -19,6 +19,31 @@ fn config(cap: usize) -> Config {
     config
 }
 
+/// A server with a `cap`, serving the peer's subscription 1 to `/x` "t", accepted.
+fn serving(cap: usize) -> Lone {
+    let mut config = config(cap);
+    config.serve_unannounced = true;
+    let mut lone = Lone::with_config(Role::Server, config);
+    lone.accept_with(
+        Dir::Bi,
+        &typed(
+            StreamType::Subscribe,
+            &Subscribe {
+                id: SubscribeId(1),
+                path: BroadcastPath::new("/x"),
+                track: "t".into(),
+                params: Default::default(),
+            },
+        ),
+    );
+    lone.events();
+    lone.session
+        .accept_subscribe(SubscribeId(1), Default::default())
+        .unwrap();
+    drain(&mut lone);
+    lone
+}
+
 /// Drains, and checks what the connection holds once the input is taken in.
 fn drain(lone: &mut Lone) -> Vec<Command> {
     let commands = lone.commands();
@@ -151,27 +176,8 @@ fn a_subscriber_that_never_takes_a_byte_costs_at_most_the_cap() {
     // A subscriber that grants no credit at all (no write is ever accepted): 20 000 groups
     // of one small frame each. Groups are dropped oldest first (empty ones and ones still
     // opening too: each holds a stream), and the ledger never passes its cap.
-    let mut config = config(MIB);
-    config.serve_unannounced = true;
-    let mut lone = Lone::with_config(Role::Server, config);
+    let mut lone = serving(MIB);
     lone.starve = true;
-    let control = lone.accept_with(
-        Dir::Bi,
-        &typed(
-            StreamType::Subscribe,
-            &Subscribe {
-                id: SubscribeId(1),
-                path: BroadcastPath::new("/x"),
-                track: "t".into(),
-                params: Default::default(),
-            },
-        ),
-    );
-    lone.events();
-    lone.session
-        .accept_subscribe(SubscribeId(1), Default::default())
-        .unwrap();
-    drain(&mut lone);
     let mut opened = 0;
     for seq in 1..=20_000u64 {
         let Ok(group) = lone.session.open_group(SubscribeId(1), GroupSequence(seq)) else {
@@ -189,7 +195,6 @@ fn a_subscriber_that_never_takes_a_byte_costs_at_most_the_cap() {
     );
     assert!(stats.groups_dropped > 0);
     assert!(stats.ledger_peak_total <= MIB as u64);
-    let _ = control;
 }
 
 /// A client subscribed to `/x` "t" with group 1 open and `bytes` of it after the header.
@@ -271,26 +276,7 @@ fn groups_for_a_subscriber_that_grants_no_stream_credit_give_up_their_opens() {
     // The subscriber never lets a stream open: 20 000 groups queue as opens. The ledger
     // counts each, drops the oldest, and every dropped one's open is given up
     // (Command::CancelOpen): nothing is kept for them.
-    let mut config = config(MIB);
-    config.serve_unannounced = true;
-    let mut lone = Lone::with_config(Role::Server, config);
-    lone.accept_with(
-        Dir::Bi,
-        &typed(
-            StreamType::Subscribe,
-            &Subscribe {
-                id: SubscribeId(1),
-                path: BroadcastPath::new("/x"),
-                track: "t".into(),
-                params: Default::default(),
-            },
-        ),
-    );
-    lone.events();
-    lone.session
-        .accept_subscribe(SubscribeId(1), Default::default())
-        .unwrap();
-    drain(&mut lone);
+    let mut lone = serving(MIB);
     lone.hold_opens = true;
     let (mut opens, mut cancelled) = (0, 0);
     for seq in 1..=20_000u64 {
