@@ -49,6 +49,11 @@ pub enum StreamEndError {
     /// The stream could not be opened.
     #[error("the stream could not be opened")]
     OpenFailed,
+    /// Shed to keep the connection within its memory budget
+    /// ([`moq_proto::Config::max_connection_bytes`]): it held the most when the connection's
+    /// ledger passed its cap.
+    #[error("shed: the connection's memory budget was exceeded")]
+    Shed,
     /// It was ended locally.
     #[error("ended locally")]
     Local,
@@ -69,6 +74,7 @@ impl StreamEndError {
             EndReason::Expired => Self::Expired,
             EndReason::Dropped => Self::Dropped,
             EndReason::OpenFailed => Self::OpenFailed,
+            EndReason::Shed => Self::Shed,
             EndReason::SessionClosed(r) => Self::SessionClosed(r),
             _ => Self::Local,
         })

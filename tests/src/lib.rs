@@ -23,6 +23,7 @@ macro_rules! scenario_suite {
             close_with_code,
             many_subscriptions,
             large_frame,
+            a_frame_past_the_ledger_is_shed,
             peer_vanishes,
             slow_subscriber,
             unread_budget_never_blocks_the_group_being_read,

@@ -381,6 +381,42 @@ pub async fn large_frame<T: Transport>() {
     assert!(frames[0] == payload, "8 MiB frame intact");
 }
 
+/// A frame larger than the receiver's ledger (`max_connection_bytes`) is shed while it
+/// arrives: its group ends with [`StreamEndError::Shed`], and the session goes on.
+pub async fn a_frame_past_the_ledger_is_shed<T: Transport>() {
+    let mut options = Options::default();
+    options.client.max_connection_bytes = 2 * 1024 * 1024;
+    let pair = T::connect(options).await;
+    let track = broadcast(&pair.server_router, "/big", "t");
+    let mut reader = pair
+        .client
+        .subscribe("/big", "t", SubscribeParams::default())
+        .expect("subscribe");
+    has_a_subscriber(&track).await;
+    let g = track.append_group();
+    g.write_frame(Bytes::from(vec![7u8; 4 * 1024 * 1024]));
+    g.finish();
+    let mut group = within("group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    let end = within("its end", group.read_frame()).await;
+    assert_eq!(end, Err(StreamEndError::Shed));
+    assert!(pair.client.stats().ledger_shed >= 1);
+    // A frame that fits still arrives.
+    let g = track.append_group();
+    g.write_frame(frame("small"));
+    g.finish();
+    let mut group = within("next group", reader.next_group())
+        .await
+        .expect("ok")
+        .expect("group");
+    assert_eq!(
+        within("small frame", group.read_frame()).await.expect("ok"),
+        Some(frame("small"))
+    );
+}
+
 /// The peer vanishes mid-stream: every reader ends with an error naming the cause, and
 /// nothing hangs.
 pub async fn peer_vanishes<T: Transport>() {
