@@ -238,6 +238,10 @@ pub struct LimitsConfig {
     /// Longest broadcast path, track name or URI a peer may send, in bytes (default 4096);
     /// longer is malformed input and closes the session (0x3).
     pub max_string_len: usize,
+    /// Most tracks relayed at once for one broadcast (default 256): a subscription to one
+    /// more track of it is refused (Subscribe 0x0). Each relayed track holds an upstream
+    /// subscription, a task and a cache.
+    pub max_tracks_per_broadcast: usize,
     /// Most frames the relay forwards and caches in one group (default 100 000); an upstream
     /// group with more is cut off and reset downstream (Group code 0x5).
     pub max_frames_per_group: usize,
@@ -313,6 +317,7 @@ impl Default for LimitsConfig {
             max_queued_bytes_per_session: 6 * 1024 * 1024,
             max_announcements_per_session: 1000,
             max_string_len: 4096,
+            max_tracks_per_broadcast: 256,
             max_frames_per_group: 100_000,
             max_control_bytes_per_session: 1024 * 1024,
             incomplete_message_timeout_ms: 10_000,

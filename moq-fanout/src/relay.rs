@@ -698,6 +698,16 @@ impl Inner {
                 Err(mpsc::error::SendError(w)) => writer = w,
             }
         }
+        // A new track: each costs an upstream subscription, a task and a cache, so one
+        // broadcast may not have more than the cap (a peer asking for made-up names).
+        if origin.tracks.len() >= self.config.limits.max_tracks_per_broadcast {
+            drop(state);
+            if let Some(suppressed) = REFUSALS.admit() {
+                tracing::info!(peer = %requester, path = %clip(request.path.as_str()), suppressed, "subscribe refused: tracks per broadcast at the limit");
+            }
+            writer.reject(code::subscribe::INTERNAL);
+            return;
+        }
         let Some(session) = origin
             .best_route(requester)
             .and_then(|r| peers.get(&r.peer))

@@ -812,3 +812,58 @@ async fn past_the_server_wide_mark_new_connections_are_refused() {
         .unwrap();
     assert_eq!(group.sequence().0, seq);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_track_names_past_the_cap_are_refused() {
+    let _serial = SERIAL.lock().await;
+    let mut config = config();
+    config.limits.max_tracks_per_broadcast = 8;
+    let Target {
+        relay,
+        url,
+        good,
+        publisher,
+    } = target(config).await;
+    known(&relay, 1).await;
+    // The publisher serves whatever names it is asked for (as an attacker's would).
+    let _names: Vec<_> = (0..9)
+        .map(|i| publisher.broadcast.create_track(&format!("made-up-{i}"), 1))
+        .collect();
+    let session = connect(&good, &url, None).await;
+    // "video" and 7 made-up names fill the cap; the next made-up name is refused.
+    let mut held = Vec::new();
+    let video = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&video).await;
+    for i in 0..7 {
+        held.push(
+            session
+                .subscribe(PATH, &format!("made-up-{i}"), ordered())
+                .unwrap(),
+        );
+    }
+    until("eight tracks relayed", || {
+        relay
+            .relay()
+            .broadcasts()
+            .iter()
+            .any(|b| b.tracks.len() >= 8)
+    })
+    .await;
+    let mut refused = session.subscribe(PATH, "made-up-8", ordered()).unwrap();
+    let end = within("the refusal", refused.next_group()).await;
+    assert_eq!(
+        end.err(),
+        Some(StreamEndError::Reset(code::subscribe::INTERNAL)),
+        "a ninth track was relayed"
+    );
+    // A track already relayed is still joined.
+    let mut again = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&again).await;
+    let seq = write_group(&publisher.tracks[0], 1, 10);
+    let group = within("a group", again.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(group.sequence().0, seq);
+    drop((held, video));
+}
