@@ -44,6 +44,17 @@ const REFUSALS_PER_SECOND: u64 = 10;
 /// not have, or a flood of connections past a limit, cannot flood the log.
 pub(crate) static REFUSALS: RefusalLog = RefusalLog::new();
 
+/// Logs a refusal at `level`, with the count of those suppressed before it, if the
+/// relay-wide budget ([`REFUSALS`]) allows a line now.
+macro_rules! log_refusal {
+    ($level:expr, $($field:tt)+) => {
+        if let Some(suppressed) = $crate::redact::REFUSALS.admit() {
+            tracing::event!($level, suppressed, $($field)+);
+        }
+    };
+}
+pub(crate) use log_refusal;
+
 /// A relay-wide budget of refusal log lines (see [`REFUSALS_PER_SECOND`]).
 #[derive(Debug)]
 pub(crate) struct RefusalLog {

@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
 use crate::fanout::{Detach, Fanout, TrackFanout, lock};
-use crate::redact::{REFUSALS, clip};
+use crate::redact::{clip, log_refusal};
 use moq_quinn::{CacheBudget, GroupCache};
 
 /// How long a fetch forwarded upstream may take.
@@ -145,9 +145,7 @@ struct PeerHandler {
 impl TrackHandler for PeerHandler {
     fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
         if !self.access.may_subscribe(&request.path) {
-            if let Some(suppressed) = REFUSALS.admit() {
-                tracing::info!(peer = %self.peer, path = %clip(request.path.as_str()), suppressed, "subscribe refused: unauthorized");
-            }
+            log_refusal!(tracing::Level::INFO, peer = %self.peer, path = %clip(request.path.as_str()), "subscribe refused: unauthorized");
             writer.reject(code::subscribe::UNAUTHORIZED);
             return;
         }
@@ -160,9 +158,7 @@ impl TrackHandler for PeerHandler {
     fn serve_fetch(&self, request: FetchRequest, writer: FetchWriter) {
         if !self.access.may_subscribe(&request.path) {
             // The Fetch stream has no Unauthorized code: Internal, as for "not available".
-            if let Some(suppressed) = REFUSALS.admit() {
-                tracing::info!(peer = %self.peer, path = %clip(request.path.as_str()), suppressed, "fetch refused: unauthorized");
-            }
+            log_refusal!(tracing::Level::INFO, peer = %self.peer, path = %clip(request.path.as_str()), "fetch refused: unauthorized");
             writer.reject(code::fetch::INTERNAL);
             return;
         }
@@ -262,11 +258,12 @@ impl Relay {
     /// What the relay holds, server-wide: every peer's ledger (see
     /// [`moq_quinn::SessionStats::ledger`]) plus the group caches.
     pub fn held_bytes(&self) -> u64 {
-        let ledgers: u64 = self
-            .peer_stats()
-            .iter()
-            .map(|(_, s)| s.ledger.total())
-            .sum();
+        let sessions: Vec<Session> = lock(&self.inner.state)
+            .peers
+            .values()
+            .map(|p| p.session.clone())
+            .collect();
+        let ledgers: u64 = sessions.iter().map(|s| s.stats().ledger.total()).sum();
         ledgers + self.cached_bytes() as u64
     }
 
@@ -702,9 +699,7 @@ impl Inner {
         // broadcast may not have more than the cap (a peer asking for made-up names).
         if origin.tracks.len() >= self.config.limits.max_tracks_per_broadcast {
             drop(state);
-            if let Some(suppressed) = REFUSALS.admit() {
-                tracing::info!(peer = %requester, path = %clip(request.path.as_str()), suppressed, "subscribe refused: tracks per broadcast at the limit");
-            }
+            log_refusal!(tracing::Level::INFO, peer = %requester, path = %clip(request.path.as_str()), "subscribe refused: tracks per broadcast at the limit");
             writer.reject(code::subscribe::INTERNAL);
             return;
         }
@@ -882,9 +877,7 @@ impl Inner {
                     }
                     if !access.may_publish(&path) {
                         if let Some(cancel) = interests.get_mut(index).and_then(|i| i.cancel.take()) {
-                            if let Some(suppressed) = REFUSALS.admit() {
-                                tracing::info!(peer = %id, path = %clip(path.as_str()), suppressed, "publish refused: banned prefix (announce code 0x4)");
-                            }
+                            log_refusal!(tracing::Level::INFO, peer = %id, path = %clip(path.as_str()), "publish refused: banned prefix (announce code 0x4)");
                             let _ = cancel.send(code::announce::BANNED_PREFIX);
                             if index == 0 {
                                 for prefix in access.publish_prefixes() {

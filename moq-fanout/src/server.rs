@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{Access, AccessControl};
 use crate::config::RelayConfig;
+use crate::redact::log_refusal;
 use crate::relay::{Relay, connection_request};
 
 /// Why the relay could not start.
@@ -250,9 +251,7 @@ macro_rules! accept_loop {
             };
             let Some(incoming) = incoming else { return };
             if !relay.accepting() {
-                if let Some(suppressed) = crate::redact::REFUSALS.admit() {
-                    tracing::warn!(remote = %incoming.remote_addr(), suppressed, "connection refused: session or memory limit");
-                }
+                log_refusal!(tracing::Level::WARN, remote = %incoming.remote_addr(), "connection refused: session or memory limit");
                 incoming.refuse();
                 continue;
             }

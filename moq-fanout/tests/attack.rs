@@ -77,6 +77,15 @@ impl Raw {
     }
 }
 
+/// The highest ledger peak among the relay's peers.
+fn ledger_peak(stats: &[(moq_fanout::PeerId, SessionStats)]) -> u64 {
+    stats
+        .iter()
+        .map(|(_, s)| s.ledger_peak_total)
+        .max()
+        .unwrap_or(0)
+}
+
 /// The relay's accounting for its peer at `index` in the order they connected.
 fn attacker_stats(relay: &RelayServer, index: usize) -> Option<SessionStats> {
     let stats = relay.relay().peer_stats();
@@ -650,11 +659,7 @@ async fn frames_larger_than_the_ledger_are_shed_as_they_arrive() {
         peak_rss = peak_rss.max(rss_kib());
     }
     let stats = relay.relay().peer_stats();
-    let peak = stats
-        .iter()
-        .map(|(_, s)| s.ledger_peak_total)
-        .max()
-        .unwrap_or(0);
+    let peak = ledger_peak(&stats);
     let shed: u64 = stats.iter().map(|(_, s)| s.ledger_shed).sum();
     let stalled: u64 = stats.iter().map(|(_, s)| s.streams_abandoned).sum();
     let grown = peak_rss.saturating_sub(before);
@@ -749,11 +754,7 @@ async fn a_subscriber_that_grants_no_stream_credit_costs_at_most_the_ledger() {
         peak_rss = peak_rss.max(rss_kib());
     }
     let stats = relay.relay().peer_stats();
-    let peak = stats
-        .iter()
-        .map(|(_, s)| s.ledger_peak_total)
-        .max()
-        .unwrap_or(0);
+    let peak = ledger_peak(&stats);
     let dropped: u64 = stats.iter().map(|(_, s)| s.groups_dropped).sum();
     let grown = peak_rss.saturating_sub(before);
     println!(

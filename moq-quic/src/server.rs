@@ -237,7 +237,6 @@ impl<H: Handshake> Server<H> {
                         incoming,
                         config: self.config.clone(),
                         local: self.listener.local_addr().ok(),
-                        timeout: self.admission.limits.timeout,
                         place,
                         handshake: PhantomData,
                     });
@@ -271,7 +270,6 @@ pub struct Incoming<H> {
     incoming: quinn::Incoming,
     config: Config,
     local: Option<SocketAddr>,
-    timeout: Duration,
     place: InFlight,
     handshake: PhantomData<fn() -> H>,
 }
@@ -307,10 +305,10 @@ impl<H: Handshake> Incoming<H> {
             incoming,
             config,
             local,
-            timeout,
             place,
             ..
         } = self;
+        let timeout = place.0.limits.timeout;
         let conn = match tokio::time::timeout(timeout, H::connect(incoming, local)).await {
             Ok(conn) => conn?,
             Err(_) => {

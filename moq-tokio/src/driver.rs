@@ -195,21 +195,32 @@ impl<C: Connection> Driver<C> {
         }));
     }
 
+    /// The open of `id` under way in `dir` ended (opened or failed): starts the next one,
+    /// and returns the code it was given up with meanwhile, if it was.
+    fn open_done(&mut self, id: StreamId, dir: Dir) -> Option<moq_proto::ErrorCode> {
+        let cancelled = self
+            .opens(dir)
+            .in_flight
+            .take()
+            .and_then(|(open, code)| code.filter(|_| open == id));
+        self.next_open(dir);
+        cancelled
+    }
+
     fn request(&mut self, request: Request) {
         match request {
             Request::Open { id, dir, priority } => {
                 self.opens(dir).queued.insert(id, priority);
                 self.next_open(dir);
             }
+            // Only unidirectional opens are given up (see `Command::CancelOpen`).
             Request::CancelOpen { id, code } => {
-                for dir in [Dir::Uni, Dir::Bi] {
-                    let opens = self.opens(dir);
-                    if opens.queued.remove(&id).is_none()
-                        && let Some((open, cancelled)) = opens.in_flight.as_mut()
-                        && *open == id
-                    {
-                        *cancelled = Some(code);
-                    }
+                let opens = &mut self.opens_uni;
+                if opens.queued.remove(&id).is_none()
+                    && let Some((open, cancelled)) = opens.in_flight.as_mut()
+                    && *open == id
+                {
+                    *cancelled = Some(code);
                 }
             }
             Request::Close { code, reason } => self.conn.close(code, &reason),
@@ -261,13 +272,7 @@ impl<C: Connection> Driver<C> {
         match input {
             Input::Opened(id, mut send, recv) => {
                 let dir = if recv.is_some() { Dir::Bi } else { Dir::Uni };
-                let opens = self.opens(dir);
-                let cancelled = opens
-                    .in_flight
-                    .take()
-                    .and_then(|(open, code)| code.filter(|_| open == id));
-                self.next_open(dir);
-                if let Some(code) = cancelled {
+                if let Some(code) = self.open_done(id, dir) {
                     // Given up while it opened: the session has forgotten it.
                     send.reset(code);
                     if let Some(mut recv) = recv {
@@ -297,13 +302,7 @@ impl<C: Connection> Driver<C> {
                 inner.core.handle_opened(id, now);
             }
             Input::OpenFailed(id, dir) => {
-                let opens = self.opens(dir);
-                let cancelled = opens
-                    .in_flight
-                    .take()
-                    .is_some_and(|(open, code)| open == id && code.is_some());
-                self.next_open(dir);
-                if !cancelled {
+                if self.open_done(id, dir).is_none() {
                     inner.core.handle_open_failed(id, now);
                 }
             }

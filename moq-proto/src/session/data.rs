@@ -126,20 +126,33 @@ impl Session {
         }
     }
 
-    /// Bytes arrived on a data stream its reader has: note when, and watch for a stall in
-    /// the middle of a frame.
-    pub(super) fn note_data(&mut self, id: StreamId) {
-        let now = self.now;
-        if let Some(data) = self.data_in_mut(id)
-            && data.end.is_none()
-        {
-            data.last_data = Some(now);
-            let timer = super::timer::Timer::Stalled(id);
-            if !self.timers.is_set(timer) {
-                self.timers
-                    .set(timer, now + self.config.frame_stall_timeout);
-            }
+    /// Bytes arrived on a data stream its reader has: count what it now holds, note when,
+    /// and watch for a stall in the middle of a frame.
+    pub(super) fn on_reader_data(&mut self, id: StreamId) {
+        let (now, timeout) = (self.now, self.config.frame_stall_timeout);
+        let held = self
+            .streams
+            .get(&id)
+            .and_then(|s| s.recv.as_ref())
+            .map_or(0, |r| r.held());
+        let Some(data) = self.data_in_mut(id).filter(|d| d.end.is_none()) else {
+            return;
+        };
+        let before = std::mem::replace(&mut data.unread, held);
+        data.last_data = Some(now);
+        self.unread_data = self.unread_data - before + held;
+        let timer = super::timer::Timer::Stalled(id);
+        if !self.timers.is_set(timer) {
+            self.timers.set(timer, now + timeout);
         }
+    }
+
+    /// Stops a received group or fetch for a reason of ours and keeps that end for its
+    /// reader.
+    pub(super) fn stop_data_in(&mut self, id: StreamId, code: crate::ErrorCode, reason: EndReason) {
+        self.stop_recv(id, code);
+        self.end_data_in(id, reason);
+        self.reap(id);
     }
 
     /// A data stream's stall deadline: if it still sits in the middle of a frame with no
@@ -167,15 +180,13 @@ impl Session {
                 .set(super::timer::Timer::Stalled(id), last + timeout);
             return;
         }
-        if self.groups_in.contains_key(&id) {
-            self.stop_recv(id, crate::code::group::EXPIRED);
-            self.end_group_in(id, EndReason::Expired);
-        } else {
-            self.stop_recv(id, crate::code::fetch::TIMEOUT);
-            self.end_fetch_out(id, EndReason::Cancelled(crate::code::fetch::TIMEOUT));
-        }
         self.stats.streams_abandoned += 1;
-        self.reap(id);
+        if self.groups_in.contains_key(&id) {
+            self.stop_data_in(id, crate::code::group::EXPIRED, EndReason::Expired);
+        } else {
+            let code = crate::code::fetch::TIMEOUT;
+            self.stop_data_in(id, code, EndReason::Cancelled(code));
+        }
     }
 
     /// The peer reset a data stream its reader has: true if the reset waits for the reader,

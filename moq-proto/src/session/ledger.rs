@@ -91,6 +91,7 @@ pub(super) struct LedgerState {
 }
 
 /// What to shed next.
+#[derive(Clone, Copy)]
 enum Holder {
     DataIn(StreamId),
     Publication(SubscribeId),
@@ -181,33 +182,24 @@ impl Session {
             let low = cap - cap / 16;
             let mut shed = 0;
             while ledger.total() > low && self.closed.is_none() {
-                let Some((holder, runner_up)) = self.largest_holder(&ledger) else {
+                let found = (shed < MAX_SHED_PER_ROUND)
+                    .then(|| self.largest_holder(&ledger))
+                    .flatten();
+                let Some((holder, runner_up)) = found else {
                     self.close(session_codes::INTERNAL, "connection memory budget exceeded");
                     return;
                 };
-                if shed >= MAX_SHED_PER_ROUND {
-                    self.close(session_codes::INTERNAL, "connection memory budget exceeded");
-                    return;
-                }
-                match holder {
-                    Holder::Publication(sub) => {
-                        // Its oldest groups, while it still holds the most.
-                        while let Some(weight) = self.publication_weight(sub)
-                            && weight >= runner_up
-                            && ledger.total() > low
-                            && shed < MAX_SHED_PER_ROUND
-                        {
-                            self.drop_oldest_group(sub);
-                            shed += 1;
-                            self.ledger.shed += 1;
-                            ledger = self.ledger();
-                        }
-                    }
-                    holder => {
-                        self.shed(holder);
-                        shed += 1;
-                        self.ledger.shed += 1;
-                        ledger = self.ledger();
+                // A subscription goes on losing its oldest groups while it still holds the
+                // most; any other holder goes whole.
+                loop {
+                    self.shed(holder);
+                    shed += 1;
+                    self.ledger.shed += 1;
+                    ledger = self.ledger();
+                    let again = matches!(holder, Holder::Publication(sub)
+                        if self.publication_weight(sub).is_some_and(|w| w >= runner_up));
+                    if !again || ledger.total() <= low || shed >= MAX_SHED_PER_ROUND {
+                        break;
                     }
                 }
             }
@@ -263,16 +255,7 @@ impl Session {
     fn shed(&mut self, holder: Holder) {
         const INTERNAL: ErrorCode = ErrorCode(0x0);
         match holder {
-            Holder::DataIn(id) => {
-                self.stop_recv(id, INTERNAL);
-                if self.groups_in.contains_key(&id) {
-                    self.end_group_in(id, EndReason::Shed);
-                } else {
-                    self.end_fetch_out(id, EndReason::Shed);
-                }
-                // Its bytes went with its receive side; its reader reads the end.
-                self.reap(id);
-            }
+            Holder::DataIn(id) => self.stop_data_in(id, INTERNAL, EndReason::Shed),
             Holder::Publication(sub) => self.drop_oldest_group(sub),
             Holder::FetchServed(id) => {
                 self.reset_send(id, INTERNAL);

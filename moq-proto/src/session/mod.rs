@@ -297,10 +297,7 @@ impl Session {
                     recv.push(std::mem::take(chunk));
                 }
                 self.stats.bytes_received_app += len as u64;
-                if self.data_in_mut(id).is_some_and(|d| d.end.is_none()) {
-                    self.recount_unread(id);
-                    self.note_data(id);
-                }
+                self.on_reader_data(id);
                 break;
             }
             let data = std::mem::take(chunk);

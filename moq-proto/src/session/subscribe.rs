@@ -390,7 +390,7 @@ impl Session {
             },
         );
         if unread > 0 {
-            self.note_data(id);
+            self.on_reader_data(id);
         }
         self.stats.groups_received += 1;
         self.events.push_back(Event::GroupReceived {
