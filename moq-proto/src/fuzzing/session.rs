@@ -287,6 +287,8 @@ pub fn session(data: &[u8], start: Instant) {
         max_announce_entries: 3,
         max_incoming_fetches: 2,
         max_announce_queue: 4,
+        announce_rate: 20,
+        announce_burst: 4,
         stream_send_window: 64,
         max_queued_bytes_per_subscription: 256,
         max_queued_bytes_per_fetch: 256,

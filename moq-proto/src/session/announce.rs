@@ -1,24 +1,125 @@
 //! Announce streams, both sides (spec §6.1; draft §5.1.1, §7.3, §7.4).
+//!
+//! As publisher, what an interest is sent is read from our broadcasts as its stream takes
+//! it, never queued ahead: at most [`SEND_AHEAD`] bytes of ANNOUNCE are given to the stream
+//! beyond what the transport has accepted. The first report walks the broadcasts in path
+//! order; a change to a broadcast the walk has passed marks that path, with what the peer
+//! was last told of it, and when its turn comes the peer is told the difference (ACTIVE,
+//! ENDED, or ENDED then ACTIVE for new hops; nothing if it came back as it was). So a peer
+//! that reads slowly costs one entry per changed broadcast, and past
+//! [`Config::max_announce_queue`](crate::Config::max_announce_queue) of them it is a slow
+//! consumer (cancel 0x0).
+//!
+//! As subscriber, the ANNOUNCE messages the peer sends us are rate-limited per session
+//! ([`Config::announce_rate`](crate::Config::announce_rate)): past the burst, our announce
+//! streams are read no further until a token comes back.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::ops::Bound;
 
+use super::timer::Timer;
 use super::{CommandError, Dir, EndReason, Event, Input, Kind, Session, StreamId};
 use crate::code::announce as codes;
 use crate::message::{Announce, AnnounceInterest, AnnounceStatus, StreamType};
 use crate::{BroadcastPath, HopId, PathPrefix};
+
+/// ANNOUNCE bytes given to an announce stream beyond what the transport has accepted.
+pub(super) const SEND_AHEAD: usize = 4096;
+
+/// What the ledger counts for one marked path of an interest, besides its hops.
+const MARK_COST: usize = 96;
+
+/// What the ledger counts for a marked path.
+fn mark_cost(path: &BroadcastPath, was: Option<&Vec<HopId>>) -> usize {
+    MARK_COST + path.as_str().len() + was.map_or(0, |hops| hops.len() * 8)
+}
 
 /// The peer's interest in our broadcasts (we are the publisher on this stream).
 #[derive(Debug, Default)]
 pub(super) struct InterestIn {
     /// `None` until ANNOUNCE_INTEREST arrives.
     interest: Option<AnnounceInterest>,
+    /// The first report: the broadcasts after this path (all of them if `Some(None)`) are
+    /// still to be reported as they are when the walk reaches them. `None` once done.
+    walk: Option<Option<BroadcastPath>>,
+    /// Paths changed since the peer was told of them, in the order they changed...
+    marked: VecDeque<BroadcastPath>,
+    /// ... each with what the peer was told (the hops it was told active with, or `None`).
+    told: HashMap<BroadcastPath, Option<Vec<HopId>>>,
+    /// What `told` holds, for the ledger.
+    held: usize,
 }
 
 impl InterestIn {
-    fn wants(&self, path: &BroadcastPath, hops: &[HopId]) -> Option<&AnnounceInterest> {
-        let interest = self.interest.as_ref()?;
-        let excluded = interest.exclude_hop.0 != 0 && hops.contains(&interest.exclude_hop);
-        (!excluded && interest.prefix.matches(path)).then_some(interest)
+    /// Whether this interest wants `path` with `hops`.
+    fn wants(&self, path: &BroadcastPath, hops: &[HopId]) -> bool {
+        self.interest.as_ref().is_some_and(|interest| {
+            let excluded = interest.exclude_hop.0 != 0 && hops.contains(&interest.exclude_hop);
+            !excluded && interest.prefix.matches(path)
+        })
+    }
+
+    /// Whether the first report has yet to reach `path`.
+    fn walk_ahead_of(&self, path: &BroadcastPath) -> bool {
+        match &self.walk {
+            None => false,
+            Some(None) => true,
+            Some(Some(at)) => path > at,
+        }
+    }
+
+    /// Marks `path` as changed, `was` being what the peer was told (if not marked already).
+    fn mark(&mut self, path: &BroadcastPath, was: Option<&Vec<HopId>>) -> usize {
+        if self.told.contains_key(path) {
+            return 0;
+        }
+        let was = was.filter(|hops| self.wants(path, hops)).cloned();
+        let cost = mark_cost(path, was.as_ref());
+        self.told.insert(path.clone(), was);
+        self.marked.push_back(path.clone());
+        self.held += cost;
+        cost
+    }
+
+    /// The next marked path, with what the peer was told of it.
+    fn next_marked(&mut self) -> Option<(BroadcastPath, Option<Vec<HopId>>)> {
+        let path = self.marked.pop_front()?;
+        let was = self.told.remove(&path).flatten();
+        self.held -= mark_cost(&path, was.as_ref());
+        Some((path, was))
+    }
+
+    /// The ANNOUNCE messages that tell the peer of `now` for `path`, after `was`.
+    fn difference(
+        &self,
+        path: &BroadcastPath,
+        was: Option<Vec<HopId>>,
+        now: Option<&Vec<HopId>>,
+    ) -> Vec<Announce> {
+        let Some(suffix) = self
+            .interest
+            .as_ref()
+            .and_then(|i| i.prefix.suffix_of(path))
+        else {
+            return Vec::new();
+        };
+        let now = now.filter(|hops| self.wants(path, hops));
+        let message = |status, hops: Vec<HopId>| Announce {
+            status,
+            suffix: suffix.to_owned(),
+            hops,
+        };
+        match (was, now) {
+            (was, Some(now)) if was.as_ref() == Some(now) => Vec::new(),
+            // ENDED is sent with no hops, as gomoqt does.
+            (Some(_), None) => vec![message(AnnounceStatus::Ended, Vec::new())],
+            (None, Some(now)) => vec![message(AnnounceStatus::Active, now.clone())],
+            (Some(_), Some(now)) => vec![
+                message(AnnounceStatus::Ended, Vec::new()),
+                message(AnnounceStatus::Active, now.clone()),
+            ],
+            (None, None) => Vec::new(),
+        }
     }
 }
 
@@ -46,15 +147,11 @@ impl Session {
             hops: hops.clone(),
         };
         crate::Message::encoded_len(&probe)?;
-        if let Some(old) = self.broadcasts.get(&path) {
-            if *old == hops {
-                return Ok(());
-            }
-            let old = old.clone();
-            self.send_announce(&path, &old, AnnounceStatus::Ended);
+        if self.broadcasts.get(&path) == Some(&hops) {
+            return Ok(());
         }
-        self.send_announce(&path, &hops, AnnounceStatus::Active);
-        self.broadcasts.insert(path, hops);
+        let old = self.broadcasts.insert(path.clone(), hops);
+        self.broadcast_changed(&path, old.as_ref());
         Ok(())
     }
 
@@ -65,7 +162,7 @@ impl Session {
             return false;
         };
         if self.closed.is_none() {
-            self.send_announce(path, &hops, AnnounceStatus::Ended);
+            self.broadcast_changed(path, Some(&hops));
         }
         true
     }
@@ -131,44 +228,82 @@ impl Session {
 
     // ---- Publisher side ----
 
-    /// ACTIVE/ENDED for `path` to every interest that wants it.
-    fn send_announce(&mut self, path: &BroadcastPath, hops: &[HopId], status: AnnounceStatus) {
-        let mut targets = Vec::new();
-        for (&id, interest) in &self.interests_in {
-            if let Some(interest) = interest.wants(path, hops)
-                && let Some(suffix) = interest.prefix.suffix_of(path)
-            {
-                targets.push((id, suffix.to_owned()));
+    /// A broadcast changed (`was`: its hops before): every interest that has been told of
+    /// it marks it, and is sent what it can take now.
+    fn broadcast_changed(&mut self, path: &BroadcastPath, was: Option<&Vec<HopId>>) {
+        let mut touched = Vec::new();
+        for (&id, interest) in self.interests_in.iter_mut() {
+            let matches = interest
+                .interest
+                .as_ref()
+                .is_some_and(|i| i.prefix.matches(path));
+            if matches && !interest.walk_ahead_of(path) {
+                self.ledger.announce_marks += interest.mark(path, was);
+                touched.push(id);
             }
         }
-        for (id, suffix) in targets {
-            let message = Announce {
-                status,
-                suffix,
-                // ENDED is sent with no hops, as gomoqt does.
-                hops: match status {
-                    AnnounceStatus::Active => hops.to_vec(),
-                    AnnounceStatus::Ended => Vec::new(),
-                },
-            };
-            self.send_announce_message(id, &message);
+        // Stream order, not the table's (randomly seeded) order: the same state gives the
+        // same commands.
+        touched.sort_unstable();
+        for id in touched {
+            let queued = self.interests_in.get(&id).map_or(0, |i| i.marked.len());
+            if queued > self.config.max_announce_queue {
+                // A slow consumer (spec §8): cancel rather than keep marking.
+                self.drop_interest_in(id);
+                self.cancel(id, codes::INTERNAL);
+            } else {
+                self.flush_interest(id);
+            }
         }
     }
 
-    fn send_announce_message(&mut self, id: StreamId, message: &Announce) {
-        let backlog = self
-            .streams
-            .get(&id)
-            .and_then(|s| s.send.as_ref())
-            .map_or(0, |s| s.queue_len());
-        if backlog >= self.config.max_announce_queue {
-            // A slow consumer (spec §8): cancel rather than buffer without bound.
-            self.interests_in.remove(&id);
-            self.cancel(id, codes::INTERNAL);
-            return;
+    /// Sends an interest what it can take now: marked paths first, then the first report,
+    /// until [`SEND_AHEAD`] bytes wait for the transport.
+    pub(super) fn flush_interest(&mut self, id: StreamId) {
+        while self.unsent_bytes(id) < SEND_AHEAD {
+            let Some(interest) = self.interests_in.get_mut(&id) else {
+                return;
+            };
+            let held = interest.held;
+            let messages = if let Some((path, was)) = interest.next_marked() {
+                self.ledger.announce_marks -= held - interest.held;
+                interest.difference(&path, was, self.broadcasts.get(&path))
+            } else if let Some(at) = &interest.walk {
+                let from = at.as_ref().map_or(Bound::Unbounded, Bound::Excluded);
+                let next = self
+                    .broadcasts
+                    .range((from, Bound::Unbounded))
+                    .find(|(path, hops)| interest.wants(path, hops));
+                match next {
+                    Some((path, hops)) => {
+                        interest.walk = Some(Some(path.clone()));
+                        interest.difference(path, None, Some(hops))
+                    }
+                    None => {
+                        interest.walk = None;
+                        continue;
+                    }
+                }
+            } else {
+                return;
+            };
+            for message in &messages {
+                // Sizes were checked when the broadcast was announced.
+                let _ = self.send_message(id, message);
+            }
         }
-        // Sizes were checked when the broadcast was announced.
-        let _ = self.send_message(id, message);
+    }
+
+    /// Forgets the peer's interest, giving back what its marks held.
+    pub(super) fn drop_interest_in(&mut self, id: StreamId) {
+        if let Some(interest) = self.interests_in.remove(&id) {
+            self.ledger.announce_marks -= interest.held;
+        }
+    }
+
+    /// What one of the peer's interests holds in marks, for the ledger.
+    pub(super) fn interest_in_marks(&self, id: StreamId) -> usize {
+        self.interests_in.get(&id).map_or(0, |i| i.held)
     }
 
     pub(super) fn on_announce_stream(&mut self, id: StreamId) {
@@ -209,29 +344,11 @@ impl Session {
                     stream: id,
                     prefix: interest.prefix.clone(),
                 });
-                let mut initial = Vec::new();
-                for (path, hops) in &self.broadcasts {
-                    let excluded =
-                        interest.exclude_hop.0 != 0 && hops.contains(&interest.exclude_hop);
-                    if let Some(suffix) = interest.prefix.suffix_of(path)
-                        && !excluded
-                    {
-                        initial.push(Announce {
-                            status: AnnounceStatus::Active,
-                            suffix: suffix.to_owned(),
-                            hops: hops.clone(),
-                        });
-                    }
-                }
                 if let Some(state) = self.interests_in.get_mut(&id) {
                     state.interest = Some(interest);
+                    state.walk = Some(None);
                 }
-                // In path order, not the table's (randomly seeded) order: the same state
-                // gives the same bytes.
-                initial.sort_unstable_by(|a, b| a.suffix.cmp(&b.suffix));
-                for message in &initial {
-                    self.send_announce_message(id, message);
-                }
+                self.flush_interest(id);
                 true
             }
             Input::End => {
@@ -244,7 +361,7 @@ impl Session {
 
     /// The peer stopped listening (or the stream failed): close our side.
     pub(super) fn end_interest_in(&mut self, id: StreamId) {
-        self.interests_in.remove(&id);
+        self.drop_interest_in(id);
         self.finish_send(id);
         if let Some(stream) = self.streams.get_mut(&id) {
             stream.kind = Kind::Ignored;
@@ -255,8 +372,23 @@ impl Session {
     // ---- Subscriber side ----
 
     pub(super) fn recv_announce(&mut self, id: StreamId) -> bool {
+        let buffered = self
+            .streams
+            .get(&id)
+            .and_then(|s| s.recv.as_ref())
+            .is_some_and(|r| r.buffered() > 0);
+        if buffered && self.announce_tokens.available(self.now) == 0 {
+            // Past the rate: read on when a token comes back.
+            self.announce_throttled.insert(id);
+            self.stats.announce_throttled += 1;
+            if let Some(at) = self.announce_tokens.next_token(self.now) {
+                self.timers.set(Timer::AnnounceRate, at);
+            }
+            return false;
+        }
         match self.decode::<Announce>(id) {
             Input::Item(message) => {
+                self.announce_tokens.take(1, self.now);
                 self.on_announce(id, message);
                 true
             }
@@ -304,6 +436,21 @@ impl Session {
         }
     }
 
+    /// The announce rate limit has a token again: the throttled interests read on, in
+    /// stream order, while tokens last.
+    pub(super) fn on_announce_tokens(&mut self) {
+        while let Some(id) = self.announce_throttled.pop_first() {
+            if self.announce_tokens.available(self.now) == 0 {
+                self.announce_throttled.insert(id);
+                if let Some(at) = self.announce_tokens.next_token(self.now) {
+                    self.timers.set(Timer::AnnounceRate, at);
+                }
+                return;
+            }
+            self.process(id);
+        }
+    }
+
     /// Ends one of our interests: every active entry is reported ended, then the interest.
     /// Reports every active entry of one of our interests ended, then the interest itself;
     /// `false` if it was not ours.
@@ -344,5 +491,7 @@ impl Session {
             self.end_interest_out(id, reason.clone());
         }
         self.interests_in.clear();
+        self.ledger.announce_marks = 0;
+        self.announce_throttled.clear();
     }
 }

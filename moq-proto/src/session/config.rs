@@ -20,9 +20,23 @@ pub struct Config {
     pub max_announce_entries: usize,
     /// Most concurrent fetches the peer may request (default 256); beyond, cancel 0x0.
     pub max_incoming_fetches: usize,
-    /// Most ANNOUNCE messages queued unsent on one announce stream before the peer counts as
-    /// a slow consumer and the stream is cancelled 0x0 (default 1024).
+    /// Most broadcasts with a change the peer has not been sent yet, on one announce stream,
+    /// before the peer counts as a slow consumer and the stream is cancelled 0x0 (default
+    /// 1024). Changes are coalesced per broadcast until sent: a broadcast that goes active
+    /// and ends before it is sent costs nothing; one that ends and comes back with other
+    /// hops costs one entry. The first report of an interest does not count: it is read
+    /// from the broadcasts as the stream takes it.
     pub max_announce_queue: usize,
+    /// ANNOUNCE messages per second the peer may send us, over all our announce interests
+    /// together (default 1000): a token bucket of [`Config::announce_burst`]. Past it the
+    /// announce streams are read no further until a token comes back, so that a publisher
+    /// that churns its broadcasts slows down instead of making us (and every session a relay
+    /// announces to) do its work at its rate. What waits counts as buffered control bytes.
+    pub announce_rate: u64,
+    /// ANNOUNCE messages the peer may send in one burst (default 10 000, the default
+    /// [`Config::max_announce_entries`]: a first report of a full stream goes through at
+    /// once).
+    pub announce_burst: u64,
     /// How long to wait for the first SUBSCRIBE_OK before cancelling 0x5 (default 30 s).
     pub subscribe_timeout: Duration,
     /// After our unsubscribe, how long the publisher has to close its side before we
@@ -122,6 +136,8 @@ impl Default for Config {
             max_announce_entries: 10_000,
             max_incoming_fetches: 256,
             max_announce_queue: 1024,
+            announce_rate: 1000,
+            announce_burst: 10_000,
             subscribe_timeout: Duration::from_secs(30),
             unsubscribe_grace: Duration::from_secs(1),
             subscription_linger: Duration::from_secs(1),

@@ -39,7 +39,8 @@ pub struct Ledger {
     /// Control messages that have not fully arrived.
     pub control_in: u64,
     /// Control messages, stream types and probe padding queued for the peer and not yet
-    /// accepted by the transport.
+    /// accepted by the transport, and the announcement changes an announce stream has not
+    /// been sent yet.
     pub control_out: u64,
     /// Received group and fetch data no reader has taken (whole frames, and the part of the
     /// one being reassembled), as the datagrams it keeps alive
@@ -80,6 +81,8 @@ impl Ledger {
 pub(super) struct LedgerState {
     /// Control bytes queued or handed to the transport and not yet accepted.
     pub(super) unsent_control: usize,
+    /// What the peer's announce interests hold in changes not yet sent (see `announce`).
+    pub(super) announce_marks: usize,
     /// What the application charged (see [`Session::set_external_bytes`]).
     pub(super) external: usize,
     /// The most each category held.
@@ -139,7 +142,7 @@ impl Session {
     pub fn ledger(&self) -> Ledger {
         Ledger {
             control_in: self.incomplete_bytes as u64,
-            control_out: self.ledger.unsent_control as u64,
+            control_out: (self.ledger.unsent_control + self.ledger.announce_marks) as u64,
             data_in: self.unread_data as u64,
             data_out: self.unsent_data as u64,
             streams: ((self.streams.len() + self.opening.len()) * STREAM_COST) as u64,
@@ -245,7 +248,12 @@ impl Session {
                 if let Some(send) = &stream.send
                     && !send.data
                 {
-                    search.consider(send.unsent(), Holder::Control(id));
+                    let marks = if stream.kind == Kind::AnnounceIn {
+                        self.interest_in_marks(id)
+                    } else {
+                        0
+                    };
+                    search.consider(send.unsent() + marks, Holder::Control(id));
                 }
             }
         }
@@ -280,9 +288,7 @@ impl Session {
                 self.end_publication(sub, reason, Some(code));
                 return;
             }
-            Kind::AnnounceIn => {
-                self.interests_in.remove(&id);
-            }
+            Kind::AnnounceIn => self.drop_interest_in(id),
             _ => {}
         }
         self.cancel(id, code);

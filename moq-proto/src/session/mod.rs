@@ -1,6 +1,7 @@
 //! The sans-IO session: one per connection, every moq-lite-04 flow on both sides.
 
 mod announce;
+mod bucket;
 mod command;
 mod config;
 mod data;
@@ -102,7 +103,8 @@ pub struct Session {
     timers: Timers,
 
     // Announce.
-    broadcasts: HashMap<BroadcastPath, Vec<HopId>>,
+    /// Our broadcasts, in path order (an interest's first report walks them).
+    broadcasts: std::collections::BTreeMap<BroadcastPath, Vec<HopId>>,
     interests_in: StreamMap<InterestIn>,
     interests_out: StreamMap<InterestOut>,
 
@@ -126,10 +128,12 @@ pub struct Session {
     probe_in: Option<ProbeIn>,
     /// The peer stopped our padding stream: it takes no padding (see `probe`).
     padding_refused: bool,
-    /// Padding bytes this session may still send, and when the bucket was last refilled
-    /// (see [`Config::probe_padding_burst`]).
-    padding_tokens: u64,
-    padding_refilled: Option<Instant>,
+    /// Padding bytes this session may send (see [`Config::probe_padding_burst`]).
+    padding: bucket::TokenBucket,
+    /// ANNOUNCE messages the peer may send us (see [`Config::announce_rate`]).
+    announce_tokens: bucket::TokenBucket,
+    /// Our interests whose input waits for [`Session::announce_tokens`], in stream order.
+    announce_throttled: std::collections::BTreeSet<StreamId>,
 
     // Goaway.
     goaway_sent: bool,
@@ -155,7 +159,13 @@ pub struct Session {
 impl Session {
     /// A new session, live at once: moq-lite-04 has no handshake (spec §1).
     pub fn new(role: Role, config: Config, now: Instant) -> Self {
-        let padding_tokens = config.probe_padding_burst;
+        let padding = bucket::TokenBucket::new(
+            config.probe_padding_burst,
+            config.probe_padding_refill_rate / 8,
+            now,
+        );
+        let announce_tokens =
+            bucket::TokenBucket::new(config.announce_burst, config.announce_rate, now);
         Self {
             role,
             config,
@@ -168,7 +178,7 @@ impl Session {
             commands: VecDeque::new(),
             events: VecDeque::new(),
             timers: Timers::default(),
-            broadcasts: HashMap::new(),
+            broadcasts: Default::default(),
             interests_in: StreamMap::default(),
             interests_out: StreamMap::default(),
             next_subscribe_id: 1,
@@ -182,8 +192,9 @@ impl Session {
             probe_out: None,
             probe_in: None,
             padding_refused: false,
-            padding_tokens,
-            padding_refilled: Some(now),
+            padding,
+            announce_tokens,
+            announce_throttled: Default::default(),
             goaway_sent: false,
             goaway_received: false,
             incomplete: StreamMap::default(),
@@ -443,10 +454,14 @@ impl Session {
             } else {
                 self.ledger.unsent_control -= bytes;
             }
-            if stream.kind == Kind::GroupOut {
+            let kind = stream.kind;
+            if kind == Kind::GroupOut {
                 self.on_group_bytes_accepted(id, bytes);
             }
             self.refresh_ready(id);
+            if kind == Kind::AnnounceIn {
+                self.flush_interest(id);
+            }
         }
         self.advance(now);
     }
@@ -555,6 +570,7 @@ impl Session {
             Timer::GoawayDrain => self.close(code::session::GOAWAY_TIMEOUT, "goaway timeout"),
             Timer::Incomplete(id) => self.on_incomplete_timeout(id),
             Timer::Stalled(id) => self.on_stall_timeout(id),
+            Timer::AnnounceRate => self.on_announce_tokens(),
         }
     }
 

@@ -355,8 +355,9 @@ impl Session {
         // however small the RTT: a peer controls the target.
         let want = (u128::from(pad_rate) * interval.as_micros() / 8_000_000)
             .min(self.config.stream_send_window as u128) as usize;
-        self.refill_padding();
-        if self.padding_tokens == 0 && pad.is_none() {
+        let now = self.now;
+        let tokens = self.padding.available(now);
+        if tokens == 0 && pad.is_none() {
             // The session's padding is spent: the estimate goes on from what is sent, and
             // an open padding stream waits, idle, for the bucket to refill.
             return;
@@ -372,38 +373,14 @@ impl Session {
                 stream
             }
         };
-        let mut missing = want
-            .saturating_sub(self.unsent_bytes(stream))
-            .min(usize::try_from(self.padding_tokens).unwrap_or(usize::MAX));
+        let missing = want.saturating_sub(self.unsent_bytes(stream)) as u64;
         // Charged when queued: what a stop discards unsent is not given back.
-        self.padding_tokens -= missing as u64;
+        let mut missing = self.padding.take(missing, now) as usize;
         while missing > 0 {
             let n = missing.min(ZEROS.len());
             self.send_bytes(stream, Bytes::from_static(&ZEROS).slice(..n));
             missing -= n;
         }
-    }
-
-    /// Adds to the padding bucket what [`Config::probe_padding_refill_rate`] earned since
-    /// the last refill, up to [`Config::probe_padding_burst`].
-    ///
-    /// [`Config::probe_padding_refill_rate`]: crate::Config::probe_padding_refill_rate
-    /// [`Config::probe_padding_burst`]: crate::Config::probe_padding_burst
-    fn refill_padding(&mut self) {
-        let now = self.now;
-        let since = self
-            .padding_refilled
-            .map_or(std::time::Duration::ZERO, |at| {
-                now.saturating_duration_since(at)
-            });
-        let earned =
-            u128::from(self.config.probe_padding_refill_rate) * since.as_micros() / 8_000_000;
-        let earned = u64::try_from(earned).unwrap_or(u64::MAX);
-        self.padding_tokens = self
-            .padding_tokens
-            .saturating_add(earned)
-            .min(self.config.probe_padding_burst);
-        self.padding_refilled = Some(now);
     }
 
     /// Stops padding: the padding stream is reset, and what it still held is dropped.

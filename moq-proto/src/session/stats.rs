@@ -67,6 +67,9 @@ pub struct SessionStats {
     /// Peer streams cancelled for holding an incomplete message too long or past
     /// [`crate::Config::max_buffered_control_bytes`].
     pub streams_abandoned: u64,
+    /// Times the peer's ANNOUNCE messages waited for the announce rate limit
+    /// ([`crate::Config::announce_rate`]).
+    pub announce_throttled: u64,
     /// Bytes held for control messages that have not fully arrived: at most
     /// [`crate::Config::max_buffered_control_bytes`].
     pub control_bytes_buffered: u64,
@@ -109,6 +112,7 @@ pub(super) struct Counters {
     pub(super) frames_received: u64,
     pub(super) groups_dropped: u64,
     pub(super) streams_abandoned: u64,
+    pub(super) announce_throttled: u64,
 }
 
 impl Session {
@@ -130,6 +134,7 @@ impl Session {
             queued_bytes: self.queued_publication_bytes() as u64,
             unsent_bytes: self.unsent_data as u64,
             streams_abandoned: c.streams_abandoned,
+            announce_throttled: c.announce_throttled,
             control_bytes_buffered: self.incomplete_bytes as u64,
             unread_bytes: self.unread_data as u64,
             unread_groups: (self.groups_in.len() + self.fetches_out.len()) as u64,

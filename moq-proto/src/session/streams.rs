@@ -112,11 +112,6 @@ pub(super) struct SendHalf {
 }
 
 impl SendHalf {
-    /// Chunks queued and not yet handed to the transport.
-    pub(super) fn queue_len(&self) -> usize {
-        self.queue.len()
-    }
-
     fn new(opened: bool, priority: i32) -> Self {
         Self {
             opened,

@@ -25,6 +25,9 @@ pub(super) enum Timer {
     Incomplete(StreamId),
     /// A received group or fetch may be stalled in the middle of a frame (see `data`).
     Stalled(StreamId),
+    /// The announce rate limit has a token again for the throttled interests (see
+    /// `announce`).
+    AnnounceRate,
 }
 
 /// Deadlines, at most one per [`Timer`].

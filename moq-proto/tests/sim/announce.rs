@@ -1,7 +1,7 @@
 //! Announce flows (spec §6.1, §5; decisions D11, D14, D15, D20).
 
 use super::common::{BOTH, Lone, cancels, knobs, msg, pair_with, path, typed, written};
-use super::pair::{Pair, Side};
+use super::pair::Pair;
 use moq_proto::code::announce as codes;
 use moq_proto::message::{Announce, AnnounceInterest, AnnounceStatus, StreamType};
 use moq_proto::{
@@ -489,39 +489,179 @@ fn cancel_interest_resets_with_the_code_and_ends_entries() {
     }
 }
 
+/// A path of `len` bytes under `/`, starting with `head`.
+fn long_path(head: &str, len: usize) -> BroadcastPath {
+    let mut p = format!("/{head}/");
+    p.push_str(&"x".repeat(len - p.len()));
+    path(&p)
+}
+
+/// A server with broadcasts `/m/…` of 1000 bytes, enough to fill an announce stream's
+/// send-ahead, and one peer interest on the root whose stream takes nothing; with the
+/// commands so far.
+fn stalled_interest(config: Config) -> (Lone, moq_proto::StreamId, Vec<Command>) {
+    let mut lone = Lone::with_config(Role::Server, config);
+    lone.starve = true;
+    for i in 0..8 {
+        lone.session
+            .announce(long_path(&format!("m/{i}"), 1000), vec![])
+            .unwrap();
+    }
+    let stream = lone.accept_with(
+        Dir::Bi,
+        &typed(
+            StreamType::Announce,
+            &AnnounceInterest {
+                prefix: PathPrefix::root(),
+                exclude_hop: HopId(0),
+            },
+        ),
+    );
+    let commands = lone.commands();
+    (lone, stream, commands)
+}
+
+/// The ANNOUNCE messages written on `stream`, as (status, suffix).
+fn announced(commands: &[Command], stream: moq_proto::StreamId) -> Vec<(AnnounceStatus, String)> {
+    let bytes = written(commands, stream);
+    let mut rest = &bytes[..];
+    let mut got = Vec::new();
+    while let Some((message, used)) = Announce::decode(rest, &Default::default()).unwrap() {
+        got.push((message.status, message.suffix));
+        rest = &rest[used..];
+    }
+    assert!(rest.is_empty());
+    got
+}
+
 #[test]
 fn slow_announce_consumer_is_cancelled_0x0() {
-    let server = {
-        let mut config = Config::default();
-        config.stream_send_window = 1;
-        config.max_announce_queue = 4;
-        config
-    };
-    let mut pair = Pair::with_config(Config::default(), server);
-    let interest = pair
-        .client
+    let mut config = Config::default();
+    config.max_announce_queue = 4;
+    let (mut lone, stream, _) = stalled_interest(config);
+    // Four changed broadcasts wait; the fifth makes a slow consumer.
+    for i in 0..4 {
+        lone.session
+            .announce(path(&format!("/a{i}")), vec![])
+            .unwrap();
+    }
+    assert!(cancels(&lone.commands()).is_empty());
+    lone.session.announce(path("/a4"), vec![]).unwrap();
+    let commands = lone.commands();
+    assert_eq!(
+        cancels(&commands),
+        [
+            (stream, codes::INTERNAL, "reset"),
+            (stream, codes::INTERNAL, "stop")
+        ]
+    );
+    assert_eq!(
+        lone.session.ledger().control_out,
+        0,
+        "its marks are given back"
+    );
+    assert!(!lone.session.is_closed());
+}
+
+#[test]
+fn a_broadcast_that_comes_and_goes_before_it_is_sent_costs_nothing() {
+    let mut config = Config::default();
+    config.max_announce_queue = 4;
+    let (mut lone, stream, mut commands) = stalled_interest(config);
+    let before = lone.session.ledger().control_out;
+    // A hundred thousand changes to two paths: two marks, never a cancel.
+    for _ in 0..50_000 {
+        lone.session.announce(path("/a"), vec![]).unwrap();
+        lone.session.announce(path("/b"), vec![HopId(7)]).unwrap();
+        assert!(lone.session.unannounce(&path("/a")));
+        assert!(lone.session.unannounce(&path("/b")));
+    }
+    lone.session.announce(path("/b"), vec![HopId(9)]).unwrap();
+    commands.extend(lone.commands());
+    assert!(cancels(&commands).is_empty());
+    let marks = lone.session.ledger().control_out - before;
+    assert!(marks <= 2 * (96 + 2 + 8), "two marks: {marks}");
+    // The peer reads: it learns the broadcasts, then `/b` with its last hops; `/a` never.
+    lone.starve = false;
+    let unsent = lone.session.ledger().control_out as usize;
+    lone.session.handle_written(stream, unsent, lone.now);
+    commands.extend(lone.commands());
+    let got = announced(&commands, stream);
+    assert_eq!(got.len(), 9);
+    assert!(got.contains(&(AnnounceStatus::Active, "b".to_owned())));
+    assert!(
+        got.iter()
+            .all(|(status, suffix)| *status == AnnounceStatus::Active && suffix != "a")
+    );
+    assert_eq!(lone.session.ledger().control_out, 0);
+}
+
+#[test]
+fn a_broadcast_back_with_other_hops_is_ended_then_active() {
+    let (mut lone, stream, mut commands) = stalled_interest(Config::default());
+    let first = long_path("m/0", 1000);
+    // Already told active; withdrawn and back with other hops while nothing is read.
+    assert!(lone.session.unannounce(&first));
+    lone.session
+        .announce(first.clone(), vec![HopId(5)])
+        .unwrap();
+    commands.extend(lone.commands());
+    lone.starve = false;
+    for _ in 0..4 {
+        lone.session.handle_written(stream, 1 << 20, lone.now);
+        commands.extend(lone.commands());
+    }
+    let got = announced(&commands, stream);
+    let suffix = first.as_str().to_owned();
+    let of_first: Vec<_> = got
+        .iter()
+        .filter(|(_, s)| *s == suffix)
+        .map(|(status, _)| *status)
+        .collect();
+    use AnnounceStatus::{Active, Ended};
+    assert_eq!(of_first, [Active, Ended, Active]);
+    assert_eq!(got.len(), 8 + 2);
+}
+
+#[test]
+fn announcement_churn_is_read_at_the_configured_rate() {
+    // The peer sends 60 ANNOUNCEs at once; we take a burst of 10, then 100 per second.
+    let mut config = Config::default();
+    config.announce_burst = 10;
+    config.announce_rate = 100;
+    let mut lone = Lone::with_config(Role::Client, config);
+    let interest = lone
         .session
         .announce_interest(PathPrefix::root(), HopId(0))
         .unwrap();
-    pair.drive();
-    pair.starve.insert(Side::Server);
-    for i in 0..10 {
-        pair.server
-            .session
-            .announce(path(&format!("/b{i}")), vec![])
-            .unwrap();
+    lone.commands();
+    let mut bytes = Vec::new();
+    for i in 0..30 {
+        bytes.extend(active(&format!("p{i}"), &[]));
+        bytes.extend(ended(&format!("p{i}")));
     }
-    pair.drive();
-    let events = pair.client.take_events();
-    assert_eq!(
-        events.last(),
-        Some(&Event::InterestEnded {
-            interest,
-            reason: EndReason::PeerReset(codes::INTERNAL)
-        }),
-        "{events:?}"
-    );
-    assert!(!pair.server.session.is_closed());
+    lone.data(interest, &bytes);
+    lone.commands();
+    let count = |events: &[Event]| {
+        events
+            .iter()
+            .filter(|e| matches!(e, Event::Announced { .. } | Event::Unannounced { .. }))
+            .count()
+    };
+    assert_eq!(count(&lone.events()), 10, "the burst");
+    assert!(lone.session.stats().announce_throttled > 0);
+    // Then one each 10 ms, as the clock moves a millisecond at a time.
+    let mut read = 10;
+    for ms in 1..=500u64 {
+        lone.advance(std::time::Duration::from_millis(1));
+        lone.commands();
+        read += count(&lone.events());
+        if ms == 250 {
+            assert_eq!(read, 35, "at 250 ms");
+        }
+    }
+    assert_eq!(read, 60);
+    assert!(!lone.session.is_closed());
 }
 
 #[test]
