@@ -30,6 +30,8 @@
 //! max_queued_bytes_per_subscriber = 4194304
 //! max_queued_bytes_per_session = 6291456
 //! max_announcements_per_session = 1000
+//! announce_rate = 200                # ANNOUNCEs per second per peer, after a burst of
+//! announce_burst = 1000
 //! max_string_len = 4096
 //! max_frames_per_group = 100000
 //! max_control_bytes_per_session = 1048576
@@ -257,6 +259,14 @@ pub struct LimitsConfig {
     pub frame_stall_timeout_ms: u64,
     /// Most announce streams one peer may open (default 64).
     pub max_announce_streams: usize,
+    /// ANNOUNCE messages per second the relay reads from one peer (default 200), after a
+    /// burst of `announce_burst`: every change a publisher makes is work for every peer the
+    /// relay announces to, so a publisher that churns is slowed to this rate.
+    pub announce_rate: u64,
+    /// ANNOUNCE messages one peer may send in a burst (default 1000, as
+    /// `max_announcements_per_session`: a publisher's or an upstream relay's full first
+    /// report goes through at once).
+    pub announce_burst: u64,
     /// Most concurrent QUIC streams a peer may open per kind (default 128, as quinn's
     /// own default of 100): bounds the subscriptions and group streams in flight per peer. QUIC reserves state for every
     /// stream a peer may open (about 70 bytes each), so this sets much of a connection's
@@ -326,6 +336,8 @@ impl Default for LimitsConfig {
             quic_send_window: 4 * 1024 * 1024,
             max_unread_bytes_per_session: 1024 * 1024,
             max_announce_streams: 64,
+            announce_rate: 200,
+            announce_burst: 1000,
             max_streams: 128,
             idle_timeout_ms: 30_000,
             max_hops: 32,

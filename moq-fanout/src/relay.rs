@@ -30,6 +30,9 @@ use crate::fanout::{Detach, Fanout, TrackFanout, lock};
 use crate::redact::{clip, log_refusal};
 use moq_quinn::{CacheBudget, GroupCache};
 
+/// Announcements from one peer waiting for its task.
+const ANNOUNCED_BACKLOG: usize = 64;
+
 /// How long a fetch forwarded upstream may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -71,6 +74,25 @@ struct Inner {
     cache_total: Arc<CacheBudget>,
     /// The relay's held bytes as last summed, and when (see `Relay::held_bytes`).
     held: Mutex<Option<(std::time::Instant, u64)>>,
+    /// Every change to what peers are told, sent under the state lock in table order; each
+    /// peer's task applies them to its own router (see `Change`).
+    feed: tokio::sync::broadcast::Sender<Change>,
+}
+
+/// Changes the feed keeps for peers that have not applied them yet; a peer further behind
+/// reads the whole table again.
+const FEED_CAPACITY: usize = 1024;
+
+/// A change to what peers are told of one broadcast. The table sends it under its lock, in
+/// O(1) whatever the number of peers; each peer's task applies it to that peer's router.
+#[derive(Clone, Debug)]
+struct Change {
+    /// The table's version after this change.
+    version: u64,
+    path: BroadcastPath,
+    /// Announced onwards with these hops to every peer but the primary route's (which is
+    /// told it ended); `None`: the broadcast ended.
+    route: Option<(Vec<HopId>, PeerId)>,
 }
 
 /// How long a sum of the held bytes stands for admission: accepting a connection does not
@@ -81,15 +103,14 @@ const HELD_REFRESH: Duration = Duration::from_millis(200);
 struct State {
     next_peer: u64,
     next_fanout: u64,
+    /// Changes sent on the feed so far.
+    version: u64,
     peers: HashMap<PeerId, Peer>,
     origins: HashMap<BroadcastPath, Origin>,
 }
 
 struct Peer {
     session: Session,
-    router: Router,
-    access: Access,
-    handler: Arc<dyn TrackHandler>,
 }
 
 /// One way to reach a broadcast: the peer that announced it, with its hops.
@@ -198,6 +219,7 @@ impl Relay {
                 peers_left: watch::channel(0).0,
                 cache_total,
                 held: Mutex::new(None),
+                feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
             }),
         }
     }
@@ -229,6 +251,8 @@ impl Relay {
         config.incomplete_message_timeout =
             Duration::from_millis(limits.incomplete_message_timeout_ms);
         config.max_incoming_announce_streams = limits.max_announce_streams;
+        config.announce_rate = limits.announce_rate;
+        config.announce_burst = limits.announce_burst;
         config.goaway_timeout = self.inner.config.drain_timeout();
         config.serve_unannounced = true;
         config.max_connection_bytes = limits.max_connection_bytes;
@@ -374,17 +398,28 @@ impl Relay {
             transport = session.connection_info().transport,
             "session started"
         );
+        // Subscribed before the peer is in the table: no change after its first reading of
+        // the table is missed.
+        let feed = self.inner.feed.subscribe();
         self.inner.add_peer(
             id,
             Peer {
                 session: session.clone(),
-                router,
-                access: access.clone(),
-                handler,
             },
         );
         let watched = session.clone();
-        self.inner.clone().run_peer(id, session, access).await;
+        let announcer = Announcer {
+            peer: id,
+            router,
+            handler,
+            access: access.clone(),
+            feed,
+            version: 0,
+        };
+        self.inner
+            .clone()
+            .run_peer(id, session, access, announcer)
+            .await;
         self.inner.remove_peer(id);
         self.inner.peers_left.send_modify(|n| *n += 1);
         let reason = match tokio::time::timeout(Duration::from_secs(1), watched.closed()).await {
@@ -466,6 +501,63 @@ impl PreparedPeer {
     }
 }
 
+/// What one peer is told: its task's end of the feed, applied to its router.
+struct Announcer {
+    peer: PeerId,
+    router: Router,
+    handler: Arc<dyn TrackHandler>,
+    access: Access,
+    feed: tokio::sync::broadcast::Receiver<Change>,
+    /// The table version the router stands for: changes up to it are in.
+    version: u64,
+}
+
+impl Announcer {
+    /// Applies one change from the feed (one it has not seen through a reading of the
+    /// table).
+    fn apply(&mut self, change: Change) {
+        if change.version <= self.version {
+            return;
+        }
+        self.version = change.version;
+        self.tell(&change.path, change.route);
+    }
+
+    /// Publishes or withdraws `path` on the peer's router.
+    fn tell(&self, path: &BroadcastPath, route: Option<(Vec<HopId>, PeerId)>) {
+        match route {
+            Some((_, primary)) if primary == self.peer => {
+                self.router.unpublish(path);
+            }
+            Some((hops, _)) if self.access.may_subscribe(path) => {
+                self.router
+                    .publish_with_hops(path.clone(), hops, self.handler.clone());
+            }
+            Some(_) => {}
+            None => {
+                self.router.unpublish(path);
+            }
+        }
+    }
+
+    /// Reads the whole table (at the start, or after falling behind the feed) and brings
+    /// the router to it.
+    fn resync(&mut self, relay: &Inner) {
+        let (version, table) = relay.table();
+        let listed: std::collections::HashSet<&BroadcastPath> =
+            table.iter().map(|(path, ..)| path).collect();
+        for path in self.router.paths() {
+            if !listed.contains(&path) {
+                self.router.unpublish(&path);
+            }
+        }
+        for (path, hops, primary) in &table {
+            self.tell(path, Some((hops.clone(), *primary)));
+        }
+        self.version = version;
+    }
+}
+
 /// One announce interest being watched: announcements come out of `rx`, a code sent on
 /// `cancel` resets it.
 struct Interest {
@@ -478,7 +570,7 @@ type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send
 fn watch_interest(
     index: usize,
     mut announcements: Announcements,
-    tx: mpsc::UnboundedSender<(usize, Option<Announcement>)>,
+    tx: mpsc::Sender<(usize, Option<Announcement>)>,
     mut cancel: tokio::sync::oneshot::Receiver<ErrorCode>,
 ) -> BoxFuture<()> {
     Box::pin(async move {
@@ -486,8 +578,7 @@ fn watch_interest(
             tokio::select! {
                 next = announcements.next() => {
                     let end = next.is_none();
-                    let _ = tx.send((index, next));
-                    if end {
+                    if tx.send((index, next)).await.is_err() || end {
                         return;
                     }
                 }
@@ -508,7 +599,7 @@ fn open_interest(
     hop: HopId,
     id: PeerId,
     prefix: &str,
-    tx: &mpsc::UnboundedSender<(usize, Option<Announcement>)>,
+    tx: &mpsc::Sender<(usize, Option<Announcement>)>,
     watchers: &mut FuturesUnordered<BoxFuture<()>>,
     interests: &mut Vec<Interest>,
 ) {
@@ -531,17 +622,7 @@ fn open_interest(
 
 impl Inner {
     fn add_peer(&self, id: PeerId, peer: Peer) {
-        let mut state = lock(&self.state);
-        for (path, origin) in &state.origins {
-            if origin.primary != id && peer.access.may_subscribe(path) {
-                peer.router.publish_with_hops(
-                    path.clone(),
-                    origin.hops.clone(),
-                    peer.handler.clone(),
-                );
-            }
-        }
-        state.peers.insert(id, peer);
+        lock(&self.state).peers.insert(id, peer);
     }
 
     fn remove_peer(&self, id: PeerId) {
@@ -557,22 +638,37 @@ impl Inner {
             })
             .collect();
         for (path, interest) in paths {
-            Self::remove_route_locked(&mut state, self.hop, &path, id, interest);
+            self.remove_route_locked(&mut state, &path, id, interest);
         }
         state.peers.remove(&id);
     }
 
-    /// Announces `path` with `hops` to every peer that may see it, except `primary`, which
-    /// is withdrawn from.
-    fn announce_locked(state: &State, path: &BroadcastPath, hops: &[HopId], primary: PeerId) {
-        for (&id, peer) in &state.peers {
-            if id == primary {
-                peer.router.unpublish(path);
-            } else if peer.access.may_subscribe(path) {
-                peer.router
-                    .publish_with_hops(path.clone(), hops.to_vec(), peer.handler.clone());
-            }
-        }
+    /// Tells every peer (through the feed) that `path` is announced onwards with `hops`
+    /// through `primary`, or ended (`None`).
+    fn announce_locked(
+        &self,
+        state: &mut State,
+        path: &BroadcastPath,
+        route: Option<(Vec<HopId>, PeerId)>,
+    ) {
+        state.version += 1;
+        // No receiver (no peer): nothing to tell.
+        let _ = self.feed.send(Change {
+            version: state.version,
+            path: path.clone(),
+            route,
+        });
+    }
+
+    /// What every peer must be told now, and the version it stands for.
+    fn table(&self) -> (u64, Vec<(BroadcastPath, Vec<HopId>, PeerId)>) {
+        let state = lock(&self.state);
+        let table = state
+            .origins
+            .iter()
+            .map(|(path, o)| (path.clone(), o.hops.clone(), o.primary))
+            .collect();
+        (state.version, table)
     }
 
     fn add_route(&self, path: BroadcastPath, route: Route) {
@@ -602,7 +698,7 @@ impl Inner {
                     );
                     if hops != origin.hops {
                         origin.hops = hops.clone();
-                        Self::announce_locked(&state, &path, &hops, peer);
+                        self.announce_locked(&mut state, &path, Some((hops, peer)));
                     }
                 }
             }
@@ -619,19 +715,19 @@ impl Inner {
                         tracks: HashMap::new(),
                     },
                 );
-                Self::announce_locked(&state, &path, &hops, primary);
+                self.announce_locked(&mut state, &path, Some((hops, primary)));
             }
         }
     }
 
     fn remove_route(&self, path: &BroadcastPath, peer: PeerId, interest: usize) {
         let mut state = lock(&self.state);
-        Self::remove_route_locked(&mut state, self.hop, path, peer, interest);
+        self.remove_route_locked(&mut state, path, peer, interest);
     }
 
     fn remove_route_locked(
+        &self,
         state: &mut State,
-        hop: HopId,
         path: &BroadcastPath,
         peer: PeerId,
         interest: usize,
@@ -658,20 +754,18 @@ impl Inner {
         match next {
             Some(route) => {
                 let mut hops = route.hops.clone();
-                hops.push(hop);
+                hops.push(self.hop);
                 tracing::info!(%path, peer = %route.peer, ?hops, "broadcast rerouted");
                 origin.primary = route.peer;
                 origin.hops = hops.clone();
-                Self::announce_locked(state, path, &hops, route.peer);
+                self.announce_locked(state, path, Some((hops, route.peer)));
             }
             None => {
                 tracing::info!(%path, "broadcast ended");
                 // Dropping the fan-outs' stop senders ends them: their subscribers see the
                 // track end.
                 state.origins.remove(path);
-                for peer in state.peers.values() {
-                    peer.router.unpublish(path);
-                }
+                self.announce_locked(state, path, None);
             }
         }
     }
@@ -843,8 +937,17 @@ impl Inner {
 
     /// Watches one peer's announcements until its session ends; sends GOAWAY when the relay
     /// shuts down.
-    async fn run_peer(self: Arc<Self>, id: PeerId, session: Session, access: Access) {
-        let (tx, mut announced) = mpsc::unbounded_channel();
+    async fn run_peer(
+        self: Arc<Self>,
+        id: PeerId,
+        session: Session,
+        access: Access,
+        mut announcer: Announcer,
+    ) {
+        announcer.resync(&self);
+        // Bounded: while this task is busy, what the peer announces waits in the session
+        // (one entry per path, see `moq_quinn::Announcements`).
+        let (tx, mut announced) = mpsc::channel(ANNOUNCED_BACKLOG);
         let mut watchers: FuturesUnordered<BoxFuture<()>> = FuturesUnordered::new();
         let mut interests: Vec<Interest> = Vec::new();
         // Everything first; narrowed to the peer's publish prefixes if it oversteps them.
@@ -905,6 +1008,15 @@ impl Inner {
                 Some((path, index)) = endings.next(), if !endings.is_empty() => {
                     self.remove_route(&path, id, index);
                 }
+                change = announcer.feed.recv() => match change {
+                    Ok(change) => announcer.apply(change),
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::debug!(peer = %id, missed, "behind the announce feed: reading the table");
+                        announcer.resync(&self);
+                    }
+                    // The relay is gone.
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                },
                 Some(()) = watchers.next(), if !watchers.is_empty() => {}
                 _ = shutdown.changed(), if !goaway_sent => {
                     goaway_sent = true;

@@ -868,3 +868,138 @@ async fn made_up_track_names_past_the_cap_are_refused() {
     assert_eq!(group.sequence().0, seq);
     drop((held, video));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn announce_churn_is_taken_at_the_rate_and_costs_idle_peers_one_entry_per_path() {
+    let _serial = SERIAL.lock().await;
+    const RATE: u64 = 200;
+    const BURST: u64 = 100;
+    const CHANGES: usize = 4000;
+    const PATHS: usize = 8;
+    const PATH_LEN: usize = 1000;
+    const IDLE: usize = 4;
+    let mut config = config();
+    config.limits.announce_rate = RATE;
+    config.limits.announce_burst = BURST;
+    let Target {
+        relay,
+        url,
+        good,
+        publisher,
+    } = target(config).await;
+    known(&relay, 1).await;
+    let addr = relay.quic_addr().unwrap();
+
+    // Peers that ask for every announcement and never read it (4 KiB of stream window).
+    let mut idle = Vec::new();
+    for _ in 0..IDLE {
+        let mut transport = quinn::TransportConfig::default();
+        transport.stream_receive_window(4096u32.into());
+        let peer = raw(addr, transport).await;
+        let (mut send, recv) = peer.conn.open_bi().await.unwrap();
+        let mut msg = BytesMut::new();
+        msg.put_u8(StreamType::Announce.to_byte());
+        moq_proto::message::AnnounceInterest {
+            prefix: moq_proto::PathPrefix::root(),
+            exclude_hop: moq_proto::HopId(0),
+        }
+        .encode(&mut msg)
+        .unwrap();
+        send.write_all(&msg).await.unwrap();
+        idle.push((peer, send, recv));
+    }
+    // A client that reads them.
+    let watcher = connect(&good, &url, None).await;
+    let mut announcements = watcher
+        .announced("/", moq_quinn::HopId(0))
+        .expect("interest");
+    until("every peer is in", || {
+        relay.relay().peer_count() == IDLE + 2
+    })
+    .await;
+
+    // The attacker publishes: it answers the relay's announce interest with 4000 changes
+    // to eight 1000-byte paths (each active, then ended), then one last broadcast.
+    let attacker = raw(addr, quinn::TransportConfig::default()).await;
+    let (mut send, mut recv) = within("the relay's announce interest", attacker.conn.accept_bi())
+        .await
+        .unwrap();
+    let mut header = [0u8; 8];
+    let _ = within("the interest", recv.read(&mut header)).await;
+    let mut churn = BytesMut::new();
+    let announce = |buf: &mut BytesMut, status, suffix: &str| {
+        moq_proto::message::Announce {
+            status,
+            suffix: suffix.to_owned(),
+            hops: Vec::new(),
+        }
+        .encode(buf)
+        .unwrap();
+    };
+    for i in 0..CHANGES / 2 {
+        let mut suffix = format!("churn/{}/", i % PATHS);
+        suffix.push_str(&"x".repeat(PATH_LEN - suffix.len()));
+        announce(
+            &mut churn,
+            moq_proto::message::AnnounceStatus::Active,
+            &suffix,
+        );
+        announce(
+            &mut churn,
+            moq_proto::message::AnnounceStatus::Ended,
+            &suffix,
+        );
+    }
+    announce(
+        &mut churn,
+        moq_proto::message::AnnounceStatus::Active,
+        "churn/done",
+    );
+    let before = rss_kib();
+    let started = Instant::now();
+    send.write_all(&churn).await.unwrap();
+    let done = |relay: &RelayServer| {
+        relay
+            .relay()
+            .broadcasts()
+            .iter()
+            .any(|b| b.path.as_str() == "churn/done")
+    };
+    until("the relay reads the churn", || done(&relay)).await;
+    let took = started.elapsed();
+    let grown = rss_kib().saturating_sub(before);
+    let stats = relay.relay().peer_stats();
+    // In the order they connected: the publisher, the idle peers, the watcher, the attacker.
+    let idle_peaks: Vec<u64> = stats[1..=IDLE]
+        .iter()
+        .map(|(_, s)| s.ledger_peak_total)
+        .collect();
+    let attacker_stats = &stats[IDLE + 2].1;
+    let (received, reported) = (
+        attacker_stats.announcements_received,
+        attacker_stats.announcements_reported,
+    );
+    println!(
+        "announce churn: {received} changes received in {took:?}, {reported} taken by the \
+         relay (rate {RATE}/s after {BURST}), throttled {} times; idle peers' ledger peaks \
+         {idle_peaks:?}; RSS +{grown} KiB",
+        attacker_stats.announce_throttled
+    );
+    // Every change is read, and the relay works on no more than the rate allows: the rest
+    // is coalesced per path.
+    assert_eq!(received, CHANGES as u64 + 1);
+    let allowed = BURST + (RATE as f64 * took.as_secs_f64()).ceil() as u64;
+    assert!(reported <= allowed, "{reported} > {allowed}");
+    assert!(attacker_stats.announce_throttled > 0);
+    // An idle peer holds what its stream takes ahead (4 KiB), a message, and one mark per
+    // path; not a message per change (4 MB of them).
+    for peak in &idle_peaks {
+        assert!(*peak < 64 * 1024, "idle peer's ledger peak {peak}");
+    }
+    assert!(grown < 32 * 1024, "RSS grew {grown} KiB");
+    // The watcher learns the last broadcast; a good client is served.
+    announced(&mut announcements, "/churn/done").await;
+    let served = good_client_is_served(&url, &publisher.tracks[0]).await;
+    println!("good client served in {served:?}");
+    drop((idle, attacker, send));
+}

@@ -1,11 +1,64 @@
 //! Discovering the peer's broadcasts.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 
 use moq_proto::{BroadcastPath, HopId, StreamId};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::shared::{Announced, Shared};
+
+/// The announcements of one interest that the application has not taken yet: at most one
+/// per path, in the order they came. A broadcast that ends before it is taken is forgotten
+/// (it costs nothing), so what waits is bounded by the broadcasts active at once
+/// ([`moq_proto::Config::max_announce_entries`]), however fast the peer churns.
+#[derive(Debug, Default)]
+pub(crate) struct AnnounceQueue {
+    /// Paths in arrival order; a path withdrawn before it was taken stays here until the
+    /// queue is compacted or it comes up (then it is skipped).
+    order: VecDeque<BroadcastPath>,
+    waiting: HashMap<BroadcastPath, Announced>,
+    waker: Option<Waker>,
+}
+
+impl AnnounceQueue {
+    /// A broadcast became active.
+    pub(crate) fn push(&mut self, announced: Announced) {
+        if !self.waiting.contains_key(&announced.path) {
+            self.order.push_back(announced.path.clone());
+        }
+        self.waiting.insert(announced.path.clone(), announced);
+        self.wake();
+    }
+
+    /// A broadcast ended: `true` if it was still waiting (and is now forgotten).
+    pub(crate) fn withdraw(&mut self, path: &BroadcastPath) -> bool {
+        let waited = self.waiting.remove(path).is_some();
+        if self.order.len() > 2 * self.waiting.len() + 16 {
+            let waiting = &self.waiting;
+            self.order.retain(|p| waiting.contains_key(p));
+        }
+        waited
+    }
+
+    /// Wakes the reader (for an announcement, or the end).
+    pub(crate) fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Announced> {
+        while let Some(path) = self.order.pop_front() {
+            if let Some(announced) = self.waiting.remove(&path) {
+                return Poll::Ready(announced);
+            }
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
 
 /// A broadcast the peer reported active.
 #[derive(Clone, Debug)]
@@ -42,25 +95,31 @@ impl Announcement {
 }
 
 /// The broadcasts the peer reports under one prefix. Dropping it stops listening.
+///
+/// Announcements the application has not taken yet wait in the session, one per path; a
+/// broadcast that ends before it is taken is never reported.
 #[derive(Debug)]
 pub struct Announcements {
     shared: Arc<Shared>,
     stream: StreamId,
-    rx: mpsc::UnboundedReceiver<Announced>,
 }
 
 impl Announcements {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        stream: StreamId,
-        rx: mpsc::UnboundedReceiver<Announced>,
-    ) -> Self {
-        Self { shared, stream, rx }
+    pub(crate) fn new(shared: Arc<Shared>, stream: StreamId) -> Self {
+        Self { shared, stream }
     }
 
     /// The next broadcast to become active; `None` once the announce stream has ended.
     pub async fn next(&mut self) -> Option<Announcement> {
-        let Announced { path, hops, ended } = self.rx.recv().await?;
+        let stream = self.stream;
+        let Announced { path, hops, ended } = std::future::poll_fn(|cx| {
+            self.shared
+                .with(|inner| match inner.interests.get_mut(&stream) {
+                    Some(queue) => queue.poll_next(cx).map(Some),
+                    None => Poll::Ready(None),
+                })
+        })
+        .await?;
         Some(Announcement { path, hops, ended })
     }
 
@@ -83,5 +142,57 @@ impl Drop for Announcements {
             inner.interests.remove(&stream);
             let _ = inner.core.stop_interest(stream);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn announced(path: &str) -> Announced {
+        Announced {
+            path: BroadcastPath::new(path),
+            hops: Vec::new(),
+            ended: watch::channel(false).1,
+        }
+    }
+
+    fn take(queue: &mut AnnounceQueue) -> Option<String> {
+        let mut cx = Context::from_waker(Waker::noop());
+        match queue.poll_next(&mut cx) {
+            Poll::Ready(a) => Some(a.path.to_string()),
+            Poll::Pending => None,
+        }
+    }
+
+    #[test]
+    fn what_ends_before_it_is_taken_is_forgotten_and_the_queue_stays_small() {
+        let mut queue = AnnounceQueue::default();
+        queue.push(announced("/first"));
+        // A hundred thousand broadcasts that come and go, none taken.
+        for i in 0..100_000 {
+            let path = format!("/churn/{i}");
+            queue.push(announced(&path));
+            assert!(queue.withdraw(&BroadcastPath::new(&path)));
+            assert!(queue.order.len() <= 2 * queue.waiting.len() + 17);
+        }
+        queue.push(announced("/last"));
+        assert_eq!(take(&mut queue).as_deref(), Some("/first"));
+        assert_eq!(take(&mut queue).as_deref(), Some("/last"));
+        assert_eq!(take(&mut queue), None);
+        // Ended after it was taken: not waiting.
+        assert!(!queue.withdraw(&BroadcastPath::new("/last")));
+    }
+
+    #[test]
+    fn a_path_back_before_it_is_taken_is_reported_once() {
+        let mut queue = AnnounceQueue::default();
+        queue.push(announced("/a"));
+        queue.push(announced("/b"));
+        assert!(queue.withdraw(&BroadcastPath::new("/a")));
+        queue.push(announced("/a"));
+        assert_eq!(take(&mut queue).as_deref(), Some("/a"));
+        assert_eq!(take(&mut queue).as_deref(), Some("/b"));
+        assert_eq!(take(&mut queue), None);
     }
 }

@@ -175,15 +175,14 @@ impl Session {
         prefix: &str,
         exclude_hop: HopId,
     ) -> Result<Announcements, SessionError> {
-        let (tx, rx) = mpsc::unbounded_channel();
         let stream = self.shared.with(|inner| {
             let stream = inner
                 .core
                 .announce_interest(PathPrefix::new(prefix), exclude_hop)?;
-            inner.interests.insert(stream, tx);
+            inner.interests.insert(stream, Default::default());
             Ok::<_, SessionError>(stream)
         })?;
-        Ok(Announcements::new(self.shared.clone(), stream, rx))
+        Ok(Announcements::new(self.shared.clone(), stream))
     }
 
     // ---- Probing ----

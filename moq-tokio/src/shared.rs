@@ -77,7 +77,8 @@ pub(crate) struct Meta {
 pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
     pub(crate) subs: HashMap<SubscribeId, SubRoute>,
-    pub(crate) interests: StreamMap<mpsc::UnboundedSender<Announced>>,
+    /// Each of our interests' announcements not yet taken.
+    pub(crate) interests: StreamMap<crate::announce::AnnounceQueue>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
     pub(crate) probe: Option<mpsc::UnboundedSender<crate::probe::ProbeResult>>,
@@ -517,10 +518,10 @@ impl Inner {
                 path,
                 hops,
             } => {
-                let (tx, rx) = watch::channel(false);
-                self.announced.insert((interest, path.clone()), tx);
-                if let Some(sink) = self.interests.get(&interest) {
-                    let _ = sink.send(Announced {
+                if let Some(queue) = self.interests.get_mut(&interest) {
+                    let (tx, rx) = watch::channel(false);
+                    self.announced.insert((interest, path.clone()), tx);
+                    queue.push(Announced {
                         path,
                         hops,
                         ended: rx,
@@ -528,12 +529,20 @@ impl Inner {
                 }
             }
             Event::Unannounced { interest, path } => {
-                if let Some(tx) = self.announced.remove(&(interest, path)) {
+                let untaken = self
+                    .interests
+                    .get_mut(&interest)
+                    .is_some_and(|queue| queue.withdraw(&path));
+                if let Some(tx) = self.announced.remove(&(interest, path))
+                    && !untaken
+                {
                     let _ = tx.send(true);
                 }
             }
             Event::InterestEnded { interest, .. } => {
-                self.interests.remove(&interest);
+                if let Some(mut queue) = self.interests.remove(&interest) {
+                    queue.wake();
+                }
             }
             Event::SubscribeOk { id, params } => {
                 if let Some(route) = self.subs.get(&id) {
@@ -663,7 +672,9 @@ impl Inner {
                         slot.close();
                     }
                 }
-                self.interests.clear();
+                for (_, mut queue) in self.interests.drain() {
+                    queue.wake();
+                }
                 for (_, tx) in self.announced.drain() {
                     let _ = tx.send(true);
                 }

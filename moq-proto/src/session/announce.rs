@@ -10,11 +10,11 @@
 //! [`Config::max_announce_queue`](crate::Config::max_announce_queue) of them it is a slow
 //! consumer (cancel 0x0).
 //!
-//! As subscriber, the ANNOUNCE messages the peer sends us are rate-limited per session
-//! ([`Config::announce_rate`](crate::Config::announce_rate)): past the burst, our announce
-//! streams are read no further until a token comes back.
+//! As subscriber, the changes the peer announces are reported to the application at a
+//! rate per session ([`Config::announce_rate`](crate::Config::announce_rate)): past the
+//! burst they wait, coalesced per path the same way, until a token comes back.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
 
 use super::timer::Timer;
@@ -127,7 +127,62 @@ impl InterestIn {
 #[derive(Debug)]
 pub(super) struct InterestOut {
     prefix: PathPrefix,
-    active: HashSet<BroadcastPath>,
+    /// The peer's active broadcasts, with their hops.
+    active: HashMap<BroadcastPath, Vec<HopId>>,
+    /// Paths changed since the application was told of them, in the order they changed
+    /// (a path that came back to what the application was told stays until it comes up or
+    /// the queue is compacted, and is skipped)...
+    changed: VecDeque<BroadcastPath>,
+    /// ... each with what the application was told (the hops, or `None`: not active).
+    told: HashMap<BroadcastPath, Option<Vec<HopId>>>,
+}
+
+impl InterestOut {
+    fn new(prefix: PathPrefix) -> Self {
+        Self {
+            prefix,
+            active: HashMap::new(),
+            changed: VecDeque::new(),
+            told: HashMap::new(),
+        }
+    }
+
+    /// `path` changed from `was` (the peer's state before): remember what the application
+    /// was told, or forget the change if it is back to that.
+    fn mark(&mut self, path: BroadcastPath, was: Option<Vec<HopId>>) {
+        match self.told.get(&path) {
+            None => {
+                self.told.insert(path.clone(), was);
+                self.changed.push_back(path);
+            }
+            Some(told) if told.as_ref() == self.active.get(&path) => {
+                self.told.remove(&path);
+                if self.changed.len() > 2 * self.told.len() + 16 {
+                    let told = &self.told;
+                    self.changed.retain(|p| told.contains_key(p));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// The paths the application was told are active, in path order.
+    fn told_active(&self) -> Vec<BroadcastPath> {
+        let mut paths: Vec<BroadcastPath> = self
+            .active
+            .keys()
+            .filter(|p| !self.told.contains_key(*p))
+            .chain(
+                self.told
+                    .iter()
+                    .filter(|(_, hops)| hops.is_some())
+                    .map(|(p, _)| p),
+            )
+            .cloned()
+            .collect();
+        paths.sort();
+        paths
+    }
 }
 
 impl Session {
@@ -190,13 +245,7 @@ impl Session {
         crate::Message::encoded_len(&message)?;
         let id = self.open_stream(Dir::Bi, Kind::AnnounceOut, 0);
         self.send_typed(id, StreamType::Announce, &message)?;
-        self.interests_out.insert(
-            id,
-            InterestOut {
-                prefix,
-                active: HashSet::new(),
-            },
-        );
+        self.interests_out.insert(id, InterestOut::new(prefix));
         Ok(id)
     }
 
@@ -372,23 +421,8 @@ impl Session {
     // ---- Subscriber side ----
 
     pub(super) fn recv_announce(&mut self, id: StreamId) -> bool {
-        let buffered = self
-            .streams
-            .get(&id)
-            .and_then(|s| s.recv.as_ref())
-            .is_some_and(|r| r.buffered() > 0);
-        if buffered && self.announce_tokens.available(self.now) == 0 {
-            // Past the rate: read on when a token comes back.
-            self.announce_throttled.insert(id);
-            self.stats.announce_throttled += 1;
-            if let Some(at) = self.announce_tokens.next_token(self.now) {
-                self.timers.set(Timer::AnnounceRate, at);
-            }
-            return false;
-        }
         match self.decode::<Announce>(id) {
             Input::Item(message) => {
-                self.announce_tokens.take(1, self.now);
                 self.on_announce(id, message);
                 true
             }
@@ -406,48 +440,88 @@ impl Session {
     }
 
     fn on_announce(&mut self, id: StreamId, message: Announce) {
+        self.stats.announcements_received += 1;
         let max_entries = self.config.max_announce_entries;
         let Some(interest) = self.interests_out.get_mut(&id) else {
             return;
         };
         let path = interest.prefix.join(&message.suffix);
         let failure = match message.status {
-            AnnounceStatus::Active if interest.active.contains(&path) => Some(codes::DUPLICATED),
+            AnnounceStatus::Active if interest.active.contains_key(&path) => {
+                Some(codes::DUPLICATED)
+            }
             AnnounceStatus::Active if interest.active.len() >= max_entries => Some(codes::INTERNAL),
             AnnounceStatus::Active => {
-                interest.active.insert(path.clone());
-                self.events.push_back(Event::Announced {
-                    interest: id,
-                    path,
-                    hops: message.hops,
-                });
+                interest.active.insert(path.clone(), message.hops);
+                interest.mark(path, None);
                 None
             }
-            AnnounceStatus::Ended if interest.active.remove(&path) => {
-                self.events
-                    .push_back(Event::Unannounced { interest: id, path });
-                None
-            }
-            AnnounceStatus::Ended => Some(codes::DUPLICATED),
+            AnnounceStatus::Ended => match interest.active.remove(&path) {
+                Some(hops) => {
+                    interest.mark(path, Some(hops));
+                    None
+                }
+                None => Some(codes::DUPLICATED),
+            },
         };
-        if let Some(code) = failure {
-            self.cancel(id, code);
-            self.end_interest_out(id, EndReason::Cancelled(code));
+        match failure {
+            Some(code) => {
+                self.cancel(id, code);
+                self.end_interest_out(id, EndReason::Cancelled(code));
+            }
+            None => self.report_announcements(id),
         }
     }
 
-    /// The announce rate limit has a token again: the throttled interests read on, in
-    /// stream order, while tokens last.
-    pub(super) fn on_announce_tokens(&mut self) {
-        while let Some(id) = self.announce_throttled.pop_first() {
-            if self.announce_tokens.available(self.now) == 0 {
+    /// Tells the application of an interest's changes, one token of the announce rate
+    /// each; the rest wait for the timer.
+    fn report_announcements(&mut self, id: StreamId) {
+        let now = self.now;
+        let Some(interest) = self.interests_out.get_mut(&id) else {
+            return;
+        };
+        while let Some(path) = interest.changed.pop_front() {
+            let Some(was) = interest.told.remove(&path) else {
+                continue;
+            };
+            if self.announce_tokens.take(1, now) == 0 {
+                interest.told.insert(path.clone(), was);
+                interest.changed.push_front(path);
                 self.announce_throttled.insert(id);
-                if let Some(at) = self.announce_tokens.next_token(self.now) {
+                self.stats.announce_throttled += 1;
+                if let Some(at) = self.announce_tokens.next_token(now) {
                     self.timers.set(Timer::AnnounceRate, at);
                 }
                 return;
             }
-            self.process(id);
+            self.stats.announcements_reported += 1;
+            let hops = interest.active.get(&path);
+            if was.is_some() && was.as_ref() != hops {
+                self.events.push_back(Event::Unannounced {
+                    interest: id,
+                    path: path.clone(),
+                });
+            }
+            if let Some(hops) = hops
+                && was.as_ref() != Some(hops)
+            {
+                self.events.push_back(Event::Announced {
+                    interest: id,
+                    path,
+                    hops: hops.clone(),
+                });
+            }
+        }
+    }
+
+    /// The announce rate limit has a token again: the throttled interests report on, in
+    /// stream order, while tokens last.
+    pub(super) fn on_announce_tokens(&mut self) {
+        while let Some(id) = self.announce_throttled.pop_first() {
+            self.report_announcements(id);
+            if self.announce_throttled.contains(&id) {
+                return;
+            }
         }
     }
 
@@ -458,9 +532,8 @@ impl Session {
         let Some(interest) = self.interests_out.remove(&id) else {
             return false;
         };
-        let mut paths: Vec<_> = interest.active.into_iter().collect();
-        paths.sort();
-        for path in paths {
+        self.announce_throttled.remove(&id);
+        for path in interest.told_active() {
             self.events
                 .push_back(Event::Unannounced { interest: id, path });
         }

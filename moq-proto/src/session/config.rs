@@ -27,15 +27,17 @@ pub struct Config {
     /// hops costs one entry. The first report of an interest does not count: it is read
     /// from the broadcasts as the stream takes it.
     pub max_announce_queue: usize,
-    /// ANNOUNCE messages per second the peer may send us, over all our announce interests
-    /// together (default 1000): a token bucket of [`Config::announce_burst`]. Past it the
-    /// announce streams are read no further until a token comes back, so that a publisher
-    /// that churns its broadcasts slows down instead of making us (and every session a relay
-    /// announces to) do its work at its rate. What waits counts as buffered control bytes.
+    /// Announcement changes per second reported to the application from the peer, over
+    /// all our announce interests together (default 1000): a token bucket of
+    /// [`Config::announce_burst`]. ANNOUNCE messages are always read; past the rate their
+    /// changes wait, coalesced per broadcast (one that goes active and ends while it waits is
+    /// never reported), so a publisher that churns its broadcasts makes the application (and
+    /// every session a relay announces to) work at this rate at most, and holds at most one
+    /// entry per broadcast.
     pub announce_rate: u64,
-    /// ANNOUNCE messages the peer may send in one burst (default 10 000, the default
-    /// [`Config::max_announce_entries`]: a first report of a full stream goes through at
-    /// once).
+    /// Announcement changes reported at once before the rate applies (default 10 000, the
+    /// default [`Config::max_announce_entries`]: the first report of a full stream goes
+    /// through at once).
     pub announce_burst: u64,
     /// How long to wait for the first SUBSCRIBE_OK before cancelling 0x5 (default 30 s).
     pub subscribe_timeout: Duration,

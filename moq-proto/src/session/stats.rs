@@ -67,8 +67,14 @@ pub struct SessionStats {
     /// Peer streams cancelled for holding an incomplete message too long or past
     /// [`crate::Config::max_buffered_control_bytes`].
     pub streams_abandoned: u64,
-    /// Times the peer's ANNOUNCE messages waited for the announce rate limit
-    /// ([`crate::Config::announce_rate`]).
+    /// ANNOUNCE messages the peer sent us.
+    pub announcements_received: u64,
+    /// Announcement changes reported to the application ([`crate::Event::Announced`] or
+    /// [`crate::Event::Unannounced`], or both for new hops): at most
+    /// [`crate::Config::announce_burst`] plus [`crate::Config::announce_rate`] per second,
+    /// whatever the peer sends; changes are coalesced per path while they wait.
+    pub announcements_reported: u64,
+    /// Times a change waited for the announce rate limit.
     pub announce_throttled: u64,
     /// Bytes held for control messages that have not fully arrived: at most
     /// [`crate::Config::max_buffered_control_bytes`].
@@ -113,6 +119,8 @@ pub(super) struct Counters {
     pub(super) groups_dropped: u64,
     pub(super) streams_abandoned: u64,
     pub(super) announce_throttled: u64,
+    pub(super) announcements_received: u64,
+    pub(super) announcements_reported: u64,
 }
 
 impl Session {
@@ -135,6 +143,8 @@ impl Session {
             unsent_bytes: self.unsent_data as u64,
             streams_abandoned: c.streams_abandoned,
             announce_throttled: c.announce_throttled,
+            announcements_received: c.announcements_received,
+            announcements_reported: c.announcements_reported,
             control_bytes_buffered: self.incomplete_bytes as u64,
             unread_bytes: self.unread_data as u64,
             unread_groups: (self.groups_in.len() + self.fetches_out.len()) as u64,

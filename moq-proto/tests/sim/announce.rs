@@ -623,11 +623,11 @@ fn a_broadcast_back_with_other_hops_is_ended_then_active() {
     assert_eq!(got.len(), 8 + 2);
 }
 
-#[test]
-fn announcement_churn_is_read_at_the_configured_rate() {
-    // The peer sends 60 ANNOUNCEs at once; we take a burst of 10, then 100 per second.
+/// A client with one interest on the root, reporting `burst` changes at once, then 100 a
+/// second.
+fn rate_limited(burst: u64) -> (Lone, moq_proto::StreamId) {
     let mut config = Config::default();
-    config.announce_burst = 10;
+    config.announce_burst = burst;
     config.announce_rate = 100;
     let mut lone = Lone::with_config(Role::Client, config);
     let interest = lone
@@ -635,33 +635,103 @@ fn announcement_churn_is_read_at_the_configured_rate() {
         .announce_interest(PathPrefix::root(), HopId(0))
         .unwrap();
     lone.commands();
+    (lone, interest)
+}
+
+/// The announcement events among `events`.
+fn reported(events: &[Event]) -> Vec<&Event> {
+    events
+        .iter()
+        .filter(|e| matches!(e, Event::Announced { .. } | Event::Unannounced { .. }))
+        .collect()
+}
+
+#[test]
+fn announcements_are_reported_at_the_configured_rate() {
+    // The peer announces 60 broadcasts at once: 10 are reported, then 100 a second, in the
+    // order they came.
+    let (mut lone, interest) = rate_limited(10);
     let mut bytes = Vec::new();
-    for i in 0..30 {
-        bytes.extend(active(&format!("p{i}"), &[]));
-        bytes.extend(ended(&format!("p{i}")));
+    for i in 0..60 {
+        bytes.extend(active(&format!("p{i:02}"), &[]));
     }
     lone.data(interest, &bytes);
     lone.commands();
-    let count = |events: &[Event]| {
-        events
-            .iter()
-            .filter(|e| matches!(e, Event::Announced { .. } | Event::Unannounced { .. }))
-            .count()
-    };
-    assert_eq!(count(&lone.events()), 10, "the burst");
+    let mut got: Vec<Event> = lone.events();
+    assert_eq!(reported(&got).len(), 10, "the burst");
     assert!(lone.session.stats().announce_throttled > 0);
     // Then one each 10 ms, as the clock moves a millisecond at a time.
-    let mut read = 10;
     for ms in 1..=500u64 {
         lone.advance(std::time::Duration::from_millis(1));
         lone.commands();
-        read += count(&lone.events());
+        got.extend(lone.events());
         if ms == 250 {
-            assert_eq!(read, 35, "at 250 ms");
+            assert_eq!(reported(&got).len(), 35, "at 250 ms");
         }
     }
-    assert_eq!(read, 60);
+    let paths: Vec<String> = got
+        .iter()
+        .map(|e| match e {
+            Event::Announced { path, .. } => path.to_string(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    let want: Vec<String> = (0..60).map(|i| format!("/p{i:02}")).collect();
+    assert_eq!(paths, want);
+    let stats = lone.session.stats();
+    assert_eq!(stats.announcements_received, 60);
+    assert_eq!(stats.announcements_reported, 60);
     assert!(!lone.session.is_closed());
+}
+
+#[test]
+fn churn_past_the_rate_is_coalesced_per_path() {
+    // The burst is spent; then 10 000 changes to three paths arrive at once.
+    let (mut lone, interest) = rate_limited(1);
+    lone.data(interest, &active("spent", &[]));
+    lone.commands();
+    assert_eq!(reported(&lone.events()).len(), 1);
+    let mut bytes = Vec::new();
+    for _ in 0..2500 {
+        bytes.extend(active("gone", &[]));
+        bytes.extend(ended("gone"));
+        bytes.extend(active("back", &[1]));
+        bytes.extend(ended("back"));
+    }
+    // "back" ends as it was: nothing. "new" changes hops: one report.
+    bytes.extend(active("new", &[2]));
+    bytes.extend(ended("new"));
+    bytes.extend(active("new", &[3]));
+    lone.data(interest, &bytes);
+    lone.commands();
+    assert!(reported(&lone.events()).is_empty(), "no token yet");
+    lone.advance(std::time::Duration::from_secs(1));
+    lone.commands();
+    let events = lone.events();
+    assert_eq!(
+        reported(&events),
+        [&Event::Announced {
+            interest,
+            path: path("/new"),
+            hops: vec![HopId(3)]
+        }]
+    );
+    let stats = lone.session.stats();
+    assert_eq!(stats.announcements_received, 10_004);
+    assert_eq!(stats.announcements_reported, 2);
+    // The end of the stream ends what the application was told.
+    lone.fin(interest);
+    lone.commands();
+    let events = lone.events();
+    let mut ended: Vec<String> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Unannounced { path, .. } => Some(path.to_string()),
+            _ => None,
+        })
+        .collect();
+    ended.sort();
+    assert_eq!(ended, ["/new", "/spent"]);
 }
 
 #[test]
