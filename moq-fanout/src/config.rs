@@ -40,6 +40,13 @@
 //! quic_send_window = 4194304
 //! max_unread_bytes_per_session = 1048576
 //!
+//! [upstream]                     # links to upstream relays, and shares of a route
+//! max_connection_bytes = 67108864
+//! max_announcements = 100000
+//! announce_rate = 2000
+//! announce_burst = 100000
+//! max_requests_per_peer = 32     # upstream requests one downstream peer may hold
+//!
 //! [auth]                         # no tokens: anonymous may do everything
 //! anonymous_subscribe = ["public/"]
 //! [[auth.tokens]]
@@ -95,6 +102,9 @@ pub struct RelayConfig {
     pub cache: CacheConfig,
     /// Resource limits.
     pub limits: LimitsConfig,
+    /// What differs for the links this relay dials to its upstreams, and what one
+    /// downstream peer may hold on any upstream.
+    pub upstream: UpstreamConfig,
     /// Access control.
     pub auth: AuthConfig,
     /// Logging.
@@ -185,6 +195,46 @@ impl Default for RoutingConfig {
             next_session_uri: String::new(),
             drain_timeout_ms: 5000,
             upstream_max_latency_ms: 10_000,
+        }
+    }
+}
+
+/// Limits of the links to upstream relays, and each downstream peer's share of an upstream.
+///
+/// A link to an upstream relay carries what many downstream peers asked for, and the whole
+/// table of a cluster: it gets its own session limits. Every route (an upstream link, or a
+/// publisher connected here) is shared by the downstream peers that subscribe through it;
+/// `max_requests_per_peer` keeps one of them from taking all of its streams.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct UpstreamConfig {
+    /// What one upstream link may make the relay hold (default 64 MiB; see
+    /// `limits.max_connection_bytes` for a peer that connects here).
+    pub max_connection_bytes: usize,
+    /// Most active broadcasts an upstream may announce on its link (default 100 000).
+    pub max_announcements: usize,
+    /// Announcement changes per second taken from an upstream link (default 2000), after a
+    /// burst of `announce_burst` (default 100 000: a cluster's whole table at once).
+    pub announce_rate: u64,
+    /// See `announce_rate`.
+    pub announce_burst: u64,
+    /// Most requests one downstream peer may have open on one route at once: the relayed
+    /// tracks it started (the first subscriber of a track opens its upstream subscription)
+    /// and the fetches forwarded for it (default 32). Past it a subscription is refused
+    /// with Subscribe code 0x0 and a fetch with Fetch code 0x0; tracks others already
+    /// relay are still joined.
+    pub max_requests_per_peer: usize,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        Self {
+            max_connection_bytes: 64 * 1024 * 1024,
+            max_announcements: 100_000,
+            announce_rate: 2000,
+            announce_burst: 100_000,
+            max_requests_per_peer: 32,
         }
     }
 }
@@ -452,6 +502,9 @@ impl RelayConfig {
         }
         if self.cache.groups == 0 {
             return bad("cache.groups must be at least 1");
+        }
+        if self.upstream.max_requests_per_peer == 0 {
+            return bad("upstream.max_requests_per_peer must be at least 1");
         }
         if self.cache.bytes > self.limits.max_queued_bytes_per_session {
             // A cached group larger than a session may queue could never be fetched.

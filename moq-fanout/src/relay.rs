@@ -77,6 +77,47 @@ struct Inner {
     /// Every change to what peers are told, sent under the state lock in table order; each
     /// peer's task applies them to its own router (see `Change`).
     feed: tokio::sync::broadcast::Sender<Change>,
+    /// Requests open on each route for each downstream peer (see `Share`). Taken with the
+    /// state lock held or alone, never the other way round.
+    shares: Mutex<HashMap<(PeerId, PeerId), usize>>,
+}
+
+/// One request a downstream peer has open on a route (`upstream.max_requests_per_peer`):
+/// counted while this lives.
+struct Share {
+    relay: Weak<Inner>,
+    key: (PeerId, PeerId),
+}
+
+impl Share {
+    /// A share of `route` for `requester`, if it has fewer than the limit open there.
+    fn take(relay: &Arc<Inner>, requester: PeerId, route: PeerId) -> Option<Self> {
+        let key = (requester, route);
+        let mut shares = lock(&relay.shares);
+        let held = shares.entry(key).or_insert(0);
+        if *held >= relay.config.upstream.max_requests_per_peer {
+            return None;
+        }
+        *held += 1;
+        Some(Self {
+            relay: Arc::downgrade(relay),
+            key,
+        })
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        if let Some(relay) = self.relay.upgrade() {
+            let mut shares = lock(&relay.shares);
+            if let Some(held) = shares.get_mut(&self.key) {
+                *held -= 1;
+                if *held == 0 {
+                    shares.remove(&self.key);
+                }
+            }
+        }
+    }
 }
 
 /// Changes the feed keeps for peers that have not applied them yet; a peer further behind
@@ -220,6 +261,7 @@ impl Relay {
                 cache_total,
                 held: Mutex::new(None),
                 feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
+                shares: Mutex::new(HashMap::new()),
             }),
         }
     }
@@ -261,6 +303,18 @@ impl Relay {
         config.probe_padding_max_rate = limits.probe_padding_max_rate;
         config.probe_padding_burst = limits.probe_padding_burst_bytes;
         config.probe_padding_refill_rate = limits.probe_padding_refill_rate;
+        config
+    }
+
+    /// The session configuration for a link this relay dials to an upstream relay:
+    /// [`Relay::session_config`] with the `[upstream]` limits.
+    pub fn link_config(&self) -> Config {
+        let upstream = &self.inner.config.upstream;
+        let mut config = self.session_config();
+        config.max_connection_bytes = upstream.max_connection_bytes;
+        config.max_announce_entries = upstream.max_announcements;
+        config.announce_rate = upstream.announce_rate;
+        config.announce_burst = upstream.announce_burst;
         config
     }
 
@@ -797,13 +851,19 @@ impl Inner {
             writer.reject(code::subscribe::INTERNAL);
             return;
         }
-        let Some(session) = origin
+        let Some((route, session)) = origin
             .best_route(requester)
-            .and_then(|r| peers.get(&r.peer))
-            .map(|p| p.session.clone())
+            .and_then(|r| Some((r.peer, peers.get(&r.peer)?.session.clone())))
         else {
             drop(state);
             writer.reject(code::subscribe::NOT_FOUND);
+            return;
+        };
+        // One requester may not take every stream of the route.
+        let Some(share) = Share::take(self, requester, route) else {
+            drop(state);
+            log_refusal!(tracing::Level::INFO, peer = %requester, path = %clip(request.path.as_str()), "subscribe refused: upstream requests per peer at the limit");
+            writer.reject(code::subscribe::INTERNAL);
             return;
         };
         let params = SubscribeParams {
@@ -845,6 +905,8 @@ impl Inner {
         let relay = Arc::downgrade(self);
         let (path, track) = (request.path, request.track);
         let detach: Detach = Box::new(move |rx, force| {
+            // Held as long as the fan-out runs (it owns this closure).
+            let _share = &share;
             let mut joined = Vec::new();
             let Some(relay) = relay.upgrade() else {
                 return joined;
@@ -866,7 +928,7 @@ impl Inner {
     }
 
     /// A downstream fetch: from the cache, or forwarded upstream.
-    fn fetch(&self, requester: PeerId, request: FetchRequest, mut writer: FetchWriter) {
+    fn fetch(self: &Arc<Self>, requester: PeerId, request: FetchRequest, mut writer: FetchWriter) {
         let state = lock(&self.state);
         let Some(origin) = state.origins.get(&request.path) else {
             drop(state);
@@ -888,12 +950,16 @@ impl Inner {
             let _ = writer.finish();
             return;
         }
-        let session = origin
+        let route = origin
             .best_route(requester)
-            .and_then(|r| state.peers.get(&r.peer))
-            .map(|p| p.session.clone());
+            .and_then(|r| Some((r.peer, state.peers.get(&r.peer)?.session.clone())));
         drop(state);
-        let Some(session) = session else {
+        let Some((route, session)) = route else {
+            writer.reject(code::fetch::INTERNAL);
+            return;
+        };
+        let Some(share) = Share::take(self, requester, route) else {
+            log_refusal!(tracing::Level::INFO, peer = %requester, path = %clip(request.path.as_str()), "fetch refused: upstream requests per peer at the limit");
             writer.reject(code::fetch::INTERNAL);
             return;
         };
@@ -911,6 +977,7 @@ impl Inner {
         };
         tracing::debug!(path = %request.path, group = request.group.0, "fetch forwarded upstream");
         tokio::spawn(async move {
+            let _share = share;
             loop {
                 match tokio::time::timeout(FETCH_TIMEOUT, reader.read_frame()).await {
                     Ok(Ok(Some(frame))) => {

@@ -294,7 +294,7 @@ async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>)
     let shown = crate::redact::url(&url);
     while !relay.is_shutting_down() {
         let peer = relay.prepare_with(Access::all());
-        let config = relay.session_config();
+        let config = relay.link_config();
         let router = Some(peer.router());
         let connect = async {
             dialer

@@ -1003,3 +1003,93 @@ async fn announce_churn_is_taken_at_the_rate_and_costs_idle_peers_one_entry_per_
     println!("good client served in {served:?}");
     drop((idle, attacker, send));
 }
+
+/// Serves any track name and holds the writers: each accepted subscription keeps its
+/// stream open, as a live track does.
+#[derive(Clone, Default)]
+struct AnyTrack {
+    served: Arc<std::sync::Mutex<Vec<(String, moq_quinn::TrackWriter)>>>,
+}
+
+impl AnyTrack {
+    fn names(&self) -> Vec<String> {
+        let served = self.served.lock().unwrap();
+        served.iter().map(|(name, _)| name.clone()).collect()
+    }
+}
+
+impl moq_quinn::TrackHandler for AnyTrack {
+    fn serve_track(&self, request: moq_quinn::TrackRequest, mut writer: moq_quinn::TrackWriter) {
+        let _ = writer.accept(Default::default());
+        self.served.lock().unwrap().push((request.track, writer));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_downstream_peer_cannot_take_every_stream_of_a_route() {
+    let _serial = SERIAL.lock().await;
+    const SHARE: usize = 8;
+    const CREDIT: u32 = 12;
+    let mut config = config();
+    config.upstream.max_requests_per_peer = SHARE;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    // The publisher lets the relay open 12 streams at once, and serves any track name.
+    let mut options = moq_quinn::QuicOptions::default();
+    options.max_streams = CREDIT;
+    let publisher_client = moq_quinn::Client::with_options(ServerTrust::Insecure, options)
+        .expect("publisher endpoint");
+    let tracks = AnyTrack::default();
+    let router = moq_quinn::Router::new();
+    router.publish(PATH, tracks.clone());
+    let _publisher = connect(&publisher_client, &url, Some(router)).await;
+    known(&relay, 1).await;
+
+    // The attacker asks for 40 names: each would hold one of the route's 12 streams.
+    let attacker = connect(&client(), &url, None).await;
+    let mut readers: Vec<_> = (0..40)
+        .map(|i| {
+            attacker
+                .subscribe(PATH, &format!("grab-{i}"), ordered())
+                .unwrap()
+        })
+        .collect();
+    let mut refused = 0;
+    for reader in readers.iter_mut() {
+        let outcome = within("accepted or refused", async {
+            loop {
+                if reader.publisher_params().is_some() {
+                    return None;
+                }
+                if let Ok(Err(end)) =
+                    tokio::time::timeout(Duration::from_millis(10), reader.next_group()).await
+                {
+                    return Some(end);
+                }
+            }
+        })
+        .await;
+        if let Some(end) = outcome {
+            assert_eq!(end, StreamEndError::Reset(code::subscribe::INTERNAL));
+            refused += 1;
+        }
+    }
+    let served = tracks.names().len();
+    println!("route share: {served} of 40 names reached the publisher, {refused} refused");
+    assert_eq!(served, SHARE);
+    assert_eq!(refused, 40 - SHARE);
+
+    // Another client is still served through the same route: a new track gets a stream.
+    let good = connect(&client(), &url, None).await;
+    let reader = good.subscribe(PATH, "good", ordered()).unwrap();
+    accepted(&reader).await;
+    assert!(tracks.names().contains(&"good".to_owned()));
+    // The attacker's share comes back as its requests end.
+    drop(readers);
+    until("the attacker's share is given back", || {
+        relay.relay().broadcasts()[0].tracks.len() == 1
+    })
+    .await;
+    let again = attacker.subscribe(PATH, "grab-again", ordered()).unwrap();
+    accepted(&again).await;
+}
