@@ -2,7 +2,9 @@
 //! several hostile connections at once each pick an attack at random (half-sent control
 //! messages, slowloris streams, subscribers that never read or grant no stream credit,
 //! empty-frame floods, announce floods, publishers that vanish mid-group, frames too large to
-//! hold, probes for a huge target, handshakes that never finish), while a good publisher and
+//! hold, probes for a huge target, handshakes that never finish, broadcasts that come and go
+//! as fast as the link allows beside announce interests never read, subscriptions to made-up
+//! track names to take every stream of a route), while a good publisher and
 //! good subscribers run beside them. It checks that no connection's ledger passes its cap,
 //! that the process stays under the server-wide bound, that good clients are served, and
 //! that no group reaches a good subscriber as complete that was not.
@@ -27,7 +29,7 @@ use moq_quinn::{Broadcast, Client, Config, Router, ServerTrust, Session, Subscri
 use tokio::net::UdpSocket;
 
 /// The attacks, each picked at random by every hostile connection in turn.
-pub const ATTACKS: [&str; 10] = [
+pub const ATTACKS: [&str; 12] = [
     "half-sent messages",
     "slowloris",
     "never-reading subscriber",
@@ -38,6 +40,8 @@ pub const ATTACKS: [&str; 10] = [
     "frames too large",
     "probe for a huge target",
     "stalled handshake",
+    "announce churn",
+    "route grab",
 ];
 
 /// What a run saw.
@@ -418,6 +422,81 @@ async fn attack_once(
             let probe = session.probe(1 << 40);
             hold.await;
             drop((probe, session));
+        }
+        // Broadcasts that come and go as fast as they can, and an announce interest that
+        // is never read.
+        10 => {
+            let Ok(client) = Client::new(ServerTrust::Insecure) else {
+                return;
+            };
+            let router = Router::new();
+            let Ok(session) = client
+                .connect(url, Config::default(), Some(router.clone()))
+                .await
+            else {
+                return;
+            };
+            let mut transport = quinn::TransportConfig::default();
+            transport.stream_receive_window(quinn::VarInt::from_u32(4096));
+            let idle = raw(addr, transport).await;
+            let mut interest = None;
+            if let Some(idle) = &idle
+                && let Ok((mut send, recv)) = idle.conn.open_bi().await
+            {
+                let mut msg = BytesMut::new();
+                msg.put_u8(StreamType::Announce.to_byte());
+                let _ = moq_proto::message::AnnounceInterest {
+                    prefix: moq_proto::PathPrefix::root(),
+                    exclude_hop: moq_proto::HopId(0),
+                }
+                .encode(&mut msg);
+                let _ = send.write_all(&msg).await;
+                interest = Some((send, recv));
+            }
+            let salt = rng.u64(..);
+            let paths: Vec<BroadcastPath> = (0..8)
+                .map(|i| {
+                    let mut path = format!("/flood/churn/{salt}/{i}/");
+                    path.push_str(&"x".repeat(1000));
+                    BroadcastPath::new(&path)
+                })
+                .collect();
+            let mut n = 0u64;
+            while Instant::now() < until && n < 1_000_000 {
+                let path = &paths[n as usize % paths.len()];
+                router.publish(path.clone(), Broadcast::new());
+                router.unpublish(path);
+                n += 1;
+                if n % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+            drop((interest, idle, session));
+        }
+        // Subscriptions to made-up track names of the good broadcast, again and again: each
+        // would take a stream of its route.
+        11 => {
+            let Ok(client) = Client::new(ServerTrust::Insecure) else {
+                return;
+            };
+            let Ok(session) = client.connect(url, Config::default(), None).await else {
+                return;
+            };
+            let salt = rng.u64(..);
+            let mut round = 0u64;
+            while Instant::now() < until && round < 10_000 {
+                let readers: Vec<_> = (0..100)
+                    .filter_map(|i| {
+                        let name = format!("grab-{salt}-{round}-{i}");
+                        session
+                            .subscribe(GOOD_PATH, &name, SubscribeParams::default())
+                            .ok()
+                    })
+                    .collect();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                drop(readers);
+                round += 1;
+            }
         }
         // Handshakes that never finish: the server's answers go nowhere.
         _ => {
