@@ -14,7 +14,9 @@ mod endpoint;
 mod gate;
 mod options;
 mod server;
-pub mod tls;
+/// TLS identities, trust and the ring configurations (the `moq-tls` crate, which needs no
+/// async runtime).
+pub use moq_tls as tls;
 
 pub use congestion::{Congestion, transport_stats};
 pub use endpoint::{ListenError, Listener, client_config};

@@ -164,14 +164,14 @@ fn platform_roots() -> &'static rustls::RootCertStore {
 pub fn client_crypto(
     trust: &ServerTrust,
     alpn: &[u8],
-) -> Result<quinn::crypto::rustls::QuicClientConfig, rustls::Error> {
+) -> Result<quinn_proto::crypto::rustls::QuicClientConfig, rustls::Error> {
     let mut tls = rustls::ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(Verifier::new(trust)?)
         .with_no_client_auth();
     tls.alpn_protocols = vec![alpn.to_vec()];
-    quinn::crypto::rustls::QuicClientConfig::try_from(tls)
+    quinn_proto::crypto::rustls::QuicClientConfig::try_from(tls)
         .map_err(|e| rustls::Error::General(e.to_string()))
 }
 
@@ -180,13 +180,13 @@ pub fn client_crypto(
 pub fn server_crypto(
     identity: Identity,
     alpn: &[u8],
-) -> Result<quinn::crypto::rustls::QuicServerConfig, rustls::Error> {
+) -> Result<quinn_proto::crypto::rustls::QuicServerConfig, rustls::Error> {
     let mut tls = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_no_client_auth()
         .with_single_cert(identity.chain, identity.key)?;
     tls.alpn_protocols = vec![alpn.to_vec()];
-    quinn::crypto::rustls::QuicServerConfig::try_from(tls)
+    quinn_proto::crypto::rustls::QuicServerConfig::try_from(tls)
         .map_err(|e| rustls::Error::General(e.to_string()))
 }
 
