@@ -54,14 +54,11 @@ struct Args {
     /// Trust the certificate with this SHA-256, as printed by --serve (64 hex digits,
     /// colons allowed).
     #[arg(long, value_name = "HEX", requires = "subscribe", value_parser = parse_hash)]
-    hash: Option<[u8; 32]>,
+    hash: Option<ServerTrust>,
 }
 
-fn parse_hash(text: &str) -> Result<[u8; 32], String> {
-    let mut out = [0u8; 32];
-    hex::decode_to_slice(text.replace(':', ""), &mut out)
-        .map_err(|e| format!("64 hex digits (the SHA-256 printed by --serve): {e}"))?;
-    Ok(out)
+fn parse_hash(text: &str) -> Result<ServerTrust, String> {
+    ServerTrust::from_hash_hex(text).map_err(|e| format!("{e} (printed by --serve)"))
 }
 
 fn unix_micros() -> u64 {
@@ -233,7 +230,7 @@ async fn main() -> Result<(), Error> {
 
     if let Some(url) = &args.subscribe {
         let trust = match (args.hash, args.insecure) {
-            (Some(hash), _) => ServerTrust::Hash(hash),
+            (Some(trust), _) => trust,
             (None, true) => ServerTrust::Insecure,
             (None, false) => {
                 return Err(

@@ -23,7 +23,7 @@ pub use endpoint::{ListenError, Listener, client_config};
 pub use gate::WriteGate;
 pub use options::{HandshakeLimits, QuicOptions};
 pub use server::{Handshake, HandshakeStats, HandshakeTimedOut, Incoming, Server};
-pub use tls::{CertError, Identity, ServerTrust, certificate_hash};
+pub use tls::{CertError, HashError, Identity, ServerTrust, certificate_hash};
 
 pub use rustls::pki_types::CertificateDer;
 

@@ -38,8 +38,8 @@ mod endpoint;
 pub use conn::{QuicConnection, RecvStream, SendStream};
 pub use endpoint::{Client, ConnectError, Incoming, NativeQuic, Server};
 pub use moq_quic::{
-    CertError, CertificateDer, Congestion, HandshakeLimits, HandshakeStats, Identity, QuicOptions,
-    ServerTrust, certificate_hash, congestion, tls, try_write,
+    CertError, CertificateDer, Congestion, HandshakeLimits, HandshakeStats, HashError, Identity,
+    QuicOptions, ServerTrust, certificate_hash, congestion, tls, try_write,
 };
 
 pub use moq_tokio::*;

@@ -142,7 +142,26 @@ impl ServerTrust {
     pub fn platform_and(cas: impl IntoIterator<Item = CertificateDer<'static>>) -> Self {
         Self::Roots(cas.into_iter().collect())
     }
+
+    /// [`ServerTrust::Hash`] from the SHA-256 in hex, as servers print it (64 digits;
+    /// colons between bytes allowed).
+    ///
+    /// ```
+    /// let trust = moq_tls::ServerTrust::from_hash_hex(&"ab".repeat(32))?;
+    /// assert!(matches!(trust, moq_tls::ServerTrust::Hash(h) if h == [0xab; 32]));
+    /// # Ok::<(), moq_tls::HashError>(())
+    /// ```
+    pub fn from_hash_hex(text: &str) -> Result<Self, HashError> {
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(text.trim().replace(':', ""), &mut hash)?;
+        Ok(Self::Hash(hash))
+    }
 }
+
+/// A certificate hash that is not 64 hex digits.
+#[derive(Debug, thiserror::Error)]
+#[error("a certificate hash is the SHA-256 in 64 hex digits: {0}")]
+pub struct HashError(#[from] hex::FromHexError);
 
 /// The platform's trusted roots, loaded once: the operating system's store, or Mozilla's
 /// roots where it has none.

@@ -70,7 +70,7 @@ pub use conn::{RecvStream, SendStream, WebTransportConnection};
 pub use endpoint::{
     ALPN_H3, Client, ConnectError, Incoming, Server, WebTransport, WebTransportOptions,
 };
-pub use moq_quic::tls::{CertError, Identity, ServerTrust, certificate_hash};
+pub use moq_quic::tls::{CertError, HashError, Identity, ServerTrust, certificate_hash};
 pub use moq_quic::{HandshakeLimits, HandshakeStats};
 
 pub use moq_tokio::*;
