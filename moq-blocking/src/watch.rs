@@ -23,6 +23,9 @@ pub struct Watch {
     pub track: String,
     /// How many whole groups to read (fewer if the track ends first).
     pub groups: usize,
+    /// Whether to fetch the first group again (a peer without FETCH on moq-lite-04, such
+    /// as moq-net, answers with nothing).
+    pub fetch: bool,
     /// The probe's target, in bits per second (`None`: no probe).
     pub probe: Option<u64>,
     /// How long any one step may take.
@@ -35,6 +38,7 @@ impl Default for Watch {
             prefix: PathPrefix::root(),
             track: String::new(),
             groups: 1,
+            fetch: true,
             probe: Some(1_000_000),
             step_timeout: Duration::from_secs(5),
         }
@@ -50,7 +54,8 @@ pub struct Watched {
     pub groups: Vec<(GroupSequence, Vec<Bytes>)>,
     /// The frames of the first group, fetched again.
     pub fetched: Vec<Bytes>,
-    /// The peer's first probe reply: its bitrate estimate (bits/s) and RTT.
+    /// The peer's first probe reply: its bitrate estimate (bits/s) and RTT (`None`: the
+    /// peer ended the probe without one).
     pub probe: Option<(u64, Duration)>,
 }
 
@@ -103,7 +108,7 @@ pub fn watch(mut conn: Connection, what: &Watch) -> Result<Watched, Error> {
     conn.session().unsubscribe(id)?;
 
     // Fetch the first group again.
-    if let Some((sequence, _)) = watched.groups.first() {
+    if let Some((sequence, _)) = watched.groups.first().filter(|_| what.fetch) {
         let stream = conn.session().fetch(Fetch {
             path: path.clone(),
             track: what.track.clone(),

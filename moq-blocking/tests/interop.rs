@@ -51,7 +51,10 @@ async fn against_our_interop_server() {
     assert_eq!(watched.groups, [(GroupSequence(1), vec![hello.clone()])]);
     assert_eq!(watched.fetched, [hello]);
     let (bitrate, rtt) = watched.probe.expect("a probe reply");
-    assert!(bitrate > 0 || rtt > Duration::ZERO, "a measurement: {bitrate} {rtt:?}");
+    assert!(
+        bitrate > 0 || rtt > Duration::ZERO,
+        "a measurement: {bitrate} {rtt:?}"
+    );
 }
 
 /// Frame `i` of group `seq`: its position, padded to `size` bytes.

@@ -288,6 +288,51 @@ async fn moq_rs_server_publishes_our_client_discovers_and_reads_every_frame() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
+async fn moq_rs_server_publishes_the_blocking_driver_reads_every_frame() {
+    let mut peer = Peer::start(
+        "server_publish.py",
+        &["live/demo", "frames", "3", "4", PEER_LIFETIME],
+    );
+    let addr: std::net::SocketAddr = peer.listening().await.parse().expect("an address");
+    // The driver runs on a thread of its own, with no runtime; moq-net has no FETCH on
+    // moq-lite-04 (D21).
+    let what = moq_blocking::Watch {
+        track: "frames".into(),
+        groups: 3,
+        fetch: false,
+        ..moq_blocking::Watch::default()
+    };
+    let viewer = std::thread::spawn(move || {
+        let conn = moq_blocking::Connection::connect(
+            addr,
+            "localhost",
+            &moq_tls::ServerTrust::Insecure,
+            Config::default(),
+        )?;
+        moq_blocking::watch(conn, &what)
+    });
+    let watched = tokio::time::timeout(WAIT, tokio::task::spawn_blocking(|| viewer.join()))
+        .await
+        .expect("the viewer finishes in time")
+        .expect("joined")
+        .expect("the viewer does not panic")
+        .unwrap_or_else(|e| peer.fail(&format!("the viewer failed: {e}")));
+    assert_eq!(watched.path, Some(BroadcastPath::new("/live/demo")));
+    let frames: Vec<(u64, String)> = watched
+        .groups
+        .iter()
+        .flat_map(|(seq, frames)| {
+            frames
+                .iter()
+                .map(move |f| (seq.0, String::from_utf8_lossy(f).into_owned()))
+        })
+        .collect();
+    assert_eq!(frames, expected(0, 3, 4));
+    peer.expect("PUBLISHED").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs python3-venv and PyPI moq-rs; run scripts/peers"]
 async fn our_server_publishes_moq_rs_client_reads_every_frame() {
     let (server, track) = our_server("/live/rust", "frames");
     let port = keep_accepting(server);
