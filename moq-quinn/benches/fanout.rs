@@ -60,12 +60,20 @@ fn current_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Timeouts long enough for a run under valgrind.
+const SLOW_MACHINE: Duration = Duration::from_secs(600);
+
 fn config() -> Config {
     let mut c = Config::default();
     // Throughput run: never drop, measure what the transport delivers (the 1 GiB of a run
     // is written at once, so it must fit the per-subscription and the session budgets).
     c.max_queued_bytes_per_subscription = 1 << 30;
     c.max_queued_bytes = 1 << 31;
+    c.max_connection_bytes = 1 << 31;
+    // Under valgrind (the instruction counts below) everything runs about 50 times slower:
+    // the timeouts that guard against stalled peers must not fire on a slow machine.
+    c.frame_stall_timeout = SLOW_MACHINE;
+    c.incomplete_message_timeout = SLOW_MACHINE;
     if let Some(w) = std::env::var("FANOUT_UNREAD")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -92,11 +100,14 @@ fn setup() -> Setup {
     let identity = Identity::self_signed(&["localhost"]).expect("cert");
     let cert = identity.leaf().cloned().expect("leaf");
     let router = Router::new();
-    let server = Server::bind(
+    let mut options = moq_quinn::QuicOptions::default();
+    options.handshake.timeout = SLOW_MACHINE;
+    let server = Server::bind_with_options(
         "127.0.0.1:0".parse().expect("addr"),
         identity,
         config(),
         router.clone(),
+        options,
     )
     .expect("bind");
     let url = format!(
