@@ -6,10 +6,13 @@
 //! `FANIN_REPS` runs (default 3; the sides alternate) and the process's CPU time per MB
 //! (server and subscriber together: the server's share is the same for both sides, so the
 //! difference is the subscriber's). `FANIN_GROUPS` sets the groups per run (default 64 of
-//! 256 frames: 256 MiB).
+//! 256 frames: 256 MiB). The publisher stays at most two groups ahead of the subscriber, so
+//! the rate is what the path delivers, not what a subscriber's budget sheds.
 
 #![allow(clippy::disallowed_methods, missing_docs)]
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -48,13 +51,21 @@ fn params() -> SubscribeParams {
     }
 }
 
-/// Writes `groups` groups of 256 frames of 16 KiB once the track has a subscriber.
-async fn publish(track: TrackProducer, groups: usize) {
+/// Groups the publisher may be ahead of the subscriber (8 MiB: inside the subscriber's
+/// ledger, so nothing is shed and the rate is what the path delivers).
+const AHEAD: usize = 2;
+
+/// Writes `groups` groups of 256 frames of 16 KiB once the track has a subscriber, at
+/// most [`AHEAD`] groups ahead of what the subscriber has read.
+async fn publish(track: TrackProducer, groups: usize, read: Arc<AtomicUsize>) {
     while track.subscriber_count() == 0 {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let payload = Bytes::from(vec![0xab; FRAME]);
-    for _ in 0..groups {
+    for written in 0..groups {
+        while written >= read.load(Ordering::Acquire) + AHEAD {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
         let group = track.append_group();
         for _ in 0..FRAMES_PER_GROUP {
             group.write_frame(payload.clone());
@@ -70,6 +81,7 @@ fn blocking_reader(
     trust: ServerTrust,
     path: String,
     groups: usize,
+    read: Arc<AtomicUsize>,
 ) -> usize {
     let mut conn = Connection::connect(addr, "localhost", &trust, moq_proto::Config::default())
         .expect("connect");
@@ -78,8 +90,8 @@ fn blocking_reader(
         .subscribe(path.as_str().into(), "data", params())
         .expect("subscribe");
     let mut bytes = 0;
-    let mut read = 0;
-    while read < groups {
+    let mut done = 0;
+    while done < groups {
         let deadline = Instant::now() + Duration::from_secs(30);
         let stream = match conn.next_event(deadline).expect("driven") {
             Some(Event::GroupReceived {
@@ -95,14 +107,21 @@ fn blocking_reader(
                 FrameRead::Blocked => unreachable!(),
             }
         }
-        read += 1;
+        done += 1;
+        read.store(done, Ordering::Release);
     }
     let _ = conn.close(moq_proto::ErrorCode(0), "done");
     bytes
 }
 
 /// moq-tokio's subscriber: bytes read.
-async fn tokio_reader(url: String, trust: ServerTrust, path: String, groups: usize) -> usize {
+async fn tokio_reader(
+    url: String,
+    trust: ServerTrust,
+    path: String,
+    groups: usize,
+    read: Arc<AtomicUsize>,
+) -> usize {
     let client = Client::new(trust).expect("client");
     let session = client
         .connect(&url, Config::default(), None)
@@ -112,11 +131,12 @@ async fn tokio_reader(url: String, trust: ServerTrust, path: String, groups: usi
         .subscribe(path.as_str(), "data", params())
         .expect("subscribe");
     let mut bytes = 0;
-    for _ in 0..groups {
+    for done in 1..=groups {
         let mut group = reader.next_group().await.expect("a group").expect("open");
         while let Ok(Some(frame)) = group.read_frame().await {
             bytes += frame.len();
         }
+        read.store(done, Ordering::Release);
     }
     bytes
 }
@@ -167,19 +187,16 @@ fn main() {
             router.publish(path.as_str(), broadcast);
             let cpu_before = cpu();
             let start = Instant::now();
-            let publisher = runtime.spawn(publish(track, groups));
+            let read = Arc::new(AtomicUsize::new(0));
+            let publisher = runtime.spawn(publish(track, groups, read.clone()));
             let bytes = if side == 0 {
                 let (trust, path) = (trust.clone(), path.clone());
-                std::thread::spawn(move || blocking_reader(addr, trust, path, groups))
+                std::thread::spawn(move || blocking_reader(addr, trust, path, groups, read))
                     .join()
                     .expect("the blocking reader")
             } else {
-                runtime.block_on(tokio_reader(
-                    url.clone(),
-                    trust.clone(),
-                    path.clone(),
-                    groups,
-                ))
+                let reader = tokio_reader(url.clone(), trust.clone(), path.clone(), groups, read);
+                runtime.block_on(reader)
             };
             let elapsed = start.elapsed().as_secs_f64();
             let cpu_used = (cpu() - cpu_before).as_secs_f64();

@@ -32,10 +32,10 @@
 //! # }
 //! ```
 //!
-//! Stream data is handed to the session as it arrives, until the session holds
-//! [`READ_AHEAD`] bytes no reader has taken; then streams are read no further (QUIC's flow
-//! control holds the peer back) until the application reads. What is held counts in the
-//! session's ledger ([`moq_proto::Ledger`]), which bounds it in any case.
+//! Stream data is handed to the session as it arrives: what no reader has taken is held in
+//! the session and counted in its ledger ([`moq_proto::Ledger`]), which bounds it (past
+//! its cap the largest holder is shed). Reading every stream at once keeps one group's
+//! stream from waiting behind another's data for the connection's flow-control credit.
 
 mod watch;
 
@@ -66,10 +66,6 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Datagrams read in one turn before the cores run again.
 const READS_PER_TURN: usize = 64;
-
-/// Received group and fetch bytes the session may hold unread before streams are read no
-/// further: past it, QUIC's flow control holds the peer back until the application reads.
-pub const READ_AHEAD: usize = 4 * 1024 * 1024;
 
 /// Why the connection could not be made or went on no further.
 #[derive(Debug, thiserror::Error)]
@@ -124,8 +120,6 @@ pub struct Connection {
     waiting: [VecDeque<(StreamId, i32)>; 2],
     /// The session's events, in order, until the application takes them.
     events: VecDeque<Event>,
-    /// Streams with data left in QUIC while the session holds [`READ_AHEAD`] unread.
-    deferred: Vec<quinn_proto::StreamId>,
     /// The QUIC connection has ended (closed by either side, or lost).
     lost: bool,
     recv_buf: Vec<u8>,
@@ -185,7 +179,6 @@ impl Connection {
             by_quic: HashMap::new(),
             waiting: [VecDeque::new(), VecDeque::new()],
             events: VecDeque::new(),
-            deferred: Vec::new(),
             lost: false,
             recv_buf: vec![0; 65_536],
             send_buf: Vec::with_capacity(1500),
@@ -364,12 +357,6 @@ impl Connection {
     fn flush(&mut self) {
         loop {
             let mut progressed = false;
-            if !self.deferred.is_empty() && self.session.unread_bytes() < READ_AHEAD {
-                progressed = true;
-                for quic in std::mem::take(&mut self.deferred) {
-                    self.read(quic);
-                }
-            }
             while let Some(event) = self.quic.poll_endpoint_events() {
                 if let Some(event) = self.endpoint.handle_event(self.handle, event) {
                     self.quic.handle_event(event);
@@ -410,13 +397,7 @@ impl Connection {
                     self.read(quic);
                 }
             }
-            quinn_proto::Event::Stream(StreamEvent::Readable { id }) => {
-                if self.session.unread_bytes() < READ_AHEAD {
-                    self.read(id);
-                } else if !self.deferred.contains(&id) {
-                    self.deferred.push(id);
-                }
-            }
+            quinn_proto::Event::Stream(StreamEvent::Readable { id }) => self.read(id),
             quinn_proto::Event::Stream(StreamEvent::Writable { id }) => {
                 if let Some(&ours) = self.by_quic.get(&id) {
                     self.write(ours);
