@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use moq_tokio::{Config, Router, Session};
+pub use moq_tokio::{Config, Router, Session};
 
 use moq_webtransport::{Client, ConnectError, ServerTrust, WebTransportOptions};
 

@@ -467,7 +467,7 @@ async fn attack_once(
                 router.publish(path.clone(), Broadcast::new());
                 router.unpublish(path);
                 n += 1;
-                if n % 100 == 0 {
+                if n.is_multiple_of(100) {
                     tokio::task::yield_now().await;
                 }
             }

@@ -1095,8 +1095,11 @@ impl Inner {
                 }
                 uri = &mut goaway_received, if !goaway_seen => {
                     goaway_seen = true;
-                    tracing::info!(peer = %id, uri = ?uri, "peer sent GOAWAY: closing the session");
-                    session.close(code::session::NO_ERROR, "goaway");
+                    // `None`: the session ended without a GOAWAY (the next turn sees it).
+                    if let Some(uri) = uri {
+                        tracing::info!(peer = %id, %uri, "peer sent GOAWAY: closing the session");
+                        session.close(code::session::NO_ERROR, "goaway");
+                    }
                 }
             }
         }

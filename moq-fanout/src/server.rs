@@ -93,6 +93,13 @@ impl RelayServer {
     ) -> Result<Self, StartError> {
         let identity = identity(&config)?;
         let certificate = identity.leaf().cloned();
+        // Clients pin a self-signed certificate by this hash (`--cert-hash`, a browser's
+        // serverCertificateHashes): logged with every listener.
+        let hash: String = certificate
+            .as_ref()
+            .map(moq_quinn::certificate_hash)
+            .map(hex::encode)
+            .unwrap_or_default();
         let relay = Relay::new(config.clone(), access);
         let limits = &config.limits;
         let idle = Duration::from_millis(limits.idle_timeout_ms);
@@ -129,7 +136,7 @@ impl RelayServer {
                 addr,
                 reason: e.to_string(),
             })?;
-            tracing::info!(addr = %local, kind = "quic", "listening");
+            tracing::info!(addr = %local, kind = "quic", cert_sha256 = %hash, "listening");
             tasks.push(tokio::spawn(accept_quic(relay.clone(), server.clone())));
             quic = Some(server);
         }
@@ -156,12 +163,6 @@ impl RelayServer {
                 addr,
                 reason: e.to_string(),
             })?;
-            // Browsers pin a self-signed certificate by this hash (serverCertificateHashes).
-            let hash: String = certificate
-                .as_ref()
-                .map(moq_webtransport::certificate_hash)
-                .map(hex::encode)
-                .unwrap_or_default();
             tracing::info!(addr = %local, kind = "webtransport", cert_sha256 = %hash, "listening");
             tasks.push(tokio::spawn(accept_webtransport(
                 relay.clone(),

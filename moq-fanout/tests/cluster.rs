@@ -348,7 +348,7 @@ async fn moq_fanout_as_an_edge_under_the_cluster() {
     let info = edge.relay().broadcasts();
     let relayed = info
         .iter()
-        .find(|b| b.path.to_string() == "/cluster/edge")
+        .find(|b| b.path == "/cluster/edge")
         .expect("the edge relays the broadcast");
     assert_eq!(
         relayed.tracks.len(),

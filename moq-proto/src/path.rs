@@ -25,7 +25,17 @@ impl BroadcastPath {
         Self(normalise(path).into())
     }
 
-    /// The normalised form: segments joined by `/`, without leading or trailing `/`.
+    /// The normalised form: segments joined by `/`, without leading or trailing `/`
+    /// (`/cam` gives `cam`). To compare with a path in any form, compare the path itself:
+    /// `path == "/cam"` normalises the string first. [`Display`](std::fmt::Display) shows
+    /// the `/`-rooted form.
+    ///
+    /// ```
+    /// let path = moq_proto::BroadcastPath::new("/cam");
+    /// assert_eq!(path.as_str(), "cam");
+    /// assert!(path == "/cam" && path == "cam/");
+    /// assert_eq!(path.to_string(), "/cam");
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -67,6 +77,24 @@ impl fmt::Display for BroadcastPath {
 impl fmt::Debug for BroadcastPath {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "BroadcastPath({self})")
+    }
+}
+
+/// Equal when the string, normalised, is this path (`/cam`, `cam` and `cam/` all match).
+impl PartialEq<str> for BroadcastPath {
+    fn eq(&self, other: &str) -> bool {
+        if is_normalised(other) {
+            *self.0 == *other
+        } else {
+            *self.0 == *normalise(other)
+        }
+    }
+}
+
+/// See `PartialEq<str>`.
+impl PartialEq<&str> for BroadcastPath {
+    fn eq(&self, other: &&str) -> bool {
+        self == *other
     }
 }
 

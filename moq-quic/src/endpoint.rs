@@ -69,6 +69,12 @@ impl Listener {
         self.endpoint.set_server_config(None);
     }
 
+    /// Waits until every connection has closed and its close has been sent (after
+    /// [`Listener::close`], or once the peers have left).
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+
     /// Stops accepting and closes every connection with `code` (a QUIC application error
     /// code, already in the adapter's code space).
     pub fn close(&self, code: u64, reason: &str) {

@@ -258,9 +258,53 @@ impl<H: Handshake> Server<H> {
         self.listener.stop_accepting();
     }
 
-    /// Stops accepting and closes every connection with `code`.
+    /// Stops accepting and closes every connection with `code` and `reason`. The close
+    /// leaves with the next packets: await [`Server::wait_idle`] before the process exits,
+    /// or peers learn of it only at their idle timeout. Keep the sessions until they end
+    /// ([`Server::serve`] does): one dropped first closes with code 0, "session dropped".
     pub fn close(&self, code: ErrorCode, reason: &str) {
         self.listener.close(H::close_code(code), reason);
+    }
+
+    /// Waits until every connection has closed and its close has been sent.
+    pub async fn wait_idle(&self) {
+        self.listener.wait_idle().await;
+    }
+
+    /// Serves until the server is closed and its sessions have ended: accepts every
+    /// session and keeps each open until it ends (a [`Session`] closes when its last handle is dropped, so an accept loop
+    /// must keep them; this one does). Returns the number of sessions served. A failed
+    /// handshake is skipped (it counts in [`Server::handshake_stats`] when it timed out).
+    ///
+    /// ```no_run
+    /// # async fn demo(server: moq_quic::Server<impl moq_quic::Handshake>) {
+    /// // Publish on `server.router()`, then:
+    /// let served = server.serve().await;
+    /// # let _ = served;
+    /// # }
+    /// ```
+    pub async fn serve(&self) -> usize {
+        let mut live = tokio::task::JoinSet::new();
+        let mut served = 0;
+        loop {
+            tokio::select! {
+                next = self.accept() => match next {
+                    Some(Ok(session)) => {
+                        served += 1;
+                        live.spawn(async move {
+                            session.closed().await;
+                        });
+                    }
+                    Some(Err(_)) => {}
+                    None => break,
+                },
+                Some(_) = live.join_next(), if !live.is_empty() => {}
+            }
+        }
+        // Closed: the sessions end with the server's close (dropping them first would
+        // close each with code 0, "session dropped", ahead of it).
+        while live.join_next().await.is_some() {}
+        served
     }
 }
 

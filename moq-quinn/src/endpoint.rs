@@ -206,6 +206,14 @@ impl Handshake for NativeQuic {
 }
 
 /// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
+///
+/// Its methods are [`moq_quic::Server`]'s: [`bind`](moq_quic::Server::bind),
+/// [`bind_with_options`](moq_quic::Server::bind_with_options),
+/// [`accept`](moq_quic::Server::accept), [`serve`](moq_quic::Server::serve) (accept every
+/// session and keep it until it ends), [`incoming`](moq_quic::Server::incoming),
+/// [`stop_accepting`](moq_quic::Server::stop_accepting), [`close`](moq_quic::Server::close)
+/// and [`wait_idle`](moq_quic::Server::wait_idle). One [`Router`](moq_tokio::Router),
+/// cloned, can serve a native QUIC and a WebTransport server in one process.
 pub type Server = moq_quic::Server<NativeQuic>;
 
 /// A connection attempt on a [`Server`], not yet handshaken.
