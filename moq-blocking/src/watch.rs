@@ -21,6 +21,9 @@ pub struct Watch {
     pub prefix: PathPrefix,
     /// The track to subscribe to.
     pub track: String,
+    /// The subscription's parameters (default: oldest group first). moq-net reads a max
+    /// latency of 0 as "only the newest group": give it one to get every group.
+    pub params: SubscribeParams,
     /// How many whole groups to read (fewer if the track ends first).
     pub groups: usize,
     /// Whether to fetch the first group again (a peer without FETCH on moq-lite-04, such
@@ -37,6 +40,10 @@ impl Default for Watch {
         Self {
             prefix: PathPrefix::root(),
             track: String::new(),
+            params: SubscribeParams {
+                ordered: true,
+                ..SubscribeParams::default()
+            },
             groups: 1,
             fetch: true,
             probe: Some(1_000_000),
@@ -50,7 +57,8 @@ impl Default for Watch {
 pub struct Watched {
     /// The broadcast watched.
     pub path: Option<BroadcastPath>,
-    /// Each group read whole, in the order they arrived: its sequence and frames.
+    /// Each group read whole, in the order they arrived (groups travel on streams of their
+    /// own: the order is the network's): its sequence and frames.
     pub groups: Vec<(GroupSequence, Vec<Bytes>)>,
     /// The frames of the first group, fetched again.
     pub fetched: Vec<Bytes>,

@@ -291,7 +291,9 @@ async fn moq_rs_server_publishes_our_client_discovers_and_reads_every_frame() {
 async fn moq_rs_server_publishes_the_blocking_driver_reads_every_frame() {
     let mut peer = Peer::start(
         "server_publish.py",
-        &["live/demo", "frames", "3", "4", PEER_LIFETIME],
+        // 100 ms apart: moq-net skips to the newest of groups written at once when the
+        // subscriber is slow to take them (a loaded machine).
+        &["live/demo", "frames", "3", "4", PEER_LIFETIME, "100"],
     );
     let addr: std::net::SocketAddr = peer.listening().await.parse().expect("an address");
     // The driver runs on a thread of its own, with no runtime; moq-net has no FETCH on
@@ -300,6 +302,12 @@ async fn moq_rs_server_publishes_the_blocking_driver_reads_every_frame() {
         track: "frames".into(),
         groups: 3,
         fetch: false,
+        params: SubscribeParams {
+            ordered: true,
+            max_latency: Duration::from_secs(30),
+            start: Some(GroupSequence(0)),
+            ..SubscribeParams::default()
+        },
         ..moq_blocking::Watch::default()
     };
     let viewer = std::thread::spawn(move || {
@@ -318,8 +326,9 @@ async fn moq_rs_server_publishes_the_blocking_driver_reads_every_frame() {
         .expect("the viewer does not panic")
         .unwrap_or_else(|e| peer.fail(&format!("the viewer failed: {e}")));
     assert_eq!(watched.path, Some(BroadcastPath::new("/live/demo")));
-    let frames: Vec<(u64, String)> = watched
-        .groups
+    let mut groups = watched.groups;
+    groups.sort_by_key(|(sequence, _)| *sequence);
+    let frames: Vec<(u64, String)> = groups
         .iter()
         .flat_map(|(seq, frames)| {
             frames

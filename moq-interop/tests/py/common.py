@@ -57,3 +57,13 @@ def publish_groups(track, groups, frames):
         for j in range(frames):
             group.write_frame(f"g{i}f{j}".encode())
         group.finish()
+
+
+async def publish_groups_paced(track, groups, frames, interval):
+    """As `publish_groups`, one group every `interval` seconds."""
+    for i in range(groups):
+        group = track.append_group()
+        for j in range(frames):
+            group.write_frame(f"g{i}f{j}".encode())
+        group.finish()
+        await asyncio.sleep(interval)

@@ -1,13 +1,16 @@
 """A moq-rs server publishing a broadcast: once a peer subscribes, several groups.
 
-usage: server_publish.py BROADCAST TRACK GROUPS FRAMES SECONDS
+usage: server_publish.py BROADCAST TRACK GROUPS FRAMES SECONDS [INTERVAL_MS]
+
+With INTERVAL_MS the groups are written that far apart (moq-net may skip to the newest
+group when several are written at once and the subscriber is slow to take them).
 """
 
 import asyncio
 import sys
 
 import moq
-from common import publish_groups, run, say
+from common import publish_groups, publish_groups_paced, run, say
 
 
 async def main():
@@ -21,7 +24,10 @@ async def main():
         serving = asyncio.create_task(server.serve())
         say("LISTENING", server.local_addr)
         await track.used()
-        publish_groups(track, groups, frames)
+        if len(sys.argv) > 6:
+            await publish_groups_paced(track, groups, frames, int(sys.argv[6]) / 1000)
+        else:
+            publish_groups(track, groups, frames)
         say("PUBLISHED")
         await serving
 
