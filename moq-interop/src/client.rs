@@ -103,10 +103,10 @@ pub async fn run_client(opts: &ClientOpts) -> Vec<StepResult> {
         .run(8, STEP_TIMEOUT, async {
             let mut targets = session.probe_targets();
             targets
-                .wait_for(Option::is_some)
+                .next()
                 .await
                 .map(|_| ())
-                .map_err(|_| "the session ended before the server probed".to_owned())
+                .ok_or_else(|| "the session ended before the server probed".to_owned())
         })
         .await;
     // The server sends GOAWAY once it has seen our probe, or after STEP_TIMEOUT without

@@ -150,7 +150,7 @@ async fn serve_session(session: Session, report: mpsc::UnboundedSender<StepResul
     // The client's last request is its probe (step 5); a GOAWAY before it would forbid it.
     // A client that skips probing costs one bounded wait.
     let mut probed = session.probe_targets();
-    let _ = tokio::time::timeout(STEP_TIMEOUT, probed.wait_for(Option::is_some)).await;
+    let _ = tokio::time::timeout(STEP_TIMEOUT, probed.next()).await;
     // The core closes with 0x10 at GOAWAY_DRAIN; the margin only guards against a stall.
     steps
         .run(9, GOAWAY_DRAIN + Duration::from_secs(2), goaway(&session))

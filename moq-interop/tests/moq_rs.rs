@@ -401,7 +401,7 @@ async fn our_probe_to_moq_rs_ends_cleanly_and_the_session_survives() {
     }
     assert!(!session.is_closed(), "the probe must not end the session");
     // moq-net does not probe us either.
-    assert_eq!(*session.probe_targets().borrow(), None);
+    assert_eq!(session.probe_targets().latest(), None);
 
     let frames = read_groups(&session, BroadcastPath::new("live/probe"), "frames", 2).await;
     assert_eq!(frames, expected(0, 2, 2));

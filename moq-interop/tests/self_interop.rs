@@ -257,7 +257,7 @@ async fn the_client_announces_its_broadcast_at_step_6_not_before() {
                 let announcement = announced.next().await.expect("announcements");
                 if *announcement.path() == moq_interop::CLIENT_BROADCAST {
                     // Whether the client's probe (step 5) had arrived by then.
-                    return probed.borrow().is_some();
+                    return probed.latest().is_some();
                 }
             }
         });

@@ -111,16 +111,18 @@ impl Announcements {
 
     /// The next broadcast to become active; `None` once the announce stream has ended.
     pub async fn next(&mut self) -> Option<Announcement> {
+        std::future::poll_fn(|cx| self.poll_announcement(cx)).await
+    }
+
+    fn poll_announcement(&mut self, cx: &mut Context<'_>) -> Poll<Option<Announcement>> {
         let stream = self.stream;
-        let Announced { path, hops, ended } = std::future::poll_fn(|cx| {
-            self.shared
-                .with(|inner| match inner.interests.get_mut(&stream) {
-                    Some(queue) => queue.poll_next(cx).map(Some),
-                    None => Poll::Ready(None),
-                })
-        })
-        .await?;
-        Some(Announcement { path, hops, ended })
+        self.shared
+            .with(|inner| match inner.interests.get_mut(&stream) {
+                Some(queue) => queue.poll_next(cx).map(|Announced { path, hops, ended }| {
+                    Some(Announcement { path, hops, ended })
+                }),
+                None => Poll::Ready(None),
+            })
     }
 
     /// Stops listening with an Announce code (the stream is reset and stop-sent), for
@@ -132,6 +134,18 @@ impl Announcements {
             inner.interests.remove(&stream);
             let _ = inner.core.cancel_interest(stream, code);
         });
+    }
+}
+
+/// The broadcasts as they become active (see [`Announcements::next`]).
+impl futures_util::Stream for Announcements {
+    type Item = Announcement;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Announcement>> {
+        self.get_mut().poll_announcement(cx)
     }
 }
 

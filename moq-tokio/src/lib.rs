@@ -32,7 +32,7 @@ pub mod transport;
 pub use announce::{Announcement, Announcements};
 pub use cache::{CacheBudget, CachedGroup, DEFAULT_TRACK_CACHE_BYTES, FRAME_OVERHEAD, GroupCache};
 pub use error::{PublishError, SessionError, StreamEndError};
-pub use probe::{ProbeResult, ProbeResults};
+pub use probe::{ProbeResult, ProbeResults, ProbeTargets};
 pub use publish::{
     Broadcast, FetchRequest, FetchWriter, GroupProducer, GroupWriter, Router, TrackHandler,
     TrackProducer, TrackRequest, TrackWriter,

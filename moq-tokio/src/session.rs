@@ -14,7 +14,7 @@ use tokio::sync::{Notify, mpsc, watch};
 use crate::announce::Announcements;
 use crate::driver::Driver;
 use crate::error::SessionError;
-use crate::probe::ProbeResults;
+use crate::probe::{ProbeResults, ProbeTargets};
 use crate::publish::Router;
 use crate::shared::now;
 use crate::shared::{Inner, Meta, Shared, SubRoute};
@@ -85,6 +85,7 @@ impl Session {
                 announced: HashMap::new(),
                 pubs: HashMap::new(),
                 probe: None,
+                probes: 0,
                 serving: router.is_some(),
                 io: Default::default(),
             }),
@@ -188,21 +189,21 @@ impl Session {
     // ---- Probing ----
 
     /// Asks the peer to measure the path up to `target` bits per second. The first call
-    /// opens the probe; later calls change the target (on the same results stream, which
-    /// the latest call returns).
+    /// opens the probe; later calls change the target on the same probe stream, and the
+    /// replies go to the latest call's [`ProbeResults`] (an earlier one then ends).
     pub fn probe(&self, target: u64) -> Result<ProbeResults, SessionError> {
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.shared.with(|inner| {
+        let generation = self.shared.with(|inner| {
             inner.core.probe(target)?;
-            inner.probe = Some(tx);
-            Ok::<_, SessionError>(())
+            inner.probes += 1;
+            inner.probe = Some(crate::probe::ProbeQueue::new(inner.probes));
+            Ok::<_, SessionError>(inner.probes)
         })?;
-        Ok(ProbeResults::new(rx))
+        Ok(ProbeResults::new(self.shared.clone(), generation))
     }
 
-    /// The targets the peer's probe asks of us, latest first (`None` until it probes).
-    pub fn probe_targets(&self) -> watch::Receiver<Option<u64>> {
-        self.shared.probe_target.subscribe()
+    /// The targets the peer's probe asks of us (bits per second), latest wins.
+    pub fn probe_targets(&self) -> ProbeTargets {
+        ProbeTargets::new(self.shared.clone())
     }
 
     // ---- Session ----

@@ -81,7 +81,10 @@ pub(crate) struct Inner {
     pub(crate) interests: StreamMap<crate::announce::AnnounceQueue>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
-    pub(crate) probe: Option<mpsc::UnboundedSender<crate::probe::ProbeResult>>,
+    /// Our probe's replies not yet read, for the latest `Session::probe` call.
+    pub(crate) probe: Option<crate::probe::ProbeQueue>,
+    /// `Session::probe` calls so far.
+    pub(crate) probes: u64,
     /// The session has a router: requests to serve go to the driver, which calls it.
     pub(crate) serving: bool,
     /// Where the core's stream commands go.
@@ -654,18 +657,23 @@ impl Inner {
                 shared.probe_target.send_replace(Some(bitrate));
             }
             Event::ProbeResult { bitrate, rtt } => {
-                if let Some(tx) = &self.probe {
-                    let _ = tx.send(crate::probe::ProbeResult { bitrate, rtt });
+                if let Some(queue) = self.probe.as_mut() {
+                    queue.push(crate::probe::ProbeResult { bitrate, rtt });
                 }
             }
             Event::ProbeEnded { .. } => {
-                self.probe = None;
+                if let Some(queue) = self.probe.as_mut() {
+                    queue.end();
+                }
             }
             Event::GoAway { uri } => {
                 shared.goaway.send_replace(Some(uri));
             }
             Event::Closed { reason } => {
                 self.subs.clear();
+                if let Some(queue) = self.probe.as_mut() {
+                    queue.end();
+                }
                 // Readers waiting for their stream learn the end from the core.
                 for (_, stopper) in self.io.stoppers.drain() {
                     if let Stopper::Slot(slot) = stopper {

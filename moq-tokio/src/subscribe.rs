@@ -6,6 +6,10 @@ use std::sync::Arc;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, Payload, StreamId, SubscribeId};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use futures_util::Stream;
 use tokio::sync::{mpsc, watch};
 
 use crate::error::{SessionError, StreamEndError};
@@ -40,6 +44,8 @@ pub struct TrackReader {
     rx: mpsc::UnboundedReceiver<TrackMsg>,
     publisher: watch::Receiver<Option<SubscribeParams>>,
     ended: Option<Result<(), StreamEndError>>,
+    /// The [`Stream`] has returned its end.
+    stream_done: bool,
 }
 
 impl TrackReader {
@@ -61,6 +67,7 @@ impl TrackReader {
             rx,
             publisher,
             ended: None,
+            stream_done: false,
         }
     }
 
@@ -92,10 +99,17 @@ impl TrackReader {
     /// The next group or drop notice. `Ok(None)` when the track ended normally; an error
     /// (with the publisher's Subscribe code, e.g. 0x3 not found) when it ended otherwise.
     pub async fn next(&mut self) -> Result<Option<TrackEvent>, StreamEndError> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Option<TrackEvent>, StreamEndError>> {
         if let Some(end) = &self.ended {
-            return end.clone().map(|()| None);
+            return Poll::Ready(end.clone().map(|()| None));
         }
-        match self.rx.recv().await {
+        Poll::Ready(match std::task::ready!(self.rx.poll_recv(cx)) {
             Some(TrackMsg::Group {
                 stream,
                 sequence,
@@ -129,10 +143,11 @@ impl TrackReader {
                 self.ended = Some(Err(err.clone()));
                 Err(err)
             }
-        }
+        })
     }
 
-    /// The next group, skipping drop notices.
+    /// The next group, skipping drop notices (also through [`Stream`], whose items are
+    /// groups: the track's abnormal end comes once as an error, then the stream ends).
     pub async fn next_group(&mut self) -> Result<Option<GroupReader>, StreamEndError> {
         loop {
             match self.next().await? {
@@ -149,6 +164,33 @@ impl TrackReader {
             .with(|inner| inner.core.update_subscription(self.id, params))?;
         self.params = params;
         Ok(())
+    }
+}
+
+/// The track's groups, skipping drop notices (see [`TrackReader::next_group`]); after an
+/// abnormal end, the error comes once, then the stream ends.
+impl Stream for TrackReader {
+    type Item = Result<GroupReader, StreamEndError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.stream_done {
+            return Poll::Ready(None);
+        }
+        loop {
+            match std::task::ready!(this.poll_event(cx)) {
+                Ok(Some(TrackEvent::Group(group))) => return Poll::Ready(Some(Ok(group))),
+                Ok(Some(TrackEvent::Dropped { .. })) => continue,
+                Ok(None) => {
+                    this.stream_done = true;
+                    return Poll::Ready(None);
+                }
+                Err(err) => {
+                    this.stream_done = true;
+                    return Poll::Ready(Some(Err(err)));
+                }
+            }
+        }
     }
 }
 

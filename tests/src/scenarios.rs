@@ -67,6 +67,15 @@ pub async fn announce_discovery<T: Transport>() {
     assert!(pair.server_router.unpublish(&"/live/a".into()));
     within("a ended", a.ended()).await;
     assert!(!b.is_ended());
+    // The same as a stream.
+    let _c = broadcast(&pair.server_router, "/live/c", "t");
+    let c = within(
+        "announcement c",
+        futures_util::StreamExt::next(&mut announced),
+    )
+    .await
+    .expect("c");
+    assert!(*c.path() == "/live/c");
 }
 
 /// Subscribing delivers every frame of every group, in order, from `publisher` to the
@@ -203,6 +212,15 @@ pub async fn subscribe_not_found<T: Transport>() {
             StreamEndError::Reset(code::subscribe::NOT_FOUND),
             "{path} {track}"
         );
+        // As a stream of groups: the error once, then the end.
+        let mut groups = pair
+            .client
+            .subscribe(path, track, SubscribeParams::default())
+            .expect("subscribe");
+        let first = within("refusal", futures_util::StreamExt::next(&mut groups)).await;
+        assert!(matches!(first, Some(Err(StreamEndError::Reset(code)))
+                if code == code::subscribe::NOT_FOUND));
+        assert!(futures_util::StreamExt::next(&mut groups).await.is_none());
     }
 }
 
@@ -244,9 +262,28 @@ pub async fn probe<T: Transport>() {
         reply.rtt
     );
     assert!(reply.bitrate < 10_000_000_000, "bitrate {}", reply.bitrate);
-    within("target", targets.wait_for(|t| *t == Some(1_000_000)))
-        .await
-        .expect("target seen");
+    assert_eq!(within("target", targets.next()).await, Some(1_000_000));
+    assert_eq!(targets.latest(), Some(1_000_000));
+    // A second probe call takes the replies over: the first reader ends, the second gets
+    // them; both are streams.
+    let mut again = pair.client.probe(2_000_000).expect("probe again");
+    assert_eq!(within("the first reader ends", results.next()).await, None);
+    let reply = within(
+        "a reply to the second",
+        futures_util::StreamExt::next(&mut again),
+    )
+    .await
+    .expect("a reply");
+    assert!(reply.rtt > Duration::ZERO);
+    let mut targets = futures_util::StreamExt::boxed(targets.into_stream());
+    assert_eq!(
+        within(
+            "the new target",
+            futures_util::StreamExt::next(&mut targets)
+        )
+        .await,
+        Some(2_000_000)
+    );
     assert!(pair.client.stats().rtt.is_some());
 }
 
