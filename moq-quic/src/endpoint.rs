@@ -30,6 +30,46 @@ pub enum ListenError {
     Bind(#[from] std::io::Error),
 }
 
+/// Why a URL cannot be dialled.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UrlError {
+    /// It does not parse as a URL.
+    #[error(transparent)]
+    Parse(#[from] url::ParseError),
+    /// Its scheme is not the transport's.
+    #[error("the scheme must be {expected}")]
+    Scheme {
+        /// The scheme this transport dials (`moqt` or `https`).
+        expected: &'static str,
+    },
+    /// It names no host.
+    #[error("it names no host")]
+    NoHost,
+    /// It names no port, and the scheme has no default.
+    #[error("it names no port")]
+    NoPort,
+}
+
+/// Parses `url`, checking its scheme and that it names a host: the URL, and its host
+/// without an IPv6 literal's brackets.
+pub fn parse_url(url: &str, scheme: &'static str) -> Result<(url::Url, String), UrlError> {
+    let parsed = url::Url::parse(url)?;
+    if parsed.scheme() != scheme {
+        return Err(UrlError::Scheme { expected: scheme });
+    }
+    let host = match parsed.host() {
+        Some(url::Host::Domain(name)) => name.to_owned(),
+        Some(url::Host::Ipv4(ip)) => ip.to_string(),
+        Some(url::Host::Ipv6(ip)) => ip.to_string(),
+        None => return Err(UrlError::NoHost),
+    };
+    if host.is_empty() {
+        return Err(UrlError::NoHost);
+    }
+    Ok((parsed, host))
+}
+
 /// A quinn server endpoint presenting an identity for one ALPN token, with our transport
 /// settings: what both adapters' servers listen with. The adapter completes each
 /// handshake its own way.
@@ -82,5 +122,28 @@ impl Listener {
             quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::MAX),
             reason.as_bytes(),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_refused_with_the_reason() {
+        assert!(matches!(
+            parse_url("not a url", "moqt"),
+            Err(UrlError::Parse(_))
+        ));
+        assert_eq!(
+            parse_url("https://relay.example:4443/", "moqt").unwrap_err(),
+            UrlError::Scheme { expected: "moqt" }
+        );
+        assert_eq!(
+            parse_url("moqt:4443", "moqt").unwrap_err(),
+            UrlError::NoHost
+        );
+        let (url, host) = parse_url("moqt://[::1]:4443/path", "moqt").unwrap();
+        assert_eq!((host.as_str(), url.port()), ("::1", Some(4443)));
     }
 }

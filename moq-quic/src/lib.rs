@@ -19,7 +19,7 @@ mod server;
 pub use moq_tls as tls;
 
 pub use congestion::{Congestion, transport_stats};
-pub use endpoint::{ListenError, Listener, client_config};
+pub use endpoint::{ListenError, Listener, UrlError, client_config, parse_url};
 pub use gate::WriteGate;
 pub use options::{HandshakeLimits, QuicOptions};
 pub use server::{Handshake, HandshakeStats, HandshakeTimedOut, Incoming, Server};

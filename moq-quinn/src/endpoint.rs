@@ -13,17 +13,33 @@ use moq_quic::{Handshake, ListenError, QuicOptions};
 #[non_exhaustive]
 pub enum ConnectError {
     /// The URL is not `moqt://host:port[/path]`.
-    #[error("invalid URL {0:?}: expected moqt://host:port")]
-    InvalidUrl(String),
+    #[error("invalid URL (expected moqt://host:port): {0}")]
+    InvalidUrl(#[from] moq_quic::UrlError),
     /// The host name did not resolve.
-    #[error("cannot resolve {0}")]
-    Resolve(String),
+    #[error("cannot resolve {host}")]
+    Resolve {
+        /// The host name.
+        host: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The host name resolved to no address this endpoint can reach (an IPv6-only name
+    /// from an IPv4 socket).
+    #[error("{host} has no address this endpoint can reach")]
+    NoAddress {
+        /// The host name.
+        host: String,
+    },
     /// A local socket could not be bound.
     #[error("cannot bind: {0}")]
     Bind(#[from] std::io::Error),
     /// The TLS configuration was refused.
     #[error("tls configuration: {0}")]
-    Tls(String),
+    Tls(#[from] rustls::Error),
+    /// The listening endpoint could not be set up.
+    #[error("cannot listen: {0}")]
+    Listen(#[source] ListenError),
     /// quinn refused to start the connection.
     #[error("connect: {0}")]
     Connect(#[from] quinn::ConnectError),
@@ -46,27 +62,16 @@ impl From<ListenError> for ConnectError {
     fn from(e: ListenError) -> Self {
         match e {
             ListenError::Bind(e) => ConnectError::Bind(e),
-            e => ConnectError::Tls(e.to_string()),
+            ListenError::Tls(e) => ConnectError::Tls(e),
+            other => ConnectError::Listen(other),
         }
     }
 }
 
 /// Splits `moqt://host:port[/path]` into host (without an IPv6 literal's brackets) and port.
 pub(crate) fn parse_url(url: &str) -> Result<(String, u16), ConnectError> {
-    let bad = || ConnectError::InvalidUrl(url.to_owned());
-    let parsed = url::Url::parse(url).map_err(|_| bad())?;
-    if parsed.scheme() != "moqt" {
-        return Err(bad());
-    }
-    let host = match parsed.host().ok_or_else(bad)? {
-        url::Host::Domain(name) => name.to_owned(),
-        url::Host::Ipv4(ip) => ip.to_string(),
-        url::Host::Ipv6(ip) => ip.to_string(),
-    };
-    let port = parsed.port().ok_or_else(bad)?;
-    if host.is_empty() {
-        return Err(bad());
-    }
+    let (parsed, host) = moq_quic::parse_url(url, "moqt")?;
+    let port = parsed.port().ok_or(moq_quic::UrlError::NoPort)?;
     Ok((host, port))
 }
 
@@ -106,8 +111,7 @@ impl Client {
         trust: ServerTrust,
         options: QuicOptions,
     ) -> Result<Self, ConnectError> {
-        let config = moq_quic::client_config(&trust, moq_tokio::proto::ALPN.as_bytes(), &options)
-            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let config = moq_quic::client_config(&trust, moq_tokio::proto::ALPN.as_bytes(), &options)?;
         let endpoint = quinn::Endpoint::client(addr)?;
         Ok(Self { endpoint, config })
     }
@@ -124,13 +128,16 @@ impl Client {
         let ipv4_only = self.endpoint.local_addr().is_ok_and(|a| a.is_ipv4());
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
             .await
-            .map_err(|_| ConnectError::Resolve(host.clone()))?
+            .map_err(|source| ConnectError::Resolve {
+                host: host.clone(),
+                source,
+            })?
             .filter(|a| !(ipv4_only && a.is_ipv6()))
             .collect();
         // Each address in turn until one connects. While others remain, an attempt gets
         // ATTEMPT; the last one gets the whole idle timeout.
         const ATTEMPT: std::time::Duration = std::time::Duration::from_secs(3);
-        let mut last = ConnectError::Resolve(host.clone());
+        let mut last = ConnectError::NoAddress { host: host.clone() };
         let mut connected = None;
         let count = addrs.len();
         for (i, addr) in addrs.into_iter().enumerate() {

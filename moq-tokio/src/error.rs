@@ -95,8 +95,11 @@ impl StreamEndError {
 pub enum PublishError {
     /// The group, subscription or fetch has ended (the subscriber cancelled it, it expired
     /// or was dropped, or the session closed).
-    #[error("closed: {0}")]
-    Closed(String),
+    #[error("closed")]
+    Closed,
+    /// The group was finished: nothing more may be written to it.
+    #[error("the group is finished")]
+    Finished,
     /// The request cannot be carried out (out of range, duplicate group, too large...).
     #[error(transparent)]
     Command(CommandError),
@@ -107,7 +110,7 @@ impl From<CommandError> for PublishError {
         match err {
             CommandError::Closed
             | CommandError::UnknownStream(_)
-            | CommandError::UnknownSubscription(_) => Self::Closed(err.to_string()),
+            | CommandError::UnknownSubscription(_) => Self::Closed,
             other => Self::Command(other),
         }
     }

@@ -390,7 +390,7 @@ impl TrackWriter {
                         open.push(group);
                     }
                 }
-                Err(e @ PublishError::Closed(_)) => return Err(e),
+                Err(e @ PublishError::Closed) => return Err(e),
                 Err(_) => {} // outside its range
             }
         }
@@ -462,7 +462,7 @@ impl GroupWriter {
     /// the group was cancelled by the subscriber, expired or was dropped.
     pub fn write_frame(&mut self, payload: Bytes) -> Result<(), PublishError> {
         if self.done {
-            return Err(PublishError::Closed("group finished".into()));
+            return Err(PublishError::Finished);
         }
         self.shared
             .with(|s| s.core.write_frame(self.stream, payload))?;
@@ -476,7 +476,7 @@ impl GroupWriter {
         payloads: impl IntoIterator<Item = Bytes>,
     ) -> Result<(), PublishError> {
         if self.done {
-            return Err(PublishError::Closed("group finished".into()));
+            return Err(PublishError::Finished);
         }
         let stream = self.stream;
         self.shared.with(|s| {
@@ -692,7 +692,7 @@ impl TrackProducer {
                     true
                 }
                 Err(PublishError::Command(_)) => true, // outside its range: skip this group
-                Err(PublishError::Closed(_)) => false,
+                Err(PublishError::Closed | PublishError::Finished) => false,
             }
         });
         GroupProducer {

@@ -20,14 +20,17 @@ pub const ALPN_H3: &str = "h3";
 #[non_exhaustive]
 pub enum ConnectError {
     /// The URL is not `https://host:port/path`.
-    #[error("invalid URL {0:?}: expected https://host:port/path")]
-    InvalidUrl(String),
+    #[error("invalid URL (expected https://host:port/path): {0}")]
+    InvalidUrl(#[from] moq_quic::UrlError),
     /// A local socket could not be bound.
     #[error("cannot bind: {0}")]
     Bind(#[from] std::io::Error),
     /// The TLS configuration was refused.
     #[error("tls configuration: {0}")]
-    Tls(String),
+    Tls(#[from] rustls::Error),
+    /// The listening endpoint could not be set up.
+    #[error("cannot listen: {0}")]
+    Listen(#[source] ListenError),
     /// Dialling failed: QUIC, TLS, HTTP/3, or the server refused the CONNECT.
     #[error("connect: {0}")]
     Connecting(#[from] wtransport::error::ConnectingError),
@@ -51,7 +54,8 @@ impl From<ListenError> for ConnectError {
     fn from(e: ListenError) -> Self {
         match e {
             ListenError::Bind(e) => ConnectError::Bind(e),
-            e => ConnectError::Tls(e.to_string()),
+            ListenError::Tls(e) => ConnectError::Tls(e),
+            other => ConnectError::Listen(other),
         }
     }
 }
@@ -59,11 +63,7 @@ impl From<ListenError> for ConnectError {
 /// Checks `https://host[:port][/path]` (port 443 by default) and returns its path (`/`
 /// when empty).
 pub(crate) fn parse_url(url: &str) -> Result<String, ConnectError> {
-    let bad = || ConnectError::InvalidUrl(url.to_owned());
-    let parsed = url::Url::parse(url).map_err(|_| bad())?;
-    if parsed.scheme() != "https" || parsed.host_str().is_none_or(str::is_empty) {
-        return Err(bad());
-    }
+    let (parsed, _) = moq_quic::parse_url(url, "https")?;
     Ok(parsed.path().to_owned())
 }
 
@@ -134,8 +134,7 @@ impl Client {
         trust: ServerTrust,
         options: WebTransportOptions,
     ) -> Result<Self, ConnectError> {
-        let quic = moq_quic::client_config(&trust, ALPN_H3.as_bytes(), &options)
-            .map_err(|e| ConnectError::Tls(e.to_string()))?;
+        let quic = moq_quic::client_config(&trust, ALPN_H3.as_bytes(), &options)?;
         // An IPv6 socket is made dual-stack explicitly (the OS default is IPv6-only on some
         // systems), so that it reaches IPv4 servers too.
         let config = match addr {
