@@ -41,7 +41,14 @@ pub(crate) async fn first_group(
 
 /// Reads the next frame and checks it is `HELLO`.
 pub(crate) async fn read_hello(group: &mut GroupReader) -> Result<(), String> {
-    match group.read_frame().await {
+    check_hello(group.read_frame().await)
+}
+
+/// `Ok` if `frame` is `HELLO`.
+pub(crate) fn check_hello(
+    frame: Result<Option<bytes::Bytes>, moq_quinn::StreamEndError>,
+) -> Result<(), String> {
+    match frame {
         Ok(Some(frame)) if frame == HELLO => Ok(()),
         Ok(Some(frame)) => Err(format!(
             "expected HELLO, got {:?}",
@@ -57,7 +64,7 @@ pub(crate) async fn fetch_hello(session: &Session, path: BroadcastPath) -> Resul
     let mut group = session
         .fetch(path, "", GroupSequence(0), 0)
         .map_err(|e| format!("cannot fetch: {e}"))?;
-    read_hello(&mut group).await?;
+    check_hello(group.read_frame().await)?;
     match group.read_frame().await {
         Ok(None) => Ok(()),
         Ok(Some(_)) => Err("more than one frame before FIN".into()),

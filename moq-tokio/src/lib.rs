@@ -9,7 +9,7 @@
 //! - Publishing: a [`Router`] of broadcasts, each served by a [`TrackHandler`] (for example
 //!   a fan-out [`Broadcast`] of [`TrackProducer`]s); per subscription a [`TrackWriter`] and
 //!   its [`GroupWriter`]s.
-//! - Fetching: [`Session::fetch`] → [`GroupReader`]; serving through
+//! - Fetching: [`Session::fetch`] → [`FetchReader`]; serving through
 //!   [`TrackHandler::serve_fetch`] and a [`FetchWriter`].
 //! - Probing: [`Session::probe`] → [`ProbeResults`]; the peer's targets from
 //!   [`Session::probe_targets`].
@@ -38,7 +38,7 @@ pub use publish::{
     TrackProducer, TrackRequest, TrackWriter,
 };
 pub use session::Session;
-pub use subscribe::{GroupReader, TrackEvent, TrackReader};
+pub use subscribe::{FetchReader, GroupReader, TrackEvent, TrackReader};
 pub use transport::ConnectionInfo;
 
 pub use moq_proto::message::SubscribeParams;

@@ -18,7 +18,7 @@ use crate::probe::{ProbeResults, ProbeTargets};
 use crate::publish::Router;
 use crate::shared::now;
 use crate::shared::{Inner, Meta, Shared, SubRoute};
-use crate::subscribe::{GroupReader, TrackReader};
+use crate::subscribe::{FetchReader, GroupReader, TrackReader};
 use crate::transport::{Connection, ConnectionInfo};
 
 /// One moq-lite-04 session over any [`Connection`].
@@ -143,7 +143,7 @@ impl Session {
         track: &str,
         group: GroupSequence,
         priority: u8,
-    ) -> Result<GroupReader, SessionError> {
+    ) -> Result<FetchReader, SessionError> {
         let request = Fetch {
             path: path.into(),
             track: track.to_owned(),
@@ -160,13 +160,13 @@ impl Session {
                 .insert(stream, crate::shared::Stopper::Slot(slot.clone()));
             Ok::<_, SessionError>(stream)
         })?;
-        Ok(GroupReader::new(
+        Ok(FetchReader::new(GroupReader::new(
             self.shared.clone(),
             stream,
             group,
             slot,
             true,
-        ))
+        )))
     }
 
     /// Listens for the peer's broadcasts under `prefix` (announce interest). An edge passes

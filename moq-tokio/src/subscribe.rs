@@ -377,7 +377,8 @@ impl GroupReader {
         Ok(frames)
     }
 
-    /// Stops the group (STOP_SENDING with a Group code, or a Fetch code for a fetch).
+    /// Stops the group (STOP_SENDING with this Group code, for example
+    /// `code::group::SUBSCRIBE_CANCELLED`).
     pub fn cancel(&mut self, code: ErrorCode) {
         self.ready.clear();
         if self.ended.is_some() {
@@ -385,15 +386,10 @@ impl GroupReader {
         }
         self.ended = Some(Err(StreamEndError::Local));
         let (stream, fetch) = (self.stream, self.fetch);
-        let code = if fetch {
-            moq_proto::code::fetch::CANCELLED
-        } else {
-            code
-        };
         let stopper = self.shared.with(|inner| {
             let stopper = inner.io.stoppers.remove(&stream);
             let _ = if fetch {
-                inner.core.cancel_fetch(stream)
+                inner.core.cancel_fetch(stream, code)
             } else {
                 inner.core.cancel_group(stream, code)
             };
@@ -408,7 +404,49 @@ impl GroupReader {
 impl Drop for GroupReader {
     fn drop(&mut self) {
         if self.ended.is_none() {
-            self.cancel(moq_proto::code::group::SUBSCRIBE_CANCELLED);
+            self.cancel(if self.fetch {
+                moq_proto::code::fetch::CANCELLED
+            } else {
+                moq_proto::code::group::SUBSCRIBE_CANCELLED
+            });
         }
+    }
+}
+
+/// The frames of one fetched group ([`crate::Session::fetch`]). Dropping it before the end
+/// cancels the fetch (STOP_SENDING, Fetch code 0x3). It reads as a [`GroupReader`] does.
+#[derive(Debug)]
+pub struct FetchReader(GroupReader);
+
+impl FetchReader {
+    pub(crate) fn new(reader: GroupReader) -> Self {
+        Self(reader)
+    }
+
+    /// The group fetched.
+    pub fn group(&self) -> GroupSequence {
+        self.0.sequence()
+    }
+
+    /// The next frame, contiguous: `Ok(None)` at the end, an error (with the publisher's
+    /// Fetch code, e.g. 0x0 when the group is not available) if it ended otherwise.
+    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, StreamEndError> {
+        self.0.read_frame().await
+    }
+
+    /// The next frame as received, without a copy (see [`GroupReader::read_payload`]).
+    pub async fn read_payload(&mut self) -> Result<Option<Payload>, StreamEndError> {
+        self.0.read_payload().await
+    }
+
+    /// Reads every remaining frame.
+    pub async fn read_all(&mut self) -> Result<Vec<Bytes>, StreamEndError> {
+        self.0.read_all().await
+    }
+
+    /// Stops the fetch (STOP_SENDING with this Fetch code, for example
+    /// `code::fetch::CANCELLED`).
+    pub fn cancel(&mut self, code: ErrorCode) {
+        self.0.cancel(code);
     }
 }

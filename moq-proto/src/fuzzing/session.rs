@@ -605,7 +605,7 @@ fn command(input: &mut Input<'_>, session: &mut Session, handles: &mut Handles) 
             if input.bool()
                 && let Some(id) = input.pick(&handles.fetches_out)
             {
-                let _ = session.cancel_fetch(id);
+                let _ = session.cancel_fetch(id, crate::code::fetch::CANCELLED);
             }
         }
         12 => {

@@ -32,14 +32,15 @@ impl Session {
         Ok(id)
     }
 
-    /// Abandons one of our fetches (STOP_SENDING 0x3, as gomoqt, if it is still arriving),
-    /// and forgets it: its reader is done with it.
-    pub fn cancel_fetch(&mut self, id: StreamId) -> Result<(), CommandError> {
+    /// Abandons one of our fetches (STOP_SENDING with `code`, if it is still arriving; gomoqt
+    /// sends [`crate::code::fetch::CANCELLED`], 0x3), and forgets it: its reader is done
+    /// with it.
+    pub fn cancel_fetch(&mut self, id: StreamId, code: ErrorCode) -> Result<(), CommandError> {
         if !self.fetches_out.contains_key(&id) {
             return Err(CommandError::UnknownStream(id));
         }
         if self.abandon_data_in(id) == Some(true) {
-            self.stop_recv(id, codes::CANCELLED);
+            self.stop_recv(id, code);
             self.end_fetch_out(id, EndReason::Local);
             self.fetches_out.remove(&id);
         }

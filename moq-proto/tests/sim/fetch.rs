@@ -166,9 +166,15 @@ fn fetcher_cancel_is_seen_as_stop_0x3() {
             .unwrap();
         pair.drive();
         pair.side(fetcher).take_events();
-        pair.side(fetcher).session.cancel_fetch(fetch).unwrap();
+        // The code given is the one the publisher sees.
+        pair.side(fetcher)
+            .session
+            .cancel_fetch(fetch, codes::TIMEOUT)
+            .unwrap();
         assert_eq!(
-            pair.side(fetcher).session.cancel_fetch(fetch),
+            pair.side(fetcher)
+                .session
+                .cancel_fetch(fetch, codes::CANCELLED),
             Err(CommandError::UnknownStream(fetch))
         );
         pair.drive();
@@ -183,7 +189,7 @@ fn fetcher_cancel_is_seen_as_stop_0x3() {
             pair.side(server_side).take_events(),
             vec![Event::FetchEnded {
                 stream,
-                reason: EndReason::PeerStopped(codes::CANCELLED)
+                reason: EndReason::PeerStopped(codes::TIMEOUT)
             }]
         );
         assert_eq!(
@@ -270,7 +276,7 @@ fn a_fetch_cancelled_while_its_stream_opens_is_stopped_once_open() {
     let fetch = lone.session.fetch(request("/a", 1)).unwrap();
     let commands: Vec<Command> = drain(&mut lone);
     assert_eq!(Lone::opened(&commands), fetch);
-    lone.session.cancel_fetch(fetch).unwrap();
+    lone.session.cancel_fetch(fetch, codes::CANCELLED).unwrap();
     let commands: Vec<Command> = drain(&mut lone);
     assert!(
         super::common::cancels(&commands).is_empty(),
@@ -287,7 +293,7 @@ fn a_fetch_cancelled_while_its_stream_opens_is_stopped_once_open() {
     let mut lone = Lone::new(Role::Client);
     let fetch = lone.session.fetch(request("/a", 1)).unwrap();
     let _: Vec<Command> = drain(&mut lone);
-    lone.session.cancel_fetch(fetch).unwrap();
+    lone.session.cancel_fetch(fetch, codes::CANCELLED).unwrap();
     lone.session.handle_open_failed(fetch, lone.now);
     lone.session.handle_opened(fetch, lone.now);
     let commands: Vec<Command> = drain(&mut lone);
