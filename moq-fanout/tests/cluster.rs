@@ -196,7 +196,7 @@ async fn a_publisher_that_moves_to_another_node_is_followed() {
     let track = publisher.tracks[0].clone();
     until("the cluster subscribes", || track.subscriber_count() > 0).await;
     write_group(&track, FRAMES, SIZE);
-    within("a group from B", reader.next_group())
+    let _group = within("a group from B", reader.next_group())
         .await
         .expect("ok")
         .expect("group");

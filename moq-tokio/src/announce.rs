@@ -99,6 +99,7 @@ impl Announcement {
 /// Announcements the application has not taken yet wait in the session, one per path; a
 /// broadcast that ends before it is taken is never reported.
 #[derive(Debug)]
+#[must_use = "dropping it stops listening"]
 pub struct Announcements {
     shared: Arc<Shared>,
     stream: StreamId,

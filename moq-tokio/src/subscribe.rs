@@ -35,6 +35,7 @@ pub enum TrackEvent {
 
 /// One of our subscriptions. Dropping it unsubscribes.
 #[derive(Debug)]
+#[must_use = "dropping the reader unsubscribes"]
 pub struct TrackReader {
     shared: Arc<Shared>,
     id: SubscribeId,
@@ -236,6 +237,7 @@ impl Drop for TrackReader {
 /// frames it returns (see [`moq_proto::Session::read_frame`]). Bytes it has not asked for
 /// stay in the transport, under QUIC flow control.
 #[derive(Debug)]
+#[must_use = "dropping the reader cancels the group"]
 pub struct GroupReader {
     shared: Arc<Shared>,
     stream: StreamId,
@@ -416,6 +418,7 @@ impl Drop for GroupReader {
 /// The frames of one fetched group ([`crate::Session::fetch`]). Dropping it before the end
 /// cancels the fetch (STOP_SENDING, Fetch code 0x3). It reads as a [`GroupReader`] does.
 #[derive(Debug)]
+#[must_use = "dropping the reader cancels the fetch"]
 pub struct FetchReader(GroupReader);
 
 impl FetchReader {
