@@ -1,9 +1,9 @@
 //! Announce flows (spec §6.1, §5; decisions D11, D14, D15, D20).
 
-use super::common::{BOTH, Lone, cancels, knobs, msg, pair_with, path, typed, written};
+use super::common::{BOTH, Lone, cancels, interest, knobs, msg, pair_with, path, written};
 use super::pair::Pair;
 use moq_proto::code::announce as codes;
-use moq_proto::message::{Announce, AnnounceInterest, AnnounceStatus, StreamType};
+use moq_proto::message::{Announce, AnnounceStatus};
 use moq_proto::{
     BroadcastPath, Command, Config, Dir, EndReason, ErrorCode, Event, HopId, Message, PathPrefix,
     Role,
@@ -179,16 +179,7 @@ fn responder_accepts_any_prefix_form() {
         "live/cam",
         "/live/cam",
     ] {
-        let stream = lone.accept_with(
-            Dir::Bi,
-            &typed(
-                StreamType::Announce,
-                &AnnounceInterest {
-                    prefix: PathPrefix::from_wire(raw.into()),
-                    exclude_hop: HopId(0),
-                },
-            ),
-        );
+        let stream = lone.accept_with(Dir::Bi, &interest(PathPrefix::from_wire(raw.into())));
         let commands = lone.commands();
         let bytes = written(&commands, stream);
         let (announce, used) = Announce::decode(&bytes, &Default::default())
@@ -211,16 +202,7 @@ fn responder_accepts_any_prefix_form() {
     }
     // Prefixes that do not match get nothing, and nothing breaks.
     for raw in ["/other/", "liv/", "/live/cam/x", "/livestream", "\u{1F600}"] {
-        let stream = lone.accept_with(
-            Dir::Bi,
-            &typed(
-                StreamType::Announce,
-                &AnnounceInterest {
-                    prefix: PathPrefix::from_wire(raw.into()),
-                    exclude_hop: HopId(0),
-                },
-            ),
-        );
+        let stream = lone.accept_with(Dir::Bi, &interest(PathPrefix::from_wire(raw.into())));
         assert_eq!(written(&lone.commands(), stream), b"", "prefix {raw:?}");
     }
     assert!(!lone.session.is_closed());
@@ -507,16 +489,7 @@ fn stalled_interest(config: Config) -> (Lone, moq_proto::StreamId, Vec<Command>)
             .announce(long_path(&format!("m/{i}"), 1000), vec![])
             .unwrap();
     }
-    let stream = lone.accept_with(
-        Dir::Bi,
-        &typed(
-            StreamType::Announce,
-            &AnnounceInterest {
-                prefix: PathPrefix::root(),
-                exclude_hop: HopId(0),
-            },
-        ),
-    );
+    let stream = lone.accept_with(Dir::Bi, &interest(PathPrefix::root()));
     let commands = lone.commands();
     (lone, stream, commands)
 }
@@ -802,13 +775,7 @@ fn announce_limits_cancel_with_0x0() {
 #[test]
 fn anything_after_announce_interest_is_a_protocol_violation() {
     let mut lone = Lone::new(Role::Server);
-    let mut input = typed(
-        StreamType::Announce,
-        &AnnounceInterest {
-            prefix: PathPrefix::root(),
-            exclude_hop: HopId(0),
-        },
-    );
+    let mut input = interest(PathPrefix::root());
     input.push(0x00);
     lone.accept_with(Dir::Bi, &input);
     let commands = lone.commands();
@@ -828,16 +795,7 @@ fn the_first_announcements_come_in_path_order() {
     for p in paths {
         lone.session.announce(path(p), vec![]).unwrap();
     }
-    let stream = lone.accept_with(
-        Dir::Bi,
-        &typed(
-            StreamType::Announce,
-            &AnnounceInterest {
-                prefix: PathPrefix::new("/m/"),
-                exclude_hop: HopId(0),
-            },
-        ),
-    );
+    let stream = lone.accept_with(Dir::Bi, &interest(PathPrefix::new("/m/")));
     let bytes = written(&lone.commands(), stream);
     let mut rest = &bytes[..];
     let mut got = Vec::new();

@@ -134,6 +134,18 @@ pub(crate) fn typed<M: Message>(ty: StreamType, message: &M) -> Vec<u8> {
     out
 }
 
+/// An Announce stream's first bytes: its type, then ANNOUNCE_INTEREST for `prefix` (no
+/// excluded hop).
+pub(crate) fn interest(prefix: moq_proto::PathPrefix) -> Vec<u8> {
+    typed(
+        StreamType::Announce,
+        &moq_proto::message::AnnounceInterest {
+            prefix,
+            exclude_hop: moq_proto::HopId(0),
+        },
+    )
+}
+
 /// A SUBSCRIBE stream's first bytes: its type, then SUBSCRIBE `id` for `p`, track "video".
 pub(crate) fn subscribe_msg(id: u64, p: &str) -> Vec<u8> {
     typed(

@@ -4,11 +4,11 @@
 
 use bytes::Bytes;
 
-use super::common::{Lone, cancels, typed};
-use moq_proto::message::{AnnounceInterest, GroupHeader, StreamType, Subscribe, SubscribeParams};
+use super::common::{Lone, cancels, interest, typed};
+use moq_proto::message::{GroupHeader, StreamType, Subscribe, SubscribeParams};
 use moq_proto::{
-    BroadcastPath, Command, Config, Dir, EndReason, FrameRead, GroupSequence, HopId, PathPrefix,
-    Role, SubscribeId, VarInt,
+    BroadcastPath, Command, Config, Dir, EndReason, FrameRead, GroupSequence, PathPrefix, Role,
+    SubscribeId, VarInt,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -140,16 +140,7 @@ fn announcements_to_interests_that_are_never_read_are_bounded() {
     }
     drain(&mut lone);
     for _ in 0..8 {
-        lone.accept_with(
-            Dir::Bi,
-            &typed(
-                StreamType::Announce,
-                &AnnounceInterest {
-                    prefix: PathPrefix::root(),
-                    exclude_hop: HopId(0),
-                },
-            ),
-        );
+        lone.accept_with(Dir::Bi, &interest(PathPrefix::root()));
         let commands = drain(&mut lone);
         assert!(cancels(&commands).is_empty(), "{:?}", cancels(&commands));
     }
