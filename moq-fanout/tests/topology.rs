@@ -132,19 +132,15 @@ async fn publisher_on(relay: &RelayServer, path: &str) -> Publisher {
 async fn three_relays_in_a_ring_do_not_loop() {
     // r1 <- r2 <- r3 <- r1: each relay is linked to both others, so every broadcast
     // arrives over two routes.
-    let a1 = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port1 = a1.local_addr().unwrap().port();
-    drop(a1);
-    let r3_port = {
-        let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-        s.local_addr().unwrap().port()
-    };
-    let mut c1 = hop_config(1, vec![format!("moqt://localhost:{r3_port}")]);
-    c1.listen.quic = Some(format!("127.0.0.1:{port1}").parse().unwrap());
-    let r1 = relay(c1).await;
+    // r1 must know r3's address before r3 exists: the port is held until r3 binds it (a
+    // port found free and released at once was taken by another test meanwhile).
+    let r3_socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let r3_port = r3_socket.local_addr().unwrap().port();
+    let r1 = relay(hop_config(1, vec![format!("moqt://localhost:{r3_port}")])).await;
     let r2 = relay(hop_config(2, vec![url(&r1)])).await;
     let mut c3 = hop_config(3, vec![url(&r2)]);
     c3.listen.quic = Some(format!("127.0.0.1:{r3_port}").parse().unwrap());
+    drop(r3_socket);
     let r3 = relay(c3).await;
     linked(&[&r1, &r2, &r3], &[2, 2, 2]).await;
 

@@ -655,6 +655,8 @@ struct Subscriber {
 struct TrackState {
     subscribers: Vec<Subscriber>,
     next: u64,
+    /// The group started last (it ends when the next one starts).
+    last: Option<GroupSequence>,
     cache: GroupCache,
     closed: bool,
 }
@@ -665,21 +667,23 @@ impl TrackProducer {
             state: Arc::new(Mutex::new(TrackState {
                 subscribers: Vec::new(),
                 next: 1,
+                last: None,
                 cache,
                 closed: false,
             })),
         }
     }
 
-    /// Starts the next group (sequences count from 1, as gomoqt). Each current subscriber
-    /// gets a group stream; a subscriber that ended is forgotten.
+    /// Starts the next group (sequences count from 1, as gomoqt, unless
+    /// [`TrackProducer::continue_from`] said otherwise). Each current subscriber gets a group
+    /// stream; a subscriber that ended is forgotten.
     pub fn append_group(&self) -> GroupProducer {
         let mut state = lock(&self.state);
         let sequence = GroupSequence(state.next);
         state.next += 1;
         // The previous group ends here for its subscribers (below): so in the cache too.
-        if let Some(previous) = sequence.0.checked_sub(1) {
-            state.cache.finish(GroupSequence(previous));
+        if let Some(previous) = state.last.replace(sequence) {
+            state.cache.finish(previous);
         }
         state.cache.begin(sequence);
         state.subscribers.retain_mut(|sub| {
@@ -700,6 +704,20 @@ impl TrackProducer {
             sequence,
             finished: false,
         }
+    }
+
+    /// Makes `sequence` the next group's number, the ones after counting on from it: for a
+    /// publisher that continues a track after a restart or takes over from another, so that
+    /// subscribers see group numbers go on increasing (for example from
+    /// [`GroupSequence::from_time`]). Sequences never go back: `false`, and nothing changes,
+    /// if `sequence` is not above the last group started.
+    pub fn continue_from(&self, sequence: GroupSequence) -> bool {
+        let mut state = lock(&self.state);
+        if state.last.is_some_and(|last| sequence <= last) || sequence.0 >= 1 << 62 {
+            return false;
+        }
+        state.next = sequence.0;
+        true
     }
 
     /// The number of current subscribers.
@@ -802,5 +820,36 @@ impl Drop for GroupProducer {
                 g.cancel(moq_proto::code::group::PUBLISH_ABORTED);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_track_continues_from_a_later_sequence_and_never_goes_back() {
+        let broadcast = Broadcast::new();
+        let track = broadcast.create_track("t", 4);
+        let first = track.append_group();
+        assert_eq!(first.sequence(), GroupSequence(1));
+        first.write_frame(Bytes::from_static(b"one"));
+        // A restarted publisher continues from the clock, say.
+        assert!(track.continue_from(GroupSequence(100)));
+        let later = track.append_group();
+        assert_eq!(later.sequence(), GroupSequence(100));
+        later.write_frame(Bytes::from_static(b"hundred"));
+        assert!(!track.continue_from(GroupSequence(100)), "never back");
+        assert!(!track.continue_from(GroupSequence(50)));
+        assert_eq!(track.append_group().sequence(), GroupSequence(101));
+        // The group before the jump ended when the next began: it is whole in the cache.
+        assert_eq!(
+            track.cached_group(GroupSequence(1)),
+            Some(vec![Bytes::from_static(b"one")])
+        );
+        assert_eq!(
+            track.cached_group(GroupSequence(100)),
+            Some(vec![Bytes::from_static(b"hundred")])
+        );
     }
 }
