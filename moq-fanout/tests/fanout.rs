@@ -49,7 +49,9 @@ async fn one_publisher_to_64_subscribers_every_frame_of_every_group_in_order() {
             .await
             .unwrap();
     }
-    // One upstream subscription however many downstream ones.
+    // One upstream subscription however many downstream ones (the relay accepts a
+    // subscriber before its own upstream subscription is through: wait for that first).
+    until("the upstream subscription", || track.subscriber_count() > 0).await;
     assert_eq!(track.subscriber_count(), 1);
     for _ in 0..GROUPS {
         write_group(&track, FRAMES, SIZE);
@@ -368,6 +370,7 @@ async fn the_upstream_subscription_ends_with_the_last_downstream_one() {
     let rb = b.subscribe(PATH, "video", ordered()).unwrap();
     accepted(&ra).await;
     accepted(&rb).await;
+    until("the upstream subscription", || track.subscriber_count() > 0).await;
     assert_eq!(track.subscriber_count(), 1);
     drop(ra);
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -90,6 +90,8 @@ async fn three_relays_in_a_line() {
     accepted(&far).await;
     accepted(&mid).await;
     let track = publisher.tracks[0].clone();
+    // The relays accept a subscriber before their own upstream subscription is through.
+    until("the upstream subscription", || track.subscriber_count() > 0).await;
     assert_eq!(track.subscriber_count(), 1);
     for _ in 0..3 {
         write_group(&track, 5, 200);
@@ -203,6 +205,7 @@ async fn three_relays_in_a_ring_do_not_loop() {
     assert_eq!(r1.relay().broadcasts()[0].tracks.len(), 1);
     let mut s2 = e2.subscribe(PATH, "video", ordered()).unwrap();
     accepted(&s2).await;
+    until("the upstream subscription", || track.subscriber_count() > 0).await;
     for _ in 0..3 {
         write_group(&track, 4, 100);
     }
