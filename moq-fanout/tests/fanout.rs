@@ -202,6 +202,7 @@ async fn a_late_joiner_starts_at_the_latest_cached_group_at_once() {
     let early = connect(&client, &url, None).await;
     let mut early_reader = early.subscribe(PATH, "video", ordered()).unwrap();
     accepted(&early_reader).await;
+    until("the upstream subscription", || track.subscriber_count() > 0).await;
     for _ in 0..6 {
         write_group(&track, FRAMES, SIZE);
     }
@@ -257,6 +258,7 @@ async fn fetch_is_served_from_the_cache_or_upstream_and_an_evicted_group_is_refu
     let session = connect(&client, &url, None).await;
     let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
     accepted(&reader).await;
+    until("the upstream subscription", || track.subscriber_count() > 0).await;
     for _ in 0..10 {
         write_group(&track, FRAMES, SIZE);
     }
