@@ -120,8 +120,8 @@ pub struct Connection {
     waiting: [VecDeque<(StreamId, i32)>; 2],
     /// The session's events, in order, until the application takes them.
     events: VecDeque<Event>,
-    /// The QUIC connection has ended (closed by either side, or lost).
-    lost: bool,
+    /// Why the QUIC connection ended (closed by either side, or lost), once it has.
+    lost: Option<ConnectionError>,
     recv_buf: Vec<u8>,
     send_buf: Vec<u8>,
 }
@@ -179,7 +179,7 @@ impl Connection {
             by_quic: HashMap::new(),
             waiting: [VecDeque::new(), VecDeque::new()],
             events: VecDeque::new(),
-            lost: false,
+            lost: None,
             recv_buf: vec![0; 65_536],
             send_buf: Vec::with_capacity(1500),
         };
@@ -189,22 +189,9 @@ impl Connection {
                 return Err(Error::HandshakeTimeout);
             }
             conn.turn(Some(deadline))?;
-            if conn.lost {
-                break;
+            if let Some(reason) = conn.lost.take() {
+                return Err(Error::Handshake(reason));
             }
-        }
-        if conn.lost || conn.quic.is_closed() {
-            let reason = match conn.session.close_reason() {
-                Some(CloseReason::Transport(reason)) => reason.clone(),
-                _ => "closed".to_owned(),
-            };
-            return Err(Error::Handshake(ConnectionError::TransportError(
-                quinn_proto::TransportError {
-                    code: quinn_proto::TransportErrorCode::CONNECTION_REFUSED,
-                    frame: None,
-                    reason,
-                },
-            )));
         }
         Ok(conn)
     }
@@ -229,7 +216,7 @@ impl Connection {
             if let Some(event) = self.events.pop_front() {
                 return Ok(Some(event));
             }
-            if self.lost || Instant::now() >= deadline {
+            if self.lost.is_some() || Instant::now() >= deadline {
                 return Ok(None);
             }
             self.turn(Some(deadline))?;
@@ -295,7 +282,7 @@ impl Connection {
         .flatten()
         .min();
         let wait = wake.map(|at| at.saturating_duration_since(now));
-        if wait != Some(Duration::ZERO) && !self.lost {
+        if wait != Some(Duration::ZERO) && self.lost.is_none() {
             // A zero timeout means "block forever" to the socket: at least a millisecond.
             self.socket
                 .set_read_timeout(wait.map(|w| w.max(Duration::from_millis(1))))?;
@@ -413,15 +400,15 @@ impl Connection {
                 }
             }
             quinn_proto::Event::Stream(StreamEvent::Available { dir }) => self.open_waiting(dir),
-            quinn_proto::Event::ConnectionLost { reason } => {
-                self.lost = true;
-                let reason = match reason {
+            quinn_proto::Event::ConnectionLost { reason: lost } => {
+                let reason = match &lost {
                     ConnectionError::ApplicationClosed(close) => CloseReason::Peer {
                         code: ErrorCode(close.error_code.into_inner()),
                         reason: String::from_utf8_lossy(&close.reason).into_owned(),
                     },
                     other => CloseReason::Transport(other.to_string()),
                 };
+                self.lost = Some(lost);
                 self.session.handle_connection_closed(reason, now);
             }
             _ => {}

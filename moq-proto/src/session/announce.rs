@@ -34,6 +34,63 @@ fn mark_cost(path: &BroadcastPath, was: Option<&Vec<HopId>>) -> usize {
     MARK_COST + path.as_str().len() + was.map_or(0, |hops| hops.len() * 8)
 }
 
+/// Paths changed since someone (the peer, or the application) was told of them, in the
+/// order they first changed, each with what was told: the hops it was told active with, or
+/// `None`. A path forgotten before its turn (it came back to what was told) stays in the
+/// order until its turn or a compaction, and is skipped.
+#[derive(Debug, Default)]
+struct Marks {
+    order: VecDeque<BroadcastPath>,
+    told: HashMap<BroadcastPath, Option<Vec<HopId>>>,
+}
+
+impl Marks {
+    /// Marks `path`, told `was`, unless it is marked already: whether it is new.
+    fn mark(&mut self, path: &BroadcastPath, was: Option<Vec<HopId>>) -> bool {
+        if self.told.contains_key(path) {
+            return false;
+        }
+        self.told.insert(path.clone(), was);
+        self.order.push_back(path.clone());
+        true
+    }
+
+    /// What a marked path was told.
+    fn told(&self, path: &BroadcastPath) -> Option<&Option<Vec<HopId>>> {
+        self.told.get(path)
+    }
+
+    /// Unmarks a path; the order is compacted once forgotten paths outnumber marked ones.
+    fn forget(&mut self, path: &BroadcastPath) {
+        self.told.remove(path);
+        if self.order.len() > 2 * self.told.len() + 16 {
+            let told = &self.told;
+            self.order.retain(|p| told.contains_key(p));
+        }
+    }
+
+    /// The next marked path, with what it was told.
+    fn pop(&mut self) -> Option<(BroadcastPath, Option<Vec<HopId>>)> {
+        while let Some(path) = self.order.pop_front() {
+            if let Some(was) = self.told.remove(&path) {
+                return Some((path, was));
+            }
+        }
+        None
+    }
+
+    /// Puts back what [`Marks::pop`] returned, first in line.
+    fn unpop(&mut self, path: BroadcastPath, was: Option<Vec<HopId>>) {
+        self.told.insert(path.clone(), was);
+        self.order.push_front(path);
+    }
+
+    /// Paths marked.
+    fn len(&self) -> usize {
+        self.told.len()
+    }
+}
+
 /// The peer's interest in our broadcasts (we are the publisher on this stream).
 #[derive(Debug, Default)]
 pub(super) struct InterestIn {
@@ -42,11 +99,9 @@ pub(super) struct InterestIn {
     /// The first report: the broadcasts after this path (all of them if `Some(None)`) are
     /// still to be reported as they are when the walk reaches them. `None` once done.
     walk: Option<Option<BroadcastPath>>,
-    /// Paths changed since the peer was told of them, in the order they changed...
-    marked: VecDeque<BroadcastPath>,
-    /// ... each with what the peer was told (the hops it was told active with, or `None`).
-    told: HashMap<BroadcastPath, Option<Vec<HopId>>>,
-    /// What `told` holds, for the ledger.
+    /// Paths changed since the peer was told of them.
+    marks: Marks,
+    /// What `marks` holds, for the ledger.
     held: usize,
 }
 
@@ -70,21 +125,18 @@ impl InterestIn {
 
     /// Marks `path` as changed, `was` being what the peer was told (if not marked already).
     fn mark(&mut self, path: &BroadcastPath, was: Option<&Vec<HopId>>) -> usize {
-        if self.told.contains_key(path) {
-            return 0;
-        }
         let was = was.filter(|hops| self.wants(path, hops)).cloned();
         let cost = mark_cost(path, was.as_ref());
-        self.told.insert(path.clone(), was);
-        self.marked.push_back(path.clone());
+        if !self.marks.mark(path, was) {
+            return 0;
+        }
         self.held += cost;
         cost
     }
 
     /// The next marked path, with what the peer was told of it.
     fn next_marked(&mut self) -> Option<(BroadcastPath, Option<Vec<HopId>>)> {
-        let path = self.marked.pop_front()?;
-        let was = self.told.remove(&path).flatten();
+        let (path, was) = self.marks.pop()?;
         self.held -= mark_cost(&path, was.as_ref());
         Some((path, was))
     }
@@ -129,12 +181,8 @@ pub(super) struct InterestOut {
     prefix: PathPrefix,
     /// The peer's active broadcasts, with their hops.
     active: HashMap<BroadcastPath, Vec<HopId>>,
-    /// Paths changed since the application was told of them, in the order they changed
-    /// (a path that came back to what the application was told stays until it comes up or
-    /// the queue is compacted, and is skipped)...
-    changed: VecDeque<BroadcastPath>,
-    /// ... each with what the application was told (the hops, or `None`: not active).
-    told: HashMap<BroadcastPath, Option<Vec<HopId>>>,
+    /// Paths changed since the application was told of them.
+    marks: Marks,
 }
 
 impl InterestOut {
@@ -142,26 +190,18 @@ impl InterestOut {
         Self {
             prefix,
             active: HashMap::new(),
-            changed: VecDeque::new(),
-            told: HashMap::new(),
+            marks: Marks::default(),
         }
     }
 
     /// `path` changed from `was` (the peer's state before): remember what the application
     /// was told, or forget the change if it is back to that.
     fn mark(&mut self, path: BroadcastPath, was: Option<Vec<HopId>>) {
-        match self.told.get(&path) {
+        match self.marks.told(&path) {
             None => {
-                self.told.insert(path.clone(), was);
-                self.changed.push_back(path);
+                self.marks.mark(&path, was);
             }
-            Some(told) if told.as_ref() == self.active.get(&path) => {
-                self.told.remove(&path);
-                if self.changed.len() > 2 * self.told.len() + 16 {
-                    let told = &self.told;
-                    self.changed.retain(|p| told.contains_key(p));
-                }
-            }
+            Some(told) if told.as_ref() == self.active.get(&path) => self.marks.forget(&path),
             Some(_) => {}
         }
     }
@@ -171,9 +211,10 @@ impl InterestOut {
         let mut paths: Vec<BroadcastPath> = self
             .active
             .keys()
-            .filter(|p| !self.told.contains_key(*p))
+            .filter(|p| self.marks.told(p).is_none())
             .chain(
-                self.told
+                self.marks
+                    .told
                     .iter()
                     .filter(|(_, hops)| hops.is_some())
                     .map(|(p, _)| p),
@@ -295,7 +336,7 @@ impl Session {
         // same commands.
         touched.sort_unstable();
         for id in touched {
-            let queued = self.interests_in.get(&id).map_or(0, |i| i.marked.len());
+            let queued = self.interests_in.get(&id).map_or(0, |i| i.marks.len());
             if queued > self.config.max_announce_queue {
                 // A slow consumer (spec §8): cancel rather than keep marking.
                 self.drop_interest_in(id);
@@ -480,13 +521,9 @@ impl Session {
         let Some(interest) = self.interests_out.get_mut(&id) else {
             return;
         };
-        while let Some(path) = interest.changed.pop_front() {
-            let Some(was) = interest.told.remove(&path) else {
-                continue;
-            };
+        while let Some((path, was)) = interest.marks.pop() {
             if self.announce_tokens.take(1, now) == 0 {
-                interest.told.insert(path.clone(), was);
-                interest.changed.push_front(path);
+                interest.marks.unpop(path, was);
                 self.announce_throttled.insert(id);
                 self.stats.announce_throttled += 1;
                 if let Some(at) = self.announce_tokens.next_token(now) {

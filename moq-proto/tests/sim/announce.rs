@@ -658,6 +658,29 @@ fn announcements_are_reported_at_the_configured_rate() {
 }
 
 #[test]
+fn a_rate_of_zero_reports_the_burst_and_then_nothing_and_sets_no_timer() {
+    let mut config = Config::default();
+    config.announce_burst = 1;
+    config.announce_rate = 0;
+    let mut lone = Lone::with_config(Role::Client, config);
+    let interest = lone
+        .session
+        .announce_interest(PathPrefix::root(), HopId(0))
+        .unwrap();
+    lone.commands();
+    let mut bytes = active("a", &[]);
+    bytes.extend(active("b", &[]));
+    lone.data(interest, &bytes);
+    lone.commands();
+    assert_eq!(reported(&lone.events()).len(), 1);
+    // No token ever comes back: no deadline to wake for, and nothing in an hour.
+    assert_eq!(lone.session.poll_timeout(), None);
+    lone.advance(std::time::Duration::from_secs(3600));
+    lone.commands();
+    assert!(reported(&lone.events()).is_empty());
+}
+
+#[test]
 fn churn_past_the_rate_is_coalesced_per_path() {
     // The burst is spent; then 10 000 changes to three paths arrive at once.
     let (mut lone, interest) = rate_limited(1);
