@@ -1,14 +1,13 @@
 //! One dial by URL, over either moq-lite-04 transport: `moqt://host:port` over native QUIC
 //! (`moq-quinn`), `https://host[:port]/path` over WebTransport (`moq-webtransport`). The same
 //! session API comes back either way. It sits above both adapters, so that neither depends
-//! on the other.
+//! on the other. It re-exports the application API, so an application that dials by URL
+//! needs no other crate; errors are in each adapter's `error` module.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+pub use moq_quic::{Identity, QuicOptions, ServerTrust};
+pub use moq_tokio::*;
 
-pub use moq_tokio::{Config, Router, Session};
-
-use moq_webtransport::{Client, ConnectError, ServerTrust, WebTransportOptions};
+use moq_quic::{BuildClient, ClientSettings};
 
 /// Why a dial failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,72 +18,68 @@ pub enum DialError {
     Scheme(String),
     /// Native QUIC failed.
     #[error(transparent)]
-    Quic(#[from] moq_quinn::ConnectError),
+    Quic(#[from] moq_quinn::error::ConnectError),
     /// WebTransport failed.
     #[error(transparent)]
-    WebTransport(#[from] ConnectError),
+    WebTransport(#[from] moq_webtransport::error::ConnectError),
 }
 
-/// Dials `moqt://` and `https://` URLs with one certificate policy. Each transport's client
-/// endpoint is made on its first use and kept for the next dials: keep the `Dialer` for as
-/// long as its sessions.
+/// Dials `moqt://` and `https://` URLs with one set of settings (trust, options, the session
+/// configuration, what it publishes): a native QUIC and a WebTransport client endpoint. Keep
+/// the `Dialer` for as long as its sessions.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_dial::Dialer;
+/// let dialer = Dialer::new(moq_dial::ServerTrust::platform())?;
+/// let native = dialer.connect("moqt://relay.example.com:4443").await?;
+/// let browser_path = dialer.connect("https://relay.example.com/moq").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct Dialer {
-    trust: ServerTrust,
-    bind: Option<SocketAddr>,
-    quic_options: moq_quinn::QuicOptions,
-    webtransport_options: WebTransportOptions,
-    quic: Mutex<Option<moq_quinn::Client>>,
-    webtransport: Mutex<Option<Arc<Client>>>,
+    quic: moq_quinn::Client,
+    webtransport: moq_webtransport::Client,
+}
+
+/// How a [`Dialer`] is made ([`Dialer::builder`]). A fixed local address binds the native
+/// QUIC client; the WebTransport client takes the same IP on an ephemeral port.
+pub type DialerBuilder = moq_quic::ClientBuilder<Dialer>;
+
+impl BuildClient for Dialer {
+    type Error = DialError;
+
+    fn build(settings: ClientSettings) -> Result<Self, DialError> {
+        let mut webtransport = settings.clone();
+        webtransport.bind = settings.bind.map(|mut addr| {
+            addr.set_port(0);
+            addr
+        });
+        Ok(Self {
+            quic: moq_quinn::Client::build(settings)?,
+            webtransport: moq_webtransport::Client::build(webtransport)?,
+        })
+    }
 }
 
 impl Dialer {
-    /// A dialer checking servers with `trust`, with default transport options, on an
-    /// ephemeral local port (dual-stack where the system allows).
-    pub fn new(trust: ServerTrust) -> Self {
-        Self {
-            trust,
-            bind: None,
-            quic_options: moq_quinn::QuicOptions::default(),
-            webtransport_options: WebTransportOptions::default(),
-            quic: Mutex::new(None),
-            webtransport: Mutex::new(None),
-        }
+    /// A dialer with the defaults but for `trust`.
+    pub fn new(trust: ServerTrust) -> Result<Self, DialError> {
+        Self::builder().trust(trust).build()
     }
 
-    /// The same, with explicit options and local address for each transport.
-    pub fn with_options(
-        trust: ServerTrust,
-        bind: Option<SocketAddr>,
-        quic: moq_quinn::QuicOptions,
-        webtransport: WebTransportOptions,
-    ) -> Self {
-        Self {
-            bind,
-            quic_options: quic,
-            webtransport_options: webtransport,
-            ..Self::new(trust)
-        }
+    /// A builder of a dialer with other settings.
+    pub fn builder() -> DialerBuilder {
+        DialerBuilder::new()
     }
 
     /// Dials `url` and starts a session: native QUIC for `moqt://`, WebTransport for
-    /// `https://`. `router` serves what this end publishes.
-    pub async fn connect(
-        &self,
-        url: &str,
-        config: Config,
-        router: Option<Router>,
-    ) -> Result<Session, DialError> {
+    /// `https://`.
+    pub async fn connect(&self, url: &str) -> Result<Session, DialError> {
         let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
         match scheme.to_ascii_lowercase().as_str() {
-            "moqt" => {
-                let client = self.quic_client()?;
-                Ok(client.connect(url, config, router).await?)
-            }
-            "https" => {
-                let client = self.webtransport_client()?;
-                Ok(client.connect(url, config, router).await?)
-            }
+            "moqt" => Ok(self.quic.connect(url).await?),
+            "https" => Ok(self.webtransport.connect(url).await?),
             _ => Err(DialError::Scheme(url.to_owned())),
         }
     }
@@ -92,47 +87,8 @@ impl Dialer {
     /// Waits until every connection of this dialer's endpoints has been closed and its
     /// close sent (after closing the sessions).
     pub async fn wait_idle(&self) {
-        let quic = self.quic.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let webtransport = self
-            .webtransport
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if let Some(client) = quic {
-            client.wait_idle().await;
-        }
-        if let Some(client) = webtransport {
-            client.wait_idle().await;
-        }
-    }
-
-    fn quic_client(&self) -> Result<moq_quinn::Client, DialError> {
-        let mut slot = self.quic.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
-        }
-        let client = match self.bind {
-            Some(addr) => {
-                moq_quinn::Client::bind(addr, self.trust.clone(), self.quic_options.clone())?
-            }
-            None => moq_quinn::Client::with_options(self.trust.clone(), self.quic_options.clone())?,
-        };
-        *slot = Some(client.clone());
-        Ok(client)
-    }
-
-    fn webtransport_client(&self) -> Result<Arc<Client>, DialError> {
-        let mut slot = self.webtransport.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(client) = slot.as_ref() {
-            return Ok(client.clone());
-        }
-        let options = self.webtransport_options.clone();
-        let client = Arc::new(match self.bind {
-            Some(addr) => Client::bind(addr, self.trust.clone(), options)?,
-            None => Client::with_options(self.trust.clone(), options)?,
-        });
-        *slot = Some(client.clone());
-        Ok(client)
+        self.quic.wait_idle().await;
+        self.webtransport.wait_idle().await;
     }
 }
 
@@ -142,11 +98,11 @@ mod tests {
 
     #[tokio::test]
     async fn the_scheme_picks_the_transport() {
-        let dialer = Dialer::new(ServerTrust::Insecure);
+        let dialer = Dialer::new(ServerTrust::Insecure).expect("dialer");
         for url in ["ftp://a:1", "a:1", "http://a:1/x"] {
             assert!(
                 matches!(
-                    dialer.connect(url, Config::default(), None).await,
+                    dialer.connect(url).await,
                     Err(DialError::Scheme(_))
                 ),
                 "{url}"
@@ -154,12 +110,14 @@ mod tests {
         }
         // Each scheme reaches its own transport (and its own URL check).
         assert!(matches!(
-            dialer.connect("moqt://a", Config::default(), None).await,
-            Err(DialError::Quic(moq_quinn::ConnectError::InvalidUrl(_)))
+            dialer.connect("moqt://a").await,
+            Err(DialError::Quic(moq_quinn::error::ConnectError::InvalidUrl(_)))
         ));
         assert!(matches!(
-            dialer.connect("https://:1", Config::default(), None).await,
-            Err(DialError::WebTransport(ConnectError::InvalidUrl(_)))
+            dialer.connect("https://:1").await,
+            Err(DialError::WebTransport(
+                moq_webtransport::error::ConnectError::InvalidUrl(_)
+            ))
         ));
     }
 }

@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 
+mod client;
 pub mod congestion;
 mod endpoint;
 mod gate;
@@ -18,11 +19,12 @@ mod server;
 /// async runtime).
 pub use moq_tls as tls;
 
+pub use client::{BuildClient, ClientBuilder, ClientSettings};
 pub use congestion::{Congestion, transport_stats};
 pub use endpoint::{ListenError, Listener, UrlError, client_config, parse_url};
 pub use gate::WriteGate;
 pub use options::{HandshakeLimits, QuicOptions};
-pub use server::{Handshake, HandshakeStats, HandshakeTimedOut, Incoming, Server};
+pub use server::{Handshake, HandshakeStats, HandshakeTimedOut, Incoming, Server, ServerBuilder};
 pub use tls::{CertError, HashError, Identity, ServerTrust, certificate_hash};
 
 pub use rustls::pki_types::CertificateDer;

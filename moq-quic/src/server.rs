@@ -11,8 +11,10 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 
-use moq_tokio::transport::{Connection, ConnectionInfo};
-use moq_tokio::{Config, ErrorCode, Role, Router, Session};
+use moq_tokio::code::ErrorCode;
+use moq_tokio::transport::{Connection, ConnectionInfo, Role};
+use moq_tokio::{Config, Router, Session};
+
 
 use crate::tls::Identity;
 use crate::{HandshakeLimits, ListenError, Listener, QuicOptions};
@@ -130,29 +132,56 @@ impl<H: Handshake> fmt::Debug for Server<H> {
     }
 }
 
-impl<H: Handshake> Server<H> {
-    /// Listens on `addr` with `identity`; sessions publish what `router` holds.
-    pub fn bind(
-        addr: SocketAddr,
-        identity: Identity,
-        config: Config,
-        router: Router,
-    ) -> Result<Self, H::Error> {
-        Self::bind_with_options(addr, identity, config, router, QuicOptions::default())
+/// How a [`Server`] is made: its address and identity, and optionally the session
+/// [`Config`], the [`Router`] of what its sessions publish, and [`QuicOptions`]; then
+/// [`ServerBuilder::bind`].
+#[must_use = "a builder does nothing until `bind`"]
+pub struct ServerBuilder<H> {
+    addr: SocketAddr,
+    identity: Identity,
+    config: Config,
+    router: Router,
+    options: QuicOptions,
+    handshake: PhantomData<fn() -> H>,
+}
+
+impl<H> fmt::Debug for ServerBuilder<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("addr", &self.addr)
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<H: Handshake> ServerBuilder<H> {
+    /// The session configuration of every session (default [`Config::default`]).
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
     }
 
-    /// [`Server::bind`] with explicit transport options.
-    pub fn bind_with_options(
-        addr: SocketAddr,
-        identity: Identity,
-        config: Config,
-        router: Router,
-        options: QuicOptions,
-    ) -> Result<Self, H::Error> {
-        Ok(Self {
-            listener: Listener::bind(addr, identity, H::ALPN, &options)?,
-            config,
-            router,
+    /// What the sessions publish (default: an empty router, which refuses every
+    /// SUBSCRIBE and FETCH until something is published on [`Server::router`]).
+    pub fn router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// Transport options: windows, idle timeout, congestion, handshake limits.
+    pub fn options(mut self, options: QuicOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Binds the address and starts listening.
+    pub fn bind(self) -> Result<Server<H>, H::Error> {
+        let options = self.options;
+        Ok(Server {
+            listener: Listener::bind(self.addr, self.identity, H::ALPN, &options)?,
+            config: self.config,
+            router: self.router,
             admission: Arc::new(Admission {
                 limits: options.handshake.clone(),
                 in_flight: AtomicUsize::new(0),
@@ -165,6 +194,21 @@ impl<H: Handshake> Server<H> {
                 closed: false,
             }),
         })
+    }
+}
+
+impl<H: Handshake> Server<H> {
+    /// A server on `addr` with `identity`: set what it needs on the builder, then
+    /// [`ServerBuilder::bind`].
+    pub fn builder(addr: SocketAddr, identity: Identity) -> ServerBuilder<H> {
+        ServerBuilder {
+            addr,
+            identity,
+            config: Config::default(),
+            router: Router::new(),
+            options: QuicOptions::default(),
+            handshake: PhantomData,
+        }
     }
 
     /// The address the server listens on.

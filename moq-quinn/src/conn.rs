@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moq_tokio::transport::{self, ConnectionInfo, StreamError};
-use moq_tokio::{CloseReason, ErrorCode};
+use moq_tokio::code::ErrorCode;
+use moq_tokio::error::CloseReason;
 use quinn::VarInt;
 
 /// A quinn connection carrying a moq-lite-04 session.
@@ -70,40 +71,40 @@ fn write_error(e: quinn::WriteError) -> StreamError {
 /// The send side of a quinn stream; a write that must wait goes through the connection's
 /// [`moq_quic::WriteGate`].
 #[derive(Debug)]
-pub struct SendStream(quinn::SendStream, Arc<moq_quic::WriteGate>);
+pub struct QuicSendStream(quinn::SendStream, Arc<moq_quic::WriteGate>);
 
 /// The receive side of a quinn stream.
 #[derive(Debug)]
-pub struct RecvStream(quinn::RecvStream);
+pub struct QuicRecvStream(quinn::RecvStream);
 
 impl transport::Connection for QuicConnection {
-    type SendStream = SendStream;
-    type RecvStream = RecvStream;
+    type SendStream = QuicSendStream;
+    type RecvStream = QuicRecvStream;
 
-    async fn open_uni(&self) -> Result<SendStream, StreamError> {
+    async fn open_uni(&self) -> Result<QuicSendStream, StreamError> {
         self.conn
             .open_uni()
             .await
-            .map(|send| SendStream(send, self.gate.clone()))
+            .map(|send| QuicSendStream(send, self.gate.clone()))
             .map_err(connection_lost)
     }
 
-    async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+    async fn open_bi(&self) -> Result<(QuicSendStream, QuicRecvStream), StreamError> {
         let (send, recv) = self.conn.open_bi().await.map_err(connection_lost)?;
-        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
+        Ok((QuicSendStream(send, self.gate.clone()), QuicRecvStream(recv)))
     }
 
-    async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
+    async fn accept_uni(&self) -> Result<QuicRecvStream, StreamError> {
         self.conn
             .accept_uni()
             .await
-            .map(RecvStream)
+            .map(QuicRecvStream)
             .map_err(connection_lost)
     }
 
-    async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+    async fn accept_bi(&self) -> Result<(QuicSendStream, QuicRecvStream), StreamError> {
         let (send, recv) = self.conn.accept_bi().await.map_err(connection_lost)?;
-        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
+        Ok((QuicSendStream(send, self.gate.clone()), QuicRecvStream(recv)))
     }
 
     fn close(&self, code: ErrorCode, reason: &str) {
@@ -120,7 +121,7 @@ impl transport::Connection for QuicConnection {
         }
     }
 
-    fn stats(&self) -> moq_tokio::proto::TransportStats {
+    fn stats(&self) -> moq_tokio::transport::proto::TransportStats {
         moq_quic::transport_stats(&self.conn)
     }
 
@@ -140,7 +141,7 @@ impl transport::Connection for QuicConnection {
         if info.server_name.is_none() {
             info.server_name = self.server_name.clone();
         }
-        info.version = info.alpn.clone().filter(|a| a == moq_tokio::proto::ALPN);
+        info.version = info.alpn.clone().filter(|a| a == moq_tokio::transport::proto::ALPN);
         if let Some(chain) = self.conn.peer_identity().and_then(|any| {
             any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                 .ok()
@@ -162,7 +163,7 @@ impl transport::Connection for QuicConnection {
     }
 }
 
-impl transport::SendStream for SendStream {
+impl transport::SendStream for QuicSendStream {
     async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
         self.0.write_chunk(data).await.map_err(write_error)
     }
@@ -198,7 +199,7 @@ fn read_error(e: quinn::ReadError) -> StreamError {
     }
 }
 
-impl transport::RecvStream for RecvStream {
+impl transport::RecvStream for QuicRecvStream {
     async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
         match self.0.read_chunk(max, true).await {
             Ok(chunk) => Ok(chunk.map(|c| c.bytes)),

@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 
-use moq_tokio::{Config, Role, Router, Session};
+use moq_tokio::transport::Role;
+use moq_tokio::{Config, Router, Session};
 
 use crate::conn::QuicConnection;
 use moq_quic::tls::ServerTrust;
-use moq_quic::{Handshake, ListenError, QuicOptions};
+use moq_quic::{BuildClient, ClientSettings, Handshake, ListenError};
 
 /// Why a connection could not be made or accepted.
 #[derive(Debug, thiserror::Error)]
@@ -75,55 +76,61 @@ pub(crate) fn parse_url(url: &str) -> Result<(String, u16), ConnectError> {
     Ok((host, port))
 }
 
-/// An unspecified local address, IPv6 (dual-stack where the system allows) when it can be
-/// bound, else IPv4.
-pub(crate) fn any_local(bind: impl Fn(SocketAddr) -> bool) -> SocketAddr {
-    let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-    match bind(v6) {
-        true => v6,
-        false => SocketAddr::from(([0, 0, 0, 0], 0)),
-    }
-}
-
 /// A client endpoint: dials `moqt://` URLs.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_quinn::{Client, ServerTrust, SubscribeParams};
+/// let client = Client::builder()
+///     .trust(ServerTrust::from_hash_hex("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08")?)
+///     .build()?;
+/// let session = client.connect("moqt://localhost:4443").await?;
+/// let mut track = session.subscribe("/demo", "clock", SubscribeParams::default())?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Client {
     endpoint: quinn::Endpoint,
-    config: quinn::ClientConfig,
+    quic: quinn::ClientConfig,
+    config: Config,
+    router: Option<Router>,
+}
+
+/// How a [`Client`] is made ([`Client::builder`]): trust, options, local address, the
+/// session configuration and what the client publishes.
+pub type ClientBuilder = moq_quic::ClientBuilder<Client>;
+
+impl BuildClient for Client {
+    type Error = ConnectError;
+
+    fn build(settings: ClientSettings) -> Result<Self, ConnectError> {
+        let alpn = moq_tokio::transport::proto::ALPN.as_bytes();
+        let quic = moq_quic::client_config(&settings.trust, alpn, &settings.options)?;
+        let endpoint = quinn::Endpoint::client(settings.local_addr())?;
+        Ok(Self {
+            endpoint,
+            quic,
+            config: settings.config,
+            router: settings.router,
+        })
+    }
 }
 
 impl Client {
-    /// A client on an ephemeral local port, checking servers with `trust`: dual-stack IPv6
-    /// where the system has it (so it reaches IPv4 and IPv6 servers), else IPv4.
+    /// A client with the defaults but for `trust`: default options and session
+    /// configuration, an ephemeral local port, nothing published.
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
-        Self::with_options(trust, QuicOptions::default())
+        Self::builder().trust(trust).build()
     }
 
-    /// The same, with explicit QUIC options.
-    pub fn with_options(trust: ServerTrust, options: QuicOptions) -> Result<Self, ConnectError> {
-        let addr = any_local(|a| std::net::UdpSocket::bind(a).is_ok());
-        Self::bind(addr, trust, options)
+    /// A builder of a client with other settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
     }
 
-    /// A client bound to `addr`, with explicit QUIC options.
-    pub fn bind(
-        addr: SocketAddr,
-        trust: ServerTrust,
-        options: QuicOptions,
-    ) -> Result<Self, ConnectError> {
-        let config = moq_quic::client_config(&trust, moq_tokio::proto::ALPN.as_bytes(), &options)?;
-        let endpoint = quinn::Endpoint::client(addr)?;
-        Ok(Self { endpoint, config })
-    }
-
-    /// Dials a `moqt://host:port` URL and starts a session. `router` serves what this end
-    /// publishes (a client may publish to a server).
-    pub async fn connect(
-        &self,
-        url: &str,
-        config: Config,
-        router: Option<Router>,
-    ) -> Result<Session, ConnectError> {
+    /// Dials a `moqt://host:port` URL and starts a session: each of the host's addresses in
+    /// turn until one answers.
+    pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
         let (host, port) = parse_url(url)?;
         let ipv4_only = self.endpoint.local_addr().is_ok_and(|a| a.is_ipv4());
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -141,7 +148,7 @@ impl Client {
         let mut connected = None;
         let count = addrs.len();
         for (i, addr) in addrs.into_iter().enumerate() {
-            let attempt = match self.endpoint.connect_with(self.config.clone(), addr, &host) {
+            let attempt = match self.endpoint.connect_with(self.quic.clone(), addr, &host) {
                 Ok(connecting) if i + 1 < count => {
                     match tokio::time::timeout(ATTEMPT, connecting).await {
                         Ok(result) => result.map_err(ConnectError::from),
@@ -165,11 +172,16 @@ impl Client {
         let conn = connected.ok_or(last)?;
         let conn =
             QuicConnection::new(conn, self.endpoint.local_addr().ok()).with_server_name(host);
-        if conn.alpn().as_deref() != Some(moq_tokio::proto::ALPN.as_bytes()) {
+        if conn.alpn().as_deref() != Some(moq_tokio::transport::proto::ALPN.as_bytes()) {
             conn.inner().close(0u32.into(), b"alpn");
             return Err(ConnectError::Alpn);
         }
-        Ok(Session::new(conn, Role::Client, config, router))
+        Ok(Session::new(
+            conn,
+            Role::Client,
+            self.config.clone(),
+            self.router.clone(),
+        ))
     }
 
     /// The local address.
@@ -191,7 +203,7 @@ impl Client {
 pub struct NativeQuic;
 
 impl Handshake for NativeQuic {
-    const ALPN: &'static [u8] = moq_tokio::proto::ALPN.as_bytes();
+    const ALPN: &'static [u8] = moq_tokio::transport::proto::ALPN.as_bytes();
     type Connection = QuicConnection;
     type Error = ConnectError;
 
@@ -207,21 +219,41 @@ impl Handshake for NativeQuic {
         Ok(conn)
     }
 
-    fn close_code(code: moq_tokio::ErrorCode) -> u64 {
+    fn close_code(code: moq_tokio::code::ErrorCode) -> u64 {
         code.0
     }
 }
 
 /// A server endpoint: accepts native QUIC sessions with ALPN `moq-lite-04`.
 ///
-/// Its methods are [`moq_quic::Server`]'s: [`bind`](moq_quic::Server::bind),
-/// [`bind_with_options`](moq_quic::Server::bind_with_options),
-/// [`accept`](moq_quic::Server::accept), [`serve`](moq_quic::Server::serve) (accept every
-/// session and keep it until it ends), [`incoming`](moq_quic::Server::incoming),
-/// [`stop_accepting`](moq_quic::Server::stop_accepting), [`close`](moq_quic::Server::close)
-/// and [`wait_idle`](moq_quic::Server::wait_idle). One [`Router`](moq_tokio::Router),
-/// cloned, can serve a native QUIC and a WebTransport server in one process.
+/// Made with [`Server::builder`](moq_quic::Server::builder) (address and identity, then
+/// optionally [`config`](moq_quic::ServerBuilder::config),
+/// [`router`](moq_quic::ServerBuilder::router) and
+/// [`options`](moq_quic::ServerBuilder::options), then
+/// [`bind`](moq_quic::ServerBuilder::bind)). Its methods are [`moq_quic::Server`]'s:
+/// [`serve`](moq_quic::Server::serve) (accept every session and keep it until it ends),
+/// [`accept`](moq_quic::Server::accept), [`incoming`](moq_quic::Server::incoming),
+/// [`router`](moq_quic::Server::router), [`stop_accepting`](moq_quic::Server::stop_accepting),
+/// [`close`](moq_quic::Server::close) and [`wait_idle`](moq_quic::Server::wait_idle). One
+/// [`Router`], cloned, can serve a native QUIC and a WebTransport server in one process.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_quinn::{Broadcast, Identity, Router, Server};
+/// let router = Router::new();
+/// let broadcast = Broadcast::new();
+/// let clock = broadcast.create_track("clock", 4);
+/// router.publish("/demo", broadcast);
+/// let server = Server::builder("[::]:4443".parse()?, Identity::self_signed(&["localhost"])?)
+///     .router(router)
+///     .bind()?;
+/// server.serve().await;
+/// # Ok(()) }
+/// ```
 pub type Server = moq_quic::Server<NativeQuic>;
+
+/// How a [`Server`] is made.
+pub type ServerBuilder = moq_quic::ServerBuilder<NativeQuic>;
 
 /// A connection attempt on a [`Server`], not yet handshaken.
 pub type Incoming = moq_quic::Incoming<NativeQuic>;

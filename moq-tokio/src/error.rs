@@ -1,6 +1,13 @@
 //! Errors of the async API, each carrying the spec's codes where the peer sent one.
+//!
+//! - [`SessionError`]: a request refused (the session closed or going away, or a
+//!   [`CommandError`] naming why);
+//! - [`EndReason`]: why a subscription, group, fetch or announcement stream ended other than
+//!   normally (the readers' error; a normal end is `Ok(None)`);
+//! - [`PublishError`]: a write to something that has ended, or that cannot be carried out;
+//! - [`CloseReason`]: why the session ended.
 
-use moq_proto::{CloseReason, CommandError, EndReason, ErrorCode};
+pub use moq_proto::{CloseReason, CommandError, EndReason};
 
 /// The session refused a request, or ended.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -26,66 +33,12 @@ impl From<CommandError> for SessionError {
     }
 }
 
-/// A subscription, group, fetch, announcement stream or probe ended abnormally.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum StreamEndError {
-    /// The peer reset it; the code is per stream kind (Subscribe codes for a subscription,
-    /// Group codes for a group, Fetch codes for a fetch...).
-    #[error("reset by the peer with code {0}")]
-    Reset(ErrorCode),
-    /// The peer stopped it with this code.
-    #[error("stopped by the peer with code {0}")]
-    Stopped(ErrorCode),
-    /// We cancelled it because of the peer (timeout, duplicate, out of range...).
-    #[error("cancelled with code {0}")]
-    Cancelled(ErrorCode),
-    /// The group fell behind the newest by more than the max latency.
-    #[error("expired")]
-    Expired,
-    /// The group was dropped because the subscriber could not keep up.
-    #[error("dropped: too slow")]
-    Dropped,
-    /// The stream could not be opened.
-    #[error("the stream could not be opened")]
-    OpenFailed,
-    /// Shed to keep the connection within its memory budget
-    /// ([`moq_proto::Config::max_connection_bytes`]): it held the most when the connection's
-    /// ledger passed its cap.
-    #[error("shed: the connection's memory budget was exceeded")]
-    Shed,
-    /// It was ended locally.
-    #[error("ended locally")]
-    Local,
-    /// The session ended.
-    #[error("session closed: {0}")]
-    SessionClosed(CloseReason),
-}
-
-impl StreamEndError {
-    /// The error for an end reason, or `None` for a normal end.
-    pub(crate) fn from_reason(reason: EndReason) -> Option<Self> {
-        Some(match reason {
-            EndReason::Finished => return None,
-            EndReason::Local => Self::Local,
-            EndReason::PeerReset(c) => Self::Reset(c),
-            EndReason::PeerStopped(c) => Self::Stopped(c),
-            EndReason::Cancelled(c) => Self::Cancelled(c),
-            EndReason::Expired => Self::Expired,
-            EndReason::Dropped => Self::Dropped,
-            EndReason::OpenFailed => Self::OpenFailed,
-            EndReason::Shed => Self::Shed,
-            EndReason::SessionClosed(r) => Self::SessionClosed(r),
-            _ => Self::Local,
-        })
-    }
-
-    /// The peer's or our code, when there is one.
-    pub fn code(&self) -> Option<ErrorCode> {
-        match self {
-            Self::Reset(c) | Self::Stopped(c) | Self::Cancelled(c) => Some(*c),
-            _ => None,
-        }
+/// A reader's result for an end: `Ok(())` for a normal end ([`EndReason::Finished`]), else
+/// the reason.
+pub(crate) fn end_result(reason: EndReason) -> Result<(), EndReason> {
+    match reason {
+        EndReason::Finished => Ok(()),
+        other => Err(other),
     }
 }
 

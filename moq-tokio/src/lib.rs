@@ -6,22 +6,26 @@
 //!
 //! - Subscribing: [`Session::subscribe`] → [`TrackReader`] → [`GroupReader`] → frames.
 //! - Discovering: [`Session::announced`] → [`Announcements`] → [`Announcement`].
-//! - Publishing: a [`Router`] of broadcasts, each served by a [`TrackHandler`] (for example
-//!   a fan-out [`Broadcast`] of [`TrackProducer`]s); per subscription a [`TrackWriter`] and
-//!   its [`GroupWriter`]s.
+//! - Publishing: a [`Router`] of broadcasts, each a fan-out [`Broadcast`] of
+//!   [`TrackProducer`]s (or any [`publish::TrackHandler`], which gets a
+//!   [`publish::TrackWriter`] per subscription).
 //! - Fetching: [`Session::fetch`] → [`FetchReader`]; serving through
-//!   [`TrackHandler::serve_fetch`] and a [`FetchWriter`].
-//! - Probing: [`Session::probe`] → [`ProbeResults`]; the peer's targets from
+//!   [`publish::TrackHandler::serve_fetch`] and a [`publish::FetchWriter`].
+//! - Probing: [`Session::probe`] → [`probe::ProbeResults`]; the peer's targets from
 //!   [`Session::probe_targets`].
+//!
+//! The top level holds what an application uses; [`publish`] the handler API and the cache,
+//! [`probe`] the probe's types, [`error`] the errors, [`code`] the spec's codes, and
+//! [`transport`] what an adapter author implements.
 //! - The session: [`Session::stats`], [`Session::connection_info`], [`Session::goaway`],
 //!   [`Session::close`], [`Session::closed`].
 
 mod announce;
 mod cache;
 mod driver;
-mod error;
-mod probe;
-mod publish;
+pub mod error;
+pub mod probe;
+pub mod publish;
 mod send;
 mod session;
 mod shared;
@@ -30,19 +34,16 @@ mod subscribe;
 pub mod transport;
 
 pub use announce::{Announcement, Announcements};
-pub use cache::{CacheBudget, CachedGroup, DEFAULT_TRACK_CACHE_BYTES, FRAME_OVERHEAD, GroupCache};
-pub use error::{PublishError, SessionError, StreamEndError};
-pub use probe::{ProbeResult, ProbeResults, ProbeTargets};
-pub use publish::{
-    Broadcast, FetchRequest, FetchWriter, GroupProducer, GroupWriter, Router, TrackHandler,
-    TrackProducer, TrackRequest, TrackWriter,
-};
+pub use publish::{Broadcast, FetchRequest, GroupProducer, Router, TrackProducer};
 pub use session::Session;
 pub use subscribe::{FetchReader, GroupReader, TrackEvent, TrackReader};
 pub use transport::ConnectionInfo;
 
 pub use moq_proto::message::SubscribeParams;
-pub use moq_proto::{
-    self as proto, BroadcastPath, CloseReason, Config, EndReason, ErrorCode, GroupSequence, HopId,
-    PathPrefix, Payload, PublisherParams, Role, SessionStats, SubscribeId, code,
-};
+pub use moq_proto::{BroadcastPath, Config, GroupSequence, SessionStats};
+
+/// The spec's error codes, by the stream or message they are sent on, and their type.
+pub mod code {
+    pub use moq_proto::ErrorCode;
+    pub use moq_proto::code::*;
+}

@@ -1,18 +1,25 @@
 //! Publishing: a router of broadcasts, per-subscription track writers, group writers,
 //! fetch writers, and a ready-made fan-out broadcast.
+//!
+//! An application publishes with [`Router`], [`Broadcast`], [`TrackProducer`] and
+//! [`GroupProducer`] (at the crate's top level). This module also holds what serves a
+//! subscription by hand ([`TrackHandler`], [`TrackRequest`], [`TrackWriter`],
+//! [`GroupWriter`], [`FetchWriter`]), the publisher's values ([`PublisherParams`]), the
+//! group cache, and the identifiers a relay needs ([`HopId`], [`SubscribeId`]).
+
+pub use crate::cache::{
+    CacheBudget, CachedGroup, DEFAULT_TRACK_CACHE_BYTES, FRAME_OVERHEAD, GroupCache,
+};
+pub use moq_proto::{HopId, PathPrefix, PublisherParams, SubscribeId};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use bytes::Bytes;
 use moq_proto::message::{Fetch, SubscribeParams};
-use moq_proto::{
-    BroadcastPath, EndReason, ErrorCode, GroupSequence, HopId, PublisherParams, StreamId,
-    SubscribeId,
-};
+use moq_proto::{BroadcastPath, EndReason, ErrorCode, GroupSequence, StreamId};
 use tokio::sync::watch;
 
-use crate::cache::{DEFAULT_TRACK_CACHE_BYTES, GroupCache};
 use crate::error::PublishError;
 use crate::shared::Shared;
 
@@ -31,7 +38,8 @@ pub struct TrackRequest {
     pub params: SubscribeParams,
 }
 
-/// A fetch of one of our groups, as the handler sees it.
+/// A fetch of one group: what [`crate::Session::fetch`] asks for, and what a
+/// [`TrackHandler`] is asked to serve.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchRequest {
     /// The broadcast.
@@ -42,6 +50,24 @@ pub struct FetchRequest {
     pub group: GroupSequence,
     /// Subscriber priority.
     pub priority: u8,
+}
+
+impl FetchRequest {
+    /// A fetch of `group` of `track` in the broadcast at `path`, at priority 0.
+    pub fn new(path: impl Into<BroadcastPath>, track: &str, group: GroupSequence) -> Self {
+        Self {
+            path: path.into(),
+            track: track.to_owned(),
+            group,
+            priority: 0,
+        }
+    }
+
+    /// The same at subscriber priority `priority` (higher goes first).
+    pub fn with_priority(mut self, priority: u8) -> Self {
+        self.priority = priority;
+        self
+    }
 }
 
 impl From<Fetch> for FetchRequest {

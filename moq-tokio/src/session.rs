@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use moq_proto::message::{Fetch, SubscribeParams};
 use moq_proto::{
-    BroadcastPath, CloseReason, Config, ErrorCode, GroupSequence, HopId, PathPrefix, Role,
+    BroadcastPath, CloseReason, Config, ErrorCode, HopId, PathPrefix, Role,
     SessionStats,
 };
 use tokio::sync::{Notify, mpsc, watch};
@@ -15,7 +15,7 @@ use crate::announce::Announcements;
 use crate::driver::Driver;
 use crate::error::SessionError;
 use crate::probe::{ProbeResults, ProbeTargets};
-use crate::publish::Router;
+use crate::publish::{FetchRequest, Router};
 use crate::shared::now;
 use crate::shared::{Inner, Meta, Shared, SubRoute};
 use crate::subscribe::{FetchReader, GroupReader, TrackReader};
@@ -137,17 +137,22 @@ impl Session {
     }
 
     /// Fetches one whole group (spec §6.4): its frames, then the end.
-    pub fn fetch(
-        &self,
-        path: impl Into<BroadcastPath>,
-        track: &str,
-        group: GroupSequence,
-        priority: u8,
-    ) -> Result<FetchReader, SessionError> {
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_tokio::{FetchRequest, GroupSequence};
+    /// let mut group = session.fetch(FetchRequest::new("/cam", "video", GroupSequence(7)))?;
+    /// while let Some(frame) = group.read_frame().await? {
+    ///     println!("{} bytes", frame.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn fetch(&self, request: FetchRequest) -> Result<FetchReader, SessionError> {
+        let group = request.group;
         let request = Fetch {
-            path: path.into(),
-            track: track.to_owned(),
-            priority,
+            path: request.path,
+            track: request.track,
+            priority: request.priority,
             group,
         };
         let slot = Arc::new(crate::source::SourceSlot::default());
@@ -169,9 +174,23 @@ impl Session {
         )))
     }
 
-    /// Listens for the peer's broadcasts under `prefix` (announce interest). An edge passes
-    /// `HopId(0)` as `exclude_hop`; a relay its own hop ID.
-    pub fn announced(
+    /// Listens for the peer's broadcasts under `prefix` (announce interest): `""` for all.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut announced = session.announced("/rooms/")?;
+    /// while let Some(announcement) = announced.next().await {
+    ///     println!("{} is live", announcement.path());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn announced(&self, prefix: &str) -> Result<Announcements, SessionError> {
+        self.announced_excluding(prefix, HopId(0))
+    }
+
+    /// [`Session::announced`] for a relay: the peer leaves out broadcasts whose route
+    /// already passed `exclude_hop` (the relay's own hop ID), which stops loops.
+    pub fn announced_excluding(
         &self,
         prefix: &str,
         exclude_hop: HopId,

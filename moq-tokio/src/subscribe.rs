@@ -5,14 +5,16 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
-use moq_proto::{BroadcastPath, ErrorCode, GroupSequence, Payload, StreamId, SubscribeId};
+use moq_proto::{
+    BroadcastPath, EndReason, ErrorCode, GroupSequence, Payload, StreamId, SubscribeId,
+};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
 use tokio::sync::{mpsc, watch};
 
-use crate::error::{SessionError, StreamEndError};
+use crate::error::{SessionError, end_result};
 use crate::shared::{Shared, Stopper, TrackMsg};
 use crate::source::{Lend, SourceSlot};
 
@@ -44,7 +46,7 @@ pub struct TrackReader {
     params: SubscribeParams,
     rx: mpsc::UnboundedReceiver<TrackMsg>,
     publisher: watch::Receiver<Option<SubscribeParams>>,
-    ended: Option<Result<(), StreamEndError>>,
+    ended: Option<Result<(), EndReason>>,
     /// The [`Stream`] has returned its end.
     stream_done: bool,
 }
@@ -99,14 +101,14 @@ impl TrackReader {
 
     /// The next group or drop notice. `Ok(None)` when the track ended normally; an error
     /// (with the publisher's Subscribe code, e.g. 0x3 not found) when it ended otherwise.
-    pub async fn next(&mut self) -> Result<Option<TrackEvent>, StreamEndError> {
+    pub async fn next(&mut self) -> Result<Option<TrackEvent>, EndReason> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
     fn poll_event(
         &mut self,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<TrackEvent>, StreamEndError>> {
+    ) -> Poll<Result<Option<TrackEvent>, EndReason>> {
         if let Some(end) = &self.ended {
             return Poll::Ready(end.clone().map(|()| None));
         }
@@ -126,15 +128,12 @@ impl TrackReader {
                 Ok(Some(TrackEvent::Dropped { start, end, code }))
             }
             Some(TrackMsg::Ended(reason)) => {
-                let end = match StreamEndError::from_reason(reason) {
-                    None => Ok(()),
-                    Some(err) => Err(err),
-                };
+                let end = end_result(reason);
                 self.ended = Some(end.clone());
                 end.map(|()| None)
             }
             None => {
-                let err = StreamEndError::SessionClosed(
+                let err = EndReason::SessionClosed(
                     self.shared
                         .closed
                         .borrow()
@@ -149,7 +148,7 @@ impl TrackReader {
 
     /// The next group, skipping drop notices (also through [`Stream`], whose items are
     /// groups: the track's abnormal end comes once as an error, then the stream ends).
-    pub async fn next_group(&mut self) -> Result<Option<GroupReader>, StreamEndError> {
+    pub async fn next_group(&mut self) -> Result<Option<GroupReader>, EndReason> {
         loop {
             match self.next().await? {
                 Some(TrackEvent::Group(group)) => return Ok(Some(group)),
@@ -171,7 +170,7 @@ impl TrackReader {
 /// The track's groups, skipping drop notices (see [`TrackReader::next_group`]); after an
 /// abnormal end, the error comes once, then the stream ends.
 impl Stream for TrackReader {
-    type Item = Result<GroupReader, StreamEndError>;
+    type Item = Result<GroupReader, EndReason>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
@@ -250,7 +249,7 @@ pub struct GroupReader {
     /// next pull reads the transport first.
     blocked: bool,
     fetch: bool,
-    ended: Option<Result<(), StreamEndError>>,
+    ended: Option<Result<(), EndReason>>,
 }
 
 impl GroupReader {
@@ -281,13 +280,13 @@ impl GroupReader {
     /// The next frame, contiguous: `Ok(None)` at the end of the group, an error (with the
     /// peer's Group or Fetch code) if it ended otherwise. A frame that arrived in several
     /// QUIC chunks is copied once to join them; [`GroupReader::read_payload`] never copies.
-    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, StreamEndError> {
+    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, EndReason> {
         Ok(self.read_payload().await?.map(Payload::into_bytes))
     }
 
     /// The next frame as received, the pieces of the QUIC chunks it spans (zero-copy):
     /// otherwise as [`GroupReader::read_frame`].
-    pub async fn read_payload(&mut self) -> Result<Option<Payload>, StreamEndError> {
+    pub async fn read_payload(&mut self) -> Result<Option<Payload>, EndReason> {
         loop {
             if let Some(frame) = self.ready.pop_front() {
                 return Ok(Some(frame));
@@ -331,8 +330,8 @@ impl GroupReader {
                         self.pull(None);
                         if self.ready.is_empty() && self.ended.is_none() {
                             self.ended = Some(Err(match reason {
-                                Some(reason) => StreamEndError::SessionClosed(reason),
-                                None => StreamEndError::Local,
+                                Some(reason) => EndReason::SessionClosed(reason),
+                                None => EndReason::Local,
                             }));
                         }
                     }
@@ -344,7 +343,7 @@ impl GroupReader {
     /// The next frame if it has already arrived, without waiting: `None` when nothing is
     /// ready yet; otherwise what [`GroupReader::read_frame`] would return. Lets a relay
     /// forward a burst of frames in one write ([`crate::GroupWriter::write_frames`]).
-    pub fn try_read_frame(&mut self) -> Option<Result<Option<Bytes>, StreamEndError>> {
+    pub fn try_read_frame(&mut self) -> Option<Result<Option<Bytes>, EndReason>> {
         if self.ready.is_empty() && self.ended.is_none() && !self.blocked {
             self.pull(None);
         }
@@ -362,16 +361,13 @@ impl GroupReader {
         let pulled = self.shared.pull(self.stream, read, &mut self.ready);
         self.blocked = pulled.blocked;
         if let Some(reason) = pulled.end {
-            self.ended = Some(match StreamEndError::from_reason(reason) {
-                None => Ok(()),
-                Some(err) => Err(err),
-            });
+            self.ended = Some(end_result(reason));
         }
         pulled.stream_done
     }
 
     /// Reads every remaining frame.
-    pub async fn read_all(&mut self) -> Result<Vec<Bytes>, StreamEndError> {
+    pub async fn read_all(&mut self) -> Result<Vec<Bytes>, EndReason> {
         let mut frames = Vec::new();
         while let Some(frame) = self.read_frame().await? {
             frames.push(frame);
@@ -386,7 +382,7 @@ impl GroupReader {
         if self.ended.is_some() {
             return;
         }
-        self.ended = Some(Err(StreamEndError::Local));
+        self.ended = Some(Err(EndReason::Local));
         let (stream, fetch) = (self.stream, self.fetch);
         let stopper = self.shared.with(|inner| {
             let stopper = inner.io.stoppers.remove(&stream);
@@ -433,17 +429,17 @@ impl FetchReader {
 
     /// The next frame, contiguous: `Ok(None)` at the end, an error (with the publisher's
     /// Fetch code, e.g. 0x0 when the group is not available) if it ended otherwise.
-    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, StreamEndError> {
+    pub async fn read_frame(&mut self) -> Result<Option<Bytes>, EndReason> {
         self.0.read_frame().await
     }
 
     /// The next frame as received, without a copy (see [`GroupReader::read_payload`]).
-    pub async fn read_payload(&mut self) -> Result<Option<Payload>, StreamEndError> {
+    pub async fn read_payload(&mut self) -> Result<Option<Payload>, EndReason> {
         self.0.read_payload().await
     }
 
     /// Reads every remaining frame.
-    pub async fn read_all(&mut self) -> Result<Vec<Bytes>, StreamEndError> {
+    pub async fn read_all(&mut self) -> Result<Vec<Bytes>, EndReason> {
         self.0.read_all().await
     }
 

@@ -2,12 +2,18 @@
 //!
 //! `moq-quinn` implements it for native QUIC and `moq-webtransport` for WebTransport. An
 //! implementation moves bytes and reports what it measured; it holds no MOQ logic.
+//!
+//! An adapter starts a session with [`crate::Session::new`] over its [`Connection`] in a
+//! [`Role`]. [`proto`] is the sans-IO core the session drives; [`Payload`] is a frame as the
+//! transport's chunks ([`crate::GroupReader::read_payload`]).
+
+pub use moq_proto::{self as proto, Payload, Role, TransportStats};
 
 use std::future::Future;
 use std::net::SocketAddr;
 
 use bytes::Bytes;
-use moq_proto::{CloseReason, ErrorCode, TransportStats};
+use moq_proto::{CloseReason, ErrorCode};
 
 /// Why a stream operation failed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

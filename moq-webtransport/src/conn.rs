@@ -9,10 +9,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moq_tokio::transport::{self, ConnectionInfo, StreamError};
-use moq_tokio::{CloseReason, ErrorCode};
+use moq_tokio::code::ErrorCode;
+use moq_tokio::error::CloseReason;
 use quinn::VarInt;
 
-use crate::code_mapping as code;
+use crate::transport::code_mapping as code;
 
 /// A WebTransport session carrying a moq-lite-04 session.
 #[derive(Clone, Debug)]
@@ -52,51 +53,51 @@ fn h3(code: ErrorCode) -> VarInt {
 /// The send side of a WebTransport stream; a write that must wait goes through the
 /// connection's [`moq_quic::WriteGate`].
 #[derive(Debug)]
-pub struct SendStream(wtransport::SendStream, Arc<moq_quic::WriteGate>);
+pub struct WebTransportSendStream(wtransport::SendStream, Arc<moq_quic::WriteGate>);
 
 /// The receive side of a WebTransport stream.
 #[derive(Debug)]
-pub struct RecvStream(wtransport::RecvStream);
+pub struct WebTransportRecvStream(wtransport::RecvStream);
 
 impl transport::Connection for WebTransportConnection {
-    type SendStream = SendStream;
-    type RecvStream = RecvStream;
+    type SendStream = WebTransportSendStream;
+    type RecvStream = WebTransportRecvStream;
 
-    async fn open_uni(&self) -> Result<SendStream, StreamError> {
+    async fn open_uni(&self) -> Result<WebTransportSendStream, StreamError> {
         let opening = self
             .conn
             .open_uni()
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         let stream = opening.await.map_err(|_| StreamError::ConnectionLost)?;
-        Ok(SendStream(stream, self.gate.clone()))
+        Ok(WebTransportSendStream(stream, self.gate.clone()))
     }
 
-    async fn open_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+    async fn open_bi(&self) -> Result<(WebTransportSendStream, WebTransportRecvStream), StreamError> {
         let opening = self
             .conn
             .open_bi()
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         let (send, recv) = opening.await.map_err(|_| StreamError::ConnectionLost)?;
-        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
+        Ok((WebTransportSendStream(send, self.gate.clone()), WebTransportRecvStream(recv)))
     }
 
-    async fn accept_uni(&self) -> Result<RecvStream, StreamError> {
+    async fn accept_uni(&self) -> Result<WebTransportRecvStream, StreamError> {
         self.conn
             .accept_uni()
             .await
-            .map(RecvStream)
+            .map(WebTransportRecvStream)
             .map_err(|_| StreamError::ConnectionLost)
     }
 
-    async fn accept_bi(&self) -> Result<(SendStream, RecvStream), StreamError> {
+    async fn accept_bi(&self) -> Result<(WebTransportSendStream, WebTransportRecvStream), StreamError> {
         let (send, recv) = self
             .conn
             .accept_bi()
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
-        Ok((SendStream(send, self.gate.clone()), RecvStream(recv)))
+        Ok((WebTransportSendStream(send, self.gate.clone()), WebTransportRecvStream(recv)))
     }
 
     /// wtransport cannot send CLOSE_WEBTRANSPORT_SESSION: the session ends with a QUIC
@@ -121,7 +122,7 @@ impl transport::Connection for WebTransportConnection {
         close_reason(error)
     }
 
-    fn stats(&self) -> moq_tokio::proto::TransportStats {
+    fn stats(&self) -> moq_tokio::transport::proto::TransportStats {
         moq_quic::transport_stats(self.conn.quic_connection())
     }
 
@@ -161,7 +162,7 @@ fn write_error(e: quinn::WriteError) -> StreamError {
     }
 }
 
-impl transport::SendStream for SendStream {
+impl transport::SendStream for WebTransportSendStream {
     async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
         self.0
             .quic_stream_mut()
@@ -207,7 +208,7 @@ fn read_error(e: quinn::ReadError) -> StreamError {
     }
 }
 
-impl transport::RecvStream for RecvStream {
+impl transport::RecvStream for WebTransportRecvStream {
     async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
         match self.0.quic_stream_mut().read_chunk(max, true).await {
             Ok(chunk) => Ok(chunk.map(|c| c.bytes)),

@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use moq_tokio::transport::ConnectionInfo;
-use moq_tokio::{Config, Role, Router, Session};
+use moq_tokio::transport::{ConnectionInfo, Role};
+use moq_tokio::{Config, Router, Session};
 
 use crate::conn::WebTransportConnection;
-use crate::protocol::{self, Negotiation};
+use crate::transport::protocol::{self, Negotiation};
 use moq_quic::tls::ServerTrust;
-use moq_quic::{Handshake, ListenError};
+use moq_quic::{BuildClient, ClientSettings, Handshake, ListenError};
 
 /// The QUIC ALPN token of HTTP/3, which carries WebTransport.
 pub const ALPN_H3: &str = "h3";
@@ -45,10 +45,6 @@ pub enum ConnectError {
     #[error(transparent)]
     TimedOut(#[from] moq_quic::HandshakeTimedOut),
 }
-
-/// QUIC transport settings for WebTransport endpoints: the same settings as native QUIC's
-/// (the max_streams limit counts HTTP/3's own unidirectional streams too).
-pub type WebTransportOptions = moq_quic::QuicOptions;
 
 impl From<ListenError> for ConnectError {
     fn from(e: ListenError) -> Self {
@@ -98,6 +94,8 @@ fn connection_info(conn: &wtransport::Connection, path: String) -> ConnectionInf
 /// [`ConnectionInfo::version`] stays `None` on this side.
 pub struct Client {
     endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
+    config: Config,
+    router: Option<Router>,
 }
 
 impl std::fmt::Debug for Client {
@@ -108,33 +106,17 @@ impl std::fmt::Debug for Client {
     }
 }
 
-impl Client {
-    /// A client on an ephemeral local port, checking servers with `trust`: dual-stack IPv6
-    /// where the system has it (so it reaches IPv4 and IPv6 servers), else IPv4.
-    pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
-        Self::with_options(trust, WebTransportOptions::default())
-    }
+/// How a [`Client`] is made ([`Client::builder`]): trust, QUIC options (the `max_streams`
+/// limit counts HTTP/3's own unidirectional streams too), local address, the session
+/// configuration and what the client publishes.
+pub type ClientBuilder = moq_quic::ClientBuilder<Client>;
 
-    /// The same, with explicit transport options.
-    pub fn with_options(
-        trust: ServerTrust,
-        options: WebTransportOptions,
-    ) -> Result<Self, ConnectError> {
-        let v6 = SocketAddr::from((std::net::Ipv6Addr::UNSPECIFIED, 0));
-        let addr = match std::net::UdpSocket::bind(v6) {
-            Ok(_) => v6,
-            Err(_) => SocketAddr::from(([0, 0, 0, 0], 0)),
-        };
-        Self::bind(addr, trust, options)
-    }
+impl BuildClient for Client {
+    type Error = ConnectError;
 
-    /// A client bound to `addr`, with explicit transport options.
-    pub fn bind(
-        addr: SocketAddr,
-        trust: ServerTrust,
-        options: WebTransportOptions,
-    ) -> Result<Self, ConnectError> {
-        let quic = moq_quic::client_config(&trust, ALPN_H3.as_bytes(), &options)?;
+    fn build(settings: ClientSettings) -> Result<Self, ConnectError> {
+        let addr = settings.local_addr();
+        let quic = moq_quic::client_config(&settings.trust, ALPN_H3.as_bytes(), &settings.options)?;
         // An IPv6 socket is made dual-stack explicitly (the OS default is IPv6-only on some
         // systems), so that it reaches IPv4 servers too.
         let config = match addr {
@@ -144,17 +126,28 @@ impl Client {
         }
         .build_with_quic_config(quic);
         let endpoint = wtransport::Endpoint::client(config)?;
-        Ok(Self { endpoint })
+        Ok(Self {
+            endpoint,
+            config: settings.config,
+            router: settings.router,
+        })
+    }
+}
+
+impl Client {
+    /// A client with the defaults but for `trust`: default options and session
+    /// configuration, an ephemeral local port, nothing published.
+    pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
+        Self::builder().trust(trust).build()
     }
 
-    /// Dials `https://host:port/path` and starts a session. `router` serves what this end
-    /// publishes (a client may publish to a server).
-    pub async fn connect(
-        &self,
-        url: &str,
-        config: Config,
-        router: Option<Router>,
-    ) -> Result<Session, ConnectError> {
+    /// A builder of a client with other settings.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::new()
+    }
+
+    /// Dials `https://host:port/path` and starts a session.
+    pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
         let path = parse_url(url)?;
         // The name the certificate was checked against (a server learns it from the
         // handshake; a client, from its own URL).
@@ -168,7 +161,12 @@ impl Client {
         let mut info = connection_info(&conn, path);
         info.server_name = info.server_name.or(dialled);
         let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
-        Ok(Session::new(conn, Role::Client, config, router))
+        Ok(Session::new(
+            conn,
+            Role::Client,
+            self.config.clone(),
+            self.router.clone(),
+        ))
     }
 
     /// The local address.
@@ -218,13 +216,13 @@ impl Handshake for WebTransport {
             .accept_with_headers(negotiation.response_headers())
             .await?;
         let mut info = connection_info(&conn, path);
-        info.version = Some(moq_tokio::proto::ALPN.to_owned());
+        info.version = Some(moq_tokio::transport::proto::ALPN.to_owned());
         Ok(WebTransportConnection::new(conn, local, info))
     }
 
     /// Session codes are mapped into the HTTP/3 error space, as every session close.
-    fn close_code(code: moq_tokio::ErrorCode) -> u64 {
-        crate::code_mapping::to_http3(code)
+    fn close_code(code: moq_tokio::code::ErrorCode) -> u64 {
+        crate::transport::code_mapping::to_http3(code)
     }
 }
 
@@ -232,14 +230,13 @@ impl Handshake for WebTransport {
 /// [`Incoming::accept`] asks for sees the CONNECT's URL path, query included, in
 /// [`ConnectionInfo::path`].
 ///
-/// Its methods are [`moq_quic::Server`]'s: [`bind`](moq_quic::Server::bind),
-/// [`bind_with_options`](moq_quic::Server::bind_with_options),
-/// [`accept`](moq_quic::Server::accept), [`serve`](moq_quic::Server::serve) (accept every
-/// session and keep it until it ends), [`incoming`](moq_quic::Server::incoming),
-/// [`stop_accepting`](moq_quic::Server::stop_accepting), [`close`](moq_quic::Server::close)
-/// and [`wait_idle`](moq_quic::Server::wait_idle). One [`Router`](moq_tokio::Router),
-/// cloned, can serve a native QUIC and a WebTransport server in one process.
+/// Made and used as the native QUIC server is: [`Server::builder`](moq_quic::Server::builder)
+/// then [`ServerBuilder`]'s methods, and [`moq_quic::Server`]'s (`serve`, `accept`,
+/// `incoming`, `stop_accepting`, `close`, `wait_idle`).
 pub type Server = moq_quic::Server<WebTransport>;
+
+/// How a [`Server`] is made.
+pub type ServerBuilder = moq_quic::ServerBuilder<WebTransport>;
 
 /// A connection attempt on a [`Server`], not yet handshaken.
 pub type Incoming = moq_quic::Incoming<WebTransport>;

@@ -1,24 +1,25 @@
 //! moq-lite-04 over WebTransport, with wtransport.
 //!
-//! Dial with [`Client::connect`] (`https://host:port/path`), serve with [`Server::bind`] and
-//! [`Server::accept`]; both give a [`Session`], the async API of [`moq_tokio`], re-exported
-//! here in full, so a program switches transport by URL alone. The adapter moves bytes and
+//! Dial with [`Client::connect`] (`https://host:port/path`), serve with [`Server::builder`]
+//! and [`serve`](moq_quic::Server::serve); both give a [`Session`], the same API as
+//! `moq-quinn`'s, so a program switches transport by URL alone. The modules beside the top
+//! level are `moq-quinn`'s too, [`transport`] holding this adapter's plumbing. The adapter moves bytes and
 //! maps codes; it holds no MOQ logic. TLS uses rustls with the ring provider;
 //! [`Identity::self_signed`] makes an ECDSA P-256 certificate valid for less than 14 days,
 //! which browsers accept through `serverCertificateHashes` (its SHA-256:
 //! [`Identity::certificate_hash`]).
 //!
 //! ```no_run
-//! use moq_webtransport::{Client, Config, Identity, Router, Server, ServerTrust, SubscribeParams};
+//! use moq_webtransport::{Client, Identity, Server, ServerTrust, SubscribeParams};
 //!
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! let identity = Identity::self_signed(&["localhost"])?;
 //! let cert = identity.leaf().cloned().expect("a certificate");
-//! let server = Server::bind("127.0.0.1:0".parse()?, identity, Config::default(), Router::new())?;
+//! let server = Server::builder("127.0.0.1:0".parse()?, identity).bind()?;
 //! let url = format!("https://localhost:{}/moq", server.local_addr()?.port());
 //!
 //! let client = Client::new(ServerTrust::Pinned(cert))?;
-//! let session = client.connect(&url, Config::default(), None).await?;
+//! let session = client.connect(&url).await?;
 //! let mut track = session.subscribe("/demo", "clock", SubscribeParams::default())?;
 //! while let Some(mut group) = track.next_group().await? {
 //!     while let Some(frame) = group.read_frame().await? {
@@ -35,7 +36,7 @@
 //!   cannot read response headers**, so the server's `WT-Protocol` answer cannot be checked
 //!   from Rust; [`ConnectionInfo::version`] is `None` on a client session.
 //! - The server parses the `wt-available-protocols` Structured-Field list
-//!   ([`protocol::parse_list`]), answers `wt-protocol: "moq-lite-04"` (quoted) when it is
+//!   ([`transport::protocol::parse_list`]), answers `wt-protocol: "moq-lite-04"` (quoted) when it is
 //!   offered, accepts a CONNECT without a list, and refuses one whose list lacks it with
 //!   HTTP 400 (wtransport's own refusals are 403, 404 and 429; the adapter replaces the
 //!   `:status` of an accepting response instead).
@@ -47,7 +48,7 @@
 //! # Error codes
 //!
 //! Stream codes travel through the WebTransport mapping into the HTTP/3 error space
-//! ([`code_mapping`]) in both directions, so the spec's codes arrive unchanged whether the peer is a
+//! ([`transport::code_mapping`]) in both directions, so the spec's codes arrive unchanged whether the peer is a
 //! browser or another wtransport endpoint. A session close is a QUIC CONNECTION_CLOSE with
 //! the mapped code (wtransport cannot send CLOSE_WEBTRANSPORT_SESSION); a peer's
 //! CLOSE_WEBTRANSPORT_SESSION capsule is read with its code as sent. **A browser does not
@@ -61,20 +62,21 @@
 //! server (its own subscriptions work); Safari's WebTransport is recent and untested here.
 //! See the README for the matrix.
 
-pub mod code_mapping;
 mod conn;
 mod endpoint;
-pub mod protocol;
 
-pub use conn::{RecvStream, SendStream, WebTransportConnection};
-pub use endpoint::{
-    ALPN_H3, Client, ConnectError, Incoming, Server, WebTransport, WebTransportOptions,
-};
-pub use moq_quic::tls::{CertError, HashError, Identity, ServerTrust, certificate_hash};
-pub use moq_quic::{HandshakeLimits, HandshakeStats};
-
+pub use endpoint::{Client, ClientBuilder, Incoming, Server, ServerBuilder};
+pub use moq_quic::{Identity, QuicOptions, ServerTrust};
 pub use moq_tokio::*;
-pub use rustls::pki_types::CertificateDer;
+
+/// Every error of the API, and the reasons a session or a stream ended.
+pub mod error {
+    pub use crate::endpoint::ConnectError;
+    pub use moq_quic::{CertError, HandshakeTimedOut, HashError, ListenError, UrlError};
+    pub use moq_tokio::error::*;
+}
+
+pub mod transport;
 
 #[cfg(test)]
 mod tests {
@@ -85,6 +87,6 @@ mod tests {
         let identity = Identity::self_signed(&["localhost"]).expect("certificate");
         let leaf = identity.leaf().expect("leaf");
         let wt = wtransport::tls::Certificate::from_der(leaf.to_vec()).expect("der");
-        assert_eq!(wt.hash().as_ref(), &certificate_hash(leaf));
+        assert_eq!(wt.hash().as_ref(), &transport::certificate_hash(leaf));
     }
 }

@@ -7,6 +7,9 @@ use crate::message::{Fetch, SubscribeParams};
 use crate::{BroadcastPath, ErrorCode, GroupSequence, HopId, PathPrefix, Payload, SubscribeId};
 
 /// Why a stream-scoped transaction (subscription, group, fetch, interest, probe) ended.
+///
+/// The one end-reason type of the whole stack: the async readers return it as their error
+/// for every end but [`EndReason::Finished`], which they report as `Ok(None)`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndReason {
@@ -43,6 +46,16 @@ pub enum EndReason {
     /// The session ended.
     #[error("session closed: {0}")]
     SessionClosed(CloseReason),
+}
+
+impl EndReason {
+    /// The peer's code (reset, stop) or ours (cancel), where the end carried one.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Self::PeerReset(c) | Self::PeerStopped(c) | Self::Cancelled(c) => Some(*c),
+            _ => None,
+        }
+    }
 }
 
 /// Why the session ended.

@@ -11,7 +11,7 @@ pub const PROTOCOL: &str = "wt-protocol";
 
 /// `moq-lite-04` as an sf-string, the value of both headers.
 pub fn quoted_version() -> String {
-    format!("\"{}\"", moq_tokio::proto::ALPN)
+    format!("\"{}\"", moq_tokio::transport::proto::ALPN)
 }
 
 /// What the server decides about a CONNECT request.
@@ -48,7 +48,7 @@ pub fn negotiate(headers: &HashMap<String, String>) -> Negotiation {
         // as no field (§3.1).
         None | Some(Err(_)) => Negotiation::Assumed,
         Some(Ok(list)) if list.is_empty() => Negotiation::Assumed,
-        Some(Ok(list)) if list.iter().any(|p| p == moq_tokio::proto::ALPN) => Negotiation::Selected,
+        Some(Ok(list)) if list.iter().any(|p| p == moq_tokio::transport::proto::ALPN) => Negotiation::Selected,
         Some(Ok(list)) => Negotiation::Refused(list),
     }
 }

@@ -7,7 +7,7 @@
 //! code it sends and unmaps every code it receives: the spec's codes (§7) arrive unchanged at
 //! both ends, whether the peer is a browser or another wtransport endpoint.
 
-use moq_tokio::ErrorCode;
+use moq_tokio::code::ErrorCode;
 
 /// The first HTTP/3 error code of the WebTransport application range (code 0).
 pub const FIRST: u64 = 0x52e4a40fa8db;
