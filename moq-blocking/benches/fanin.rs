@@ -123,10 +123,7 @@ async fn tokio_reader(
     read: Arc<AtomicUsize>,
 ) -> usize {
     let client = Client::new(trust).expect("client");
-    let session = client
-        .connect(&url, Config::default(), None)
-        .await
-        .expect("connect");
+    let session = client.connect(&url).await.expect("connect");
     let mut reader = session
         .subscribe(path.as_str(), "data", params())
         .expect("subscribe");
@@ -158,13 +155,11 @@ fn main() {
     config.max_connection_bytes = 1 << 31;
     let router = Router::new();
     let server = runtime.block_on(async {
-        Server::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            identity,
-            config,
-            router.clone(),
-        )
-        .expect("bind")
+        Server::builder("127.0.0.1:0".parse().unwrap(), identity)
+            .config(config)
+            .router(router.clone())
+            .bind()
+            .expect("bind")
     });
     let addr = server.local_addr().expect("addr");
     let url = format!("moqt://localhost:{}", addr.port());

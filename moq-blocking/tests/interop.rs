@@ -86,7 +86,7 @@ async fn against_the_relay_every_frame_arrives() {
     router.publish("/live/blocking", broadcast);
     let client = moq_quinn::Client::new(moq_quinn::ServerTrust::Insecure).unwrap();
     let _publisher = client
-        .connect(&url, moq_quinn::Config::default(), Some(router))
+        .connect_with(&url, moq_quinn::Config::default(), Some(router))
         .await
         .expect("the publisher connects");
     let writer = tokio::spawn(async move {

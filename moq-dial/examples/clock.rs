@@ -21,9 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use moq_dial::Dialer;
-use moq_webtransport::{
-    Broadcast, Config, HopId, Identity, Router, ServerTrust, Session, SubscribeParams,
-};
+use moq_webtransport::{Broadcast, Identity, Router, ServerTrust, Session, SubscribeParams};
 
 const BROADCAST: &str = "/clock";
 const TRACK: &str = "seconds";
@@ -100,7 +98,7 @@ struct Summary {
 
 /// Discovers the clock, subscribes, prints frames until `duration` has passed.
 async fn subscribe(session: &Session, duration: Duration) -> Result<Summary, Error> {
-    let mut announced = session.announced("/", HopId(0))?;
+    let mut announced = session.announced("/")?;
     let announcement = tokio::time::timeout(Duration::from_secs(5), announced.next())
         .await?
         .ok_or("the announce stream ended")?;
@@ -179,8 +177,8 @@ fn print_summary(summary: &mut Summary, session: &Session, elapsed: Duration) {
 
 /// Dials `url`, the scheme picking the transport; the dialer carries the session.
 async fn connect(url: &str, trust: ServerTrust) -> Result<(Dialer, Session), Error> {
-    let dialer = Dialer::new(trust);
-    let session = dialer.connect(url, Config::default(), None).await?;
+    let dialer = Dialer::new(trust)?;
+    let session = dialer.connect(url).await?;
     Ok((dialer, session))
 }
 
@@ -201,7 +199,9 @@ fn serve(
         }
     }
     if webtransport {
-        let server = moq_webtransport::Server::bind(addr, identity, Config::default(), router)?;
+        let server = moq_webtransport::Server::builder(addr, identity)
+            .router(router)
+            .bind()?;
         let url = format!("https://localhost:{}/clock", server.local_addr()?.port());
         let task = tokio::spawn(async move {
             let mut sessions = Vec::new();
@@ -211,7 +211,9 @@ fn serve(
         });
         Ok((url, task))
     } else {
-        let server = moq_quinn::Server::bind(addr, identity, Config::default(), router)?;
+        let server = moq_quinn::Server::builder(addr, identity)
+            .router(router)
+            .bind()?;
         let url = format!("moqt://localhost:{}", server.local_addr()?.port());
         let task = tokio::spawn(async move {
             let mut sessions = Vec::new();

@@ -84,6 +84,22 @@ impl Dialer {
         }
     }
 
+    /// [`Dialer::connect`] with this session's own configuration and router instead of
+    /// the dialer's (a relay gives each link a router of its own).
+    pub async fn connect_with(
+        &self,
+        url: &str,
+        config: Config,
+        router: Option<Router>,
+    ) -> Result<Session, DialError> {
+        let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+        match scheme.to_ascii_lowercase().as_str() {
+            "moqt" => Ok(self.quic.connect_with(url, config, router).await?),
+            "https" => Ok(self.webtransport.connect_with(url, config, router).await?),
+            _ => Err(DialError::Scheme(url.to_owned())),
+        }
+    }
+
     /// Waits until every connection of this dialer's endpoints has been closed and its
     /// close sent (after closing the sessions).
     pub async fn wait_idle(&self) {
@@ -101,17 +117,16 @@ mod tests {
         let dialer = Dialer::new(ServerTrust::Insecure).expect("dialer");
         for url in ["ftp://a:1", "a:1", "http://a:1/x"] {
             assert!(
-                matches!(
-                    dialer.connect(url).await,
-                    Err(DialError::Scheme(_))
-                ),
+                matches!(dialer.connect(url).await, Err(DialError::Scheme(_))),
                 "{url}"
             );
         }
         // Each scheme reaches its own transport (and its own URL check).
         assert!(matches!(
             dialer.connect("moqt://a").await,
-            Err(DialError::Quic(moq_quinn::error::ConnectError::InvalidUrl(_)))
+            Err(DialError::Quic(moq_quinn::error::ConnectError::InvalidUrl(
+                _
+            )))
         ));
         assert!(matches!(
             dialer.connect("https://:1").await,

@@ -30,8 +30,8 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use moq_quinn::{
-    Broadcast, Client, Config, HopId, QuicOptions, Router, ServerTrust, SubscribeParams,
-    TrackEvent, TrackProducer,
+    Broadcast, Client, Config, QuicOptions, Router, ServerTrust, SubscribeParams, TrackEvent,
+    TrackProducer,
 };
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -344,17 +344,14 @@ async fn subscriber(
     meter: Arc<Meter>,
     ready: tokio::sync::mpsc::UnboundedSender<()>,
 ) {
-    let client = Client::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerTrust::Insecure,
-        QuicOptions::default(),
-    )
-    .expect("client");
-    let session = client
-        .connect(&url, Config::default(), None)
-        .await
-        .expect("connect");
-    let mut announced = session.announced("/", HopId(0)).expect("interest");
+    let client = Client::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .trust(ServerTrust::Insecure)
+        .options(QuicOptions::default())
+        .build()
+        .expect("client");
+    let session = client.connect(&url).await.expect("connect");
+    let mut announced = session.announced("/").expect("interest");
     loop {
         let a = announced.next().await.expect("announcements");
         if a.path().as_str() == "bench" {
@@ -441,17 +438,17 @@ async fn run(kind: Kind, load: Load, n: usize, window: Duration) -> Row {
         .collect();
     let router = Router::new();
     router.publish(PATH, broadcast);
-    let pub_client = Client::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerTrust::Insecure,
-        QuicOptions::default(),
-    )
-    .expect("client");
+    let pub_client = Client::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .trust(ServerTrust::Insecure)
+        .options(QuicOptions::default())
+        .build()
+        .expect("client");
     let mut pub_config = Config::default();
     pub_config.max_queued_bytes_per_subscription = 64 * 1024 * 1024;
     pub_config.max_queued_bytes = 64 * 1024 * 1024;
     let publisher = pub_client
-        .connect(&url, pub_config, Some(router))
+        .connect_with(&url, pub_config, Some(router))
         .await
         .expect("publisher connects");
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -103,7 +103,7 @@ pub async fn run(mut config: RelayConfig, secs: u64, seed: u64, attackers: usize
     let router = Router::new();
     router.publish(GOOD_PATH, broadcast.clone());
     let publisher = good
-        .connect(&url, Config::default(), Some(router))
+        .connect_with(&url, Config::default(), Some(router))
         .await
         .expect("the good publisher connects");
     let publishing = tokio::spawn(async move {
@@ -225,7 +225,7 @@ async fn good_subscriber(
     let Ok(client) = Client::new(ServerTrust::Insecure) else {
         return;
     };
-    let Ok(session) = client.connect(&url, Config::default(), None).await else {
+    let Ok(session) = client.connect(&url).await else {
         return;
     };
     let Ok(mut reader) = session.subscribe(GOOD_PATH, "video", SubscribeParams::default()) else {
@@ -266,7 +266,7 @@ async fn good_subscriber(
 async fn fresh_good_client(url: &str) -> Option<Duration> {
     let client = Client::new(ServerTrust::Insecure).ok()?;
     let started = Instant::now();
-    let session = client.connect(url, Config::default(), None).await.ok()?;
+    let session = client.connect(url).await.ok()?;
     let mut reader = session
         .subscribe(GOOD_PATH, "video", SubscribeParams::default())
         .ok()?;
@@ -374,7 +374,10 @@ async fn attack_once(
                 router.publish(path.as_str(), Broadcast::new());
             }
             let session = match &client {
-                Some(c) => c.connect(url, Config::default(), Some(router)).await.ok(),
+                Some(c) => c
+                    .connect_with(url, Config::default(), Some(router))
+                    .await
+                    .ok(),
                 None => None,
             };
             hold.await;
@@ -416,7 +419,7 @@ async fn attack_once(
             let Ok(client) = Client::new(ServerTrust::Insecure) else {
                 return;
             };
-            let Ok(session) = client.connect(url, Config::default(), None).await else {
+            let Ok(session) = client.connect(url).await else {
                 return;
             };
             let probe = session.probe(1 << 40);
@@ -431,7 +434,7 @@ async fn attack_once(
             };
             let router = Router::new();
             let Ok(session) = client
-                .connect(url, Config::default(), Some(router.clone()))
+                .connect_with(url, Config::default(), Some(router.clone()))
                 .await
             else {
                 return;
@@ -479,7 +482,7 @@ async fn attack_once(
             let Ok(client) = Client::new(ServerTrust::Insecure) else {
                 return;
             };
-            let Ok(session) = client.connect(url, Config::default(), None).await else {
+            let Ok(session) = client.connect(url).await else {
                 return;
             };
             let salt = rng.u64(..);
@@ -562,7 +565,7 @@ async fn publisher(
         config.max_queued_bytes = 256 * 1024 * 1024;
         config.max_queued_bytes_per_subscription = 256 * 1024 * 1024;
     }
-    let session = client.connect(url, config, Some(router)).await.ok()?;
+    let session = client.connect_with(url, config, Some(router)).await.ok()?;
     // The relay subscribes once it knows the broadcast.
     tokio::time::sleep(Duration::from_millis(100)).await;
     Some((client, session, track))
@@ -572,7 +575,7 @@ async fn publisher(
 /// the track.
 async fn watcher(url: &str, path: &str) -> Option<(Client, Session, moq_quinn::TrackReader)> {
     let client = Client::new(ServerTrust::Insecure).ok()?;
-    let session = client.connect(url, Config::default(), None).await.ok()?;
+    let session = client.connect(url).await.ok()?;
     let reader = session
         .subscribe(path, "video", SubscribeParams::default())
         .ok()?;
@@ -587,7 +590,8 @@ struct Raw {
 }
 
 fn raw_endpoint(transport: quinn::TransportConfig) -> Option<quinn::Endpoint> {
-    let crypto = moq_quinn::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").ok()?;
+    let crypto =
+        moq_quinn::transport::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").ok()?;
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().ok()?).ok()?;

@@ -10,7 +10,7 @@
 
 use std::net::SocketAddr;
 
-use moq_quinn::{BroadcastPath, PathPrefix};
+use moq_quinn::{BroadcastPath, publish::PathPrefix};
 
 use crate::config::AuthConfig;
 

@@ -17,8 +17,8 @@ use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, SelectAll};
 use futures_util::{Stream, StreamExt};
 use moq_quinn::{
-    EndReason, ErrorCode, GroupCache, GroupReader, GroupSequence, GroupWriter, PublisherParams,
-    StreamEndError, TrackEvent, TrackReader, TrackWriter, code,
+    GroupReader, GroupSequence, TrackEvent, TrackReader, code, code::ErrorCode, error::EndReason,
+    publish::GroupCache, publish::GroupWriter, publish::PublisherParams, publish::TrackWriter,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -52,7 +52,7 @@ pub(crate) type Detach =
 /// What was read from an upstream group: frames that arrived together, or its end.
 enum Item {
     Frames(Vec<Bytes>),
-    End(Result<(), StreamEndError>),
+    End(Result<(), EndReason>),
 }
 
 type GroupStream = Pin<Box<dyn Stream<Item = (GroupSequence, Item)> + Send>>;
@@ -62,7 +62,7 @@ enum Reading {
     /// Frames go on; so many were forwarded.
     Open(GroupReader, usize),
     /// The last batch went out; its end comes next.
-    Ending(Result<(), StreamEndError>),
+    Ending(Result<(), EndReason>),
     Done,
 }
 
@@ -103,7 +103,7 @@ fn frames(reader: GroupReader, max_frames: usize) -> GroupStream {
                 );
                 reader.cancel(code::group::INTERNAL);
                 batch.truncate(batch.len() - (count - max_frames));
-                let cut = Err(StreamEndError::Local);
+                let cut = Err(EndReason::Local);
                 return Some(((sequence, Item::Frames(batch)), Reading::Ending(cut)));
             }
             let next = match end {
@@ -129,10 +129,10 @@ impl Subscriber {
 }
 
 /// The Group code forwarded downstream when an upstream group ends abnormally.
-fn group_code(err: &StreamEndError) -> ErrorCode {
+fn group_code(err: &EndReason) -> ErrorCode {
     match err {
-        StreamEndError::Reset(c) => *c,
-        StreamEndError::Expired => code::group::EXPIRED,
+        EndReason::PeerReset(c) => *c,
+        EndReason::Expired => code::group::EXPIRED,
         // The upstream session went away mid-group; the downstream session is not closing.
         _ => code::group::PUBLISH_ABORTED,
     }
@@ -177,7 +177,7 @@ impl Fanout {
         let path = self.upstream.path().clone();
         let track = self.upstream.track().to_owned();
         tracing::debug!(%path, %track, "upstream subscription started");
-        let mut upstream_end: Option<Result<(), StreamEndError>> = None;
+        let mut upstream_end: Option<Result<(), EndReason>> = None;
         loop {
             if self.subscribers.is_empty() && upstream_end.is_none() {
                 let joined = detach(&mut joins, false);
@@ -231,7 +231,7 @@ impl Fanout {
                 group.cancel(code::group::PUBLISH_ABORTED);
             }
             match &end {
-                Err(StreamEndError::Reset(c) | StreamEndError::Cancelled(c)) => {
+                Err(EndReason::PeerReset(c) | EndReason::Cancelled(c)) => {
                     sub.writer.close_with_error(*c)
                 }
                 _ => sub.writer.finish(),

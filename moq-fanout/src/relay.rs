@@ -19,8 +19,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use moq_quinn::{
-    Announcement, Announcements, BroadcastPath, Config, ErrorCode, FetchRequest, FetchWriter,
-    HopId, Router, Session, SubscribeParams, TrackHandler, TrackRequest, TrackWriter, code,
+    Announcement, Announcements, BroadcastPath, Config, FetchRequest, Router, Session,
+    SubscribeParams, code, code::ErrorCode, publish::FetchWriter, publish::HopId,
+    publish::TrackHandler, publish::TrackRequest, publish::TrackWriter,
 };
 use tokio::sync::{mpsc, watch};
 
@@ -28,7 +29,7 @@ use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
 use crate::fanout::{Detach, Fanout, TrackFanout, lock};
 use crate::redact::{clip, log_refusal};
-use moq_quinn::{CacheBudget, GroupCache};
+use moq_quinn::{publish::CacheBudget, publish::GroupCache};
 
 /// Announcements from one peer waiting for its task.
 const ANNOUNCED_BACKLOG: usize = 64;
@@ -657,7 +658,7 @@ fn open_interest(
     watchers: &mut FuturesUnordered<BoxFuture<()>>,
     interests: &mut Vec<Interest>,
 ) {
-    match session.announced(prefix, hop) {
+    match session.announced_excluding(prefix, hop) {
         Ok(announcements) => {
             let (cancel, cancel_rx) = tokio::sync::oneshot::channel();
             watchers.push(watch_interest(
@@ -964,10 +965,8 @@ impl Inner {
             return;
         };
         let mut reader = match session.fetch(
-            request.path.clone(),
-            &request.track,
-            request.group,
-            request.priority,
+            FetchRequest::new(request.path.clone(), &request.track, request.group)
+                .with_priority(request.priority),
         ) {
             Ok(reader) => reader,
             Err(_) => {

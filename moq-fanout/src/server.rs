@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moq_quinn::CertificateDer;
+use moq_quinn::transport::CertificateDer;
 use tokio::task::JoinHandle;
 
 use crate::auth::{Access, AccessControl};
@@ -97,7 +97,7 @@ impl RelayServer {
         // serverCertificateHashes): logged with every listener.
         let hash: String = certificate
             .as_ref()
-            .map(moq_quinn::certificate_hash)
+            .map(moq_quinn::transport::certificate_hash)
             .map(hex::encode)
             .unwrap_or_default();
         let relay = Relay::new(config.clone(), access);
@@ -112,7 +112,7 @@ impl RelayServer {
         quic_options.max_streams = limits.max_streams;
         quic_options.receive_window = limits.quic_receive_window;
         quic_options.send_window = limits.quic_send_window;
-        let mut handshake = moq_quinn::HandshakeLimits::default();
+        let mut handshake = moq_quinn::transport::HandshakeLimits::default();
         handshake.max_in_flight = limits.max_handshakes;
         handshake.retry_above = limits.retry_above_handshakes;
         handshake.timeout = Duration::from_millis(limits.handshake_timeout_ms);
@@ -120,17 +120,14 @@ impl RelayServer {
         let mut quic = None;
         if let Some(addr) = config.listen.quic {
             let options = quic_options.clone();
-            let server = moq_quinn::Server::bind_with_options(
-                addr,
-                identity.clone(),
-                relay.session_config(),
-                moq_quinn::Router::new(),
-                options,
-            )
-            .map_err(|e| StartError::Listen {
-                addr,
-                reason: e.to_string(),
-            })?;
+            let server = moq_quinn::Server::builder(addr, identity.clone())
+                .config(relay.session_config())
+                .options(options)
+                .bind()
+                .map_err(|e| StartError::Listen {
+                    addr,
+                    reason: e.to_string(),
+                })?;
             let server = Arc::new(server);
             let local = server.local_addr().map_err(|e| StartError::Listen {
                 addr,
@@ -147,17 +144,15 @@ impl RelayServer {
                 chain: identity.chain.clone(),
                 key: identity.key.clone_key(),
             };
-            let server = moq_webtransport::Server::bind_with_options(
-                addr,
-                wt_identity,
-                relay.session_config(),
-                moq_webtransport::Router::new(),
-                options,
-            )
-            .map_err(|e| StartError::Listen {
-                addr,
-                reason: e.to_string(),
-            })?;
+            let server = moq_webtransport::Server::builder(addr, wt_identity)
+                .config(relay.session_config())
+                .router(moq_webtransport::Router::new())
+                .options(options)
+                .bind()
+                .map_err(|e| StartError::Listen {
+                    addr,
+                    reason: e.to_string(),
+                })?;
             let server = Arc::new(server);
             let local = server.local_addr().map_err(|e| StartError::Listen {
                 addr,
@@ -173,12 +168,12 @@ impl RelayServer {
 
         if !config.relay.upstreams.is_empty() {
             let trust = upstream_trust(&config)?;
-            let dialer = Arc::new(moq_dial::Dialer::with_options(
-                trust,
-                None,
-                quic_options.clone(),
-                quic_options.clone(),
-            ));
+            let dialer = moq_dial::Dialer::builder()
+                .trust(trust)
+                .options(quic_options.clone())
+                .build()
+                .map_err(|e| StartError::Upstream(e.to_string()))?;
+            let dialer = Arc::new(dialer);
             for url in &config.relay.upstreams {
                 tasks.push(tokio::spawn(upstream_link(
                     relay.clone(),
@@ -299,7 +294,7 @@ async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>)
         let router = Some(peer.router());
         let connect = async {
             dialer
-                .connect(&url, config, router)
+                .connect_with(&url, config, router)
                 .await
                 .map_err(|e| e.to_string())
         };

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use moq_fanout::{Access, ConnectionRequest, RelayServer, TokenConfig};
-use moq_quinn::{Broadcast, Config, HopId, Router, StreamEndError, code};
+use moq_quinn::{Broadcast, Config, FetchRequest, Router, code, error::EndReason};
 
 fn wt_url(relay: &RelayServer, token: Option<&str>) -> String {
     let port = relay.webtransport_addr().unwrap().port();
@@ -26,7 +26,7 @@ async fn wt_connect(
         moq_webtransport::Client::new(moq_webtransport::ServerTrust::Insecure).expect("client");
     let session = within(
         "WebTransport connect",
-        client.connect(url, Config::default(), router),
+        client.connect_with(url, Config::default(), router),
     )
     .await
     .expect("connect");
@@ -63,11 +63,11 @@ async fn tokens_limit_what_a_connection_may_publish_and_subscribe() {
     // No token (native QUIC is always anonymous here): refused with Subscribe 0x4, and no
     // announcement at all.
     let anonymous = connect(&client(), &url(&relay), None).await;
-    let mut nothing = anonymous.announced("/", HopId(0)).unwrap();
+    let mut nothing = anonymous.announced("/").unwrap();
     let mut refused = anonymous.subscribe("/a/x", "video", ordered()).unwrap();
     assert_eq!(
         within("refusal", refused.next()).await.unwrap_err(),
-        StreamEndError::Reset(code::subscribe::UNAUTHORIZED)
+        EndReason::PeerReset(code::subscribe::UNAUTHORIZED)
     );
     assert!(
         tokio::time::timeout(Duration::from_millis(300), nothing.next())
@@ -81,13 +81,13 @@ async fn tokens_limit_what_a_connection_may_publish_and_subscribe() {
         let mut refused = session.subscribe("/a/x", "video", ordered()).unwrap();
         assert_eq!(
             within("refusal", refused.next()).await.unwrap_err(),
-            StreamEndError::Reset(code::subscribe::UNAUTHORIZED)
+            EndReason::PeerReset(code::subscribe::UNAUTHORIZED)
         );
     }
 
     // The "ta" token: /a/ only. It hears of /a/x alone, reads it, and is refused /b/x.
     let (ta, _ta_client) = wt_connect(&wt_url(&relay, Some("ta")), None).await;
-    let mut announcements = ta.announced("/", HopId(0)).unwrap();
+    let mut announcements = ta.announced("/").unwrap();
     let first = within("an announcement", announcements.next())
         .await
         .unwrap();
@@ -103,15 +103,17 @@ async fn tokens_limit_what_a_connection_may_publish_and_subscribe() {
     let mut b = ta.subscribe("/b/x", "video", ordered()).unwrap();
     assert_eq!(
         within("refusal", b.next()).await.unwrap_err(),
-        StreamEndError::Reset(code::subscribe::UNAUTHORIZED)
+        EndReason::PeerReset(code::subscribe::UNAUTHORIZED)
     );
     write_group(&track, 3, 10);
     assert_eq!(read_groups(&mut a, 1).await, expected(1, 1, 3, 10));
     // Fetch outside its prefixes: refused (the Fetch stream's only refusal code, 0x0).
-    let mut fetch = ta.fetch("/b/x", "video", seq(1), 0).unwrap();
+    let mut fetch = ta
+        .fetch(FetchRequest::new("/b/x", "video", seq(1)))
+        .unwrap();
     assert_eq!(
         within("fetch refusal", fetch.read_all()).await.unwrap_err(),
-        StreamEndError::Reset(code::fetch::INTERNAL)
+        EndReason::PeerReset(code::fetch::INTERNAL)
     );
 
     // Publishing: "ta" may publish under /a/ only. Its /b/y is refused (the relay resets

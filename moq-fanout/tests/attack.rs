@@ -14,7 +14,7 @@ use common::*;
 use moq_fanout::RelayServer;
 use moq_proto::message::{StreamType, Subscribe, SubscribeParams as WireParams};
 use moq_proto::{BroadcastPath, Message, SubscribeId};
-use moq_quinn::{ServerTrust, SessionStats, StreamEndError, code};
+use moq_quinn::{ServerTrust, SessionStats, code, error::EndReason};
 
 const MIB: usize = 1024 * 1024;
 
@@ -43,7 +43,8 @@ struct Raw {
 }
 
 async fn raw(addr: SocketAddr, transport: quinn::TransportConfig) -> Raw {
-    let crypto = moq_quinn::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").unwrap();
+    let crypto =
+        moq_quinn::transport::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").unwrap();
     let mut config = quinn::ClientConfig::new(Arc::new(crypto));
     config.transport_config(Arc::new(transport));
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -445,10 +446,7 @@ async fn a_flood_of_empty_frames_leaves_the_relay_responsive() {
     );
     // The group is cut at the limit, and says so.
     assert_eq!(frames, MAX);
-    assert_eq!(
-        end,
-        Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED))
-    );
+    assert_eq!(end, Err(EndReason::PeerReset(code::group::PUBLISH_ABORTED)));
     assert!(relay.relay().cached_bytes() <= 8 * MIB);
 }
 
@@ -626,7 +624,7 @@ async fn frames_larger_than_the_ledger_are_shed_as_they_arrive() {
     roomy.max_queued_bytes = 1024 * MIB;
     roomy.max_queued_bytes_per_subscription = 1024 * MIB;
     let attacker = client();
-    let _publisher = within("connect", attacker.connect(&url, roomy, Some(router)))
+    let _publisher = within("connect", attacker.connect_with(&url, roomy, Some(router)))
         .await
         .unwrap();
     known(&relay, 1).await;
@@ -801,7 +799,7 @@ async fn past_the_server_wide_mark_new_connections_are_refused() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let refused = within(
         "a refused connect",
-        good.connect(&url, moq_quinn::Config::default(), None),
+        good.connect_with(&url, moq_quinn::Config::default(), None),
     )
     .await;
     assert!(refused.is_err(), "a connection was admitted past the mark");
@@ -854,7 +852,7 @@ async fn made_up_track_names_past_the_cap_are_refused() {
     let end = within("the refusal", refused.next_group()).await;
     assert_eq!(
         end.err(),
-        Some(StreamEndError::Reset(code::subscribe::INTERNAL)),
+        Some(EndReason::PeerReset(code::subscribe::INTERNAL)),
         "a ninth track was relayed"
     );
     // A track already relayed is still joined.
@@ -910,9 +908,7 @@ async fn announce_churn_is_taken_at_the_rate_and_costs_idle_peers_one_entry_per_
     }
     // A client that reads them.
     let watcher = connect(&good, &url, None).await;
-    let mut announcements = watcher
-        .announced("/", moq_quinn::HopId(0))
-        .expect("interest");
+    let mut announcements = watcher.announced("/").expect("interest");
     until("every peer is in", || {
         relay.relay().peer_count() == IDLE + 2
     })
@@ -1008,7 +1004,7 @@ async fn announce_churn_is_taken_at_the_rate_and_costs_idle_peers_one_entry_per_
 /// stream open, as a live track does.
 #[derive(Clone, Default)]
 struct AnyTrack {
-    served: Arc<std::sync::Mutex<Vec<(String, moq_quinn::TrackWriter)>>>,
+    served: Arc<std::sync::Mutex<Vec<(String, moq_quinn::publish::TrackWriter)>>>,
 }
 
 impl AnyTrack {
@@ -1018,8 +1014,12 @@ impl AnyTrack {
     }
 }
 
-impl moq_quinn::TrackHandler for AnyTrack {
-    fn serve_track(&self, request: moq_quinn::TrackRequest, mut writer: moq_quinn::TrackWriter) {
+impl moq_quinn::publish::TrackHandler for AnyTrack {
+    fn serve_track(
+        &self,
+        request: moq_quinn::publish::TrackRequest,
+        mut writer: moq_quinn::publish::TrackWriter,
+    ) {
         let _ = writer.accept(Default::default());
         self.served.lock().unwrap().push((request.track, writer));
     }
@@ -1037,7 +1037,10 @@ async fn one_downstream_peer_cannot_take_every_stream_of_a_route() {
     // The publisher lets the relay open 12 streams at once, and serves any track name.
     let mut options = moq_quinn::QuicOptions::default();
     options.max_streams = CREDIT;
-    let publisher_client = moq_quinn::Client::with_options(ServerTrust::Insecure, options)
+    let publisher_client = moq_quinn::Client::builder()
+        .trust(ServerTrust::Insecure)
+        .options(options)
+        .build()
         .expect("publisher endpoint");
     let tracks = AnyTrack::default();
     let router = moq_quinn::Router::new();
@@ -1070,7 +1073,7 @@ async fn one_downstream_peer_cannot_take_every_stream_of_a_route() {
         })
         .await;
         if let Some(end) = outcome {
-            assert_eq!(end, StreamEndError::Reset(code::subscribe::INTERNAL));
+            assert_eq!(end, EndReason::PeerReset(code::subscribe::INTERNAL));
             refused += 1;
         }
     }

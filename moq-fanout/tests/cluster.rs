@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use common::moq_relay::MoqRelay;
 use common::*;
-use moq_quinn::{Config, Session, SubscribeParams, TrackReader};
+use moq_quinn::{Session, SubscribeParams, TrackReader};
 
 /// A three-node mesh: A alone, B dialling A, C dialling A and B.
 struct Cluster {
@@ -256,11 +256,7 @@ async fn a_webtransport_subscriber_on_a_and_a_quic_publisher_on_b() {
         .expect("a WebTransport client");
     let session = within(
         "WebTransport connect",
-        wt.connect(
-            &format!("https://localhost:{}/", cluster.a.port),
-            Config::default(),
-            None,
-        ),
+        wt.connect(&format!("https://localhost:{}/", cluster.a.port)),
     )
     .await
     .expect("a WebTransport session with moq-relay");

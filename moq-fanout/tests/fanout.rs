@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use moq_quinn::{
-    Client, Config, QuicOptions, ServerTrust, StreamEndError, SubscribeParams, TrackEvent, code,
+    Client, Config, FetchRequest, QuicOptions, ServerTrust, SubscribeParams, TrackEvent, code,
+    error::EndReason,
 };
 
 const PATH: &str = "/live/demo";
@@ -91,15 +92,15 @@ async fn a_slow_subscriber_loses_old_groups_while_fast_ones_get_everything() {
     // control pushes back on the relay instead of its buffers absorbing everything.
     let mut options = QuicOptions::default();
     options.max_streams = 2;
-    let slow_client = Client::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        ServerTrust::Insecure,
-        options,
-    )
-    .unwrap();
+    let slow_client = Client::builder()
+        .bind("127.0.0.1:0".parse().unwrap())
+        .trust(ServerTrust::Insecure)
+        .options(options)
+        .build()
+        .unwrap();
     let mut slow_config = Config::default();
     slow_config.max_unread_bytes = 16 * 1024;
-    let slow_session = within("connect", slow_client.connect(&url, slow_config, None))
+    let slow_session = within("connect", slow_client.connect_with(&url, slow_config, None))
         .await
         .unwrap();
     let mut slow = slow_session.subscribe(PATH, "video", ordered()).unwrap();
@@ -271,7 +272,9 @@ async fn fetch_is_served_from_the_cache_or_upstream_and_an_evicted_group_is_refu
     let fetch = |group: u64| {
         let session = session.clone();
         async move {
-            let mut group = session.fetch(PATH, "video", seq(group), 0).unwrap();
+            let mut group = session
+                .fetch(FetchRequest::new(PATH, "video", seq(group)))
+                .unwrap();
             within("a fetch", group.read_all()).await
         }
     };
@@ -283,18 +286,22 @@ async fn fetch_is_served_from_the_cache_or_upstream_and_an_evicted_group_is_refu
     // Evicted everywhere: refused with Fetch code 0x0, passed on by the relay.
     assert_eq!(
         fetch(2).await.unwrap_err(),
-        StreamEndError::Reset(code::fetch::INTERNAL)
+        EndReason::PeerReset(code::fetch::INTERNAL)
     );
     // An unknown broadcast: the same code.
-    let mut unknown = session.fetch("/nobody", "video", seq(1), 0).unwrap();
+    let mut unknown = session
+        .fetch(FetchRequest::new("/nobody", "video", seq(1)))
+        .unwrap();
     assert_eq!(
         within("a fetch", unknown.read_all()).await.unwrap_err(),
-        StreamEndError::Reset(code::fetch::INTERNAL)
+        EndReason::PeerReset(code::fetch::INTERNAL)
     );
 
     // Served from the cache indeed: with the publisher gone, the cached groups still come.
     drop(publisher);
-    let mut cached = session.fetch(PATH, "video", seq(10), 0).unwrap();
+    let mut cached = session
+        .fetch(FetchRequest::new(PATH, "video", seq(10)))
+        .unwrap();
     let got = within("a fetch", cached.read_all()).await;
     // Either served (the relay still had the track) or refused once the broadcast ended.
     if let Ok(frames) = got {
@@ -354,7 +361,7 @@ async fn publisher_leaves_subscribers_see_ended_and_their_subscription_end() {
     let mut again = session.subscribe(PATH, "video", ordered()).unwrap();
     assert_eq!(
         within("refusal", again.next()).await.unwrap_err(),
-        StreamEndError::Reset(code::subscribe::NOT_FOUND)
+        EndReason::PeerReset(code::subscribe::NOT_FOUND)
     );
 }
 
@@ -463,7 +470,7 @@ async fn a_publisher_vanishing_mid_group_reaches_subscribers_as_a_reset_never_a_
         let end = within("the cut group's end", reader.read_frame()).await;
         assert_eq!(
             end,
-            Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED)),
+            Err(EndReason::PeerReset(code::group::PUBLISH_ABORTED)),
             "a truncated group must not end cleanly"
         );
     }

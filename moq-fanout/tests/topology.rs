@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use moq_fanout::{RelayConfig, RelayServer};
-use moq_quinn::{Announcements, HopId, Session};
+use moq_quinn::{Announcements, Session};
 
 const PATH: &str = "/live/cam";
 
@@ -43,7 +43,7 @@ async fn announcements_within(
 /// An edge subscriber on `relay`, listening under `/`.
 async fn edge(relay: &RelayServer) -> (Session, Announcements) {
     let session = connect(&client(), &url(relay), None).await;
-    let announcements = session.announced("/", HopId(0)).unwrap();
+    let announcements = session.announced("/").unwrap();
     (session, announcements)
 }
 

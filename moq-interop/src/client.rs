@@ -5,7 +5,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use moq_dial::Dialer;
-use moq_quinn::{BroadcastPath, Config, Router, ServerTrust, Session};
+use moq_quinn::{BroadcastPath, Router, ServerTrust, Session};
 
 use crate::flows::{discover, fetch_hello, first_group, probe, read_hello};
 use crate::hello::Hello;
@@ -157,10 +157,11 @@ async fn dial(opts: &ClientOpts, router: Router) -> Result<Dialled, String> {
         .trust
         .clone()
         .ok_or("no trust policy for the server's certificate")?;
-    let dialer = Dialer::new(trust);
-    let session = dialer
-        .connect(&opts.url, Config::default(), Some(router))
-        .await
+    let dialer = Dialer::builder()
+        .trust(trust)
+        .router(router)
+        .build()
         .map_err(|e| e.to_string())?;
+    let session = dialer.connect(&opts.url).await.map_err(|e| e.to_string())?;
     Ok(Dialled { session, dialer })
 }

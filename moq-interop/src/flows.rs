@@ -2,7 +2,7 @@
 //! future returning a one-line reason on failure; the caller bounds it.
 
 use moq_quinn::{
-    BroadcastPath, GroupReader, GroupSequence, HopId, Session, SubscribeParams, TrackReader,
+    BroadcastPath, FetchRequest, GroupReader, GroupSequence, Session, SubscribeParams, TrackReader,
 };
 
 use crate::{HELLO, PROBE_TARGET};
@@ -12,7 +12,7 @@ use crate::{HELLO, PROBE_TARGET};
 pub(crate) async fn discover(session: &Session, wanted: &str) -> Result<BroadcastPath, String> {
     let wanted = BroadcastPath::new(wanted);
     let mut announcements = session
-        .announced("/", HopId(0))
+        .announced("/")
         .map_err(|e| format!("cannot announce interest: {e}"))?;
     while let Some(announcement) = announcements.next().await {
         if *announcement.path() == wanted {
@@ -46,7 +46,7 @@ pub(crate) async fn read_hello(group: &mut GroupReader) -> Result<(), String> {
 
 /// `Ok` if `frame` is `HELLO`.
 pub(crate) fn check_hello(
-    frame: Result<Option<bytes::Bytes>, moq_quinn::StreamEndError>,
+    frame: Result<Option<bytes::Bytes>, moq_quinn::error::EndReason>,
 ) -> Result<(), String> {
     match frame {
         Ok(Some(frame)) if frame == HELLO => Ok(()),
@@ -62,7 +62,7 @@ pub(crate) fn check_hello(
 /// Fetches group 0 of track `""` of `path`: `HELLO`, then the end of the stream.
 pub(crate) async fn fetch_hello(session: &Session, path: BroadcastPath) -> Result<(), String> {
     let mut group = session
-        .fetch(path, "", GroupSequence(0), 0)
+        .fetch(FetchRequest::new(path, "", GroupSequence(0)))
         .map_err(|e| format!("cannot fetch: {e}"))?;
     check_hello(group.read_frame().await)?;
     match group.read_frame().await {

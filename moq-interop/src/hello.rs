@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moq_quinn::{
-    FetchRequest, FetchWriter, GroupSequence, TrackHandler, TrackRequest, TrackWriter,
+    FetchRequest, GroupSequence, publish::FetchWriter, publish::TrackHandler,
+    publish::TrackRequest, publish::TrackWriter,
 };
 use tokio::sync::watch;
 

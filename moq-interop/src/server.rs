@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use moq_quinn::{
-    BroadcastPath, CertificateDer, CloseReason, Config, Identity, Router, Server, Session, code,
+    BroadcastPath, Config, Identity, Router, Server, Session, code, error::CloseReason,
+    transport::CertificateDer,
 };
 use tokio::sync::mpsc;
 
@@ -58,14 +59,20 @@ impl InteropServer {
                     key: identity.key.clone_key(),
                 };
                 Some(
-                    moq_webtransport::Server::bind(addr, identity, config.clone(), router.clone())
+                    moq_webtransport::Server::builder(addr, identity)
+                        .config(config.clone())
+                        .router(router.clone())
+                        .bind()
                         .map_err(|e| e.to_string())?,
                 )
             }
             None => None,
         };
-        let server =
-            Server::bind(opts.addr, identity, config, router).map_err(|e| e.to_string())?;
+        let server = Server::builder(opts.addr, identity)
+            .config(config)
+            .router(router)
+            .bind()
+            .map_err(|e| e.to_string())?;
         Ok(Self {
             server,
             wt,

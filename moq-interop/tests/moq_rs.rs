@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moq_interop::{ClientOpts, InteropServer, Outcome, STEP_NAMES, ServerOpts, run_client};
 use moq_quinn::{
-    Broadcast, BroadcastPath, Client, Config, GroupSequence, HopId, Identity, Router, Server,
-    ServerTrust, Session, SubscribeParams, TrackProducer,
+    Broadcast, BroadcastPath, Client, Config, GroupSequence, Identity, Router, Server, ServerTrust,
+    Session, SubscribeParams, TrackProducer,
 };
 use moq_tests::moq_rs::python;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
@@ -223,7 +223,7 @@ async fn connect(addr: &str, router: Option<Router>) -> (Client, Session) {
     let client = Client::new(ServerTrust::Insecure).expect("a client endpoint");
     let session = tokio::time::timeout(
         WAIT,
-        client.connect(&format!("moqt://{addr}"), Config::default(), router),
+        client.connect_with(&format!("moqt://{addr}"), Config::default(), router),
     )
     .await
     .expect("connect in time")
@@ -238,13 +238,10 @@ fn our_server(path: &str, track: &str) -> (Server, TrackProducer) {
     let router = Router::new();
     router.publish(path, broadcast);
     let identity = Identity::self_signed(&["localhost"]).expect("a certificate");
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        identity,
-        Config::default(),
-        router,
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().unwrap(), identity)
+        .router(router)
+        .bind()
+        .expect("bind");
     (server, producer)
 }
 
@@ -273,7 +270,7 @@ async fn moq_rs_server_publishes_our_client_discovers_and_reads_every_frame() {
     let (_client, session) = connect(&addr, None).await;
 
     // Our prefix is `/`; moq-net answers with the slash-less suffix `live/demo`.
-    let mut announced = session.announced("/", HopId(0)).expect("announce interest");
+    let mut announced = session.announced("/").expect("announce interest");
     let announcement = tokio::time::timeout(WAIT, announced.next())
         .await
         .expect("an announcement in time")

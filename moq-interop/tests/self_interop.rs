@@ -239,19 +239,15 @@ async fn the_client_announces_its_broadcast_at_step_6_not_before() {
         let trust = ServerTrust::Pinned(identity.leaf().cloned().expect("a certificate"));
         let router = moq_quinn::Router::new();
         router.publish(moq_interop::SERVER_BROADCAST, moq_interop::Hello::new());
-        let server = moq_quinn::Server::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            identity,
-            moq_quinn::Config::default(),
-            router,
-        )
-        .expect("bind");
+        let server = moq_quinn::Server::builder("127.0.0.1:0".parse().unwrap(), identity)
+            .config(moq_quinn::Config::default())
+            .router(router)
+            .bind()
+            .expect("bind");
         let port = server.local_addr().expect("addr").port();
         let watcher = tokio::spawn(async move {
             let session = server.accept().await.expect("a session").expect("accepted");
-            let mut announced = session
-                .announced("/", moq_quinn::HopId(0))
-                .expect("interest");
+            let mut announced = session.announced("/").expect("interest");
             let probed = session.probe_targets();
             loop {
                 let announcement = announced.next().await.expect("announcements");

@@ -15,7 +15,6 @@ use moq_tokio::code::ErrorCode;
 use moq_tokio::transport::{Connection, ConnectionInfo, Role};
 use moq_tokio::{Config, Router, Session};
 
-
 use crate::tls::Identity;
 use crate::{HandshakeLimits, ListenError, Listener, QuicOptions};
 

@@ -92,7 +92,7 @@ fn config() -> Config {
 struct Setup {
     server: Arc<Server>,
     url: String,
-    cert: moq_quinn::CertificateDer<'static>,
+    cert: moq_quinn::transport::CertificateDer<'static>,
     router: Router,
 }
 
@@ -102,14 +102,12 @@ fn setup() -> Setup {
     let router = Router::new();
     let mut options = moq_quinn::QuicOptions::default();
     options.handshake.timeout = SLOW_MACHINE;
-    let server = Server::bind_with_options(
-        "127.0.0.1:0".parse().expect("addr"),
-        identity,
-        config(),
-        router.clone(),
-        options,
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+        .config(config())
+        .router(router.clone())
+        .options(options)
+        .bind()
+        .expect("bind");
     let url = format!(
         "moqt://localhost:{}",
         server.local_addr().expect("addr").port()
@@ -147,7 +145,7 @@ async fn moq_throughput(n: usize, in_place: bool) -> (f64, f64, f64, u64) {
     for _ in 0..n {
         let client = Client::new(ServerTrust::Pinned(setup.cert.clone())).expect("client");
         let session = client
-            .connect(&setup.url, config(), None)
+            .connect_with(&setup.url, config(), None)
             .await
             .expect("connect");
         let reader = session
@@ -339,10 +337,7 @@ async fn latency(n: usize) -> (f64, f64) {
     let mut tasks = Vec::new();
     for _ in 0..n {
         let client = Client::new(ServerTrust::Pinned(setup.cert.clone())).expect("client");
-        let session = client
-            .connect(&setup.url, Config::default(), None)
-            .await
-            .expect("connect");
+        let session = client.connect(&setup.url).await.expect("connect");
         let mut reader = session
             .subscribe("/lat", "lat", SubscribeParams::default())
             .expect("subscribe");

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use moq_netsim::{Link, Shape};
 use moq_quinn::{
-    Broadcast, Client, Config, Identity, QuicOptions, Router, Server, ServerTrust, SubscribeParams,
+    Broadcast, Client, Identity, QuicOptions, Router, Server, ServerTrust, SubscribeParams,
 };
 
 /// One emulated link.
@@ -63,7 +63,7 @@ struct Row {
 fn quic_options() -> QuicOptions {
     let mut o = QuicOptions::default();
     if std::env::var("PROBE_CC").is_ok_and(|v| v == "bbr") {
-        o.congestion = moq_quinn::Congestion::Bbr;
+        o.congestion = moq_quinn::transport::Congestion::Bbr;
     }
     o
 }
@@ -72,14 +72,11 @@ async fn run(c: Condition, duration: Duration) -> Row {
     let identity = Identity::self_signed(&["localhost"]).expect("cert");
     let cert = identity.leaf().cloned().expect("leaf");
     let router = Router::new();
-    let server = Server::bind_with_options(
-        "127.0.0.1:0".parse().expect("addr"),
-        identity,
-        Config::default(),
-        router.clone(),
-        quic_options(),
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+        .router(router.clone())
+        .options(quic_options())
+        .bind()
+        .expect("bind");
     let server_addr: SocketAddr = server.local_addr().expect("addr");
 
     // The link: the rate limits what the server sends; one BDP of queue, at least 30 KB.
@@ -116,10 +113,14 @@ async fn run(c: Condition, duration: Duration) -> Row {
         let session = server.accept().await.expect("a session").expect("accepted");
         (server, session)
     });
-    let client = Client::with_options(ServerTrust::Pinned(cert), quic_options()).expect("client");
+    let client = Client::builder()
+        .trust(ServerTrust::Pinned(cert))
+        .options(quic_options())
+        .build()
+        .expect("client");
     let url = format!("moqt://localhost:{}", link.addr().port());
     let session = client
-        .connect(&url, Config::default(), None)
+        .connect(&url)
         .await
         .expect("connect through the link");
     let (server, server_session) = accept.await.expect("accept task");
@@ -183,8 +184,8 @@ async fn run(c: Condition, duration: Duration) -> Row {
     }
     publisher.abort();
     reader.abort();
-    session.close(moq_quinn::ErrorCode(0), "done");
-    server.close(moq_quinn::ErrorCode(0), "done");
+    session.close(moq_quinn::code::ErrorCode(0), "done");
+    server.close(moq_quinn::code::ErrorCode(0), "done");
     drop(link);
     Row {
         replies,

@@ -29,8 +29,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use moq_netsim::{Link, Shape};
 use moq_quinn::{
-    Broadcast, Client, Config, GroupSequence, Identity, Router, Server, ServerTrust,
-    SubscribeParams, TrackReader,
+    Broadcast, Client, GroupSequence, Identity, Router, Server, ServerTrust, SubscribeParams,
+    TrackReader,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -178,13 +178,10 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
     let identity = Identity::self_signed(&["localhost"]).expect("cert");
     let cert = identity.leaf().cloned().expect("leaf");
     let router = Router::new();
-    let server = Server::bind(
-        "127.0.0.1:0".parse().expect("addr"),
-        identity,
-        Config::default(),
-        router.clone(),
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+        .router(router.clone())
+        .bind()
+        .expect("bind");
     let down = Shape::new(schedule[0].1, RTT / 2)
         .with_schedule(schedule.clone())
         .with_queue_bytes(64 * 1024);
@@ -202,7 +199,7 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
     let client = Client::new(ServerTrust::Pinned(cert)).expect("client");
     let url = format!("moqt://localhost:{}", link.addr().port());
     let session = client
-        .connect(&url, Config::default(), None)
+        .connect(&url)
         .await
         .expect("connect through the link");
 
@@ -353,9 +350,9 @@ pub async fn run(schedule: Vec<(Duration, u64)>, duration: Duration, print: bool
         }
     }
     publisher.abort();
-    session.close(moq_quinn::ErrorCode(0), "done");
+    session.close(moq_quinn::code::ErrorCode(0), "done");
     let (server, _) = accept.await.expect("accept task");
-    server.close(moq_quinn::ErrorCode(0), "done");
+    server.close(moq_quinn::code::ErrorCode(0), "done");
     drop(link);
     let (_, stalls, played) = playback(&arrived, end, start);
     Outcome {

@@ -4,9 +4,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use moq_tokio::code::ErrorCode;
 use moq_tokio::error::CloseReason;
+use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use quinn::VarInt;
 
 /// A quinn connection carrying a moq-lite-04 session.
@@ -91,7 +91,10 @@ impl transport::Connection for QuicConnection {
 
     async fn open_bi(&self) -> Result<(QuicSendStream, QuicRecvStream), StreamError> {
         let (send, recv) = self.conn.open_bi().await.map_err(connection_lost)?;
-        Ok((QuicSendStream(send, self.gate.clone()), QuicRecvStream(recv)))
+        Ok((
+            QuicSendStream(send, self.gate.clone()),
+            QuicRecvStream(recv),
+        ))
     }
 
     async fn accept_uni(&self) -> Result<QuicRecvStream, StreamError> {
@@ -104,7 +107,10 @@ impl transport::Connection for QuicConnection {
 
     async fn accept_bi(&self) -> Result<(QuicSendStream, QuicRecvStream), StreamError> {
         let (send, recv) = self.conn.accept_bi().await.map_err(connection_lost)?;
-        Ok((QuicSendStream(send, self.gate.clone()), QuicRecvStream(recv)))
+        Ok((
+            QuicSendStream(send, self.gate.clone()),
+            QuicRecvStream(recv),
+        ))
     }
 
     fn close(&self, code: ErrorCode, reason: &str) {
@@ -141,7 +147,10 @@ impl transport::Connection for QuicConnection {
         if info.server_name.is_none() {
             info.server_name = self.server_name.clone();
         }
-        info.version = info.alpn.clone().filter(|a| a == moq_tokio::transport::proto::ALPN);
+        info.version = info
+            .alpn
+            .clone()
+            .filter(|a| a == moq_tokio::transport::proto::ALPN);
         if let Some(chain) = self.conn.peer_identity().and_then(|any| {
             any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
                 .ok()

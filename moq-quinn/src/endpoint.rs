@@ -131,6 +131,18 @@ impl Client {
     /// Dials a `moqt://host:port` URL and starts a session: each of the host's addresses in
     /// turn until one answers.
     pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
+        self.connect_with(url, self.config.clone(), self.router.clone())
+            .await
+    }
+
+    /// [`Client::connect`] with this session's own configuration and router instead of the
+    /// client's (a relay gives each link a router of its own).
+    pub async fn connect_with(
+        &self,
+        url: &str,
+        config: Config,
+        router: Option<Router>,
+    ) -> Result<Session, ConnectError> {
         let (host, port) = parse_url(url)?;
         let ipv4_only = self.endpoint.local_addr().is_ok_and(|a| a.is_ipv4());
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), port))
@@ -176,12 +188,7 @@ impl Client {
             conn.inner().close(0u32.into(), b"alpn");
             return Err(ConnectError::Alpn);
         }
-        Ok(Session::new(
-            conn,
-            Role::Client,
-            self.config.clone(),
-            self.router.clone(),
-        ))
+        Ok(Session::new(conn, Role::Client, config, router))
     }
 
     /// The local address.

@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use moq_proto::message::{Fetch, SubscribeParams};
 use moq_proto::{
-    BroadcastPath, CloseReason, Config, ErrorCode, HopId, PathPrefix, Role,
-    SessionStats,
+    BroadcastPath, CloseReason, Config, ErrorCode, HopId, PathPrefix, Role, SessionStats,
 };
 use tokio::sync::{Notify, mpsc, watch};
 

@@ -105,10 +105,7 @@ impl TrackReader {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
 
-    fn poll_event(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Result<Option<TrackEvent>, EndReason>> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<TrackEvent>, EndReason>> {
         if let Some(end) = &self.ended {
             return Poll::Ready(end.clone().map(|()| None));
         }

@@ -8,9 +8,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use moq_tokio::code::ErrorCode;
 use moq_tokio::error::CloseReason;
+use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use quinn::VarInt;
 
 use crate::transport::code_mapping as code;
@@ -73,14 +73,19 @@ impl transport::Connection for WebTransportConnection {
         Ok(WebTransportSendStream(stream, self.gate.clone()))
     }
 
-    async fn open_bi(&self) -> Result<(WebTransportSendStream, WebTransportRecvStream), StreamError> {
+    async fn open_bi(
+        &self,
+    ) -> Result<(WebTransportSendStream, WebTransportRecvStream), StreamError> {
         let opening = self
             .conn
             .open_bi()
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         let (send, recv) = opening.await.map_err(|_| StreamError::ConnectionLost)?;
-        Ok((WebTransportSendStream(send, self.gate.clone()), WebTransportRecvStream(recv)))
+        Ok((
+            WebTransportSendStream(send, self.gate.clone()),
+            WebTransportRecvStream(recv),
+        ))
     }
 
     async fn accept_uni(&self) -> Result<WebTransportRecvStream, StreamError> {
@@ -91,13 +96,18 @@ impl transport::Connection for WebTransportConnection {
             .map_err(|_| StreamError::ConnectionLost)
     }
 
-    async fn accept_bi(&self) -> Result<(WebTransportSendStream, WebTransportRecvStream), StreamError> {
+    async fn accept_bi(
+        &self,
+    ) -> Result<(WebTransportSendStream, WebTransportRecvStream), StreamError> {
         let (send, recv) = self
             .conn
             .accept_bi()
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
-        Ok((WebTransportSendStream(send, self.gate.clone()), WebTransportRecvStream(recv)))
+        Ok((
+            WebTransportSendStream(send, self.gate.clone()),
+            WebTransportRecvStream(recv),
+        ))
     }
 
     /// wtransport cannot send CLOSE_WEBTRANSPORT_SESSION: the session ends with a QUIC

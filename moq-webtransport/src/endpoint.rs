@@ -148,6 +148,18 @@ impl Client {
 
     /// Dials `https://host:port/path` and starts a session.
     pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
+        self.connect_with(url, self.config.clone(), self.router.clone())
+            .await
+    }
+
+    /// [`Client::connect`] with this session's own configuration and router instead of the
+    /// client's (a relay gives each link a router of its own).
+    pub async fn connect_with(
+        &self,
+        url: &str,
+        config: Config,
+        router: Option<Router>,
+    ) -> Result<Session, ConnectError> {
         let path = parse_url(url)?;
         // The name the certificate was checked against (a server learns it from the
         // handshake; a client, from its own URL).
@@ -161,12 +173,7 @@ impl Client {
         let mut info = connection_info(&conn, path);
         info.server_name = info.server_name.or(dialled);
         let conn = WebTransportConnection::new(conn, self.endpoint.local_addr().ok(), info);
-        Ok(Session::new(
-            conn,
-            Role::Client,
-            self.config.clone(),
-            self.router.clone(),
-        ))
+        Ok(Session::new(conn, Role::Client, config, router))
     }
 
     /// The local address.

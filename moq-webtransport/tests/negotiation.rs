@@ -1,18 +1,14 @@
 //! The server's side of the sub-protocol negotiation, seen from a plain wtransport client
 //! that sends whatever `wt-available-protocols` a test wants.
 
-use moq_webtransport::{Config, Identity, Router, Server};
+use moq_webtransport::{Identity, Server};
 
 async fn server() -> (Server, String, [u8; 32]) {
     let identity = Identity::self_signed(&["localhost"]).expect("certificate");
     let hash = identity.certificate_hash().expect("hash");
-    let server = Server::bind(
-        "127.0.0.1:0".parse().expect("addr"),
-        identity,
-        Config::default(),
-        Router::new(),
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+        .bind()
+        .expect("bind");
     let url = format!(
         "https://localhost:{}/moq",
         server.local_addr().expect("addr").port()
@@ -89,7 +85,7 @@ async fn offered_absent_and_refused() {
         "{conn:?}"
     );
     match accept.await.expect("task").expect("open") {
-        Err(moq_webtransport::ConnectError::Protocol(offered)) => {
+        Err(moq_webtransport::error::ConnectError::Protocol(offered)) => {
             assert_eq!(offered, vec!["moq-lite-03", "moqt-16"]);
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -119,8 +115,8 @@ async fn stream_codes_are_mapped_on_the_wire() {
         Err(wtransport::error::StreamReadError::Reset(code)) => {
             assert_eq!(code.into_inner(), 0x52e4a40fa8dc);
             assert_eq!(
-                moq_webtransport::code_mapping::from_http3(code.into_inner()),
-                Some(moq_webtransport::ErrorCode(1))
+                moq_webtransport::transport::code_mapping::from_http3(code.into_inner()),
+                Some(moq_webtransport::code::ErrorCode(1))
             );
         }
         other => panic!("expected a reset, got {other:?}"),

@@ -112,14 +112,12 @@ impl Transport for Quic {
         let identity = Identity::self_signed(&["localhost"]).expect("certificate");
         let cert = identity.leaf().cloned().expect("leaf");
         let server_router = Router::new();
-        let server = Server::bind_with_options(
-            "127.0.0.1:0".parse().expect("addr"),
-            identity,
-            options.server.clone(),
-            server_router.clone(),
-            options.quic.clone(),
-        )
-        .expect("bind");
+        let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+            .config(options.server.clone())
+            .router(server_router.clone())
+            .options(options.quic.clone())
+            .bind()
+            .expect("bind");
         let server_addr = server.local_addr().expect("local addr");
         let (target, cut) = if options.via_relay {
             let (addr, cut) = udp_relay(server_addr).await;
@@ -132,19 +130,18 @@ impl Transport for Quic {
             (server, session)
         });
         let client_router = Router::new();
-        let client = Client::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            ServerTrust::Pinned(cert),
-            options.quic.clone(),
-        )
-        .expect("client");
+        let client = Client::builder()
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .trust(ServerTrust::Pinned(cert))
+            .options(options.quic.clone())
+            .config(options.client.clone())
+            .router(client_router.clone())
+            .build()
+            .expect("client");
         let url = format!("moqt://localhost:{}", target.port());
-        let client_session = within(
-            "connect",
-            client.connect(&url, options.client.clone(), Some(client_router.clone())),
-        )
-        .await
-        .expect("connect");
+        let client_session = within("connect", client.connect(&url))
+            .await
+            .expect("connect");
         let (server, server_session) = within("accept", accept).await.expect("accept task");
         Pair {
             server: server_session,
@@ -167,14 +164,13 @@ impl Transport for WebTransport {
         let cert = identity.leaf().cloned().expect("leaf");
         let wt = options.quic.clone();
         let server_router = Router::new();
-        let server = moq_webtransport::Server::bind_with_options(
-            "127.0.0.1:0".parse().expect("addr"),
-            identity,
-            options.server.clone(),
-            server_router.clone(),
-            wt.clone(),
-        )
-        .expect("bind");
+        let server =
+            moq_webtransport::Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+                .config(options.server.clone())
+                .router(server_router.clone())
+                .options(wt.clone())
+                .bind()
+                .expect("bind");
         let server_addr = server.local_addr().expect("local addr");
         let (target, cut) = if options.via_relay {
             let (addr, cut) = udp_relay(server_addr).await;
@@ -187,19 +183,18 @@ impl Transport for WebTransport {
             (server, session)
         });
         let client_router = Router::new();
-        let client = moq_webtransport::Client::bind(
-            "127.0.0.1:0".parse().expect("addr"),
-            moq_webtransport::ServerTrust::Pinned(cert),
-            wt,
-        )
-        .expect("client");
+        let client = moq_webtransport::Client::builder()
+            .bind("127.0.0.1:0".parse().expect("addr"))
+            .trust(moq_webtransport::ServerTrust::Pinned(cert))
+            .options(wt)
+            .config(options.client.clone())
+            .router(client_router.clone())
+            .build()
+            .expect("client");
         let url = format!("https://localhost:{}/moq", target.port());
-        let client_session = within(
-            "connect",
-            client.connect(&url, options.client.clone(), Some(client_router.clone())),
-        )
-        .await
-        .expect("connect");
+        let client_session = within("connect", client.connect(&url))
+            .await
+            .expect("connect");
         let (server, server_session) = within("accept", accept).await.expect("accept task");
         Pair {
             server: server_session,

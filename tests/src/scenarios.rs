@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use moq_quinn::{
-    Broadcast, CloseReason, Config, ErrorCode, GroupSequence, HopId, SessionError, StreamEndError,
-    SubscribeParams, TrackEvent, TrackRequest, TrackWriter, code,
+    Broadcast, Config, GroupSequence, SubscribeParams, TrackEvent, code, code::ErrorCode,
+    error::CloseReason, error::EndReason, error::SessionError, publish::TrackRequest,
+    publish::TrackWriter,
 };
 
 use crate::{Options, Transport, WAIT, within};
@@ -52,7 +53,7 @@ async fn holds_nothing_unread(session: &moq_quinn::Session) {
 pub async fn announce_discovery<T: Transport>() {
     let pair = T::connect(Options::default()).await;
     let _a = broadcast(&pair.server_router, "/live/a", "t");
-    let mut announced = pair.client.announced("/live/", HopId(0)).expect("interest");
+    let mut announced = pair.client.announced("/live/").expect("interest");
     let mut a = within("announcement a", announced.next()).await.expect("a");
     assert_eq!(a.path().to_string(), "/live/a");
     assert!(a.hops().is_empty());
@@ -209,7 +210,7 @@ pub async fn subscribe_not_found<T: Transport>() {
             .expect_err("refused");
         assert_eq!(
             err,
-            StreamEndError::Reset(code::subscribe::NOT_FOUND),
+            EndReason::PeerReset(code::subscribe::NOT_FOUND),
             "{path} {track}"
         );
         // As a stream of groups: the error once, then the end.
@@ -218,7 +219,7 @@ pub async fn subscribe_not_found<T: Transport>() {
             .subscribe(path, track, SubscribeParams::default())
             .expect("subscribe");
         let first = within("refusal", futures_util::StreamExt::next(&mut groups)).await;
-        assert!(matches!(first, Some(Err(StreamEndError::Reset(code)))
+        assert!(matches!(first, Some(Err(EndReason::PeerReset(code)))
                 if code == code::subscribe::NOT_FOUND));
         assert!(futures_util::StreamExt::next(&mut groups).await.is_none());
     }
@@ -234,18 +235,18 @@ pub async fn fetch<T: Transport>() {
     group.finish();
     let mut reader = pair
         .client
-        .fetch("/f", "t", GroupSequence(1), 0)
+        .fetch(moq_quinn::FetchRequest::new("/f", "t", GroupSequence(1)))
         .expect("fetch");
     let frames = within("fetch", reader.read_all()).await.expect("frames");
     assert_eq!(frames, vec![frame("HELLO"), frame("WORLD")]);
     let mut missing = pair
         .client
-        .fetch("/f", "t", GroupSequence(42), 0)
+        .fetch(moq_quinn::FetchRequest::new("/f", "t", GroupSequence(42)))
         .expect("fetch");
     let err = within("fetch refusal", missing.read_all())
         .await
         .expect_err("refused");
-    assert_eq!(err, StreamEndError::Reset(code::fetch::INTERNAL));
+    assert_eq!(err, EndReason::PeerReset(code::fetch::INTERNAL));
 }
 
 /// A probe gets a reply with a plausible RTT; the peer sees our target.
@@ -419,7 +420,7 @@ pub async fn large_frame<T: Transport>() {
 }
 
 /// A frame larger than the receiver's ledger (`max_connection_bytes`) is shed while it
-/// arrives: its group ends with [`StreamEndError::Shed`], and the session goes on.
+/// arrives: its group ends with [`EndReason::Shed`], and the session goes on.
 pub async fn a_frame_past_the_ledger_is_shed<T: Transport>() {
     let mut options = Options::default();
     options.client.max_connection_bytes = 2 * 1024 * 1024;
@@ -438,7 +439,7 @@ pub async fn a_frame_past_the_ledger_is_shed<T: Transport>() {
         .expect("ok")
         .expect("group");
     let end = within("its end", group.read_frame()).await;
-    assert_eq!(end, Err(StreamEndError::Shed));
+    assert_eq!(end, Err(EndReason::Shed));
     assert!(pair.client.stats().ledger_shed >= 1);
     // A frame that fits still arrives.
     let g = track.append_group();
@@ -471,7 +472,7 @@ pub async fn peer_vanishes<T: Transport>() {
         .client
         .subscribe("/v", "t", SubscribeParams::default())
         .expect("subscribe");
-    let mut announced = pair.client.announced("/", HopId(0)).expect("interest");
+    let mut announced = pair.client.announced("/").expect("interest");
     let mut announcement = within("announcement", announced.next()).await.expect("a");
     has_a_subscriber(&track).await;
     let g = track.append_group();
@@ -494,20 +495,14 @@ pub async fn peer_vanishes<T: Transport>() {
         .await
         .expect_err("group fails");
     assert!(
-        matches!(
-            err,
-            StreamEndError::SessionClosed(CloseReason::Transport(_))
-        ),
+        matches!(err, EndReason::SessionClosed(CloseReason::Transport(_))),
         "{err:?}"
     );
     let err = within("track end", reader.next_group())
         .await
         .expect_err("track fails");
     assert!(
-        matches!(
-            err,
-            StreamEndError::SessionClosed(CloseReason::Transport(_))
-        ),
+        matches!(err, EndReason::SessionClosed(CloseReason::Transport(_))),
         "{err:?}"
     );
     within("announcement end", announcement.ended()).await;
@@ -686,7 +681,7 @@ async fn first_frame_read<T: Transport>(
     crate::Pair,
     moq_quinn::TrackReader,
     TrackWriter,
-    moq_quinn::GroupWriter,
+    moq_quinn::publish::GroupWriter,
     moq_quinn::GroupReader,
 ) {
     let pair = T::connect(Options::default()).await;
@@ -711,7 +706,7 @@ async fn first_frame_read<T: Transport>(
 
 /// Waits (bounded) until the publisher's writes to a group fail: the subscriber's
 /// STOP_SENDING, or the end of the subscription, reached it.
-async fn until_writes_fail(what: &str, group: &mut moq_quinn::GroupWriter) {
+async fn until_writes_fail(what: &str, group: &mut moq_quinn::publish::GroupWriter) {
     within(what, async {
         while group.write_frame(frame("b")).is_ok() {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -770,12 +765,12 @@ pub async fn blocked_group_reader_ends_on_unsubscribe<T: Transport>() {
 /// Serves every fetch with one frame, then drops its writer unfinished.
 struct CutFetch;
 
-impl moq_quinn::TrackHandler for CutFetch {
+impl moq_quinn::publish::TrackHandler for CutFetch {
     fn serve_track(&self, _: TrackRequest, writer: TrackWriter) {
         writer.reject(code::subscribe::NOT_FOUND);
     }
 
-    fn serve_fetch(&self, _: moq_quinn::FetchRequest, mut writer: moq_quinn::FetchWriter) {
+    fn serve_fetch(&self, _: moq_quinn::FetchRequest, mut writer: moq_quinn::publish::FetchWriter) {
         writer.write_frame(frame("part")).expect("write");
     }
 }
@@ -788,10 +783,7 @@ pub async fn dropped_writers_never_look_complete<T: Transport>() {
         first_frame_read::<T>("/cut").await;
     drop(group_writer);
     let end = within("cut group", group.read_frame()).await;
-    assert_eq!(
-        end,
-        Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED))
-    );
+    assert_eq!(end, Err(EndReason::PeerReset(code::group::PUBLISH_ABORTED)));
     // The subscription goes on.
     let mut next = writer.open_group_at(GroupSequence(2)).expect("open");
     next.write_frame(frame("b")).expect("write");
@@ -825,18 +817,22 @@ pub async fn dropped_writers_never_look_complete<T: Transport>() {
     drop(producer);
     assert_eq!(
         within("cut producer group", group.read_frame()).await,
-        Err(StreamEndError::Reset(code::group::PUBLISH_ABORTED))
+        Err(EndReason::PeerReset(code::group::PUBLISH_ABORTED))
     );
 
     // A FetchWriter dropped after one frame: Fetch code 0x0.
     pair.server_router.publish("/cut/fetch", CutFetch);
     let mut fetch = pair
         .client
-        .fetch("/cut/fetch", "t", GroupSequence(1), 0)
+        .fetch(moq_quinn::FetchRequest::new(
+            "/cut/fetch",
+            "t",
+            GroupSequence(1),
+        ))
         .expect("fetch");
     assert_eq!(
         within("cut fetch", fetch.read_all()).await,
-        Err(StreamEndError::Reset(code::fetch::INTERNAL))
+        Err(EndReason::PeerReset(code::fetch::INTERNAL))
     );
 }
 

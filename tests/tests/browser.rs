@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use moq_webtransport::{
-    Broadcast, CloseReason, Config, ErrorCode, Identity, Router, Server, Session,
+    Broadcast, Identity, Router, Server, Session, code::ErrorCode, error::CloseReason,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
@@ -184,13 +184,10 @@ async fn chromium_subscribes_through_moq_lite() {
     let hash = identity.certificate_hash().expect("certificate hash");
     let router = Router::new();
     let _clock = publish_clock(&router);
-    let server = Server::bind(
-        "127.0.0.1:0".parse().expect("addr"),
-        identity,
-        Config::default(),
-        router,
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
+        .router(router)
+        .bind()
+        .expect("bind");
     let wt_port = server.local_addr().expect("addr").port();
     let (sessions_tx, mut sessions) = tokio::sync::mpsc::unbounded_channel::<Session>();
     let accept = tokio::spawn(async move {

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use moq_quinn::{Config, HandshakeLimits, Identity, QuicOptions, Router, ServerTrust};
+use moq_quinn::{Identity, QuicOptions, ServerTrust, transport::HandshakeLimits};
 use moq_tests::{WAIT, within};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -32,7 +32,7 @@ async fn black_hole(server: SocketAddr) -> SocketAddr {
 
 /// A raw quinn client offering `alpn`, trusting anything.
 fn raw_client(alpn: &[u8]) -> quinn::Endpoint {
-    let crypto = moq_quinn::tls::client_crypto(&ServerTrust::Insecure, alpn).unwrap();
+    let crypto = moq_quinn::transport::tls::client_crypto(&ServerTrust::Insecure, alpn).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     endpoint
@@ -87,14 +87,10 @@ where
 
 fn quic_server(limits: HandshakeLimits) -> (Arc<moq_quinn::Server>, SocketAddr, Identity) {
     let identity = Identity::self_signed(&["localhost"]).unwrap();
-    let server = moq_quinn::Server::bind_with_options(
-        "127.0.0.1:0".parse().unwrap(),
-        identity.clone(),
-        Config::default(),
-        Router::new(),
-        options(limits),
-    )
-    .unwrap();
+    let server = moq_quinn::Server::builder("127.0.0.1:0".parse().unwrap(), identity.clone())
+        .options(options(limits))
+        .bind()
+        .unwrap();
     let addr = server.local_addr().unwrap();
     (Arc::new(server), addr, identity)
 }
@@ -113,12 +109,9 @@ fn quic_accepts(server: &Arc<moq_quinn::Server>) -> mpsc::UnboundedReceiver<Acce
 async fn good_quic_client(addr: SocketAddr) {
     let client = moq_quinn::Client::new(ServerTrust::Insecure).unwrap();
     let url = format!("moqt://localhost:{}", addr.port());
-    within(
-        "a good client's connect",
-        client.connect(&url, Config::default(), None),
-    )
-    .await
-    .expect("a good client connects");
+    within("a good client's connect", client.connect(&url))
+        .await
+        .expect("a good client connects");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,14 +195,10 @@ async fn a_webtransport_client_that_never_sends_connect_delays_no_other_and_is_d
     let timeout = Duration::from_secs(1);
     let identity = Identity::self_signed(&["localhost"]).unwrap();
     let server = Arc::new(
-        moq_webtransport::Server::bind_with_options(
-            "127.0.0.1:0".parse().unwrap(),
-            identity,
-            Config::default(),
-            Router::new(),
-            options(limits(256, 256, timeout)),
-        )
-        .unwrap(),
+        moq_webtransport::Server::builder("127.0.0.1:0".parse().unwrap(), identity)
+            .options(options(limits(256, 256, timeout)))
+            .bind()
+            .unwrap(),
     );
     let addr = server.local_addr().unwrap();
     let accepts = server.clone();
@@ -233,12 +222,9 @@ async fn a_webtransport_client_that_never_sends_connect_delays_no_other_and_is_d
     let client = moq_webtransport::Client::new(ServerTrust::Insecure).unwrap();
     let url = format!("https://localhost:{}/", addr.port());
     let started = tokio::time::Instant::now();
-    within(
-        "a good client's connect",
-        client.connect(&url, Config::default(), None),
-    )
-    .await
-    .expect("a good client connects");
+    within("a good client's connect", client.connect(&url))
+        .await
+        .expect("a good client connects");
     // Each accept result in the order the handshakes ended: the good one first (unless the
     // machine was slower than the deadline), and the silent one at its deadline.
     let mut results = Vec::new();

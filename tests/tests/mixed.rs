@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use moq_quinn::{Broadcast, Config, GroupSequence, Router, SubscribeParams};
+use moq_quinn::{Broadcast, GroupSequence, Router, SubscribeParams};
 use moq_tests::within;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,12 +23,14 @@ async fn quic_and_webtransport_subscribers_get_every_frame() {
         key: quic_identity.key.clone_key(),
     };
     let any = "127.0.0.1:0".parse().expect("addr");
-    let quic_server =
-        moq_quinn::Server::bind(any, quic_identity, Config::default(), router.clone())
-            .expect("bind quic");
-    let wt_server =
-        moq_webtransport::Server::bind(any, wt_identity, Config::default(), router.clone())
-            .expect("bind webtransport");
+    let quic_server = moq_quinn::Server::builder(any, quic_identity)
+        .router(router.clone())
+        .bind()
+        .expect("bind quic");
+    let wt_server = moq_webtransport::Server::builder(any, wt_identity)
+        .router(router.clone())
+        .bind()
+        .expect("bind webtransport");
     let quic_url = format!(
         "moqt://localhost:{}",
         quic_server.local_addr().expect("addr").port()
@@ -55,20 +57,14 @@ async fn quic_and_webtransport_subscribers_get_every_frame() {
 
     let quic_client =
         moq_quinn::Client::new(moq_quinn::ServerTrust::Pinned(cert.clone())).expect("quic client");
-    let quic = within(
-        "quic connect",
-        quic_client.connect(&quic_url, Config::default(), None),
-    )
-    .await
-    .expect("quic session");
+    let quic = within("quic connect", quic_client.connect(&quic_url))
+        .await
+        .expect("quic session");
     let wt_client =
         moq_webtransport::Client::new(moq_webtransport::ServerTrust::Pinned(cert)).expect("client");
-    let wt = within(
-        "wt connect",
-        wt_client.connect(&wt_url, Config::default(), None),
-    )
-    .await
-    .expect("wt session");
+    let wt = within("wt connect", wt_client.connect(&wt_url))
+        .await
+        .expect("wt session");
     let _servers = within("accept", servers).await.expect("accept task");
 
     let mut readers = [&quic, &wt].map(|s| {

@@ -6,8 +6,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use moq_quinn::{
-    Client, Config, FetchRequest, FetchWriter, Identity, Router, Server, ServerTrust,
-    StreamEndError, SubscribeParams, TrackHandler, TrackRequest, TrackWriter, code,
+    Client, FetchRequest, Identity, Router, Server, ServerTrust, SubscribeParams, code,
+    error::EndReason, publish::FetchWriter, publish::TrackHandler, publish::TrackRequest,
+    publish::TrackWriter,
 };
 use moq_tests::within;
 
@@ -27,13 +28,9 @@ impl TrackHandler for Refuse {
 async fn server_with(router_for: impl Fn(usize) -> Router + Send + 'static) -> (u16, Client) {
     let identity = Identity::self_signed(&["localhost"]).expect("certificate");
     let cert = identity.leaf().cloned().expect("leaf");
-    let server = Server::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        identity,
-        Config::default(),
-        Router::new(),
-    )
-    .expect("bind");
+    let server = Server::builder("127.0.0.1:0".parse().unwrap(), identity)
+        .bind()
+        .expect("bind");
     let port = server.local_addr().unwrap().port();
     tokio::spawn(async move {
         let mut sessions = Vec::new();
@@ -59,7 +56,7 @@ async fn fallback_answers_for_unpublished_paths() {
     })
     .await;
     let url = format!("moqt://localhost:{port}");
-    let session = within("connect", client.connect(&url, Config::default(), None))
+    let session = within("connect", client.connect(&url))
         .await
         .expect("connect");
 
@@ -67,10 +64,14 @@ async fn fallback_answers_for_unpublished_paths() {
         .subscribe("/nowhere", "t", SubscribeParams::default())
         .expect("subscribe");
     let end = within("refusal", track.next()).await.expect_err("refused");
-    assert_eq!(end, StreamEndError::Reset(code::subscribe::UNAUTHORIZED));
+    assert_eq!(end, EndReason::PeerReset(code::subscribe::UNAUTHORIZED));
 
     let mut fetch = session
-        .fetch("/nowhere", "t", moq_quinn::GroupSequence(1), 0)
+        .fetch(FetchRequest::new(
+            "/nowhere",
+            "t",
+            moq_quinn::GroupSequence(1),
+        ))
         .expect("fetch");
     let end = within("fetch refusal", fetch.read_frame())
         .await
@@ -80,7 +81,7 @@ async fn fallback_answers_for_unpublished_paths() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_connection_gets_its_own_router_and_closed_owned_fires_on_unsubscribe() {
-    let ended: Arc<Mutex<Vec<moq_quinn::EndReason>>> = Arc::default();
+    let ended: Arc<Mutex<Vec<moq_quinn::error::EndReason>>> = Arc::default();
     let kept: Arc<Mutex<Vec<TrackWriter>>> = Arc::default();
     let (ended2, kept2) = (ended.clone(), kept.clone());
     let (port, client) = server_with(move |n| {
@@ -102,10 +103,10 @@ async fn each_connection_gets_its_own_router_and_closed_owned_fires_on_unsubscri
     })
     .await;
     let url = format!("moqt://localhost:{port}");
-    let first = within("connect", client.connect(&url, Config::default(), None))
+    let first = within("connect", client.connect(&url))
         .await
         .expect("connect");
-    let second = within("connect", client.connect(&url, Config::default(), None))
+    let second = within("connect", client.connect(&url))
         .await
         .expect("connect");
 
@@ -116,7 +117,7 @@ async fn each_connection_gets_its_own_router_and_closed_owned_fires_on_unsubscri
     let end = within("refusal", refused.next())
         .await
         .expect_err("refused");
-    assert_eq!(end, StreamEndError::Reset(code::subscribe::NOT_FOUND));
+    assert_eq!(end, EndReason::PeerReset(code::subscribe::NOT_FOUND));
 
     let track = first
         .subscribe("/first", "t", SubscribeParams::default())

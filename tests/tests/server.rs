@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use moq_quinn::{
-    Broadcast, BroadcastPath, Client, CloseReason, Config, Identity, Router, Server, ServerTrust,
-    SubscribeParams,
+    Broadcast, BroadcastPath, Client, Identity, Router, Server, ServerTrust, SubscribeParams,
+    error::CloseReason,
 };
 use moq_tests::within;
 
@@ -20,13 +20,10 @@ async fn serve_keeps_sessions_and_close_reaches_clients_at_once() {
     let track = broadcast.create_track("clock", 4);
     router.publish("/demo", broadcast);
     let server = Arc::new(
-        Server::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            identity,
-            Config::default(),
-            router,
-        )
-        .unwrap(),
+        Server::builder("127.0.0.1:0".parse().unwrap(), identity)
+            .router(router)
+            .bind()
+            .unwrap(),
     );
     let url = format!("moqt://localhost:{}", server.local_addr().unwrap().port());
     let serving = tokio::spawn({
@@ -38,9 +35,7 @@ async fn serve_keeps_sessions_and_close_reaches_clients_at_once() {
     let mut sessions = Vec::new();
     for _ in 0..2 {
         let client = Client::new(trust.clone()).unwrap();
-        let session = within("connect", client.connect(&url, Config::default(), None))
-            .await
-            .unwrap();
+        let session = within("connect", client.connect(&url)).await.unwrap();
         sessions.push((client, session));
     }
     let mut reader = sessions[1]
@@ -63,13 +58,13 @@ async fn serve_keeps_sessions_and_close_reaches_clients_at_once() {
     );
 
     // Close: every client learns the code and reason well inside its 30 s idle timeout.
-    server.close(moq_quinn::ErrorCode(0x7), "maintenance");
+    server.close(moq_quinn::code::ErrorCode(0x7), "maintenance");
     within("the close to leave", server.wait_idle()).await;
     for (_, session) in &sessions {
         let reason = within("the client to see the close", session.closed()).await;
         match reason {
             CloseReason::Peer { code, reason } => {
-                assert_eq!(code, moq_quinn::ErrorCode(0x7), "{reason}");
+                assert_eq!(code, moq_quinn::code::ErrorCode(0x7), "{reason}");
                 assert_eq!(reason, "maintenance");
             }
             other => panic!("{other:?}"),

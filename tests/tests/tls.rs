@@ -5,7 +5,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use moq_quinn::{Config, ConnectionInfo, Identity, Router, ServerTrust};
+use moq_quinn::{ConnectionInfo, Identity, ServerTrust};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose,
     PKCS_ECDSA_P256_SHA256,
@@ -64,24 +64,20 @@ async fn dial(
 ) -> Result<ConnectionInfo, String> {
     let addr = "127.0.0.1:0".parse().unwrap();
     let (url, accept) = if over_webtransport {
-        let server =
-            moq_webtransport::Server::bind(addr, identity, Config::default(), Router::new())
-                .unwrap();
+        let server = moq_webtransport::Server::builder(addr, identity)
+            .bind()
+            .unwrap();
         let url = format!("https://localhost:{}/", server.local_addr().unwrap().port());
         (url, hold(async move { (server.accept().await, server) }))
     } else {
-        let server =
-            moq_quinn::Server::bind(addr, identity, Config::default(), Router::new()).unwrap();
+        let server = moq_quinn::Server::builder(addr, identity).bind().unwrap();
         let url = format!("moqt://localhost:{}", server.local_addr().unwrap().port());
         (url, hold(async move { (server.accept().await, server) }))
     };
-    let dialer = moq_dial::Dialer::new(trust);
-    let result = tokio::time::timeout(
-        Duration::from_secs(10),
-        dialer.connect(&url, Config::default(), None),
-    )
-    .await
-    .expect("the handshake ends in time");
+    let dialer = moq_dial::Dialer::new(trust).expect("dialer");
+    let result = tokio::time::timeout(Duration::from_secs(10), dialer.connect(&url))
+        .await
+        .expect("the handshake ends in time");
     accept.abort();
     result
         .map(|s| s.connection_info().clone())

@@ -13,8 +13,7 @@ use bytes::Bytes;
 use moq_fanout::{RelayConfig, RelayServer, StaticTokens};
 use moq_quinn::{
     Announcement, Announcements, Broadcast, BroadcastPath, Client, Config, GroupReader,
-    GroupSequence, HopId, Router, ServerTrust, Session, SubscribeParams, TrackProducer,
-    TrackReader,
+    GroupSequence, Router, ServerTrust, Session, SubscribeParams, TrackProducer, TrackReader,
 };
 
 /// How long any single wait may take before the test fails.
@@ -75,9 +74,12 @@ pub fn client() -> Client {
 }
 
 pub async fn connect(client: &Client, url: &str, router: Option<Router>) -> Session {
-    within("connect", client.connect(url, Config::default(), router))
-        .await
-        .expect("connect")
+    within(
+        "connect",
+        client.connect_with(url, Config::default(), router),
+    )
+    .await
+    .expect("connect")
 }
 
 /// A publisher of ours: one broadcast with the given tracks, each keeping `cache` groups.
@@ -145,7 +147,7 @@ pub async fn announced(announcements: &mut Announcements, path: &str) -> Announc
 
 /// Listens under `/` as an edge and waits for `path`.
 pub async fn discover(session: &Session, path: &str) -> (Announcements, Announcement) {
-    let mut announcements = session.announced("/", HopId(0)).expect("announce interest");
+    let mut announcements = session.announced("/").expect("announce interest");
     let a = announced(&mut announcements, path).await;
     (announcements, a)
 }

@@ -48,7 +48,9 @@ pub fn negotiate(headers: &HashMap<String, String>) -> Negotiation {
         // as no field (§3.1).
         None | Some(Err(_)) => Negotiation::Assumed,
         Some(Ok(list)) if list.is_empty() => Negotiation::Assumed,
-        Some(Ok(list)) if list.iter().any(|p| p == moq_tokio::transport::proto::ALPN) => Negotiation::Selected,
+        Some(Ok(list)) if list.iter().any(|p| p == moq_tokio::transport::proto::ALPN) => {
+            Negotiation::Selected
+        }
         Some(Ok(list)) => Negotiation::Refused(list),
     }
 }
