@@ -52,7 +52,7 @@ pub mod error {
 }
 
 /// Plumbing for adapter authors and tuning: the transport trait the session runs over
-/// (with the core, [`proto`]), quinn's implementation of it, the congestion controllers,
+/// (with the core, `proto`), quinn's implementation of it, the congestion controllers,
 /// TLS, and the server's handshake limits.
 pub mod transport {
     pub use crate::conn::{QuicConnection, QuicRecvStream, QuicSendStream};

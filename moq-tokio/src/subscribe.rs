@@ -339,7 +339,7 @@ impl GroupReader {
 
     /// The next frame if it has already arrived, without waiting: `None` when nothing is
     /// ready yet; otherwise what [`GroupReader::read_frame`] would return. Lets a relay
-    /// forward a burst of frames in one write ([`crate::GroupWriter::write_frames`]).
+    /// forward a burst of frames in one write ([`crate::publish::GroupWriter::write_frames`]).
     pub fn try_read_frame(&mut self) -> Option<Result<Option<Bytes>, EndReason>> {
         if self.ready.is_empty() && self.ended.is_none() && !self.blocked {
             self.pull(None);

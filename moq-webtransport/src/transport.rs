@@ -1,5 +1,5 @@
 //! Plumbing for adapter authors and tuning: the transport trait the session runs over (with
-//! the core, [`proto`]), wtransport's implementation of it, the code mapping and the
+//! the core, `proto`), wtransport's implementation of it, the code mapping and the
 //! sub-protocol negotiation, congestion, TLS, and the server's handshake limits.
 
 pub mod code_mapping;
