@@ -181,6 +181,16 @@ pub struct RoutingConfig {
     /// Max Latency asked of upstream publishers, in ms (default 10 000; 0 = no limit,
     /// which moq-net reads as "only the newest group").
     pub upstream_max_latency_ms: u64,
+    /// How long a broadcast whose last publisher left is held for a new publisher of the
+    /// same path, in ms (default 2000): within it, subscriptions continue on the new
+    /// publisher and downstream peers see no ENDED; past it, ENDED goes out and the
+    /// subscriptions end with Subscribe code 0x3 (see docs/relay.md, "Failover").
+    pub failover_grace_ms: u64,
+    /// A peer from which nothing has been received for this long, in ms (default 10 000,
+    /// well under the 30 s idle timeout; the relay's keep-alives make a live peer answer
+    /// at least every 4 s), is silent: its routes lose to any live route of the same
+    /// broadcast, and subscriptions move to that one.
+    pub liveness_ms: u64,
 }
 
 impl Default for RoutingConfig {
@@ -195,6 +205,8 @@ impl Default for RoutingConfig {
             next_session_uri: String::new(),
             drain_timeout_ms: 5000,
             upstream_max_latency_ms: 10_000,
+            failover_grace_ms: 2000,
+            liveness_ms: 10_000,
         }
     }
 }

@@ -11,15 +11,19 @@
 //! holds up the others or this task.
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 use futures_util::stream::{FuturesUnordered, SelectAll};
 use futures_util::{Stream, StreamExt};
 use moq_quinn::{
-    GroupReader, GroupSequence, TrackEvent, TrackReader, code, code::ErrorCode, error::EndReason,
-    publish::GroupCache, publish::GroupWriter, publish::PublisherParams, publish::TrackWriter,
+    GroupReader, GroupSequence, SubscribeParams, TrackEvent, TrackReader, code, code::ErrorCode,
+    error::EndReason, publish::GroupCache, publish::GroupWriter, publish::PublisherParams,
+    publish::TrackWriter,
 };
+
+use crate::relay::PeerId;
 use tokio::sync::{mpsc, watch};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,6 +44,16 @@ pub(crate) struct TrackFanout {
     pub(crate) cache: Arc<Mutex<GroupCache>>,
     /// Dropped to end the fan-out (the broadcast is gone).
     pub(crate) _stop: watch::Sender<bool>,
+    /// A new upstream subscription, on a new route, to continue from (failover).
+    pub(crate) switch: mpsc::UnboundedSender<TrackReader>,
+    /// What the fan-out adds to the upstream's group numbers (see `Fanout::shift`).
+    pub(crate) shift: Arc<AtomicU64>,
+    /// The peer the upstream subscription goes to.
+    pub(crate) route: PeerId,
+    /// The peer whose subscription started it (its route never leads back there).
+    pub(crate) requester: PeerId,
+    /// What the upstream subscription asks for, on a new route.
+    pub(crate) params: SubscribeParams,
 }
 
 /// Removes the fan-out from the relay's table, atomically with respect to new joins:
@@ -67,10 +81,10 @@ enum Reading {
 }
 
 /// An upstream group as a stream of batches of frames (a frame, with whatever arrived with
-/// it), then its end. A group with more than `max_frames` frames is cut there: the upstream
-/// group is stopped, and the group ends aborted downstream.
-fn frames(reader: GroupReader, max_frames: usize) -> GroupStream {
-    let sequence = reader.sequence();
+/// it), then its end, under its downstream number `sequence`. A group with more than
+/// `max_frames` frames is cut there: the upstream group is stopped, and the group ends
+/// aborted downstream.
+fn frames(reader: GroupReader, sequence: GroupSequence, max_frames: usize) -> GroupStream {
     Box::pin(futures_util::stream::unfold(
         Reading::Open(reader, 0),
         move |state| async move {
@@ -141,6 +155,16 @@ fn group_code(err: &EndReason) -> ErrorCode {
 /// The fan-out task's state.
 pub(crate) struct Fanout {
     upstream: TrackReader,
+    /// New upstream subscriptions, on new routes (failover).
+    switches: mpsc::UnboundedReceiver<TrackReader>,
+    /// Added to the upstream's group numbers: 0 until a new route's publisher numbers its
+    /// groups at or below the last one sent downstream (it restarted from 1); then what
+    /// makes its first group follow the last one, for the rest of the fan-out.
+    shift: Arc<AtomicU64>,
+    /// The upstream changed and its first group sets `shift`.
+    reshift: bool,
+    /// The highest group number sent downstream.
+    last: Option<u64>,
     cache: Arc<Mutex<GroupCache>>,
     /// Frames forwarded per group at most.
     max_frames: usize,
@@ -153,11 +177,17 @@ pub(crate) struct Fanout {
 impl Fanout {
     pub(crate) fn new(
         upstream: TrackReader,
+        switches: mpsc::UnboundedReceiver<TrackReader>,
+        shift: Arc<AtomicU64>,
         cache: Arc<Mutex<GroupCache>>,
         max_frames: usize,
     ) -> Self {
         Self {
             upstream,
+            switches,
+            shift,
+            reshift: false,
+            last: None,
             cache,
             max_frames,
             subscribers: Vec::new(),
@@ -168,6 +198,8 @@ impl Fanout {
     }
 
     /// Runs until the last subscriber leaves, the upstream track ends, or `stop` is set.
+    /// An upstream whose session went away is waited for: the relay either sends a new one
+    /// (on another route) or sets `stop` when the broadcast has ended.
     pub(crate) async fn run(
         mut self,
         mut joins: mpsc::UnboundedReceiver<TrackWriter>,
@@ -178,8 +210,11 @@ impl Fanout {
         let track = self.upstream.track().to_owned();
         tracing::debug!(%path, %track, "upstream subscription started");
         let mut upstream_end: Option<Result<(), EndReason>> = None;
+        let mut stopped = false;
         loop {
-            if self.subscribers.is_empty() && upstream_end.is_none() {
+            // The route's session went away: the relay moves the track or ends it.
+            let waiting = matches!(upstream_end, Some(Err(EndReason::SessionClosed(_))));
+            if self.subscribers.is_empty() && (upstream_end.is_none() || waiting) {
                 let joined = detach(&mut joins, false);
                 if joined.is_empty() {
                     tracing::debug!(%path, %track, "last subscriber left: upstream subscription ends");
@@ -190,14 +225,21 @@ impl Fanout {
                 }
                 continue;
             }
-            if upstream_end.is_some() && self.groups.is_empty() {
+            if upstream_end.is_some() && !waiting && self.groups.is_empty() {
                 break;
             }
             tokio::select! {
                 biased;
                 _ = stop.changed() => {
-                    upstream_end = Some(Ok(()));
+                    stopped = true;
                     break;
+                }
+                Some(upstream) = self.switches.recv() => {
+                    // The old subscription ends as it is dropped; its groups in flight
+                    // finish under the numbers they were given.
+                    self.upstream = upstream;
+                    self.reshift = true;
+                    upstream_end = None;
                 }
                 Some(writer) = joins.recv() => self.join(writer),
                 Some((sequence, item)) = self.groups.next(), if !self.groups.is_empty() => {
@@ -206,6 +248,8 @@ impl Fanout {
                 event = self.upstream.next(), if upstream_end.is_none() => match event {
                     Ok(Some(TrackEvent::Group(reader))) => self.open_group(reader),
                     Ok(Some(TrackEvent::Dropped { start, end, code })) => {
+                        let shift = self.shift.load(Ordering::Relaxed);
+                        let (start, end) = (GroupSequence(start.0 + shift), GroupSequence(end.0 + shift));
                         for (_, sub) in &mut self.subscribers {
                             let _ = sub.writer.drop_groups(start, end, code);
                         }
@@ -220,7 +264,7 @@ impl Fanout {
             }
         }
         let end = upstream_end.unwrap_or(Ok(()));
-        tracing::debug!(%path, %track, ?end, "upstream track ended");
+        tracing::debug!(%path, %track, ?end, stopped, "upstream track ended");
         for writer in detach(&mut joins, true) {
             self.join(writer);
         }
@@ -231,10 +275,13 @@ impl Fanout {
                 group.cancel(code::group::PUBLISH_ABORTED);
             }
             match &end {
+                // The publisher ended the track.
+                Ok(()) if !stopped => sub.writer.finish(),
                 Err(EndReason::PeerReset(c) | EndReason::Cancelled(c)) => {
                     sub.writer.close_with_error(*c)
                 }
-                _ => sub.writer.finish(),
+                // The broadcast is gone (no publisher came back): never a silent end.
+                _ => sub.writer.close_with_error(code::subscribe::NOT_FOUND),
             }
         }
     }
@@ -265,7 +312,25 @@ impl Fanout {
 
     fn open_group(&mut self, reader: GroupReader) {
         let max_frames = self.max_frames;
-        let sequence = reader.sequence();
+        let upstream = reader.sequence().0;
+        if std::mem::take(&mut self.reshift) {
+            let shift = match self.last {
+                Some(last) if upstream <= last => last + 1 - upstream,
+                _ => 0,
+            };
+            if shift != 0 {
+                tracing::info!(
+                    path = %self.upstream.path(),
+                    track = self.upstream.track(),
+                    upstream,
+                    downstream = upstream + shift,
+                    "the new publisher's group numbers are behind: they continue from the last one sent"
+                );
+            }
+            self.shift.store(shift, Ordering::Relaxed);
+        }
+        let sequence = GroupSequence(upstream + self.shift.load(Ordering::Relaxed));
+        self.last = Some(self.last.map_or(sequence.0, |last| last.max(sequence.0)));
         lock(&self.cache).begin(sequence);
         for (_, sub) in &mut self.subscribers {
             // Out of its range, a duplicate, or it has ended: not for this subscriber.
@@ -273,7 +338,7 @@ impl Fanout {
                 sub.groups.push(group);
             }
         }
-        self.groups.push(frames(reader, max_frames));
+        self.groups.push(frames(reader, sequence, max_frames));
     }
 
     fn group_item(&mut self, sequence: GroupSequence, item: Item) {

@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -63,6 +64,8 @@ impl std::fmt::Debug for Relay {
 }
 
 struct Inner {
+    /// Itself, for the tasks it starts (the failover grace timers).
+    me: Weak<Inner>,
     hop: HopId,
     config: RelayConfig,
     access: Arc<dyn AccessControl>,
@@ -145,6 +148,10 @@ const HELD_REFRESH: Duration = Duration::from_millis(200);
 struct State {
     next_peer: u64,
     next_fanout: u64,
+    /// Numbers routes in the order they were announced (the newest wins a tie).
+    next_route: u64,
+    /// Numbers the times a broadcast lost its last route (see `Origin::orphaned`).
+    next_orphan: u64,
     /// Changes sent on the feed so far.
     version: u64,
     peers: HashMap<PeerId, Peer>,
@@ -153,6 +160,8 @@ struct State {
 
 struct Peer {
     session: Session,
+    /// Nothing received from it for `relay.liveness_ms`: its routes lose to live ones.
+    silent: bool,
 }
 
 /// One way to reach a broadcast: the peer that announced it, with its hops.
@@ -162,6 +171,9 @@ struct Route {
     /// Which of the peer's announce interests reported it.
     interest: usize,
     hops: Vec<HopId>,
+    /// When it was announced (`State::next_route`): of two routes as short, from live
+    /// peers, the newer wins, so a publisher that restarts or takes over is followed.
+    since: u64,
 }
 
 struct Origin {
@@ -172,15 +184,46 @@ struct Origin {
     hops: Vec<HopId>,
     /// Tracks being relayed, by name.
     tracks: HashMap<String, TrackFanout>,
+    /// Set (to a number of `State::next_orphan`) while the broadcast has no route but is
+    /// held for `relay.failover_grace_ms`, its subscriptions waiting for a new publisher.
+    orphaned: Option<u64>,
 }
 
 impl Origin {
-    /// The shortest route that does not lead back to `requester`.
-    fn best_route(&self, requester: PeerId) -> Option<&Route> {
+    /// The best route that does not lead back to `requester`: from a live peer before a
+    /// silent one, then the shortest, then the newest.
+    fn best_route(&self, requester: Option<PeerId>, peers: &HashMap<PeerId, Peer>) -> Option<&Route> {
         self.routes
             .iter()
-            .filter(|r| r.peer != requester)
-            .min_by_key(|r| (r.hops.len(), r.peer != self.primary, r.peer))
+            .filter(|r| Some(r.peer) != requester)
+            .min_by_key(|r| {
+                let silent = peers.get(&r.peer).is_none_or(|p| p.silent);
+                (silent, r.hops.len(), std::cmp::Reverse(r.since))
+            })
+    }
+
+    /// The route to use now for what uses `current` (the primary, or a fan-out whose route
+    /// never leads back to `requester`). A working route is kept, so routes do not flap
+    /// as shorter ones appear, unless a newer route with the same hops comes from a live
+    /// peer: the same publisher restarted, or a second one taking over. A route that is
+    /// gone or silent gives way to the best one.
+    fn follow(
+        &self,
+        current: PeerId,
+        requester: Option<PeerId>,
+        peers: &HashMap<PeerId, Peer>,
+    ) -> Option<&Route> {
+        let live = |r: &Route| peers.get(&r.peer).is_some_and(|p| !p.silent);
+        match self.routes.iter().find(|r| r.peer == current) {
+            Some(now) if live(now) => self
+                .routes
+                .iter()
+                .filter(|r| Some(r.peer) != requester && live(r))
+                .filter(|r| r.hops == now.hops && r.since > now.since)
+                .max_by_key(|r| r.since)
+                .or(Some(now)),
+            _ => self.best_route(requester, peers),
+        }
     }
 }
 
@@ -252,7 +295,8 @@ impl Relay {
         let hop = config.relay.hop_id.map_or_else(random_hop, HopId);
         let cache_total = CacheBudget::new(config.cache.total_bytes);
         Self {
-            inner: Arc::new(Inner {
+            inner: Arc::new_cyclic(|me| Inner {
+                me: me.clone(),
                 hop,
                 config,
                 access,
@@ -460,6 +504,7 @@ impl Relay {
             id,
             Peer {
                 session: session.clone(),
+                silent: false,
             },
         );
         let watched = session.clone();
@@ -726,40 +771,26 @@ impl Inner {
         (state.version, table)
     }
 
-    fn add_route(&self, path: BroadcastPath, route: Route) {
+    fn add_route(&self, path: BroadcastPath, mut route: Route) {
         let mut state = lock(&self.state);
-        let hop = self.hop;
-        let with_ours = |hops: &[HopId]| {
-            let mut h = hops.to_vec();
-            h.push(hop);
-            h
-        };
+        route.since = state.next_route;
+        state.next_route += 1;
         match state.origins.get_mut(&path) {
             Some(origin) => {
-                let peer = route.peer;
-                let primary = origin.primary == peer;
-                match origin.routes.iter_mut().find(|r| r.peer == peer) {
-                    Some(existing) => *existing = route,
+                match origin.routes.iter_mut().find(|r| r.peer == route.peer) {
+                    // The same peer again (new hops): it keeps its place in time.
+                    Some(existing) => {
+                        route.since = existing.since;
+                        *existing = route;
+                    }
                     None => origin.routes.push(route),
                 }
-                if primary {
-                    let hops = with_ours(
-                        &origin
-                            .routes
-                            .iter()
-                            .find(|r| r.peer == peer)
-                            .map(|r| r.hops.clone())
-                            .unwrap_or_default(),
-                    );
-                    if hops != origin.hops {
-                        origin.hops = hops.clone();
-                        self.announce_locked(&mut state, &path, Some((hops, peer)));
-                    }
-                }
+                self.reroute_locked(&mut state, &path);
             }
             None => {
                 tracing::info!(%path, peer = %route.peer, hops = ?route.hops, "broadcast active");
-                let hops = with_ours(&route.hops);
+                let mut hops = route.hops.clone();
+                hops.push(self.hop);
                 let primary = route.peer;
                 state.origins.insert(
                     path.clone(),
@@ -768,6 +799,7 @@ impl Inner {
                         primary,
                         hops: hops.clone(),
                         tracks: HashMap::new(),
+                        orphaned: None,
                     },
                 );
                 self.announce_locked(&mut state, &path, Some((hops, primary)));
@@ -798,30 +830,122 @@ impl Inner {
             return;
         };
         origin.routes.remove(at);
-        if origin.primary != peer {
+        self.reroute_locked(state, path);
+    }
+
+    /// After a change to the routes of `path` or to a peer's liveness: the best route
+    /// becomes the primary (announced onwards), and every track's fan-out moves to the best
+    /// route for it, re-subscribing upstream there while its subscribers stay (see
+    /// docs/relay.md, "Failover"). With no route left, the broadcast is held for the grace
+    /// period if it has subscribers, else it ends.
+    fn reroute_locked(&self, state: &mut State, path: &BroadcastPath) {
+        let State {
+            origins,
+            peers,
+            next_orphan,
+            ..
+        } = &mut *state;
+        let Some(origin) = origins.get_mut(path) else {
             return;
-        }
-        let next = origin
-            .routes
-            .iter()
-            .min_by_key(|r| (r.hops.len(), r.peer))
-            .cloned();
-        match next {
-            Some(route) => {
-                let mut hops = route.hops.clone();
-                hops.push(self.hop);
-                tracing::info!(%path, peer = %route.peer, ?hops, "broadcast rerouted");
-                origin.primary = route.peer;
-                origin.hops = hops.clone();
-                self.announce_locked(state, path, Some((hops, route.peer)));
-            }
-            None => {
+        };
+        let Some(best) = origin.follow(origin.primary, None, peers).cloned() else {
+            if origin.tracks.is_empty() {
                 tracing::info!(%path, "broadcast ended");
-                // Dropping the fan-outs' stop senders ends them: their subscribers see the
-                // track end.
                 state.origins.remove(path);
                 self.announce_locked(state, path, None);
+            } else if origin.orphaned.is_none() {
+                let orphan = *next_orphan;
+                *next_orphan += 1;
+                origin.orphaned = Some(orphan);
+                let grace = Duration::from_millis(self.config.relay.failover_grace_ms);
+                tracing::info!(%path, ?grace, "broadcast without a publisher: held for a new one");
+                let relay = self.me.clone();
+                let path = path.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    if let Some(relay) = relay.upgrade() {
+                        relay.end_orphan(&path, orphan);
+                    }
+                });
             }
+            return;
+        };
+        if origin.orphaned.take().is_some() {
+            tracing::info!(%path, peer = %best.peer, "a new publisher took over the broadcast");
+        }
+        // The fan-outs follow the best route for each (not back to its first requester).
+        let moves: Vec<(String, PeerId)> = origin
+            .tracks
+            .iter()
+            .filter_map(|(name, fanout)| {
+                let target = origin
+                    .follow(fanout.route, Some(fanout.requester), peers)?
+                    .peer;
+                (target != fanout.route).then(|| (name.clone(), target))
+            })
+            .collect();
+        for (name, target) in moves {
+            let (Some(fanout), Some(peer)) = (origin.tracks.get_mut(&name), peers.get(&target))
+            else {
+                continue;
+            };
+            match peer.session.subscribe(path.clone(), &name, fanout.params) {
+                Ok(upstream) => {
+                    tracing::info!(%path, track = %name, from = %fanout.route, to = %target, "track moved to a new route");
+                    fanout.route = target;
+                    // A fan-out that has ended takes no new upstream; it is gone soon.
+                    let _ = fanout.switch.send(upstream);
+                }
+                Err(e) => tracing::debug!(%path, track = %name, error = %e, "re-subscribing upstream failed"),
+            }
+        }
+        let mut hops = best.hops.clone();
+        hops.push(self.hop);
+        if best.peer != origin.primary || hops != origin.hops {
+            if best.peer != origin.primary {
+                tracing::info!(%path, from = %origin.primary, to = %best.peer, ?hops, "broadcast rerouted");
+            }
+            origin.primary = best.peer;
+            origin.hops = hops.clone();
+            self.announce_locked(state, path, Some((hops, best.peer)));
+        }
+    }
+
+    /// The grace of a broadcast without a route has passed: if no publisher came back, it
+    /// ends (ENDED onwards; its fan-outs end their subscriptions with Subscribe 0x3).
+    fn end_orphan(&self, path: &BroadcastPath, orphan: u64) {
+        let mut state = lock(&self.state);
+        if state
+            .origins
+            .get(path)
+            .is_some_and(|o| o.orphaned == Some(orphan))
+        {
+            tracing::info!(%path, "broadcast ended: no publisher came back");
+            state.origins.remove(path);
+            self.announce_locked(&mut state, path, None);
+        }
+    }
+
+    /// A peer went silent or came back: the routes through it lose to (or may again beat)
+    /// the others.
+    fn set_silent(&self, id: PeerId, silent: bool) {
+        let mut state = lock(&self.state);
+        match state.peers.get_mut(&id) {
+            Some(peer) if peer.silent != silent => peer.silent = silent,
+            _ => return,
+        }
+        // Back: its routes compete again at the next change; nothing moves now.
+        if !silent {
+            return;
+        }
+        let paths: Vec<BroadcastPath> = state
+            .origins
+            .iter()
+            .filter(|(_, o)| o.routes.iter().any(|r| r.peer == id))
+            .map(|(path, _)| path.clone())
+            .collect();
+        for path in paths {
+            self.reroute_locked(&mut state, &path);
         }
     }
 
@@ -853,7 +977,7 @@ impl Inner {
             return;
         }
         let Some((route, session)) = origin
-            .best_route(requester)
+            .best_route(Some(requester), peers)
             .and_then(|r| Some((r.peer, peers.get(&r.peer)?.session.clone())))
         else {
             drop(state);
@@ -885,6 +1009,8 @@ impl Inner {
         };
         let (joins, joins_rx) = mpsc::unbounded_channel();
         let _ = joins.send(writer);
+        let (switch, switches) = mpsc::unbounded_channel();
+        let shift = Arc::new(AtomicU64::new(0));
         let (stop, stop_rx) = watch::channel(false);
         let cache = Arc::new(Mutex::new(GroupCache::new(
             self.config.cache.groups,
@@ -898,6 +1024,15 @@ impl Inner {
                 joins,
                 cache: cache.clone(),
                 _stop: stop,
+                switch,
+                shift: shift.clone(),
+                route,
+                requester,
+                // A new route is taken from its latest group.
+                params: SubscribeParams {
+                    start: None,
+                    ..params
+                },
             },
         );
         state.next_fanout += 1;
@@ -925,7 +1060,8 @@ impl Inner {
             joined
         });
         let max_frames = self.config.limits.max_frames_per_group;
-        tokio::spawn(Fanout::new(upstream, cache, max_frames).run(joins_rx, stop_rx, detach));
+        let fanout = Fanout::new(upstream, switches, shift, cache, max_frames);
+        tokio::spawn(fanout.run(joins_rx, stop_rx, detach));
     }
 
     /// A downstream fetch: from the cache, or forwarded upstream.
@@ -936,10 +1072,10 @@ impl Inner {
             writer.reject(code::fetch::INTERNAL);
             return;
         };
-        let cached = origin
-            .tracks
-            .get(&request.track)
-            .and_then(|f| lock(&f.cache).group(request.group));
+        let fanout = origin.tracks.get(&request.track);
+        let cached = fanout.and_then(|f| lock(&f.cache).group(request.group));
+        // The fan-out's numbers may run ahead of the publisher's (docs/relay.md, "Failover").
+        let shift = fanout.map_or(0, |f| f.shift.load(Ordering::Relaxed));
         if let Some(frames) = cached {
             drop(state);
             tracing::debug!(path = %request.path, group = request.group.0, "fetch served from the cache");
@@ -952,10 +1088,11 @@ impl Inner {
             return;
         }
         let route = origin
-            .best_route(requester)
+            .best_route(Some(requester), &state.peers)
             .and_then(|r| Some((r.peer, state.peers.get(&r.peer)?.session.clone())));
         drop(state);
-        let Some((route, session)) = route else {
+        let (Some((route, session)), Some(group)) = (route, request.group.0.checked_sub(shift))
+        else {
             writer.reject(code::fetch::INTERNAL);
             return;
         };
@@ -965,7 +1102,11 @@ impl Inner {
             return;
         };
         let mut reader = match session.fetch(
-            FetchRequest::new(request.path.clone(), &request.track, request.group)
+            FetchRequest::new(
+                request.path.clone(),
+                &request.track,
+                moq_quinn::GroupSequence(group),
+            )
                 .with_priority(request.priority),
         ) {
             Ok(reader) => reader,
@@ -1033,9 +1174,32 @@ impl Inner {
         let goaway_received = session.goaway_received();
         tokio::pin!(goaway_received);
         let mut goaway_seen = false;
+        // Liveness: the bytes received, sampled a few times per window.
+        let window = Duration::from_millis(self.config.relay.liveness_ms.max(1));
+        let mut liveness = tokio::time::interval((window / 4).max(Duration::from_millis(50)));
+        liveness.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut received = session.stats().bytes_received;
+        let mut heard = tokio::time::Instant::now();
+        let mut silent = false;
         loop {
             tokio::select! {
                 _ = session.closed() => break,
+                _ = liveness.tick() => {
+                    let now = session.stats().bytes_received;
+                    if now != received {
+                        received = now;
+                        heard = tokio::time::Instant::now();
+                        if silent {
+                            silent = false;
+                            tracing::info!(peer = %id, "peer heard from again");
+                            self.set_silent(id, false);
+                        }
+                    } else if !silent && heard.elapsed() >= window {
+                        silent = true;
+                        tracing::info!(peer = %id, ?window, "peer silent: its routes lose to live ones");
+                        self.set_silent(id, true);
+                    }
+                }
                 Some((index, next)) = announced.recv() => {
                     let Some(announcement) = next else { continue };
                     let path = announcement.path().clone();
@@ -1064,7 +1228,7 @@ impl Inner {
                         }
                         continue;
                     }
-                    self.add_route(path.clone(), Route { peer: id, interest: index, hops });
+                    self.add_route(path.clone(), Route { peer: id, interest: index, hops, since: 0 });
                     let mut announcement = announcement;
                     endings.push(Box::pin(async move {
                         announcement.ended().await;

@@ -311,7 +311,9 @@ async fn fetch_is_served_from_the_cache_or_upstream_and_an_evicted_group_is_refu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_leaves_subscribers_see_ended_and_their_subscription_end() {
-    let relay = relay(config()).await;
+    let mut config = config();
+    config.relay.failover_grace_ms = 300;
+    let relay = relay(config).await;
     let url = url(&relay);
     let client = client();
     let publisher = publisher(&client, &url, PATH, &["video", "audio"], 1).await;
@@ -349,7 +351,12 @@ async fn publisher_leaves_subscribers_see_ended_and_their_subscription_end() {
                 }
             })
             .await;
-            assert!(matches!(end, Ok(None)), "a clean end, got {end:?}");
+            // No publisher came back within the grace: an explicit end, never a silent one.
+            assert_eq!(
+                end.map(|_| ()),
+                Err(EndReason::PeerReset(code::subscribe::NOT_FOUND)),
+                "the broadcast's end"
+            );
         }
     }
     until("the relay forgets the broadcast", || {

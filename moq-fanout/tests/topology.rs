@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::*;
 use moq_fanout::{RelayConfig, RelayServer};
-use moq_quinn::{Announcements, Session};
+use moq_quinn::{Announcements, Session, code, error::EndReason};
 
 const PATH: &str = "/live/cam";
 
@@ -233,7 +233,11 @@ async fn three_relays_in_a_ring_do_not_loop() {
             }
         })
         .await;
-        assert!(matches!(end, Ok(None)), "a clean end, got {end:?}");
+        // No publisher came back: an explicit end, never a silent one.
+        assert_eq!(
+            end.map(|_| ()),
+            Err(EndReason::PeerReset(code::subscribe::NOT_FOUND))
+        );
     }
     // Nothing comes back later (no ghost announcement circling the ring).
     tokio::time::sleep(Duration::from_millis(500)).await;
