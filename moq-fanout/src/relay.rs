@@ -192,7 +192,11 @@ struct Origin {
 impl Origin {
     /// The best route that does not lead back to `requester`: from a live peer before a
     /// silent one, then the shortest, then the newest.
-    fn best_route(&self, requester: Option<PeerId>, peers: &HashMap<PeerId, Peer>) -> Option<&Route> {
+    fn best_route(
+        &self,
+        requester: Option<PeerId>,
+        peers: &HashMap<PeerId, Peer>,
+    ) -> Option<&Route> {
         self.routes
             .iter()
             .filter(|r| Some(r.peer) != requester)
@@ -896,7 +900,9 @@ impl Inner {
                     // A fan-out that has ended takes no new upstream; it is gone soon.
                     let _ = fanout.switch.send(upstream);
                 }
-                Err(e) => tracing::debug!(%path, track = %name, error = %e, "re-subscribing upstream failed"),
+                Err(e) => {
+                    tracing::debug!(%path, track = %name, error = %e, "re-subscribing upstream failed")
+                }
             }
         }
         let mut hops = best.hops.clone();
@@ -1107,7 +1113,7 @@ impl Inner {
                 &request.track,
                 moq_quinn::GroupSequence(group),
             )
-                .with_priority(request.priority),
+            .with_priority(request.priority),
         ) {
             Ok(reader) => reader,
             Err(_) => {

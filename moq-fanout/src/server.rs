@@ -109,6 +109,10 @@ impl RelayServer {
         // One set of QUIC settings for every endpoint, native QUIC and WebTransport alike.
         let mut quic_options = moq_quinn::QuicOptions::default();
         quic_options.idle_timeout = idle;
+        // A live peer answers our keep-alives: at least three per liveness window, so that
+        // only a peer that is gone falls silent (relay.liveness_ms).
+        let liveness = Duration::from_millis(config.relay.liveness_ms.max(3));
+        quic_options.keep_alive = quic_options.keep_alive.min(liveness / 3);
         quic_options.max_streams = limits.max_streams;
         quic_options.receive_window = limits.quic_receive_window;
         quic_options.send_window = limits.quic_send_window;

@@ -1,0 +1,232 @@
+//! A publisher that restarts, is killed, or is replaced: subscribers on the relay follow the
+//! new publisher with no code beyond subscribing (docs/relay.md, "Failover").
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use moq_quinn::{Broadcast, Client, GroupSequence, Router, Session, TrackProducer, TrackReader};
+
+const PATH: &str = "/cam";
+
+/// A publisher of `PATH` with one track, "video", writing a group every 50 ms (one frame
+/// naming `tag` and the publisher's own group number) until dropped.
+struct Camera {
+    session: Session,
+    track: TrackProducer,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Camera {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn camera(client: &Client, url: &str, tag: &'static str, first: Option<u64>) -> Camera {
+    let broadcast = Broadcast::new();
+    let track = broadcast.create_track("video", 1);
+    if let Some(first) = first {
+        assert!(track.continue_from(GroupSequence(first)));
+    }
+    let router = Router::new();
+    router.publish(PATH, broadcast);
+    let session = connect(client, url, Some(router)).await;
+    let writer = track.clone();
+    let task = tokio::spawn(async move {
+        // Bounded: a test lasts well under this.
+        for _ in 0..2000 {
+            let group = writer.append_group();
+            let seq = group.sequence().0;
+            group.write_frame(Bytes::from(format!("{tag}{seq}")));
+            group.finish();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    Camera {
+        session,
+        track,
+        task,
+    }
+}
+
+/// The next group's number and frame.
+async fn next(reader: &mut TrackReader) -> (u64, String) {
+    let mut group = within("a group", reader.next_group())
+        .await
+        .expect("the subscription goes on")
+        .expect("the track goes on");
+    let frames = read_all(&mut group).await;
+    let frame = String::from_utf8(frames.concat()).expect("text");
+    (group.sequence().0, frame)
+}
+
+/// Reads until a group from `tag` arrives, within `limit`; returns the groups read, the
+/// last one `tag`'s. Every group number is above the one before.
+async fn until_from(reader: &mut TrackReader, tag: &str, limit: Duration) -> Vec<(u64, String)> {
+    let mut seen: Vec<(u64, String)> = Vec::new();
+    let result = tokio::time::timeout(limit, async {
+        loop {
+            let (seq, frame) = next(reader).await;
+            if let Some((last, _)) = seen.last() {
+                assert!(
+                    seq > *last,
+                    "group numbers go on increasing: {seen:?} then {seq}"
+                );
+            }
+            seen.push((seq, frame.clone()));
+            if frame.starts_with(tag) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        result.is_ok(),
+        "no group from {tag} within {limit:?}: {seen:?}"
+    );
+    seen
+}
+
+/// A subscriber on the relay, with its first groups from the first publisher.
+async fn subscriber(client: &Client, url: &str, camera: &Camera) -> (Session, TrackReader) {
+    let session = connect(client, url, None).await;
+    let _ = discover(&session, PATH).await;
+    let mut reader = session.subscribe(PATH, "video", ordered()).unwrap();
+    accepted(&reader).await;
+    until("the upstream subscription", || {
+        camera.track.subscriber_count() > 0
+    })
+    .await;
+    for _ in 0..3 {
+        let (_, frame) = next(&mut reader).await;
+        assert!(frame.starts_with('A'), "{frame}");
+    }
+    (session, reader)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_publisher_is_followed_and_its_numbers_continue() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let a = camera(&client, &url, "A", None).await;
+    let (_session, mut reader) = subscriber(&client, &url, &a).await;
+
+    // The publisher stops (a clean close) and starts again, its numbers from 1.
+    a.session
+        .close(moq_quinn::code::session::NO_ERROR, "restart");
+    drop(a);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = camera(&client, &url, "B", None).await;
+    until("the new publisher's subscription", || {
+        b.track.subscriber_count() > 0
+    })
+    .await;
+    // Within 2 s of its first group, with nothing done on this side, and numbered after
+    // the old publisher's.
+    let seen = until_from(&mut reader, "B", Duration::from_secs(2)).await;
+    let (seq, frame) = seen.last().unwrap();
+    assert!(frame.starts_with("B"), "{seen:?}");
+    assert!(*seq >= 4, "{seen:?}");
+    // And it goes on.
+    let (after, frame) = next(&mut reader).await;
+    assert!(after > *seq && frame.starts_with('B'), "{after} {frame}");
+    assert_eq!(relay.relay().broadcasts().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_publisher_is_replaced_at_once_by_a_new_one() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    // The first publisher reaches the relay through a UDP relay that can be cut: then it
+    // vanishes without a close, as after kill -9, and its session lives on at the relay
+    // until the idle timeout.
+    let (via, cut) = moq_tests::udp_relay(relay.quic_addr().unwrap()).await;
+    let a = camera(
+        &client,
+        &format!("moqt://localhost:{}", via.port()),
+        "A",
+        None,
+    )
+    .await;
+    let (_session, mut reader) = subscriber(&client, &url, &a).await;
+
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    // The new publisher continues the numbering from the wall clock (here: from 1000).
+    let b = camera(&client, &url, "B", Some(1000)).await;
+    let seen = until_from(&mut reader, "B", Duration::from_secs(2)).await;
+    let (seq, _) = seen.last().unwrap();
+    assert!(*seq >= 1000, "its own numbers, already above: {seen:?}");
+    let (after, frame) = next(&mut reader).await;
+    assert!(after > *seq && frame.starts_with('B'), "{after} {frame}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_publisher_loses_the_route_to_a_live_one() {
+    let mut config = config();
+    config.relay.liveness_ms = 500;
+    let relay = relay(config).await;
+    let url = url(&relay);
+    let client = client();
+    // B publishes first; A, newer and with the same hops, takes the broadcast over.
+    let b = camera(&client, &url, "B", Some(5000)).await;
+    known(&relay, 1).await;
+    let (via, cut) = moq_tests::udp_relay(relay.quic_addr().unwrap()).await;
+    let a = camera(
+        &client,
+        &format!("moqt://localhost:{}", via.port()),
+        "A",
+        Some(6000),
+    )
+    .await;
+    until("the relay knows both routes", || {
+        relay
+            .relay()
+            .broadcasts()
+            .first()
+            .is_some_and(|b| b.routes == 2)
+    })
+    .await;
+    let (_session, mut reader) = subscriber(&client, &url, &a).await;
+
+    // A goes quiet (no close); within the liveness window B has the subscription back.
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = until_from(&mut reader, "B", Duration::from_secs(3)).await;
+    let (seq, _) = seen.last().unwrap();
+    // B's numbers (5000…) are behind A's (6000…): shifted to follow them.
+    assert!(*seq > 6000, "{seen:?}");
+    let (after, frame) = next(&mut reader).await;
+    assert!(after > *seq && frame.starts_with('B'), "{after} {frame}");
+    drop(b);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_publisher_takes_over_and_the_first_can_leave() {
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let client = client();
+    let a = camera(&client, &url, "A", Some(100)).await;
+    let (_session, mut reader) = subscriber(&client, &url, &a).await;
+
+    // B comes with the same broadcast: it takes over (the newer route with the same hops).
+    let b = camera(&client, &url, "B", Some(200)).await;
+    let seen = until_from(&mut reader, "B", Duration::from_secs(2)).await;
+    assert!(seen.last().unwrap().0 >= 200, "{seen:?}");
+    until("the first publisher's subscription ends", || {
+        a.track.subscriber_count() == 0
+    })
+    .await;
+    // A leaves: nothing changes for the subscriber.
+    a.session.close(moq_quinn::code::session::NO_ERROR, "bye");
+    drop(a);
+    for _ in 0..5 {
+        let (_, frame) = next(&mut reader).await;
+        assert!(frame.starts_with('B'), "{frame}");
+    }
+    drop(b);
+}
