@@ -4,8 +4,13 @@
 //! on the other. It re-exports the application API, so an application that dials by URL
 //! needs no other crate; errors are in each adapter's `error` module.
 
+mod reconnect;
+
 pub use moq_quic::{Identity, QuicOptions, ServerTrust};
 pub use moq_tokio::*;
+pub use reconnect::{
+    ConnectionEvent, Reconnect, Reconnecting, ResumingAnnouncements, ResumingTrack,
+};
 
 use moq_quic::{BuildClient, ClientSettings};
 

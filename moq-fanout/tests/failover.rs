@@ -230,3 +230,113 @@ async fn a_second_publisher_takes_over_and_the_first_can_leave() {
     }
     drop(b);
 }
+
+/// A relay on `addr`, once its port is free again (a relay that was there just stopped).
+async fn relay_on(addr: std::net::SocketAddr) -> moq_fanout::RelayServer {
+    let mut config = config();
+    config.listen.quic = Some(addr);
+    let access = std::sync::Arc::new(moq_fanout::StaticTokens::from_config(&config.auth));
+    for _ in 0..100 {
+        if let Ok(relay) = moq_fanout::RelayServer::start(config.clone(), access.clone()).await {
+            return relay;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the port of the relay that stopped stays taken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
+    use moq_dial::{ConnectionEvent, Dialer, Reconnect, ServerTrust};
+    let first = relay(config()).await;
+    let addr = first.quic_addr().unwrap();
+    let url = format!("moqt://localhost:{}", addr.port());
+    let mut policy = Reconnect::default();
+    policy.initial_delay = Duration::from_millis(50);
+    policy.max_delay = Duration::from_millis(400);
+    policy.max_attempts = Some(100);
+
+    // A publisher and a subscriber, each a reconnecting session: no code of their own for
+    // the restart.
+    let broadcast = Broadcast::new();
+    let track = broadcast.create_track("video", 1);
+    let router = Router::new();
+    router.publish(PATH, broadcast);
+    let publisher = Dialer::builder()
+        .trust(ServerTrust::Insecure)
+        .router(router)
+        .build()
+        .unwrap()
+        .reconnecting(&url, policy.clone());
+    let writer = track.clone();
+    let writing = tokio::spawn(async move {
+        for _ in 0..2000 {
+            let group = writer.append_group();
+            group.write_frame(Bytes::from(format!("A{}", group.sequence().0)));
+            group.finish();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let subscriber = Dialer::new(ServerTrust::Insecure)
+        .unwrap()
+        .reconnecting(&url, policy);
+    within("the first session", subscriber.connected()).await;
+    known(&first, 1).await;
+    let mut reader = subscriber.subscribe(PATH, "video", ordered());
+    let mut last = 0;
+    for _ in 0..3 {
+        let mut group = within("a group", reader.next_group()).await.unwrap().unwrap();
+        last = group.sequence().0;
+        read_all(&mut group).await;
+    }
+
+    // The relay goes away (GOAWAY, then closed) and a new one takes its port.
+    first.shutdown().await;
+    let second = relay_on(addr).await;
+    // The subscriber's next group, numbered after the last one, within 5 s of the new relay.
+    let mut group = tokio::time::timeout(Duration::from_secs(5), reader.next_group())
+        .await
+        .expect("groups again through the new relay")
+        .expect("the subscription resumes")
+        .expect("the track goes on");
+    assert!(group.sequence().0 > last, "{} after {last}", group.sequence().0);
+    let frame = read_all(&mut group).await.concat();
+    assert_eq!(frame, format!("A{}", group.sequence().0).into_bytes());
+
+    // The application was told: connected, disconnected, connected again.
+    let mut events = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout(Duration::from_millis(100), subscriber.next_event()).await
+    {
+        events.push(event);
+    }
+    assert!(
+        matches!(events.first(), Some(ConnectionEvent::Connected { reconnects: 0 })),
+        "{events:?}"
+    );
+    assert!(
+        events.iter().any(|e| matches!(e, ConnectionEvent::Disconnected(_))),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(ConnectionEvent::Connected { reconnects: 1 })),
+        "{events:?}"
+    );
+    assert_eq!(second.relay().broadcasts().len(), 1);
+
+    // A local close stops the dialing and ends the readers.
+    subscriber.close(moq_quinn::code::session::NO_ERROR, "done");
+    within("the dialing stops", subscriber.stopped()).await;
+    let end = within("the subscription's end", async {
+        loop {
+            match reader.next_group().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await;
+    assert!(end.is_err(), "{end:?}");
+    writing.abort();
+    drop(publisher);
+}
