@@ -328,11 +328,15 @@ async fn newer(
     session.map(|s| (g, s)).ok_or_else(ended)
 }
 
-/// A subscription that lives across sessions: when its session ends it subscribes again on
-/// the next one, from the latest group, and goes on. A group it already gave (the latest
-/// one, which a new session starts with) is not given twice. While the track is not found
-/// on the new session (a relay that restarted before the publisher came back), it asks
-/// again with the policy's backoff.
+/// A subscription that lives across sessions and publishers. When its session ends it
+/// subscribes again on the next one; when the track ends on a live session (its publisher
+/// left: moq-dev's relay ends or resets the subscription, where moq-fanout carries it over
+/// to the next publisher by itself) or is not found, it waits until the broadcast is
+/// announced on the session and subscribes again. Either way it starts again from the
+/// latest group and gives no group twice (the one it gave last, which a new subscription
+/// starts with). Attempts that bring no group wait longer each time, by the policy's
+/// backoff. It ends for good when the [`Reconnecting`] is closed or gives up, or when a
+/// subscription is refused as unauthorized.
 #[derive(Debug)]
 #[must_use = "the subscription is made as it is read"]
 pub struct ResumingTrack {
@@ -347,15 +351,14 @@ pub struct ResumingTrack {
     last: Option<u64>,
     /// Subscribed again: the first group may be one already given.
     resumed: bool,
-    /// The wait before asking again for a track not found.
+    /// The wait before the next attempt that follows one which brought no group.
     retry: Duration,
     policy: Reconnect,
 }
 
 impl ResumingTrack {
-    /// The next group; `Ok(None)` when the publisher ended the track. An error ends it for
-    /// good: the subscription was refused (other than not found), or the
-    /// [`Reconnecting`] was closed or gave up.
+    /// The next group. An error ends it for good: the subscription was refused as
+    /// unauthorized, or the [`Reconnecting`] was closed or gave up.
     pub async fn next_group(&mut self) -> Result<Option<GroupReader>, EndReason> {
         loop {
             let Some(reader) = self.reader.as_mut() else {
@@ -364,7 +367,7 @@ impl ResumingTrack {
                 self.subscribe(&session);
                 continue;
             };
-            match reader.next_group().await {
+            let end = match reader.next_group().await {
                 Ok(Some(group)) => {
                     let sequence = group.sequence().0;
                     let again = std::mem::take(&mut self.resumed) && self.last == Some(sequence);
@@ -375,33 +378,47 @@ impl ResumingTrack {
                     self.last = Some(self.last.map_or(sequence, |l| l.max(sequence)));
                     return Ok(Some(group));
                 }
-                Ok(None) => return Ok(None),
-                Err(EndReason::SessionClosed(_)) => {
-                    self.reader = None;
-                    self.resumed = true;
+                Ok(None) => None,
+                Err(e) => Some(e),
+            };
+            self.reader = None;
+            self.resumed = true;
+            match end {
+                // The next session will do.
+                Some(EndReason::SessionClosed(_)) => {}
+                Some(EndReason::PeerReset(c)) if c == code::subscribe::UNAUTHORIZED => {
+                    return Err(EndReason::PeerReset(c));
                 }
-                Err(EndReason::PeerReset(code)) if code == code::subscribe::NOT_FOUND => {
-                    // Not there (yet) on this session: ask again after a wait, or on the
-                    // next session if this one ends first.
-                    self.reader = None;
-                    let wait = self.policy.wait(self.retry);
-                    self.retry = (self.retry * 2).min(self.policy.max_delay);
-                    let generation = self.generation;
-                    let mut newer = self.current.clone();
-                    let again = tokio::select! {
-                        () = tokio::time::sleep(wait) => true,
-                        _ = newer.wait_for(|(g, _)| *g > generation) => false,
-                    };
-                    let session = self.current.borrow().clone();
-                    if let (g, Some(session)) = session
-                        && again
-                        && g == generation
-                    {
-                        self.subscribe(&session);
-                    }
-                }
-                Err(e) => return Err(e),
+                // The publisher left, or is not there yet: when it is announced again.
+                _ => self.after_announcement().await,
             }
+        }
+    }
+
+    /// Waits (at least the retry delay) until the broadcast is announced on the current
+    /// session, then subscribes again; returns early, not subscribed, if the session ends.
+    async fn after_announcement(&mut self) {
+        let wait = self.policy.wait(self.retry);
+        self.retry = (self.retry * 2).min(self.policy.max_delay);
+        let (generation, session) = self.current.borrow().clone();
+        let Some(session) = session.filter(|_| generation == self.generation) else {
+            return;
+        };
+        let Ok(mut announced) = session.announced(&self.path) else {
+            return;
+        };
+        let path = self.path.clone();
+        let announced = async {
+            while let Some(announcement) = announced.next().await {
+                if announcement.path() == path.as_str() {
+                    return true;
+                }
+            }
+            false
+        };
+        let (found, ()) = tokio::join!(announced, tokio::time::sleep(wait));
+        if found {
+            self.subscribe(&session);
         }
     }
 

@@ -372,3 +372,161 @@ fn edge_sessions(node: &MoqRelay) -> usize {
         .filter(|l| l.contains("negotiated version=moq-lite-04"))
         .count()
 }
+
+/// The reconnect policy of the tests: quick, and bounded.
+fn quick() -> moq_dial::Reconnect {
+    let mut policy = moq_dial::Reconnect::default();
+    policy.initial_delay = Duration::from_millis(50);
+    policy.max_delay = Duration::from_millis(500);
+    policy.max_attempts = Some(200);
+    policy
+}
+
+/// A publisher of `path` ("video") writing a group every 50 ms, each frame naming `tag` and
+/// the group, until the returned task is aborted.
+fn camera_task(track: moq_quinn::TrackProducer, tag: &'static str) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        for _ in 0..2000 {
+            let group = track.append_group();
+            group.write_frame(Bytes::from(format!("{tag}{}", group.sequence().0)));
+            group.finish();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+}
+
+/// Reads until a group whose frame starts with `tag`; returns its number and how long it
+/// took from `from`.
+async fn first_from(track: &mut moq_dial::ResumingTrack, tag: &str) -> (u64, std::time::Instant) {
+    loop {
+        let mut group = within("a group", track.next_group())
+            .await
+            .expect("the resuming subscription goes on")
+            .expect("the track goes on");
+        let frame = String::from_utf8(read_all(&mut group).await.concat()).expect("text");
+        if frame.starts_with(tag) {
+            return (group.sequence().0, std::time::Instant::now());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs moq-relay 0.17.10; run scripts/peers"]
+async fn through_the_cluster_a_restarted_or_killed_publisher_is_followed_by_a_resuming_subscription()
+ {
+    let cluster = cluster().await;
+    let path = "/cluster/restart";
+    let (a, _a_task, a_session) = {
+        let p = publisher(&client(), &cluster.b.url(), path, &["video"], 1).await;
+        let task = camera_task(p.tracks[0].clone(), "A");
+        (p.tracks[0].clone(), task, p.session)
+    };
+    let watcher = moq_dial::Dialer::new(moq_dial::ServerTrust::Insecure)
+        .expect("dialer")
+        .reconnecting(&cluster.a.url(), quick());
+    let mut track = watcher.subscribe(path, "video", patient());
+    first_from(&mut track, "A").await;
+    assert!(a.subscriber_count() > 0);
+
+    // Restarted: the publisher closes and a new one (numbers from 1 again) comes to C.
+    a_session.close(moq_quinn::code::session::NO_ERROR, "restart");
+    drop(_a_task);
+    let b = publisher(&client(), &cluster.c.url(), path, &["video"], 1).await;
+    let b_track = b.tracks[0].clone();
+    let b_task = camera_task(b_track.clone(), "B");
+    let started = std::time::Instant::now();
+    let (_, at) = first_from(&mut track, "B").await;
+    println!(
+        "cluster: the resuming subscription had B's groups {} ms after B started",
+        at.duration_since(started).as_millis()
+    );
+    assert!(at.duration_since(started) < Duration::from_secs(2));
+
+    // Killed without a close (its path cut), and a new publisher on B.
+    let (via, cut) = moq_tests::udp_relay(
+        format!("127.0.0.1:{}", cluster.b.port)
+            .parse()
+            .expect("addr"),
+    )
+    .await;
+    let c = publisher(
+        &client(),
+        &format!("moqt://localhost:{}", via.port()),
+        "/cluster/killed",
+        &["video"],
+        1,
+    )
+    .await;
+    let c_task = camera_task(c.tracks[0].clone(), "C");
+    let mut killed = watcher.subscribe("/cluster/killed", "video", patient());
+    first_from(&mut killed, "C").await;
+    cut.store(true, std::sync::atomic::Ordering::SeqCst);
+    c_task.abort();
+    let d = publisher(
+        &client(),
+        &cluster.b.url(),
+        "/cluster/killed",
+        &["video"],
+        1,
+    )
+    .await;
+    let d_task = camera_task(d.tracks[0].clone(), "D");
+    let started = std::time::Instant::now();
+    let (_, at) = first_from(&mut killed, "D").await;
+    println!(
+        "cluster: after a kill, the resuming subscription had the new publisher's groups {} ms after it started",
+        at.duration_since(started).as_millis()
+    );
+    assert!(at.duration_since(started) < Duration::from_secs(2));
+    b_task.abort();
+    d_task.abort();
+    drop((b, c, d));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "peer: needs moq-relay 0.17.10; run scripts/peers"]
+async fn a_moq_relay_restarted_under_reconnecting_clients() {
+    let port = common::moq_relay::free_port();
+    let node = MoqRelay::start_on(port, &[]).await;
+    let url = node.url();
+    let broadcast = moq_quinn::Broadcast::new();
+    let video = broadcast.create_track("video", 1);
+    let router = moq_quinn::Router::new();
+    router.publish("/restart", broadcast);
+    // A relay that vanishes is noticed at the QUIC idle timeout (the smaller of both ends'):
+    // short here, with keep-alives well within it.
+    let mut options = moq_dial::QuicOptions::default();
+    options.idle_timeout = Duration::from_secs(2);
+    options.keep_alive = Duration::from_millis(500);
+    let publisher = moq_dial::Dialer::builder()
+        .trust(moq_dial::ServerTrust::Insecure)
+        .options(options.clone())
+        .router(router)
+        .build()
+        .expect("dialer")
+        .reconnecting(&url, quick());
+    let writing = camera_task(video, "A");
+    let watcher = moq_dial::Dialer::builder()
+        .trust(moq_dial::ServerTrust::Insecure)
+        .options(options)
+        .build()
+        .expect("dialer")
+        .reconnecting(&url, quick());
+    let mut track = watcher.subscribe("/restart", "video", patient());
+    let (before, _) = first_from(&mut track, "A").await;
+
+    drop(node);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _node = MoqRelay::start_on(port, &[]).await;
+    let started = std::time::Instant::now();
+    let (after, at) = first_from(&mut track, "A").await;
+    println!(
+        "moq-relay restarted: groups again {} ms after it listened ({before} then {after})",
+        at.duration_since(started).as_millis()
+    );
+    assert!(after > before);
+    // The idle timeout (2 s), a reconnect, and the publisher's own.
+    assert!(at.duration_since(started) < Duration::from_secs(6));
+    writing.abort();
+    drop(publisher);
+}

@@ -285,7 +285,10 @@ async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
     let mut reader = subscriber.subscribe(PATH, "video", ordered());
     let mut last = 0;
     for _ in 0..3 {
-        let mut group = within("a group", reader.next_group()).await.unwrap().unwrap();
+        let mut group = within("a group", reader.next_group())
+            .await
+            .unwrap()
+            .unwrap();
         last = group.sequence().0;
         read_all(&mut group).await;
     }
@@ -299,7 +302,11 @@ async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
         .expect("groups again through the new relay")
         .expect("the subscription resumes")
         .expect("the track goes on");
-    assert!(group.sequence().0 > last, "{} after {last}", group.sequence().0);
+    assert!(
+        group.sequence().0 > last,
+        "{} after {last}",
+        group.sequence().0
+    );
     let frame = read_all(&mut group).await.concat();
     assert_eq!(frame, format!("A{}", group.sequence().0).into_bytes());
 
@@ -311,15 +318,23 @@ async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
         events.push(event);
     }
     assert!(
-        matches!(events.first(), Some(ConnectionEvent::Connected { reconnects: 0 })),
+        matches!(
+            events.first(),
+            Some(ConnectionEvent::Connected { reconnects: 0 })
+        ),
         "{events:?}"
     );
     assert!(
-        events.iter().any(|e| matches!(e, ConnectionEvent::Disconnected(_))),
+        events
+            .iter()
+            .any(|e| matches!(e, ConnectionEvent::Disconnected(_))),
         "{events:?}"
     );
     assert!(
-        matches!(events.last(), Some(ConnectionEvent::Connected { reconnects: 1 })),
+        matches!(
+            events.last(),
+            Some(ConnectionEvent::Connected { reconnects: 1 })
+        ),
         "{events:?}"
     );
     assert_eq!(second.relay().broadcasts().len(), 1);

@@ -85,8 +85,12 @@ impl MoqRelay {
 
     /// The same with extra command-line arguments (cluster flags, say).
     pub async fn start_with(extra: &[String]) -> Self {
+        Self::start_on(free_port(), extra).await
+    }
+
+    /// The same on `port` (a node started again where one was).
+    pub async fn start_on(port: u16, extra: &[String]) -> Self {
         let bin = moq_relay_bin();
-        let port = free_port();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let config = dir.join(format!("moq-relay-{}-{port}.toml", std::process::id()));
         std::fs::write(
