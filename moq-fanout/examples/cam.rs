@@ -84,7 +84,10 @@ pub async fn run(duration: Duration, print: bool) -> Outcome {
     let hash = hex::encode(moq_quinn::transport::certificate_hash(
         relay.certificate().expect("a certificate"),
     ));
-    let quic = format!("moqt://localhost:{}", relay.quic_addr().expect("quic").port());
+    let quic = format!(
+        "moqt://localhost:{}",
+        relay.quic_addr().expect("quic").port()
+    );
     let wt = format!(
         "https://localhost:{}/",
         relay.webtransport_addr().expect("webtransport").port()
@@ -104,7 +107,11 @@ pub async fn run(duration: Duration, print: bool) -> Outcome {
         if let Ok(Some(a)) = tokio::time::timeout(PERIOD, announced.next()).await {
             discovered.push(a.path().to_string());
             if print {
-                println!("{:>5} ms  discovered {}", start.elapsed().as_millis(), a.path());
+                println!(
+                    "{:>5} ms  discovered {}",
+                    start.elapsed().as_millis(),
+                    a.path()
+                );
             }
         }
     }

@@ -14,8 +14,16 @@ async fn the_subscriber_reads_through_the_camera_restart() {
     discovered.sort();
     assert_eq!(discovered, ["/cam", "/mic"]);
     assert!(outcome.restart_at > 0);
-    let before = outcome.groups.iter().filter(|(_, _, at)| *at < outcome.restart_at).count();
-    let after = outcome.groups.iter().filter(|(_, _, at)| *at > outcome.restart_at + 300).count();
+    let before = outcome
+        .groups
+        .iter()
+        .filter(|(_, _, at)| *at < outcome.restart_at)
+        .count();
+    let after = outcome
+        .groups
+        .iter()
+        .filter(|(_, _, at)| *at > outcome.restart_at + 300)
+        .count();
     assert!(before >= 3 && after >= 3, "{outcome:?}");
     assert!(
         outcome.groups.windows(2).all(|w| w[0].0 < w[1].0),

@@ -478,9 +478,49 @@ async fn through_the_cluster_a_restarted_or_killed_publisher_is_followed_by_a_re
         at.duration_since(started).as_millis()
     );
     assert!(at.duration_since(started) < Duration::from_secs(2));
-    b_task.abort();
+
     d_task.abort();
-    drop((b, c, d));
+
+    // A second publisher of a broadcast, on C, while the first (on B) goes on; then the
+    // first leaves. The subscription is on the second's groups within 2 s of the first's
+    // leaving (or sooner, if moq-relay switches as the second arrives). A fresh broadcast:
+    // moq-relay keeps the killed publisher's route above until its idle timeout, and
+    // would fall back to it.
+    let first = publisher(
+        &client(),
+        &cluster.b.url(),
+        "/cluster/takeover",
+        &["video"],
+        1,
+    )
+    .await;
+    let first_task = camera_task(first.tracks[0].clone(), "F");
+    let mut takeover = watcher.subscribe("/cluster/takeover", "video", patient());
+    first_from(&mut takeover, "F").await;
+    let e = publisher(
+        &client(),
+        &cluster.c.url(),
+        "/cluster/takeover",
+        &["video"],
+        1,
+    )
+    .await;
+    let e_task = camera_task(e.tracks[0].clone(), "E");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first
+        .session
+        .close(moq_quinn::code::session::NO_ERROR, "handing over");
+    first_task.abort();
+    let left = std::time::Instant::now();
+    let (_, at) = first_from(&mut takeover, "E").await;
+    println!(
+        "cluster: a second publisher took over {} ms after the first left",
+        at.saturating_duration_since(left).as_millis()
+    );
+    assert!(at.duration_since(left) < Duration::from_secs(2));
+    b_task.abort();
+    e_task.abort();
+    drop((b, c, d, e, first));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
