@@ -40,10 +40,12 @@
 //!   offered, accepts a CONNECT without a list, and refuses one whose list lacks it with
 //!   HTTP 400 (wtransport's own refusals are 403, 404 and 429; the adapter replaces the
 //!   `:status` of an accepting response instead).
-//! - **wtransport never sends `SETTINGS_WT_ENABLED` (`0x2c7cf000`)**, only the older
-//!   `0x2b603742`, H3 datagrams and extended CONNECT, and this is not configurable. Chromium
-//!   accepts that; gomoqt's WebTransport client insists on `0x2c7cf000` and refuses our
-//!   server (a known interop limit).
+//! - The SETTINGS announce WebTransport both as draft-ietf-webtrans-http3-15 asks
+//!   (`SETTINGS_WT_ENABLED`, `0x2c7cf000`), which webtransport-go (gomoqt) requires, and as
+//!   before (`0x2b603742`), with extended CONNECT, H3 datagrams and QUIC datagrams
+//!   (`max_datagram_frame_size`). wtransport 0.7.2 sends only the older setting: the
+//!   workspace patches `wtransport-proto` (`vendor/wtransport-proto/PATCH.md`). Not sent:
+//!   the `reset_stream_at` transport parameter (quinn has no RESET_STREAM_AT).
 //!
 //! # Error codes
 //!
