@@ -404,7 +404,13 @@ impl ResumingTrack {
         let Some(session) = session.filter(|_| generation == self.generation) else {
             return;
         };
-        let Ok(mut announced) = session.announced(&self.path) else {
+        // A prefix names the paths below it: ask for the broadcast's parent's.
+        let parent = self
+            .path
+            .trim_matches('/')
+            .rsplit_once('/')
+            .map_or("", |(parent, _)| parent);
+        let Ok(mut announced) = session.announced(parent) else {
             return;
         };
         let path = self.path.clone();

@@ -13,8 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -28,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
-use crate::fanout::{Detach, Fanout, TrackFanout, lock};
+use crate::fanout::{Detach, TrackFanout, lock};
 use crate::redact::{clip, log_refusal};
 use moq_quinn::{publish::CacheBudget, publish::GroupCache};
 
@@ -418,7 +417,7 @@ impl Relay {
                     .tracks
                     .iter()
                     .map(|(name, f)| {
-                        let seqs = lock(&f.cache).sequences().iter().map(|s| s.0).collect();
+                        let seqs = f.producer.cached_sequences().iter().map(|s| s.0).collect();
                         (name.clone(), seqs)
                     })
                     .collect();
@@ -958,21 +957,64 @@ impl Inner {
     /// A downstream subscription: join the track's fan-out, or start one with a single
     /// upstream subscription through the best route.
     fn subscribe(self: &Arc<Self>, requester: PeerId, request: TrackRequest, writer: TrackWriter) {
-        let mut state = lock(&self.state);
-        let fanout_id = state.next_fanout;
-        let State { origins, peers, .. } = &mut *state;
-        let Some(origin) = origins.get_mut(&request.path) else {
+        let state = lock(&self.state);
+        let Some(origin) = state.origins.get(&request.path) else {
             drop(state);
             tracing::debug!(peer = %requester, path = %clip(request.path.as_str()), "subscribe: no such broadcast");
             writer.reject(code::subscribe::NOT_FOUND);
             return;
         };
-        let mut writer = writer;
+        let Some(producer) = origin
+            .tracks
+            .get(&request.track)
+            .map(|f| f.producer.clone())
+        else {
+            let fanout_id = state.next_fanout;
+            return self.subscribe_locked(state, fanout_id, requester, request, writer);
+        };
+        // Joined outside the relay's lock: the cache is replayed to it.
+        drop(state);
+        if let Err(writer) = producer.try_subscribe(writer) {
+            // Closed as its last subscriber left, and so out of the table: a new fan-out.
+            self.subscribe_new(requester, request, writer);
+        }
+    }
+
+    /// A downstream subscription for which no running fan-out took it.
+    fn subscribe_new(
+        self: &Arc<Self>,
+        requester: PeerId,
+        request: TrackRequest,
+        writer: TrackWriter,
+    ) {
+        let state = lock(&self.state);
+        let fanout_id = state.next_fanout;
+        self.subscribe_locked(state, fanout_id, requester, request, writer);
+    }
+
+    /// Starts a fan-out for `request` with one upstream subscription through the best
+    /// route, `writer` its first subscriber (or refuses it).
+    fn subscribe_locked(
+        self: &Arc<Self>,
+        mut state: MutexGuard<'_, State>,
+        fanout_id: u64,
+        requester: PeerId,
+        request: TrackRequest,
+        writer: TrackWriter,
+    ) {
+        let State { origins, peers, .. } = &mut *state;
+        let Some(origin) = origins.get_mut(&request.path) else {
+            drop(state);
+            writer.reject(code::subscribe::NOT_FOUND);
+            return;
+        };
         if let Some(fanout) = origin.tracks.get(&request.track) {
-            match fanout.joins.send(writer) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(w)) => writer = w,
+            let producer = fanout.producer.clone();
+            drop(state);
+            if let Err(writer) = producer.try_subscribe(writer) {
+                writer.reject(code::subscribe::NOT_FOUND);
             }
+            return;
         }
         // A new track: each costs an upstream subscription, a task and a cache, so one
         // broadcast may not have more than the cap (a peer asking for made-up names).
@@ -1013,25 +1055,20 @@ impl Inner {
                 return;
             }
         };
-        let (joins, joins_rx) = mpsc::unbounded_channel();
-        let _ = joins.send(writer);
         let (switch, switches) = mpsc::unbounded_channel();
-        let shift = Arc::new(AtomicU64::new(0));
         let (stop, stop_rx) = watch::channel(false);
-        let cache = Arc::new(Mutex::new(GroupCache::new(
+        let producer = moq_quinn::TrackProducer::new(GroupCache::new(
             self.config.cache.groups,
             self.config.cache.bytes,
             Some(self.cache_total.clone()),
-        )));
+        ));
         origin.tracks.insert(
             request.track.clone(),
             TrackFanout {
                 id: fanout_id,
-                joins,
-                cache: cache.clone(),
+                producer: producer.clone(),
                 _stop: stop,
                 switch,
-                shift: shift.clone(),
                 route,
                 requester,
                 // A new route is taken from its latest group.
@@ -1043,31 +1080,32 @@ impl Inner {
         );
         state.next_fanout += 1;
         drop(state);
+        producer.subscribe(writer);
 
         let relay = Arc::downgrade(self);
         let (path, track) = (request.path, request.track);
-        let detach: Detach = Box::new(move |rx, force| {
+        let retired = producer.clone();
+        let detach: Detach = Box::new(move |force| {
             // Held as long as the fan-out runs (it owns this closure).
             let _share = &share;
-            let mut joined = Vec::new();
             let Some(relay) = relay.upgrade() else {
-                return joined;
+                return true;
             };
             let mut state = lock(&relay.state);
-            while let Ok(w) = rx.try_recv() {
-                joined.push(w);
+            if !force && !retired.close_if_unused() {
+                return false;
             }
-            if (force || joined.is_empty())
-                && let Some(origin) = state.origins.get_mut(&path)
+            if let Some(origin) = state.origins.get_mut(&path)
                 && origin.tracks.get(&track).is_some_and(|f| f.id == fanout_id)
             {
                 origin.tracks.remove(&track);
             }
-            joined
+            true
         });
         let max_frames = self.config.limits.max_frames_per_group;
-        let fanout = Fanout::new(upstream, switches, shift, cache, max_frames);
-        tokio::spawn(fanout.run(joins_rx, stop_rx, detach));
+        tokio::spawn(crate::fanout::run(
+            producer, upstream, switches, stop_rx, max_frames, detach,
+        ));
     }
 
     /// A downstream fetch: from the cache, or forwarded upstream.
@@ -1079,9 +1117,9 @@ impl Inner {
             return;
         };
         let fanout = origin.tracks.get(&request.track);
-        let cached = fanout.and_then(|f| lock(&f.cache).group(request.group));
+        let cached = fanout.and_then(|f| f.producer.cached_group(request.group));
         // The fan-out's numbers may run ahead of the publisher's (docs/relay.md, "Failover").
-        let shift = fanout.map_or(0, |f| f.shift.load(Ordering::Relaxed));
+        let shift = fanout.map_or(0, |f| f.producer.offset());
         if let Some(frames) = cached {
             drop(state);
             tracing::debug!(path = %request.path, group = request.group.0, "fetch served from the cache");

@@ -300,7 +300,7 @@ async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
     let mut group = tokio::time::timeout(Duration::from_secs(5), reader.next_group())
         .await
         .expect("groups again through the new relay")
-        .expect("the subscription resumes")
+        .unwrap_or_else(|e| panic!("the subscription resumes: {e:?}"))
         .expect("the track goes on");
     assert!(
         group.sequence().0 > last,
@@ -354,4 +354,28 @@ async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
     assert!(end.is_err(), "{end:?}");
     writing.abort();
     drop(publisher);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resuming_subscription_waits_for_a_broadcast_not_published_yet() {
+    use moq_dial::{Dialer, Reconnect, ServerTrust};
+    let relay = relay(config()).await;
+    let url = url(&relay);
+    let subscriber = Dialer::new(ServerTrust::Insecure)
+        .unwrap()
+        .reconnecting(&url, Reconnect::default());
+    let mut track = subscriber.subscribe(PATH, "video", ordered());
+    // Refused as not found at first; the broadcast comes 300 ms later.
+    let reading = tokio::spawn(async move {
+        let mut group = track.next_group().await.unwrap().unwrap();
+        read_all(&mut group).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let client = client();
+    let _camera = camera(&client, &url, "A", None).await;
+    let frames = tokio::time::timeout(Duration::from_secs(3), reading)
+        .await
+        .expect("a group once the broadcast is announced")
+        .unwrap();
+    assert!(frames.concat().starts_with(b"A"));
 }

@@ -666,65 +666,119 @@ impl TrackHandler for Broadcast {
     }
 }
 
-/// The producer side of one track: groups appended here go to every subscriber, sharing
-/// the same `Bytes` (never copied per subscriber).
+/// The producer side of one track, and the one fan-out engine: groups written here go to
+/// every subscriber, sharing the same `Bytes` (never copied per subscriber), and the newest
+/// are kept in its cache for late joiners and fetches.
+///
+/// It exists apart from any session: an application creates it (through a [`Broadcast`],
+/// or alone with [`TrackProducer::new`]), any number of sessions serve it, and a track read
+/// from one session is published into it as it arrives with [`TrackProducer::forward`].
+/// Groups are appended one after another ([`TrackProducer::append_group`]) or created by
+/// number, several open at once, as a relay receives them ([`TrackProducer::create_group`]).
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_tokio::{Broadcast, Router};
+/// let broadcast = Broadcast::new();
+/// let clock = broadcast.create_track("clock", 4);
+/// Router::new().publish("/clock", broadcast);
+/// let group = clock.append_group();
+/// group.write_frame(Bytes::from_static(b"12:00:00"));
+/// group.finish();
+/// ```
 #[derive(Clone)]
 pub struct TrackProducer {
     state: Arc<Mutex<TrackState>>,
 }
 
+impl std::fmt::Debug for TrackProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = lock(&self.state);
+        f.debug_struct("TrackProducer")
+            .field("subscribers", &state.subscribers.len())
+            .field("last", &state.last)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Subscriber {
     writer: TrackWriter,
-    group: Option<GroupWriter>,
+    /// Its open groups (few: usually one).
+    groups: Vec<GroupWriter>,
 }
+
+impl Subscriber {
+    fn group(&mut self, sequence: GroupSequence) -> Option<&mut GroupWriter> {
+        self.groups.iter_mut().find(|g| g.sequence() == sequence)
+    }
+
+    fn take_group(&mut self, sequence: GroupSequence) -> Option<GroupWriter> {
+        let at = self.groups.iter().position(|g| g.sequence() == sequence)?;
+        Some(self.groups.swap_remove(at))
+    }
+}
+
+type Closing = std::pin::Pin<Box<dyn std::future::Future<Output = EndReason> + Send>>;
 
 struct TrackState {
     subscribers: Vec<Subscriber>,
     next: u64,
-    /// The group started last (it ends when the next one starts).
+    /// The group appended last (it ends when the next one is appended).
     last: Option<GroupSequence>,
+    /// The highest group opened.
+    highest: Option<GroupSequence>,
+    /// What `forward` adds to its upstream's numbers.
+    offset: u64,
     cache: GroupCache,
     closed: bool,
+    /// Where a new subscriber's end is sent while someone waits in
+    /// [`TrackProducer::unused`].
+    watcher: Option<tokio::sync::mpsc::UnboundedSender<Closing>>,
 }
 
 impl TrackProducer {
-    fn new(cache: GroupCache) -> Self {
+    /// A track with no broadcast around it, keeping the groups `cache` holds: for a relay, or
+    /// to serve it through a [`TrackHandler`] of one's own.
+    pub fn new(cache: GroupCache) -> Self {
         Self {
             state: Arc::new(Mutex::new(TrackState {
                 subscribers: Vec::new(),
                 next: 1,
                 last: None,
+                highest: None,
+                offset: 0,
                 cache,
                 closed: false,
+                watcher: None,
             })),
         }
     }
 
     /// Starts the next group (sequences count from 1, as gomoqt, unless
-    /// [`TrackProducer::continue_from`] said otherwise). Each current subscriber gets a group
-    /// stream; a subscriber that ended is forgotten.
+    /// [`TrackProducer::continue_from`] said otherwise), ending the one appended before it.
+    /// Each current subscriber gets a group stream; a subscriber that ended is forgotten.
     pub fn append_group(&self) -> GroupProducer {
         let mut state = lock(&self.state);
         let sequence = GroupSequence(state.next);
         state.next += 1;
-        // The previous group ends here for its subscribers (below): so in the cache too.
+        // The previous group ends here: in the cache and for its subscribers.
         if let Some(previous) = state.last.replace(sequence) {
-            state.cache.finish(previous);
+            state.finish_group(previous);
         }
-        state.cache.begin(sequence);
-        state.subscribers.retain_mut(|sub| {
-            if let Some(g) = sub.group.take() {
-                let _ = g.finish();
-            }
-            match sub.writer.open_group_at(sequence) {
-                Ok(group) => {
-                    sub.group = Some(group);
-                    true
-                }
-                Err(PublishError::Command(_)) => true, // outside its range: skip this group
-                Err(PublishError::Closed | PublishError::Finished) => false,
-            }
-        });
+        state.open_group(sequence);
+        GroupProducer {
+            state: self.state.clone(),
+            sequence,
+            finished: false,
+        }
+    }
+
+    /// Opens group `sequence` beside any others still open (a relay forwarding groups that
+    /// arrive interleaved). Numbers appended afterwards continue above the highest one.
+    pub fn create_group(&self, sequence: GroupSequence) -> GroupProducer {
+        let mut state = lock(&self.state);
+        state.next = state.next.max(sequence.0.saturating_add(1));
+        state.open_group(sequence);
         GroupProducer {
             state: self.state.clone(),
             sequence,
@@ -739,11 +793,20 @@ impl TrackProducer {
     /// if `sequence` is not above the last group started.
     pub fn continue_from(&self, sequence: GroupSequence) -> bool {
         let mut state = lock(&self.state);
-        if state.last.is_some_and(|last| sequence <= last) || sequence.0 >= 1 << 62 {
+        if state.highest.is_some_and(|highest| sequence <= highest) || sequence.0 >= 1 << 62 {
             return false;
         }
         state.next = sequence.0;
         true
+    }
+
+    /// Tells every subscriber that groups `start..=end` will not be delivered (a relay
+    /// passing on its publisher's SUBSCRIBE_DROP).
+    pub fn drop_groups(&self, start: GroupSequence, end: GroupSequence, code: ErrorCode) {
+        let mut state = lock(&self.state);
+        for sub in &mut state.subscribers {
+            let _ = sub.writer.drop_groups(start, end, code);
+        }
     }
 
     /// The number of current subscribers.
@@ -753,46 +816,319 @@ impl TrackProducer {
         state.subscribers.len()
     }
 
-    /// Ends the track for every subscriber.
-    pub fn close(&self) {
-        let mut state = lock(&self.state);
-        state.closed = true;
-        state.subscribers.clear();
+    /// Resolves once the track has no subscriber (at once if it has none): for a relay, the
+    /// moment to end the subscription that feeds it. One caller at a time.
+    pub async fn unused(&self) {
+        use futures_util::StreamExt;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut ends: futures_util::stream::FuturesUnordered<Closing> = {
+            let mut state = lock(&self.state);
+            state.subscribers.retain(|s| !s.writer.is_closed());
+            state.watcher = Some(tx);
+            state
+                .subscribers
+                .iter()
+                .map(|s| Box::pin(s.writer.closed_owned()) as Closing)
+                .collect()
+        };
+        loop {
+            if ends.is_empty() && self.subscriber_count() == 0 {
+                return;
+            }
+            tokio::select! {
+                Some(end) = rx.recv() => ends.push(end),
+                Some(_) = ends.next(), if !ends.is_empty() => {
+                    if self.subscriber_count() == 0 {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
-    /// Adds a subscriber. Without a start group it begins with the latest group; with one,
-    /// with the first cached group at or after it. Cached groups are replayed, and the one
-    /// still open goes on live.
-    fn subscribe(&self, mut writer: TrackWriter) {
+    /// Ends the track for every subscriber, normally (the publisher has nothing more).
+    /// Groups still open are aborted (Group code 0x5): a group cut short is never passed
+    /// off as complete.
+    pub fn finish(&self) {
+        self.end(None);
+    }
+
+    /// Ends the track for every subscriber with `code` (a Subscribe code).
+    pub fn abort(&self, code: ErrorCode) {
+        self.end(Some(code));
+    }
+
+    fn end(&self, code: Option<ErrorCode>) {
+        let subscribers = {
+            let mut state = lock(&self.state);
+            state.closed = true;
+            std::mem::take(&mut state.subscribers)
+        };
+        for mut sub in subscribers {
+            for group in sub.groups.drain(..) {
+                group.cancel(moq_proto::code::group::PUBLISH_ABORTED);
+            }
+            match code {
+                None => sub.writer.finish(),
+                Some(code) => sub.writer.close_with_error(code),
+            }
+        }
+    }
+
+    /// Ends the track for every subscriber (as [`TrackProducer::abort`] with Subscribe code
+    /// 0x3, not found).
+    pub fn close(&self) {
+        self.abort(moq_proto::code::subscribe::NOT_FOUND);
+    }
+
+    /// Serves one subscription. Without a start group it begins with the latest group;
+    /// with one, with the first cached group at or after it. Cached groups are replayed,
+    /// and those still open go on live. A closed track refuses it (Subscribe code 0x3).
+    pub fn subscribe(&self, writer: TrackWriter) {
+        if let Err(writer) = self.try_subscribe(writer) {
+            writer.reject(moq_proto::code::subscribe::NOT_FOUND);
+        }
+    }
+
+    /// [`TrackProducer::subscribe`], giving the subscription back if the track is closed
+    /// (for a caller with another track to offer it, such as a relay).
+    pub fn try_subscribe(&self, mut writer: TrackWriter) -> Result<(), TrackWriter> {
         let mut state = lock(&self.state);
         if state.closed {
-            writer.reject(moq_proto::code::subscribe::NOT_FOUND);
-            return;
+            return Err(writer);
         }
         if writer.accept(PublisherParams::default()).is_err() {
-            return;
+            return Ok(());
         }
-        // Only the newest group can still be open.
-        let group = match writer.replay(&state.cache) {
-            Ok(mut open) => open.pop(),
-            Err(_) => return,
+        let groups = match writer.replay(&state.cache) {
+            Ok(open) => open,
+            Err(_) => return Ok(()),
         };
-        state.subscribers.push(Subscriber { writer, group });
+        if let Some(watcher) = &state.watcher {
+            let _ = watcher.send(Box::pin(writer.closed_owned()));
+        }
+        state.subscribers.push(Subscriber { writer, groups });
+        Ok(())
     }
 
-    fn cached_group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
+    /// Closes the track if it has no subscriber, atomically with
+    /// [`TrackProducer::try_subscribe`]: true if it was closed (a relay retiring a track
+    /// nobody watches any more).
+    pub fn close_if_unused(&self) -> bool {
+        let mut state = lock(&self.state);
+        state.subscribers.retain(|s| !s.writer.is_closed());
+        if state.subscribers.is_empty() {
+            state.closed = true;
+        }
+        state.closed
+    }
+
+    /// What [`TrackProducer::forward`] adds to its upstream's group numbers now (0 unless
+    /// an upstream restarted its numbers).
+    pub fn offset(&self) -> u64 {
+        lock(&self.state).offset
+    }
+
+    /// The highest group number opened so far.
+    pub fn latest_group(&self) -> Option<GroupSequence> {
+        lock(&self.state).highest
+    }
+
+    /// The shift for an upstream whose first group is `first`, now the track's offset.
+    fn shift_for(&self, first: u64) -> u64 {
+        let mut state = lock(&self.state);
+        let shift = match state.highest {
+            Some(highest) if first <= highest.0 => highest.0 + 1 - first,
+            _ => 0,
+        };
+        if shift != 0 {
+            tracing::info!(
+                upstream = first,
+                downstream = first + shift,
+                "the new upstream's group numbers are behind: they continue from the last one"
+            );
+        }
+        state.offset = shift;
+        shift
+    }
+
+    /// A cached group's frames, if it is cached and complete or still open.
+    pub fn cached_group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
         lock(&self.state).cache.group(sequence)
+    }
+
+    /// The sequences in the cache, oldest first.
+    pub fn cached_sequences(&self) -> Vec<GroupSequence> {
+        lock(&self.state).cache.sequences()
+    }
+
+    /// Publishes `upstream` (a track read from any session) into this track as it arrives:
+    /// each group, its frames in the batches they arrived in, its end, and the publisher's
+    /// drops, until the upstream track ends (returned: `Ok(())` for a normal end). The
+    /// track itself is not ended: the caller decides ([`TrackProducer::finish`],
+    /// [`TrackProducer::abort`], or another upstream). Dropping the future stops it (the
+    /// groups it was copying are aborted).
+    ///
+    /// Group numbers pass through unchanged while they are above the track's highest; when
+    /// the upstream's first group is at or below it (a new publisher that started its
+    /// numbers again), all its groups are shifted to follow ([`TrackProducer::offset`]), so
+    /// subscribers always see increasing numbers. A group with more than `max_frames`
+    /// frames is cut there (stopped upstream, aborted downstream).
+    ///
+    /// ```no_run
+    /// # async fn demo(from: moq_tokio::Session, to: moq_tokio::Router) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_tokio::{Broadcast, SubscribeParams};
+    /// // Re-publish a track read from one session to every session of `to`.
+    /// let mut upstream = from.subscribe("/cam", "video", SubscribeParams::default())?;
+    /// let broadcast = Broadcast::new();
+    /// let video = broadcast.create_track("video", 4);
+    /// to.publish("/cam", broadcast);
+    /// match video.forward(&mut upstream, usize::MAX).await {
+    ///     Ok(()) => video.finish(),
+    ///     Err(_) => video.close(),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn forward(
+        &self,
+        upstream: &mut crate::TrackReader,
+        max_frames: usize,
+    ) -> Result<(), EndReason> {
+        use futures_util::StreamExt;
+        let mut groups = futures_util::stream::FuturesUnordered::new();
+        let mut ended: Option<Result<(), EndReason>> = None;
+        // Decided at the first group.
+        let mut shift: Option<u64> = None;
+        loop {
+            if let Some(end) = &ended
+                && groups.is_empty()
+            {
+                return end.clone();
+            }
+            tokio::select! {
+                event = upstream.next(), if ended.is_none() => match event {
+                    Ok(Some(crate::TrackEvent::Group(reader))) => {
+                        let first = reader.sequence().0;
+                        let shift = *shift.get_or_insert_with(|| self.shift_for(first));
+                        let sequence = GroupSequence(first + shift);
+                        let group = self.create_group(sequence);
+                        groups.push(forward_group(reader, group, max_frames));
+                    }
+                    Ok(Some(crate::TrackEvent::Dropped { start, end, code })) => {
+                        let shift = shift.unwrap_or(0);
+                        self.drop_groups(
+                            GroupSequence(start.0 + shift),
+                            GroupSequence(end.0 + shift),
+                            code,
+                        );
+                    }
+                    Ok(None) => ended = Some(Ok(())),
+                    Err(e) => ended = Some(Err(e)),
+                },
+                Some(()) = groups.next(), if !groups.is_empty() => {}
+            }
+        }
     }
 }
 
-/// The group being produced on a [`TrackProducer`]. Dropping it without
+/// Most frames forwarded in one write: what arrived together goes downstream together.
+const BATCH: usize = 256;
+
+/// Copies one upstream group into `group` (see [`TrackProducer::forward`]).
+async fn forward_group(mut reader: crate::GroupReader, group: GroupProducer, max_frames: usize) {
+    let mut count = 0usize;
+    let mut batch = Vec::new();
+    loop {
+        let first = match reader.read_frame().await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return group.finish(),
+            Err(e) => return group.abort(group_code(&e)),
+        };
+        batch.clear();
+        batch.push(first);
+        let mut end = None;
+        while batch.len() < BATCH && end.is_none() {
+            match reader.try_read_frame() {
+                None => break,
+                Some(Ok(Some(frame))) => batch.push(frame),
+                Some(Ok(None)) => end = Some(Ok(())),
+                Some(Err(e)) => end = Some(Err(e)),
+            }
+        }
+        count += batch.len();
+        if count > max_frames {
+            tracing::info!(
+                group = group.sequence().0,
+                max_frames,
+                "upstream group over the frame limit: cut off"
+            );
+            reader.cancel(moq_proto::code::group::INTERNAL);
+            batch.truncate(batch.len() - (count - max_frames));
+            group.write_frames(batch.drain(..));
+            return group.abort(moq_proto::code::group::PUBLISH_ABORTED);
+        }
+        group.write_frames(batch.drain(..));
+        match end {
+            Some(Ok(())) => return group.finish(),
+            Some(Err(e)) => return group.abort(group_code(&e)),
+            None => {}
+        }
+    }
+}
+
+/// The Group code passed on when an upstream group ends abnormally.
+fn group_code(err: &EndReason) -> ErrorCode {
+    match err {
+        EndReason::PeerReset(c) => *c,
+        EndReason::Expired => moq_proto::code::group::EXPIRED,
+        // The upstream session went away mid-group; ours is not closing.
+        _ => moq_proto::code::group::PUBLISH_ABORTED,
+    }
+}
+
+impl TrackState {
+    fn open_group(&mut self, sequence: GroupSequence) {
+        self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
+        self.cache.begin(sequence);
+        self.subscribers.retain_mut(|sub| {
+            match sub.writer.open_group_at(sequence) {
+                Ok(group) => {
+                    sub.groups.push(group);
+                    true
+                }
+                Err(PublishError::Command(_)) => true, // outside its range: skip this group
+                Err(PublishError::Closed | PublishError::Finished) => false,
+            }
+        });
+    }
+
+    fn finish_group(&mut self, sequence: GroupSequence) {
+        self.cache.finish(sequence);
+        for sub in &mut self.subscribers {
+            if let Some(group) = sub.take_group(sequence) {
+                let _ = group.finish();
+            }
+        }
+    }
+}
+
+/// A group being produced on a [`TrackProducer`]. Dropping it without
 /// [`GroupProducer::finish`] aborts the group for every subscriber (Group code 0x5) and
 /// drops it from the cache. Appending the next group finishes this one for the subscribers
 /// still on it.
+#[must_use = "a group dropped unfinished is aborted"]
 pub struct GroupProducer {
     state: Arc<Mutex<TrackState>>,
     sequence: GroupSequence,
     finished: bool,
+}
+
+impl std::fmt::Debug for GroupProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupProducer")
+            .field("sequence", &self.sequence)
+            .finish_non_exhaustive()
+    }
 }
 
 impl GroupProducer {
@@ -803,14 +1139,21 @@ impl GroupProducer {
 
     /// Writes a frame to every subscriber of the group (the same `Bytes`, no copy).
     pub fn write_frame(&self, payload: Bytes) {
+        self.write_frames(std::iter::once(payload));
+    }
+
+    /// Writes frames to every subscriber of the group in one pass (the same `Bytes`).
+    pub fn write_frames(&self, frames: impl IntoIterator<Item = Bytes>) {
+        let frames: Vec<Bytes> = frames.into_iter().collect();
         let mut state = lock(&self.state);
         let sequence = self.sequence;
-        state.cache.push(sequence, std::slice::from_ref(&payload));
+        state.cache.push(sequence, &frames);
         for sub in &mut state.subscribers {
-            if let Some(group) = sub.group.as_mut().filter(|g| g.sequence() == sequence)
-                && group.write_frame(payload.clone()).is_err()
+            if let Some(group) = sub.group(sequence)
+                && group.write_frames(frames.iter().cloned()).is_err()
             {
-                sub.group = None;
+                // Dropped for being too slow, expired or stopped by the subscriber.
+                sub.take_group(sequence);
             }
         }
     }
@@ -818,14 +1161,19 @@ impl GroupProducer {
     /// Finishes the group for every subscriber.
     pub fn finish(mut self) {
         self.finished = true;
+        lock(&self.state).finish_group(self.sequence);
+    }
+
+    /// Aborts the group for every subscriber with `code` (a Group code) and drops it from
+    /// the cache.
+    pub fn abort(mut self, code: ErrorCode) {
+        self.finished = true;
         let mut state = lock(&self.state);
         let sequence = self.sequence;
-        state.cache.finish(sequence);
+        state.cache.abort(sequence);
         for sub in &mut state.subscribers {
-            if sub.group.as_ref().is_some_and(|g| g.sequence() == sequence)
-                && let Some(g) = sub.group.take()
-            {
-                let _ = g.finish();
+            if let Some(group) = sub.take_group(sequence) {
+                group.cancel(code);
             }
         }
     }
@@ -836,14 +1184,13 @@ impl Drop for GroupProducer {
         if self.finished {
             return;
         }
+        self.finished = true;
         let mut state = lock(&self.state);
         let sequence = self.sequence;
         state.cache.abort(sequence);
         for sub in &mut state.subscribers {
-            if sub.group.as_ref().is_some_and(|g| g.sequence() == sequence)
-                && let Some(g) = sub.group.take()
-            {
-                g.cancel(moq_proto::code::group::PUBLISH_ABORTED);
+            if let Some(group) = sub.take_group(sequence) {
+                group.cancel(moq_proto::code::group::PUBLISH_ABORTED);
             }
         }
     }
