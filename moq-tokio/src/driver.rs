@@ -242,10 +242,8 @@ impl<C: Connection> Driver<C> {
                 path,
                 track,
                 params,
-                updates,
-                ended,
             } => {
-                let writer = TrackWriter::new(shared, id, updates, ended);
+                let writer = TrackWriter::new(shared, id, params);
                 let request = TrackRequest {
                     path,
                     track,

@@ -18,10 +18,9 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use bytes::Bytes;
 use moq_proto::message::{Fetch, SubscribeParams};
 use moq_proto::{BroadcastPath, EndReason, ErrorCode, GroupSequence, StreamId};
-use tokio::sync::watch;
 
 use crate::error::PublishError;
-use crate::shared::Shared;
+use crate::shared::{Shared, WakeKey};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -239,29 +238,22 @@ impl Router {
 pub struct TrackWriter {
     shared: Arc<Shared>,
     id: SubscribeId,
-    updates: watch::Receiver<SubscribeParams>,
-    ended: watch::Receiver<Option<EndReason>>,
+    /// The subscriber's values as last returned.
+    seen: SubscribeParams,
     accepted: bool,
     done: bool,
     next: u64,
 }
 
 impl TrackWriter {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        id: SubscribeId,
-        updates: watch::Receiver<SubscribeParams>,
-        ended: watch::Receiver<Option<EndReason>>,
-    ) -> Self {
-        let next = updates.borrow().start.map_or(1, |s| s.0);
+    pub(crate) fn new(shared: Arc<Shared>, id: SubscribeId, params: SubscribeParams) -> Self {
         Self {
             shared,
             id,
-            updates,
-            ended,
+            seen: params,
             accepted: false,
             done: false,
-            next,
+            next: params.start.map_or(1, |s| s.0),
         }
     }
 
@@ -272,47 +264,67 @@ impl TrackWriter {
 
     /// The subscriber's latest preferences and range.
     pub fn subscriber_params(&self) -> SubscribeParams {
-        *self.updates.borrow()
+        let inner = self.shared.lock();
+        inner
+            .core
+            .publication(self.id)
+            .map_or(self.seen, |(_, _, params)| params)
     }
 
-    /// Resolves with the subscriber's values when it sends SUBSCRIBE_UPDATE; `None` once
-    /// the subscription has ended.
+    /// Resolves with the subscriber's values when a SUBSCRIBE_UPDATE changes them; `None`
+    /// once the subscription has ended.
     pub async fn updated(&mut self) -> Option<SubscribeParams> {
-        self.updates.changed().await.ok()?;
-        Some(*self.updates.borrow_and_update())
+        let (shared, id) = (self.shared.clone(), self.id);
+        let seen = &mut self.seen;
+        std::future::poll_fn(|cx| {
+            let mut inner = shared.lock();
+            let params = match inner.core.publication(id) {
+                Some(_) if inner.core.publication_end(id).is_some() => None,
+                Some((_, _, params)) => Some(params),
+                None => None,
+            };
+            match params {
+                None => std::task::Poll::Ready(None),
+                Some(params) if params != *seen => {
+                    *seen = params;
+                    std::task::Poll::Ready(Some(params))
+                }
+                Some(_) => {
+                    inner.wakers.register(WakeKey::Publication(id), cx.waker());
+                    std::task::Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// Resolves when the subscription ends (the subscriber left, or the session closed).
     pub async fn closed(&mut self) -> EndReason {
-        loop {
-            if let Some(reason) = self.ended.borrow_and_update().clone() {
-                return reason;
-            }
-            if self.ended.changed().await.is_err() {
-                return EndReason::Local;
-            }
-        }
+        self.closed_owned().await
     }
 
     /// Whether the subscription has ended.
     pub fn is_closed(&self) -> bool {
-        self.ended.borrow().is_some()
+        let inner = self.shared.lock();
+        inner.core.publication_end(self.id).is_some() || inner.core.publication(self.id).is_none()
     }
 
     /// Like [`TrackWriter::closed`], but a future that owns what it needs, so the writer
     /// can be stored elsewhere (for example in a fan-out table) while its end is awaited.
     pub fn closed_owned(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static {
-        let mut ended = self.ended.clone();
-        async move {
-            loop {
-                if let Some(reason) = ended.borrow_and_update().clone() {
-                    return reason;
-                }
-                if ended.changed().await.is_err() {
-                    return EndReason::Local;
-                }
+        let (shared, id) = (self.shared.clone(), self.id);
+        std::future::poll_fn(move |cx| {
+            let mut inner = shared.lock();
+            if let Some(reason) = inner.core.publication_end(id) {
+                return std::task::Poll::Ready(reason.clone());
             }
-        }
+            // Gone without a lease: its writer was dropped.
+            if inner.core.publication(id).is_none() {
+                return std::task::Poll::Ready(EndReason::Local);
+            }
+            inner.wakers.register(WakeKey::Publication(id), cx.waker());
+            std::task::Poll::Pending
+        })
     }
 
     /// Accepts with our priority, order and max latency (SUBSCRIBE_OK). Using the writer
@@ -347,7 +359,6 @@ impl TrackWriter {
         self.done = true;
         let id = self.id;
         self.shared.with(|s| {
-            s.pubs.remove(&id);
             if s.core.reject_subscribe(id, code).is_err() {
                 let _ = s.core.abort_publication(id, code);
             }
@@ -465,6 +476,12 @@ impl TrackWriter {
 impl Drop for TrackWriter {
     fn drop(&mut self) {
         self.finish_inner();
+        let id = self.id;
+        self.shared.with(|s| {
+            s.core.release_publication(id);
+            // What still awaits its end (`closed_owned`) reads it as gone.
+            s.wakers.wake(WakeKey::Publication(id));
+        });
     }
 }
 
@@ -1139,7 +1156,16 @@ impl GroupProducer {
 
     /// Writes a frame to every subscriber of the group (the same `Bytes`, no copy).
     pub fn write_frame(&self, payload: Bytes) {
-        self.write_frames(std::iter::once(payload));
+        let mut state = lock(&self.state);
+        let sequence = self.sequence;
+        state.cache.push(sequence, std::slice::from_ref(&payload));
+        for sub in &mut state.subscribers {
+            if let Some(group) = sub.group(sequence)
+                && group.write_frame(payload.clone()).is_err()
+            {
+                sub.take_group(sequence);
+            }
+        }
     }
 
     /// Writes frames to every subscriber of the group in one pass (the same `Bytes`).

@@ -82,7 +82,7 @@ impl Session {
                 subs: HashMap::new(),
                 interests: Default::default(),
                 announced: HashMap::new(),
-                pubs: HashMap::new(),
+                wakers: Default::default(),
                 probe: None,
                 probes: 0,
                 serving: router.is_some(),

@@ -58,11 +58,42 @@ pub(crate) struct SubRoute {
     pub(crate) publisher: watch::Sender<Option<SubscribeParams>>,
 }
 
-/// An incoming subscription's routes.
-#[derive(Debug)]
-pub(crate) struct PubRoute {
-    pub(crate) updates: watch::Sender<SubscribeParams>,
-    pub(crate) ended: watch::Sender<Option<EndReason>>,
+/// What a handle waits for in the core, by the key the core's events name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum WakeKey {
+    /// An incoming subscription: its parameters changed, or it ended.
+    Publication(SubscribeId),
+}
+
+/// The one map of wakers: a handle that finds nothing new in the core waits under its key,
+/// and the core's event for that key wakes it. It holds no protocol state.
+#[derive(Debug, Default)]
+pub(crate) struct Wakers(HashMap<WakeKey, Vec<std::task::Waker>>);
+
+impl Wakers {
+    /// Wakes `waker` at the next event for `key`.
+    pub(crate) fn register(&mut self, key: WakeKey, waker: &std::task::Waker) {
+        let list = self.0.entry(key).or_default();
+        if !list.iter().any(|w| w.will_wake(waker)) {
+            list.push(waker.clone());
+        }
+    }
+
+    /// Wakes what waits under `key`.
+    pub(crate) fn wake(&mut self, key: WakeKey) {
+        for waker in self.0.remove(&key).into_iter().flatten() {
+            waker.wake();
+        }
+    }
+
+    /// Wakes everything (the session ended).
+    pub(crate) fn wake_all(&mut self) {
+        for (_, list) in self.0.drain() {
+            for waker in list {
+                waker.wake();
+            }
+        }
+    }
 }
 
 /// Transport facts the API reads without the driver.
@@ -80,7 +111,8 @@ pub(crate) struct Inner {
     /// Each of our interests' announcements not yet taken.
     pub(crate) interests: StreamMap<crate::announce::AnnounceQueue>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
-    pub(crate) pubs: HashMap<SubscribeId, PubRoute>,
+    /// What handles wait for in the core.
+    pub(crate) wakers: Wakers,
     /// Our probe's replies not yet read, for the latest `Session::probe` call.
     pub(crate) probe: Option<crate::probe::ProbeQueue>,
     /// `Session::probe` calls so far.
@@ -254,8 +286,6 @@ pub(crate) enum Upcall {
         path: BroadcastPath,
         track: String,
         params: SubscribeParams,
-        updates: watch::Receiver<SubscribeParams>,
-        ended: watch::Receiver<Option<EndReason>>,
     },
     Fetch {
         stream: StreamId,
@@ -616,16 +646,13 @@ impl Inner {
                 params,
             } => {
                 if self.serving {
-                    let (updates, updates_rx) = watch::channel(params);
-                    let (ended, ended_rx) = watch::channel(None);
-                    self.pubs.insert(id, PubRoute { updates, ended });
+                    // Its writer reads its state from the core from now on.
+                    self.core.lease_publication(id);
                     upcalls.push(Upcall::Track {
                         id,
                         path,
                         track,
                         params,
-                        updates: updates_rx,
-                        ended: ended_rx,
                     });
                 } else {
                     let _ = self
@@ -633,15 +660,8 @@ impl Inner {
                         .reject_subscribe(id, moq_proto::code::subscribe::NOT_FOUND);
                 }
             }
-            Event::SubscriptionUpdated { id, params } => {
-                if let Some(route) = self.pubs.get(&id) {
-                    route.updates.send_replace(params);
-                }
-            }
-            Event::PublicationEnded { id, reason } => {
-                if let Some(route) = self.pubs.remove(&id) {
-                    route.ended.send_replace(Some(reason));
-                }
+            Event::SubscriptionUpdated { id, .. } | Event::PublicationEnded { id, .. } => {
+                self.wakers.wake(WakeKey::Publication(id));
             }
             Event::GroupCancelled { .. } | Event::InterestReceived { .. } => {}
             Event::FetchRequested { stream, request } => {
@@ -686,11 +706,7 @@ impl Inner {
                 for (_, tx) in self.announced.drain() {
                     let _ = tx.send(true);
                 }
-                for (_, route) in self.pubs.drain() {
-                    route
-                        .ended
-                        .send_replace(Some(EndReason::SessionClosed(reason.clone())));
-                }
+                self.wakers.wake_all();
                 self.probe = None;
                 shared.closed.send_replace(Some(reason));
             }

@@ -115,6 +115,9 @@ pub struct Session {
 
     // Subscribe, as publisher.
     pubs: HashMap<SubscribeId, Publication>,
+    /// Incoming subscriptions a handle holds (see [`Session::lease_publication`]), with
+    /// their end once they ended, kept until the handle lets go.
+    pub_leases: HashMap<SubscribeId, Option<EndReason>>,
     /// Subscribe IDs the peer has used, as ranges (capped: see `on_subscribe`).
     seen_subscribe_ids: ranges::Ranges,
     groups_out: StreamMap<GroupOut>,
@@ -185,6 +188,7 @@ impl Session {
             subs_out: HashMap::new(),
             groups_in: StreamMap::default(),
             pubs: HashMap::new(),
+            pub_leases: HashMap::new(),
             seen_subscribe_ids: ranges::Ranges::default(),
             groups_out: StreamMap::default(),
             fetches_out: StreamMap::default(),

@@ -433,6 +433,28 @@ impl Session {
             .map(|p| (&p.path, p.track.as_str(), p.params))
     }
 
+    /// Holds an incoming subscription for a handle that reads its state from the core
+    /// rather than from the events (an async layer's track writer): once it ends, its
+    /// reason stays readable through [`Session::publication_end`] until
+    /// [`Session::release_publication`]. False if there is no such subscription.
+    pub fn lease_publication(&mut self, id: SubscribeId) -> bool {
+        if !self.pubs.contains_key(&id) {
+            return false;
+        }
+        self.pub_leases.insert(id, None);
+        true
+    }
+
+    /// Why a leased incoming subscription ended, once it has.
+    pub fn publication_end(&self, id: SubscribeId) -> Option<&EndReason> {
+        self.pub_leases.get(&id).and_then(Option::as_ref)
+    }
+
+    /// Lets go of a leased incoming subscription (its handle is gone).
+    pub fn release_publication(&mut self, id: SubscribeId) {
+        self.pub_leases.remove(&id);
+    }
+
     // ---- Internals ----
 
     /// Bytes queued across every incoming subscription (for [`Session::stats`]).
@@ -739,6 +761,9 @@ impl Session {
                 }
                 self.reap(p.stream);
             }
+        }
+        if let Some(lease) = self.pub_leases.get_mut(&id) {
+            *lease = Some(reason.clone());
         }
         self.events
             .push_back(Event::PublicationEnded { id, reason });
