@@ -39,7 +39,8 @@ pub use ids::{GroupSequence, HopId, SubscribeId};
 pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
     CloseReason, Command, CommandError, Config, Dir, EndReason, Event, FrameRead, Ledger,
-    PublisherParams, Role, STREAM_COST, Session, SessionStats, StreamId, TransportStats,
+    PROBE_REPLIES_KEPT, PublisherParams, Role, STREAM_COST, Session, SessionStats, StreamId,
+    TransportStats,
 };
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.

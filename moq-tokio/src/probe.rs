@@ -1,14 +1,13 @@
 //! Probing: the peer's replies to our probe, and the targets the peer's probe asks of us.
 
-use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures_util::Stream;
 
-use crate::shared::Shared;
+use crate::shared::{Shared, WakeKey};
 
 /// A measurement the peer sent in reply to our probe.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,49 +18,7 @@ pub struct ProbeResult {
     pub rtt: Duration,
 }
 
-/// Replies waiting for their reader: the newest [`ProbeQueue::CAP`], older ones dropped
-/// (a measurement is superseded by the next; a peer that floods replies costs nothing).
-#[derive(Debug, Default)]
-pub(crate) struct ProbeQueue {
-    /// Which [`crate::Session::probe`] call these replies answer.
-    pub(crate) generation: u64,
-    replies: VecDeque<ProbeResult>,
-    ended: bool,
-    waker: Option<Waker>,
-}
-
-impl ProbeQueue {
-    const CAP: usize = 16;
-
-    pub(crate) fn new(generation: u64) -> Self {
-        Self {
-            generation,
-            ..Self::default()
-        }
-    }
-
-    pub(crate) fn push(&mut self, reply: ProbeResult) {
-        if self.replies.len() == Self::CAP {
-            self.replies.pop_front();
-        }
-        self.replies.push_back(reply);
-        self.wake();
-    }
-
-    /// The probe ended (or the session): the reader gets what is queued, then `None`.
-    pub(crate) fn end(&mut self) {
-        self.ended = true;
-        self.wake();
-    }
-
-    fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-/// The peer's replies to our probe, in arrival order (the newest 16 are kept while
+/// The peer's replies to our probe, in arrival order (the core keeps the newest 16 while
 /// unread). A [`Stream`] of [`ProbeResult`]s, which ends when the probe or the session
 /// does, or when a later [`crate::Session::probe`] call takes the replies over.
 #[derive(Debug)]
@@ -83,18 +40,19 @@ impl ProbeResults {
 
     fn poll_reply(&mut self, cx: &mut Context<'_>) -> Poll<Option<ProbeResult>> {
         let generation = self.generation;
-        self.shared.with(|inner| match inner.probe.as_mut() {
-            Some(queue) if queue.generation == generation => {
-                if let Some(reply) = queue.replies.pop_front() {
-                    Poll::Ready(Some(reply))
-                } else if queue.ended {
-                    Poll::Ready(None)
-                } else {
-                    queue.waker = Some(cx.waker().clone());
-                    Poll::Pending
-                }
+        self.shared.with(|inner| {
+            // A later `Session::probe` call reads the replies now.
+            if inner.probes != generation {
+                return Poll::Ready(None);
             }
-            _ => Poll::Ready(None),
+            if let Some((bitrate, rtt)) = inner.core.poll_probe_reply() {
+                return Poll::Ready(Some(ProbeResult { bitrate, rtt }));
+            }
+            if !inner.core.probing() || inner.core.is_closed() {
+                return Poll::Ready(None);
+            }
+            inner.wakers.register(WakeKey::Probe, cx.waker());
+            Poll::Pending
         })
     }
 }
@@ -164,23 +122,5 @@ impl ProbeTargets {
         futures_util::stream::unfold(self, |mut targets| async move {
             targets.next().await.map(|target| (target, targets))
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_flood_of_replies_keeps_the_newest_sixteen() {
-        let mut queue = ProbeQueue::new(1);
-        for i in 0..1000u64 {
-            queue.push(ProbeResult {
-                bitrate: i,
-                rtt: Duration::ZERO,
-            });
-        }
-        let kept: Vec<u64> = queue.replies.iter().map(|r| r.bitrate).collect();
-        assert_eq!(kept, (984..1000).collect::<Vec<_>>());
     }
 }

@@ -83,7 +83,6 @@ impl Session {
                 interests: Default::default(),
                 announced: HashMap::new(),
                 wakers: Default::default(),
-                probe: None,
                 probes: 0,
                 serving: router.is_some(),
                 io: Default::default(),
@@ -213,7 +212,8 @@ impl Session {
         let generation = self.shared.with(|inner| {
             inner.core.probe(target)?;
             inner.probes += 1;
-            inner.probe = Some(crate::probe::ProbeQueue::new(inner.probes));
+            // An earlier call's replies end here.
+            inner.wakers.wake(crate::shared::WakeKey::Probe);
             Ok::<_, SessionError>(inner.probes)
         })?;
         Ok(ProbeResults::new(self.shared.clone(), generation))

@@ -63,6 +63,8 @@ pub(crate) struct SubRoute {
 pub(crate) enum WakeKey {
     /// An incoming subscription: its parameters changed, or it ended.
     Publication(SubscribeId),
+    /// Our probe: a reply came, it ended, or a new `Session::probe` call took it over.
+    Probe,
 }
 
 /// The one map of wakers: a handle that finds nothing new in the core waits under its key,
@@ -113,9 +115,8 @@ pub(crate) struct Inner {
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     /// What handles wait for in the core.
     pub(crate) wakers: Wakers,
-    /// Our probe's replies not yet read, for the latest `Session::probe` call.
-    pub(crate) probe: Option<crate::probe::ProbeQueue>,
-    /// `Session::probe` calls so far.
+    /// `Session::probe` calls so far (only the latest call's `ProbeResults` reads the
+    /// replies, which the core keeps).
     pub(crate) probes: u64,
     /// The session has a router: requests to serve go to the driver, which calls it.
     pub(crate) serving: bool,
@@ -676,24 +677,14 @@ impl Inner {
             Event::ProbeTarget { bitrate } => {
                 shared.probe_target.send_replace(Some(bitrate));
             }
-            Event::ProbeResult { bitrate, rtt } => {
-                if let Some(queue) = self.probe.as_mut() {
-                    queue.push(crate::probe::ProbeResult { bitrate, rtt });
-                }
-            }
-            Event::ProbeEnded { .. } => {
-                if let Some(queue) = self.probe.as_mut() {
-                    queue.end();
-                }
+            Event::ProbeResult { .. } | Event::ProbeEnded { .. } => {
+                self.wakers.wake(WakeKey::Probe);
             }
             Event::GoAway { uri } => {
                 shared.goaway.send_replace(Some(uri));
             }
             Event::Closed { reason } => {
                 self.subs.clear();
-                if let Some(queue) = self.probe.as_mut() {
-                    queue.end();
-                }
                 // Readers waiting for their stream learn the end from the core.
                 for (_, stopper) in self.io.stoppers.drain() {
                     if let Stopper::Slot(slot) = stopper {
@@ -707,7 +698,6 @@ impl Inner {
                     let _ = tx.send(true);
                 }
                 self.wakers.wake_all();
-                self.probe = None;
                 shared.closed.send_replace(Some(reason));
             }
             _ => {}

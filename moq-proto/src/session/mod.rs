@@ -24,6 +24,7 @@ pub use config::Config;
 pub use error::CommandError;
 pub use event::{CloseReason, EndReason, Event, FrameRead};
 pub use ledger::{Ledger, STREAM_COST};
+pub use probe::PROBE_REPLIES_KEPT;
 pub use publish::PublisherParams;
 pub use stats::{SessionStats, TransportStats};
 
@@ -128,6 +129,9 @@ pub struct Session {
 
     // Probe.
     probe_out: Option<ProbeOut>,
+    /// Replies to our probe not taken yet (see [`Session::poll_probe_reply`]): the newest
+    /// [`PROBE_REPLIES_KEPT`].
+    probe_replies: std::collections::VecDeque<(u64, std::time::Duration)>,
     probe_in: Option<ProbeIn>,
     /// The peer stopped our padding stream: it takes no padding (see `probe`).
     padding_refused: bool,
@@ -194,6 +198,7 @@ impl Session {
             fetches_out: StreamMap::default(),
             fetches_in: StreamMap::default(),
             probe_out: None,
+            probe_replies: std::collections::VecDeque::new(),
             probe_in: None,
             padding_refused: false,
             padding,

@@ -74,6 +74,9 @@ static ZEROS: [u8; 16 * 1024] = [0; 16 * 1024];
 /// The padding stream's type byte.
 static PADDING_TYPE: [u8; 1] = [StreamType::Padding.to_byte()];
 
+/// Replies to our probe kept for a reader that pulls ([`Session::poll_probe_reply`]).
+pub const PROBE_REPLIES_KEPT: usize = 16;
+
 impl Session {
     // ---- Commands ----
 
@@ -97,6 +100,7 @@ impl Session {
                 let stream = self.open_stream(Dir::Bi, Kind::ProbeOut, i32::MAX);
                 self.send_typed(stream, StreamType::Probe, &message)?;
                 self.probe_out = Some(ProbeOut { stream });
+                self.probe_replies.clear();
                 Ok(())
             }
         }
@@ -109,6 +113,18 @@ impl Session {
         }
         self.end_probe_out(EndReason::Local);
         Ok(())
+    }
+
+    /// The next reply to our probe not taken yet, `(bitrate, rtt)` as the peer sent them:
+    /// the same as each [`Event::ProbeResult`], kept for a reader that pulls (the newest
+    /// [`PROBE_REPLIES_KEPT`]; a peer that floods replies costs nothing).
+    pub fn poll_probe_reply(&mut self) -> Option<(u64, Duration)> {
+        self.probe_replies.pop_front()
+    }
+
+    /// Whether our probe is open (replies may still come).
+    pub fn probing(&self) -> bool {
+        self.probe_out.is_some()
     }
 
     /// The latest target the peer's probe asked for, if a probe is active.
@@ -127,6 +143,10 @@ impl Session {
                 if !reply.rtt.is_zero() {
                     self.stats.peer_rtt = Some(reply.rtt);
                 }
+                if self.probe_replies.len() == PROBE_REPLIES_KEPT {
+                    self.probe_replies.pop_front();
+                }
+                self.probe_replies.push_back((reply.bitrate, reply.rtt));
                 self.events.push_back(Event::ProbeResult {
                     bitrate: reply.bitrate,
                     rtt: reply.rtt,

@@ -771,3 +771,30 @@ fn a_long_probe_interval_and_an_acknowledged_counter_that_goes_back_are_measured
         1_600_000
     );
 }
+
+#[test]
+fn a_puller_takes_the_newest_replies_and_a_flood_keeps_sixteen() {
+    let mut lone = Lone::new(Role::Client);
+    lone.session.probe(2_000_000).unwrap();
+    let stream = Lone::opened(&lone.commands());
+    assert!(lone.session.probing());
+    lone.data(stream, &msg(&probe(1)));
+    assert_eq!(lone.session.poll_probe_reply(), Some((1, Duration::ZERO)));
+    assert_eq!(lone.session.poll_probe_reply(), None);
+    // A flood costs nothing: the newest PROBE_REPLIES_KEPT wait, in order.
+    let mut flood = Vec::new();
+    for bitrate in 2..1002u64 {
+        flood.extend_from_slice(&msg(&probe(bitrate)));
+    }
+    lone.data(stream, &flood);
+    let kept: Vec<u64> = std::iter::from_fn(|| lone.session.poll_probe_reply())
+        .map(|(bitrate, _)| bitrate)
+        .collect();
+    assert_eq!(kept.len(), moq_proto::PROBE_REPLIES_KEPT);
+    assert_eq!(kept, (986..1002).collect::<Vec<_>>());
+    // The events say the same, one per reply.
+    assert_eq!(lone.events().len(), 1001);
+    // Once the probe ends, nothing more comes.
+    lone.session.stop_probe().unwrap();
+    assert!(!lone.session.probing());
+}
