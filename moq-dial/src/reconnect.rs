@@ -428,6 +428,20 @@ impl ResumingTrack {
         }
     }
 
+    /// The groups as a `futures::Stream`, ending after the track ends or an error.
+    pub fn into_stream(
+        self,
+    ) -> impl futures_util::Stream<Item = Result<GroupReader, EndReason>> + Send + 'static {
+        futures_util::stream::unfold(Some(self), |track| async move {
+            let mut track = track?;
+            match track.next_group().await {
+                Ok(Some(group)) => Some((Ok(group), Some(track))),
+                Ok(None) => None,
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+    }
+
     fn subscribe(&mut self, session: &Session) {
         match session.subscribe(self.path.as_str(), &self.track, self.params) {
             Ok(reader) => {
@@ -453,6 +467,13 @@ pub struct ResumingAnnouncements {
 }
 
 impl ResumingAnnouncements {
+    /// The announcements as a `futures::Stream`.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = Announcement> + Send + 'static {
+        futures_util::stream::unfold(self, |mut announced| async move {
+            announced.next().await.map(|a| (a, announced))
+        })
+    }
+
     /// The next broadcast that became active; `None` once the [`Reconnecting`] is closed or
     /// gave up.
     pub async fn next(&mut self) -> Option<Announcement> {

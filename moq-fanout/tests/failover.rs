@@ -364,10 +364,13 @@ async fn a_resuming_subscription_waits_for_a_broadcast_not_published_yet() {
     let subscriber = Dialer::new(ServerTrust::Insecure)
         .unwrap()
         .reconnecting(&url, Reconnect::default());
-    let mut track = subscriber.subscribe(PATH, "video", ordered());
+    // As a futures Stream of groups.
+    let groups = subscriber.subscribe(PATH, "video", ordered()).into_stream();
     // Refused as not found at first; the broadcast comes 300 ms later.
     let reading = tokio::spawn(async move {
-        let mut group = track.next_group().await.unwrap().unwrap();
+        use futures_util::StreamExt;
+        let mut groups = std::pin::pin!(groups);
+        let mut group = groups.next().await.unwrap().unwrap();
         read_all(&mut group).await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
