@@ -232,9 +232,14 @@ async fn a_second_publisher_takes_over_and_the_first_can_leave() {
 }
 
 /// A relay on `addr`, once its port is free again (a relay that was there just stopped).
-async fn relay_on(addr: std::net::SocketAddr) -> moq_fanout::RelayServer {
+async fn relay_on(addr: std::net::SocketAddr, webtransport: bool) -> moq_fanout::RelayServer {
     let mut config = config();
-    config.listen.quic = Some(addr);
+    if webtransport {
+        config.listen.quic = None;
+        config.listen.webtransport = Some(addr);
+    } else {
+        config.listen.quic = Some(addr);
+    }
     let access = std::sync::Arc::new(moq_fanout::StaticTokens::from_config(&config.auth));
     for _ in 0..100 {
         if let Ok(relay) = moq_fanout::RelayServer::start(config.clone(), access.clone()).await {
@@ -247,10 +252,34 @@ async fn relay_on(addr: std::net::SocketAddr) -> moq_fanout::RelayServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
+    relay_restarts(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_restarts_under_webtransport_clients_with_the_reconnect_policy() {
+    relay_restarts(true).await;
+}
+
+/// A relay restarted under a reconnecting publisher and subscriber, over native QUIC or
+/// WebTransport.
+async fn relay_restarts(webtransport: bool) {
     use moq_dial::{ConnectionEvent, Dialer, Reconnect, ServerTrust};
-    let first = relay(config()).await;
-    let addr = first.quic_addr().unwrap();
-    let url = format!("moqt://localhost:{}", addr.port());
+    let mut config = config();
+    if webtransport {
+        config.listen.quic = None;
+        config.listen.webtransport = Some("127.0.0.1:0".parse().unwrap());
+    }
+    let first = relay(config).await;
+    let (addr, url) = match webtransport {
+        true => {
+            let addr = first.webtransport_addr().unwrap();
+            (addr, format!("https://localhost:{}/", addr.port()))
+        }
+        false => {
+            let addr = first.quic_addr().unwrap();
+            (addr, format!("moqt://localhost:{}", addr.port()))
+        }
+    };
     let mut policy = Reconnect::default();
     policy.initial_delay = Duration::from_millis(50);
     policy.max_delay = Duration::from_millis(400);
@@ -295,7 +324,7 @@ async fn the_relay_restarts_under_clients_with_the_reconnect_policy() {
 
     // The relay goes away (GOAWAY, then closed) and a new one takes its port.
     first.shutdown().await;
-    let second = relay_on(addr).await;
+    let second = relay_on(addr, webtransport).await;
     // The subscriber's next group, numbered after the last one, within 5 s of the new relay.
     let mut group = tokio::time::timeout(Duration::from_secs(5), reader.next_group())
         .await
