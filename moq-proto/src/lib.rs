@@ -40,7 +40,7 @@ pub use path::{BroadcastPath, PathPrefix};
 pub use session::{
     CloseReason, Command, CommandError, Config, Dir, EndReason, Event, FrameRead, Ledger,
     PROBE_REPLIES_KEPT, PublisherParams, Role, STREAM_COST, Session, SessionStats, StreamId,
-    TransportStats,
+    SubscriptionItem, TransportStats,
 };
 
 /// The ALPN token (native QUIC) and WebTransport sub-protocol of this version.

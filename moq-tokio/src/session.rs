@@ -16,7 +16,7 @@ use crate::error::SessionError;
 use crate::probe::{ProbeResults, ProbeTargets};
 use crate::publish::{FetchRequest, Router};
 use crate::shared::now;
-use crate::shared::{Inner, Meta, Shared, SubRoute};
+use crate::shared::{Inner, Meta, Shared};
 use crate::subscribe::{FetchReader, GroupReader, TrackReader};
 use crate::transport::{Connection, ConnectionInfo};
 
@@ -79,7 +79,6 @@ impl Session {
             budget,
             inner: Mutex::new(Inner {
                 core: moq_proto::Session::new(role, config, now()),
-                subs: HashMap::new(),
                 interests: Default::default(),
                 announced: HashMap::new(),
                 wakers: Default::default(),
@@ -116,11 +115,10 @@ impl Session {
         params: SubscribeParams,
     ) -> Result<TrackReader, SessionError> {
         let path = path.into();
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (publisher, publisher_rx) = watch::channel(None);
         let id = self.shared.with(|inner| {
             let id = inner.core.subscribe(path.clone(), track, params)?;
-            inner.subs.insert(id, SubRoute { tx, publisher });
+            // Its reader takes what it brings from the core.
+            inner.core.lease_subscription(id);
             Ok::<_, SessionError>(id)
         })?;
         Ok(TrackReader::new(
@@ -129,8 +127,6 @@ impl Session {
             path,
             track.to_owned(),
             params,
-            rx,
-            publisher_rx,
         ))
     }
 

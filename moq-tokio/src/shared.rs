@@ -17,8 +17,8 @@ use std::time::Instant;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, FrameRead,
-    GroupSequence, Payload, StreamId, SubscribeId, TransportStats,
+    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, FrameRead, Payload,
+    StreamId, SubscribeId, TransportStats,
 };
 /// Tables keyed by the core's stream ids, which we assign (no peer chooses them): FxHash,
 /// one multiplication per lookup.
@@ -34,35 +34,14 @@ pub(crate) fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-/// What a track reader receives.
-#[derive(Debug)]
-pub(crate) enum TrackMsg {
-    /// A group arrived: its stream, its sequence, and the slot its stream goes to.
-    Group {
-        stream: StreamId,
-        sequence: GroupSequence,
-        slot: Arc<SourceSlot>,
-    },
-    Dropped {
-        start: GroupSequence,
-        end: GroupSequence,
-        code: ErrorCode,
-    },
-    Ended(EndReason),
-}
-
-/// A subscription's routes.
-#[derive(Debug)]
-pub(crate) struct SubRoute {
-    pub(crate) tx: mpsc::UnboundedSender<TrackMsg>,
-    pub(crate) publisher: watch::Sender<Option<SubscribeParams>>,
-}
-
 /// What a handle waits for in the core, by the key the core's events name.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum WakeKey {
     /// An incoming subscription: its parameters changed, or it ended.
     Publication(SubscribeId),
+    /// One of our subscriptions: a group or drop arrived, the publisher answered, or it
+    /// ended.
+    Subscription(SubscribeId),
     /// Our probe: a reply came, it ended, or a new `Session::probe` call took it over.
     Probe,
 }
@@ -109,7 +88,6 @@ pub(crate) struct Meta {
 /// The core and the routing tables, under one lock.
 pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
-    pub(crate) subs: HashMap<SubscribeId, SubRoute>,
     /// Each of our interests' announcements not yet taken.
     pub(crate) interests: StreamMap<crate::announce::AnnounceQueue>,
     pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
@@ -578,58 +556,19 @@ impl Inner {
                     queue.wake();
                 }
             }
-            Event::SubscribeOk { id, params } => {
-                if let Some(route) = self.subs.get(&id) {
-                    route.publisher.send_replace(Some(params));
-                }
+            Event::SubscribeOk { id, .. }
+            | Event::SubscribeDropped { id, .. }
+            | Event::SubscriptionEnded { id, .. } => {
+                self.wakers.wake(WakeKey::Subscription(id));
             }
-            Event::SubscribeDropped {
-                id,
-                start,
-                end,
-                code,
-            } => {
-                if let Some(route) = self.subs.get(&id) {
-                    let _ = route.tx.send(TrackMsg::Dropped { start, end, code });
-                }
-            }
-            Event::SubscriptionEnded { id, reason } => {
-                if let Some(route) = self.subs.remove(&id) {
-                    let _ = route.tx.send(TrackMsg::Ended(reason));
-                }
-            }
-            Event::GroupReceived {
-                id,
-                sequence,
-                stream,
-            } => {
-                let Some(route) = self.subs.get(&id) else {
+            Event::GroupReceived { id, stream, .. } => {
+                if self.core.is_subscription_leased(id) {
+                    // Its reader takes it from the core, and the stream with it.
+                    self.wakers.wake(WakeKey::Subscription(id));
+                } else {
                     let _ = self
                         .core
                         .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
-                    return;
-                };
-                let slot = Arc::new(SourceSlot::default());
-                let group = TrackMsg::Group {
-                    stream,
-                    sequence,
-                    slot: slot.clone(),
-                };
-                match route.tx.send(group) {
-                    Ok(()) => {
-                        // The driver's task reading the header hands the stream over: its
-                        // STOP_SENDING switch is the reader's slot from now.
-                        let task = self.io.stoppers.insert(stream, Stopper::Slot(slot.clone()));
-                        if let Some(Stopper::Task(task)) = task {
-                            let _ = task.send(Signal::Handover(slot));
-                        }
-                    }
-                    Err(_) => {
-                        // The track reader is gone.
-                        let _ = self
-                            .core
-                            .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
-                    }
                 }
             }
             // Its reader reads the end from the core; one still waiting for its stream
@@ -684,7 +623,6 @@ impl Inner {
                 shared.goaway.send_replace(Some(uri));
             }
             Event::Closed { reason } => {
-                self.subs.clear();
                 // Readers waiting for their stream learn the end from the core.
                 for (_, stopper) in self.io.stoppers.drain() {
                     if let Stopper::Slot(slot) = stopper {

@@ -7,15 +7,15 @@ use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
     BroadcastPath, EndReason, ErrorCode, GroupSequence, Payload, StreamId, SubscribeId,
+    SubscriptionItem,
 };
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use futures_util::Stream;
-use tokio::sync::{mpsc, watch};
 
 use crate::error::{SessionError, end_result};
-use crate::shared::{Shared, Stopper, TrackMsg};
+use crate::shared::{Shared, Signal, Stopper, WakeKey};
 use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
@@ -44,8 +44,6 @@ pub struct TrackReader {
     path: BroadcastPath,
     track: String,
     params: SubscribeParams,
-    rx: mpsc::UnboundedReceiver<TrackMsg>,
-    publisher: watch::Receiver<Option<SubscribeParams>>,
     ended: Option<Result<(), EndReason>>,
     /// The [`Stream`] has returned its end.
     stream_done: bool,
@@ -58,8 +56,6 @@ impl TrackReader {
         path: BroadcastPath,
         track: String,
         params: SubscribeParams,
-        rx: mpsc::UnboundedReceiver<TrackMsg>,
-        publisher: watch::Receiver<Option<SubscribeParams>>,
     ) -> Self {
         Self {
             shared,
@@ -67,8 +63,6 @@ impl TrackReader {
             path,
             track,
             params,
-            rx,
-            publisher,
             ended: None,
             stream_done: false,
         }
@@ -96,7 +90,7 @@ impl TrackReader {
 
     /// The publisher's values from its latest SUBSCRIBE_OK, if one arrived.
     pub fn publisher_params(&self) -> Option<SubscribeParams> {
-        *self.publisher.borrow()
+        self.shared.lock().core.subscription_publisher(self.id)
     }
 
     /// The next group or drop notice. `Ok(None)` when the track ended normally; an error
@@ -109,38 +103,66 @@ impl TrackReader {
         if let Some(end) = &self.ended {
             return Poll::Ready(end.clone().map(|()| None));
         }
-        Poll::Ready(match std::task::ready!(self.rx.poll_recv(cx)) {
-            Some(TrackMsg::Group {
-                stream,
-                sequence,
-                slot,
-            }) => Ok(Some(TrackEvent::Group(GroupReader::new(
-                self.shared.clone(),
-                stream,
-                sequence,
-                slot,
-                false,
-            )))),
-            Some(TrackMsg::Dropped { start, end, code }) => {
+        let (shared, id) = (self.shared.clone(), self.id);
+        let polled = self.shared.with(|inner| {
+            if let Some(item) = inner.core.poll_subscription(id) {
+                return Poll::Ready(Ok(item));
+            }
+            if let Some(reason) = inner.core.subscription_end(id) {
+                return Poll::Ready(Err(reason.clone()));
+            }
+            if !inner.core.is_subscription_leased(id) {
+                // The session ended before the subscription was made, or it was released.
+                let reason = shared.closed.borrow().clone();
+                let reason =
+                    reason.unwrap_or(moq_proto::CloseReason::Transport("session ended".into()));
+                return Poll::Ready(Err(EndReason::SessionClosed(reason)));
+            }
+            inner.wakers.register(WakeKey::Subscription(id), cx.waker());
+            Poll::Pending
+        });
+        Poll::Ready(match std::task::ready!(polled) {
+            Ok(SubscriptionItem::Group { stream, sequence }) => {
+                let slot = self.take_stream(stream);
+                Ok(Some(TrackEvent::Group(GroupReader::new(
+                    shared, stream, sequence, slot, false,
+                ))))
+            }
+            Ok(SubscriptionItem::Dropped { start, end, code }) => {
                 Ok(Some(TrackEvent::Dropped { start, end, code }))
             }
-            Some(TrackMsg::Ended(reason)) => {
+            // Nothing this reader knows: the next one.
+            Ok(_) => {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            Err(reason) => {
                 let end = end_result(reason);
                 self.ended = Some(end.clone());
                 end.map(|()| None)
             }
-            None => {
-                let err = EndReason::SessionClosed(
-                    self.shared
-                        .closed
-                        .borrow()
-                        .clone()
-                        .unwrap_or(moq_proto::CloseReason::Transport("session ended".into())),
-                );
-                self.ended = Some(Err(err.clone()));
-                Err(err)
-            }
         })
+    }
+
+    /// The slot a group's reader reads its stream from: the driver's task reading the
+    /// stream until its header hands it over; a stream that is already done leaves its
+    /// reader with what the core holds, then its end.
+    fn take_stream(&self, stream: StreamId) -> Arc<SourceSlot> {
+        let slot = Arc::new(SourceSlot::default());
+        self.shared.with(|inner| {
+            if matches!(inner.io.stoppers.get(&stream), Some(Stopper::Task(_))) {
+                if let Some(Stopper::Task(task)) = inner
+                    .io
+                    .stoppers
+                    .insert(stream, Stopper::Slot(slot.clone()))
+                {
+                    let _ = task.send(Signal::Handover(slot.clone()));
+                }
+            } else {
+                slot.close();
+            }
+        });
+        slot
     }
 
     /// The next group, skipping drop notices (also through [`Stream`], whose items are
@@ -193,34 +215,14 @@ impl Stream for TrackReader {
 
 impl Drop for TrackReader {
     fn drop(&mut self) {
-        // Groups delivered and not taken are cancelled with the subscription (a group that
-        // has fully arrived is not stopped by the unsubscribe, but its reader is gone too).
-        self.rx.close();
-        let mut untaken = Vec::new();
-        while let Ok(msg) = self.rx.try_recv() {
-            if let TrackMsg::Group { stream, .. } = msg {
-                untaken.push(stream);
-            }
-        }
-        let live = self.ended.is_none();
-        if !live && untaken.is_empty() {
-            return;
-        }
+        let (id, live) = (self.id, self.ended.is_none());
         self.shared.with(|inner| {
             if live {
-                inner.subs.remove(&self.id);
-                let _ = inner.core.unsubscribe(self.id);
+                let _ = inner.core.unsubscribe(id);
             }
-            for stream in untaken {
-                // Stopped (if it still arrives) through its switch, the untaken slot.
-                let _ = inner
-                    .core
-                    .cancel_group(stream, moq_proto::code::group::SUBSCRIBE_CANCELLED);
-                if let Some(crate::shared::Stopper::Slot(slot)) = inner.io.stoppers.remove(&stream)
-                {
-                    slot.stop(moq_proto::code::group::SUBSCRIBE_CANCELLED);
-                }
-            }
+            // Groups delivered and not taken are stopped with it (a group that has fully
+            // arrived is not stopped by the unsubscribe, but its reader is gone too).
+            inner.core.release_subscription(id);
         });
     }
 }

@@ -27,6 +27,7 @@ pub use ledger::{Ledger, STREAM_COST};
 pub use probe::PROBE_REPLIES_KEPT;
 pub use publish::PublisherParams;
 pub use stats::{SessionStats, TransportStats};
+pub use subscribe::SubscriptionItem;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
@@ -112,6 +113,9 @@ pub struct Session {
     // Subscribe, as subscriber.
     next_subscribe_id: u64,
     subs_out: HashMap<SubscribeId, SubOut>,
+    /// Our subscriptions a handle holds (see [`Session::lease_subscription`]): what they
+    /// brought that the handle has not taken, and their end once they ended.
+    sub_leases: HashMap<SubscribeId, subscribe::SubLease>,
     groups_in: StreamMap<GroupIn>,
 
     // Subscribe, as publisher.
@@ -190,6 +194,7 @@ impl Session {
             interests_out: StreamMap::default(),
             next_subscribe_id: 1,
             subs_out: HashMap::new(),
+            sub_leases: HashMap::new(),
             groups_in: StreamMap::default(),
             pubs: HashMap::new(),
             pub_leases: HashMap::new(),

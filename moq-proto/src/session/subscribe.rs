@@ -51,6 +51,39 @@ impl SubOut {
     }
 }
 
+/// What one of our subscriptions brought, for a handle that pulls it
+/// ([`Session::poll_subscription`]): the same as [`Event::GroupReceived`] and
+/// [`Event::SubscribeDropped`], in their order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SubscriptionItem {
+    /// A group started arriving: read it with [`Session::read_frame`] on `stream`.
+    Group {
+        /// Its stream.
+        stream: StreamId,
+        /// Its sequence.
+        sequence: GroupSequence,
+    },
+    /// The publisher will not deliver groups `start..=end` (SUBSCRIBE_DROP).
+    Dropped {
+        /// First dropped group.
+        start: GroupSequence,
+        /// Last dropped group, inclusive.
+        end: GroupSequence,
+        /// 0 = simply unavailable; else a Subscribe code.
+        code: ErrorCode,
+    },
+}
+
+/// A leased subscription's items not taken yet, and its end once it ended.
+#[derive(Debug, Default)]
+pub(super) struct SubLease {
+    items: std::collections::VecDeque<SubscriptionItem>,
+    /// The publisher's latest SUBSCRIBE_OK, kept past the end.
+    publisher: Option<SubscribeParams>,
+    end: Option<EndReason>,
+}
+
 /// A group we are receiving.
 #[derive(Debug)]
 pub(super) struct GroupIn {
@@ -163,6 +196,55 @@ impl Session {
         Ok(())
     }
 
+    /// Holds one of our subscriptions for a handle that pulls what it brings
+    /// ([`Session::poll_subscription`]) rather than reading the events: from now on its
+    /// groups and drops queue for it, and its end stays readable, until
+    /// [`Session::release_subscription`]. False if there is no such subscription.
+    pub fn lease_subscription(&mut self, id: SubscribeId) -> bool {
+        if !self.subs_out.contains_key(&id) {
+            return false;
+        }
+        self.sub_leases.entry(id).or_default();
+        true
+    }
+
+    /// Whether a handle holds this subscription.
+    pub fn is_subscription_leased(&self, id: SubscribeId) -> bool {
+        self.sub_leases.contains_key(&id)
+    }
+
+    /// The next group or drop of a leased subscription, in arrival order.
+    pub fn poll_subscription(&mut self, id: SubscribeId) -> Option<SubscriptionItem> {
+        self.sub_leases.get_mut(&id)?.items.pop_front()
+    }
+
+    /// The publisher's values from its latest SUBSCRIBE_OK (kept for a leased subscription
+    /// after it ended).
+    pub fn subscription_publisher(&self, id: SubscribeId) -> Option<SubscribeParams> {
+        match self.subs_out.get(&id) {
+            Some(state) => state.publisher,
+            None => self.sub_leases.get(&id)?.publisher,
+        }
+    }
+
+    /// Why a leased subscription ended, once it has (its items come first).
+    pub fn subscription_end(&self, id: SubscribeId) -> Option<&EndReason> {
+        self.sub_leases.get(&id)?.end.as_ref()
+    }
+
+    /// Lets go of a leased subscription (its handle is gone). Groups it brought that were
+    /// not taken are stopped (Group code 0x4).
+    pub fn release_subscription(&mut self, id: SubscribeId) {
+        let Some(lease) = self.sub_leases.remove(&id) else {
+            return;
+        };
+        for item in lease.items {
+            if let SubscriptionItem::Group { stream, .. } = item {
+                let _ = self.cancel_group(stream, group_codes::SUBSCRIBE_CANCELLED);
+            }
+        }
+    }
+
     /// The values of one of our subscriptions: ours, and the publisher's if it answered.
     pub fn subscription(
         &self,
@@ -179,6 +261,9 @@ impl Session {
                 self.timers.cancel(Timer::SubscribeResponse(sub));
                 if let Some(state) = self.subs_out.get_mut(&sub) {
                     state.publisher = Some(ok.params);
+                }
+                if let Some(lease) = self.sub_leases.get_mut(&sub) {
+                    lease.publisher = Some(ok.params);
                 }
                 self.events.push_back(Event::SubscribeOk {
                     id: sub,
@@ -201,6 +286,13 @@ impl Session {
                     state
                         .seen
                         .insert_capped(drop.first().0, drop.last().0, MAX_SEEN_RANGES);
+                }
+                if let Some(lease) = self.sub_leases.get_mut(&sub) {
+                    lease.items.push_back(SubscriptionItem::Dropped {
+                        start: drop.first(),
+                        end: drop.last(),
+                        code: ErrorCode(drop.code),
+                    });
                 }
                 self.events.push_back(Event::SubscribeDropped {
                     id: sub,
@@ -286,6 +378,9 @@ impl Session {
             }
         }
         self.reap(stream);
+        if let Some(lease) = self.sub_leases.get_mut(&sub) {
+            lease.end = Some(reason.clone());
+        }
         self.events
             .push_back(Event::SubscriptionEnded { id: sub, reason });
     }
@@ -393,6 +488,12 @@ impl Session {
             self.on_reader_data(id);
         }
         self.stats.groups_received += 1;
+        if let Some(lease) = self.sub_leases.get_mut(&sub) {
+            lease.items.push_back(SubscriptionItem::Group {
+                stream: id,
+                sequence: seq,
+            });
+        }
         self.events.push_back(Event::GroupReceived {
             id: sub,
             sequence: seq,

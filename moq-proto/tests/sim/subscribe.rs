@@ -1414,3 +1414,69 @@ fn response_timeout_counts_from_the_subscribe_under_latency() {
         }
     }
 }
+
+#[test]
+fn a_leased_subscription_queues_its_groups_and_drops_and_keeps_its_end() {
+    let (mut lone, id, stream) = subscriber(SubscribeParams::default());
+    assert!(lone.session.lease_subscription(id));
+    assert!(lone.session.is_subscription_leased(id));
+    assert_eq!(lone.session.poll_subscription(id), None);
+    lone.data(stream, &ok(SubscribeParams::default()));
+    let one = lone.accept_with(Dir::Uni, &group(id.0, 1));
+    lone.data(stream, &drop_msg(2, 3, 0));
+    let four = lone.accept_with(Dir::Uni, &group(id.0, 4));
+    // In arrival order, as the events say.
+    assert_eq!(
+        lone.session.poll_subscription(id),
+        Some(moq_proto::SubscriptionItem::Group {
+            stream: one,
+            sequence: GroupSequence(1)
+        })
+    );
+    assert_eq!(
+        lone.session.poll_subscription(id),
+        Some(moq_proto::SubscriptionItem::Dropped {
+            start: GroupSequence(2),
+            end: GroupSequence(3),
+            code: moq_proto::ErrorCode(0)
+        })
+    );
+    assert!(lone.session.subscription_publisher(id).is_some());
+    // The publisher resets the subscription: the end waits behind the untaken group.
+    lone.session
+        .handle_reset(stream, codes::NOT_FOUND, lone.now);
+    assert!(lone.session.subscription_end(id).is_some());
+    assert_eq!(
+        lone.session.poll_subscription(id),
+        Some(moq_proto::SubscriptionItem::Group {
+            stream: four,
+            sequence: GroupSequence(4)
+        })
+    );
+    assert!(
+        lone.session.subscription_publisher(id).is_some(),
+        "kept past the end"
+    );
+    // Released: forgotten.
+    lone.session.release_subscription(id);
+    assert!(!lone.session.is_subscription_leased(id));
+    assert_eq!(lone.session.subscription_end(id), None);
+}
+
+#[test]
+fn releasing_a_subscription_stops_the_groups_it_did_not_take() {
+    let (mut lone, id, stream) = subscriber(SubscribeParams::default());
+    lone.session.lease_subscription(id);
+    lone.data(stream, &ok(SubscribeParams::default()));
+    let one = lone.accept_with(Dir::Uni, &group(id.0, 1));
+    lone.commands();
+    lone.session.unsubscribe(id).unwrap();
+    lone.session.release_subscription(id);
+    let commands = lone.commands();
+    assert!(
+        commands
+            .iter()
+            .any(|c| matches!(c, Command::Stop { id: s, code } if *s == one && *code == group_codes::SUBSCRIBE_CANCELLED)),
+        "{commands:?}"
+    );
+}
