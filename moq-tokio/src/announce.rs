@@ -1,71 +1,21 @@
 //! Discovering the peer's broadcasts.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use moq_proto::{BroadcastPath, HopId, StreamId};
-use tokio::sync::watch;
 
-use crate::shared::{Announced, Shared};
-
-/// The announcements of one interest that the application has not taken yet: at most one
-/// per path, in the order they came. A broadcast that ends before it is taken is forgotten
-/// (it costs nothing), so what waits is bounded by the broadcasts active at once
-/// ([`moq_proto::Config::max_announce_entries`]), however fast the peer churns.
-#[derive(Debug, Default)]
-pub(crate) struct AnnounceQueue {
-    /// Paths in arrival order; a path withdrawn before it was taken stays here until the
-    /// queue is compacted or it comes up (then it is skipped).
-    order: VecDeque<BroadcastPath>,
-    waiting: HashMap<BroadcastPath, Announced>,
-    waker: Option<Waker>,
-}
-
-impl AnnounceQueue {
-    /// A broadcast became active.
-    pub(crate) fn push(&mut self, announced: Announced) {
-        if !self.waiting.contains_key(&announced.path) {
-            self.order.push_back(announced.path.clone());
-        }
-        self.waiting.insert(announced.path.clone(), announced);
-        self.wake();
-    }
-
-    /// A broadcast ended: `true` if it was still waiting (and is now forgotten).
-    pub(crate) fn withdraw(&mut self, path: &BroadcastPath) -> bool {
-        let waited = self.waiting.remove(path).is_some();
-        if self.order.len() > 2 * self.waiting.len() + 16 {
-            let waiting = &self.waiting;
-            self.order.retain(|p| waiting.contains_key(p));
-        }
-        waited
-    }
-
-    /// Wakes the reader (for an announcement, or the end).
-    pub(crate) fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
-    }
-
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Announced> {
-        while let Some(path) = self.order.pop_front() {
-            if let Some(announced) = self.waiting.remove(&path) {
-                return Poll::Ready(announced);
-            }
-        }
-        self.waker = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
+use crate::shared::{Shared, WakeKey, path_key};
 
 /// A broadcast the peer reported active.
 #[derive(Clone, Debug)]
 pub struct Announcement {
+    shared: Arc<Shared>,
+    interest: StreamId,
     path: BroadcastPath,
     hops: Vec<HopId>,
-    ended: watch::Receiver<bool>,
+    /// The number the core took it under: ended once the core no longer has it so.
+    number: u64,
 }
 
 impl Announcement {
@@ -81,16 +31,27 @@ impl Announcement {
 
     /// Whether it has ended.
     pub fn is_ended(&self) -> bool {
-        *self.ended.borrow()
+        let inner = self.shared.lock();
+        !inner
+            .core
+            .is_announcement_active(self.interest, &self.path, self.number)
     }
 
     /// Resolves when the broadcast ends (ENDED, or the announce stream or session closed).
     pub async fn ended(&mut self) {
-        while !*self.ended.borrow_and_update() {
-            if self.ended.changed().await.is_err() {
-                return;
+        let key = WakeKey::Announcement(self.interest, path_key(&self.path));
+        std::future::poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            if !inner
+                .core
+                .is_announcement_active(self.interest, &self.path, self.number)
+            {
+                return Poll::Ready(());
             }
-        }
+            inner.wakers.register(key, cx.waker());
+            Poll::Pending
+        })
+        .await
     }
 }
 
@@ -117,13 +78,23 @@ impl Announcements {
 
     fn poll_announcement(&mut self, cx: &mut Context<'_>) -> Poll<Option<Announcement>> {
         let stream = self.stream;
-        self.shared
-            .with(|inner| match inner.interests.get_mut(&stream) {
-                Some(queue) => queue.poll_next(cx).map(|Announced { path, hops, ended }| {
-                    Some(Announcement { path, hops, ended })
-                }),
-                None => Poll::Ready(None),
-            })
+        let shared = self.shared.clone();
+        self.shared.with(|inner| {
+            if let Some((path, hops, number)) = inner.core.poll_announcement(stream) {
+                return Poll::Ready(Some(Announcement {
+                    shared,
+                    interest: stream,
+                    path,
+                    hops,
+                    number,
+                }));
+            }
+            if !inner.core.is_interest_open(stream) {
+                return Poll::Ready(None);
+            }
+            inner.wakers.register(WakeKey::Interest(stream), cx.waker());
+            Poll::Pending
+        })
     }
 
     /// Stops listening with an Announce code (the stream is reset and stop-sent), for
@@ -132,7 +103,6 @@ impl Announcements {
     pub fn cancel(self, code: moq_proto::ErrorCode) {
         let stream = self.stream;
         self.shared.with(|inner| {
-            inner.interests.remove(&stream);
             let _ = inner.core.cancel_interest(stream, code);
         });
     }
@@ -154,60 +124,7 @@ impl Drop for Announcements {
     fn drop(&mut self) {
         let stream = self.stream;
         self.shared.with(|inner| {
-            inner.interests.remove(&stream);
             let _ = inner.core.stop_interest(stream);
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn announced(path: &str) -> Announced {
-        Announced {
-            path: BroadcastPath::new(path),
-            hops: Vec::new(),
-            ended: watch::channel(false).1,
-        }
-    }
-
-    fn take(queue: &mut AnnounceQueue) -> Option<String> {
-        let mut cx = Context::from_waker(Waker::noop());
-        match queue.poll_next(&mut cx) {
-            Poll::Ready(a) => Some(a.path.to_string()),
-            Poll::Pending => None,
-        }
-    }
-
-    #[test]
-    fn what_ends_before_it_is_taken_is_forgotten_and_the_queue_stays_small() {
-        let mut queue = AnnounceQueue::default();
-        queue.push(announced("/first"));
-        // A hundred thousand broadcasts that come and go, none taken.
-        for i in 0..100_000 {
-            let path = format!("/churn/{i}");
-            queue.push(announced(&path));
-            assert!(queue.withdraw(&BroadcastPath::new(&path)));
-            assert!(queue.order.len() <= 2 * queue.waiting.len() + 17);
-        }
-        queue.push(announced("/last"));
-        assert_eq!(take(&mut queue).as_deref(), Some("/first"));
-        assert_eq!(take(&mut queue).as_deref(), Some("/last"));
-        assert_eq!(take(&mut queue), None);
-        // Ended after it was taken: not waiting.
-        assert!(!queue.withdraw(&BroadcastPath::new("/last")));
-    }
-
-    #[test]
-    fn a_path_back_before_it_is_taken_is_reported_once() {
-        let mut queue = AnnounceQueue::default();
-        queue.push(announced("/a"));
-        queue.push(announced("/b"));
-        assert!(queue.withdraw(&BroadcastPath::new("/a")));
-        queue.push(announced("/a"));
-        assert_eq!(take(&mut queue).as_deref(), Some("/a"));
-        assert_eq!(take(&mut queue).as_deref(), Some("/b"));
-        assert_eq!(take(&mut queue), None);
     }
 }

@@ -1,6 +1,5 @@
 //! The session handle: what an application holds for one connection.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
@@ -79,8 +78,6 @@ impl Session {
             budget,
             inner: Mutex::new(Inner {
                 core: moq_proto::Session::new(role, config, now()),
-                interests: Default::default(),
-                announced: HashMap::new(),
                 wakers: Default::default(),
                 probes: 0,
                 serving: router.is_some(),
@@ -193,7 +190,8 @@ impl Session {
             let stream = inner
                 .core
                 .announce_interest(PathPrefix::new(prefix), exclude_hop)?;
-            inner.interests.insert(stream, Default::default());
+            // Its reader takes what it reports from the core.
+            inner.core.lease_interest(stream);
             Ok::<_, SessionError>(stream)
         })?;
         Ok(Announcements::new(self.shared.clone(), stream))

@@ -42,8 +42,19 @@ pub(crate) enum WakeKey {
     /// One of our subscriptions: a group or drop arrived, the publisher answered, or it
     /// ended.
     Subscription(SubscribeId),
+    /// One of our announce interests: a broadcast was reported active, or it ended.
+    Interest(StreamId),
+    /// A broadcast taken from one of our interests (its path as [`path_key`]) ended.
+    Announcement(StreamId, u64),
     /// Our probe: a reply came, it ended, or a new `Session::probe` call took it over.
     Probe,
+}
+
+/// A path as a key of [`WakeKey::Announcement`] (two paths that share it only wake each
+/// other's waiters for nothing).
+pub(crate) fn path_key(path: &BroadcastPath) -> u64 {
+    use std::hash::BuildHasher;
+    rustc_hash::FxBuildHasher.hash_one(path)
 }
 
 /// The one map of wakers: a handle that finds nothing new in the core waits under its key,
@@ -88,9 +99,6 @@ pub(crate) struct Meta {
 /// The core and the routing tables, under one lock.
 pub(crate) struct Inner {
     pub(crate) core: moq_proto::Session,
-    /// Each of our interests' announcements not yet taken.
-    pub(crate) interests: StreamMap<crate::announce::AnnounceQueue>,
-    pub(crate) announced: HashMap<(StreamId, BroadcastPath), watch::Sender<bool>>,
     /// What handles wait for in the core.
     pub(crate) wakers: Wakers,
     /// `Session::probe` calls so far (only the latest call's `ProbeResults` reads the
@@ -246,14 +254,6 @@ pub(crate) struct Shared {
     pub(crate) closed: watch::Sender<Option<CloseReason>>,
     pub(crate) goaway: watch::Sender<Option<String>>,
     pub(crate) probe_target: watch::Sender<Option<u64>>,
-}
-
-/// A broadcast the peer announced on an interest: what its `Announcement` is made of.
-#[derive(Debug)]
-pub(crate) struct Announced {
-    pub(crate) path: BroadcastPath,
-    pub(crate) hops: Vec<moq_proto::HopId>,
-    pub(crate) ended: watch::Receiver<bool>,
 }
 
 /// Calls into application handlers, made by the driver after the lock is released: the
@@ -525,37 +525,15 @@ impl Inner {
     pub(crate) fn route(&mut self, shared: &Arc<Shared>, event: Event, upcalls: &mut Vec<Upcall>) {
         log_event(shared, &event);
         match event {
-            Event::Announced {
-                interest,
-                path,
-                hops,
-            } => {
-                if let Some(queue) = self.interests.get_mut(&interest) {
-                    let (tx, rx) = watch::channel(false);
-                    self.announced.insert((interest, path.clone()), tx);
-                    queue.push(Announced {
-                        path,
-                        hops,
-                        ended: rx,
-                    });
-                }
+            Event::Announced { interest, .. } => {
+                self.wakers.wake(WakeKey::Interest(interest));
             }
             Event::Unannounced { interest, path } => {
-                let untaken = self
-                    .interests
-                    .get_mut(&interest)
-                    .is_some_and(|queue| queue.withdraw(&path));
-                if let Some(tx) = self.announced.remove(&(interest, path))
-                    && !untaken
-                {
-                    let _ = tx.send(true);
-                }
+                self.wakers
+                    .wake(WakeKey::Announcement(interest, path_key(&path)));
             }
-            Event::InterestEnded { interest, .. } => {
-                if let Some(mut queue) = self.interests.remove(&interest) {
-                    queue.wake();
-                }
-            }
+            // Its announcements end with it (rare: everything is woken).
+            Event::InterestEnded { .. } => self.wakers.wake_all(),
             Event::SubscribeOk { id, .. }
             | Event::SubscribeDropped { id, .. }
             | Event::SubscriptionEnded { id, .. } => {
@@ -628,12 +606,6 @@ impl Inner {
                     if let Stopper::Slot(slot) = stopper {
                         slot.close();
                     }
-                }
-                for (_, mut queue) in self.interests.drain() {
-                    queue.wake();
-                }
-                for (_, tx) in self.announced.drain() {
-                    let _ = tx.send(true);
                 }
                 self.wakers.wake_all();
                 shared.closed.send_replace(Some(reason));

@@ -150,15 +150,21 @@ impl TrackReader {
     fn take_stream(&self, stream: StreamId) -> Arc<SourceSlot> {
         let slot = Arc::new(SourceSlot::default());
         self.shared.with(|inner| {
-            if matches!(inner.io.stoppers.get(&stream), Some(Stopper::Task(_))) {
-                if let Some(Stopper::Task(task)) = inner
+            let handed = match inner.io.stoppers.remove(&stream) {
+                Some(Stopper::Task(task)) => task.send(Signal::Handover(slot.clone())).is_ok(),
+                Some(other) => {
+                    inner.io.stoppers.insert(stream, other);
+                    false
+                }
+                None => false,
+            };
+            if handed {
+                inner
                     .io
                     .stoppers
-                    .insert(stream, Stopper::Slot(slot.clone()))
-                {
-                    let _ = task.send(Signal::Handover(slot.clone()));
-                }
+                    .insert(stream, Stopper::Slot(slot.clone()));
             } else {
+                // Its task is done with it: what the core holds, then the end.
                 slot.close();
             }
         });

@@ -175,6 +175,52 @@ impl InterestIn {
     }
 }
 
+/// What a handle that pulls an interest's announcements has not taken, and what it took
+/// that is still active (see [`Session::lease_interest`]). One entry per path: a broadcast
+/// that ends before it is taken is forgotten, so what waits is bounded by the broadcasts
+/// active at once, however fast the peer churns.
+#[derive(Debug, Default)]
+struct AppQueue {
+    /// Paths in arrival order; a path withdrawn before it was taken stays here until the
+    /// queue is compacted or it comes up (then it is skipped).
+    order: VecDeque<BroadcastPath>,
+    waiting: HashMap<BroadcastPath, Vec<HopId>>,
+    /// Taken and still active, each with the number it was taken under.
+    taken: HashMap<BroadcastPath, u64>,
+    next: u64,
+}
+
+impl AppQueue {
+    fn announced(&mut self, path: &BroadcastPath, hops: &[HopId]) {
+        if !self.waiting.contains_key(path) {
+            self.order.push_back(path.clone());
+        }
+        self.waiting.insert(path.clone(), hops.to_vec());
+    }
+
+    fn unannounced(&mut self, path: &BroadcastPath) {
+        if self.waiting.remove(path).is_none() {
+            self.taken.remove(path);
+        }
+        if self.order.len() > 2 * self.waiting.len() + 16 {
+            let waiting = &self.waiting;
+            self.order.retain(|p| waiting.contains_key(p));
+        }
+    }
+
+    fn take(&mut self) -> Option<(BroadcastPath, Vec<HopId>, u64)> {
+        while let Some(path) = self.order.pop_front() {
+            if let Some(hops) = self.waiting.remove(&path) {
+                let number = self.next;
+                self.next += 1;
+                self.taken.insert(path.clone(), number);
+                return Some((path, hops, number));
+            }
+        }
+        None
+    }
+}
+
 /// Our interest in the peer's broadcasts.
 #[derive(Debug)]
 pub(super) struct InterestOut {
@@ -183,6 +229,8 @@ pub(super) struct InterestOut {
     active: HashMap<BroadcastPath, Vec<HopId>>,
     /// Paths changed since the application was told of them.
     marks: Marks,
+    /// For a handle that pulls (leased).
+    app: Option<AppQueue>,
 }
 
 impl InterestOut {
@@ -191,6 +239,7 @@ impl InterestOut {
             prefix,
             active: HashMap::new(),
             marks: Marks::default(),
+            app: None,
         }
     }
 
@@ -288,6 +337,48 @@ impl Session {
         self.send_typed(id, StreamType::Announce, &message)?;
         self.interests_out.insert(id, InterestOut::new(prefix));
         Ok(id)
+    }
+
+    /// Holds one of our announce interests for a handle that pulls its announcements
+    /// ([`Session::poll_announcement`]) rather than reading the events: from now on what is
+    /// reported active waits for it, one entry per path (a broadcast that ends before it
+    /// is taken is forgotten). False if there is no such interest.
+    pub fn lease_interest(&mut self, interest: StreamId) -> bool {
+        match self.interests_out.get_mut(&interest) {
+            Some(state) => {
+                state.app.get_or_insert_with(AppQueue::default);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Whether one of our announce interests is open.
+    pub fn is_interest_open(&self, interest: StreamId) -> bool {
+        self.interests_out.contains_key(&interest)
+    }
+
+    /// The next broadcast reported active on a leased interest and not taken yet: its
+    /// path, hops, and the number it is taken under (for [`Session::is_announcement_active`]).
+    pub fn poll_announcement(
+        &mut self,
+        interest: StreamId,
+    ) -> Option<(BroadcastPath, Vec<HopId>, u64)> {
+        self.interests_out.get_mut(&interest)?.app.as_mut()?.take()
+    }
+
+    /// Whether a broadcast taken from a leased interest (under `number`) is still active:
+    /// false once it ended, or its interest or the session did.
+    pub fn is_announcement_active(
+        &self,
+        interest: StreamId,
+        path: &BroadcastPath,
+        number: u64,
+    ) -> bool {
+        self.interests_out
+            .get(&interest)
+            .and_then(|i| i.app.as_ref())
+            .is_some_and(|app| app.taken.get(path) == Some(&number))
     }
 
     /// Stops listening on one of our announce interests. Its active entries are reported
@@ -534,6 +625,9 @@ impl Session {
             self.stats.announcements_reported += 1;
             let hops = interest.active.get(&path);
             if was.is_some() && was.as_ref() != hops {
+                if let Some(app) = interest.app.as_mut() {
+                    app.unannounced(&path);
+                }
                 self.events.push_back(Event::Unannounced {
                     interest: id,
                     path: path.clone(),
@@ -542,6 +636,9 @@ impl Session {
             if let Some(hops) = hops
                 && was.as_ref() != Some(hops)
             {
+                if let Some(app) = interest.app.as_mut() {
+                    app.announced(&path, hops);
+                }
                 self.events.push_back(Event::Announced {
                     interest: id,
                     path,
@@ -603,5 +700,63 @@ impl Session {
         self.interests_in.clear();
         self.ledger.announce_marks = 0;
         self.announce_throttled.clear();
+    }
+}
+
+#[cfg(test)]
+mod app_queue_tests {
+    use super::*;
+
+    fn path(p: &str) -> BroadcastPath {
+        BroadcastPath::new(p)
+    }
+
+    fn take(queue: &mut AppQueue) -> Option<String> {
+        queue.take().map(|(path, ..)| path.to_string())
+    }
+
+    #[test]
+    fn what_ends_before_it_is_taken_is_forgotten_and_the_queue_stays_small() {
+        let mut queue = AppQueue::default();
+        queue.announced(&path("/first"), &[]);
+        // A hundred thousand broadcasts that come and go, none taken.
+        for i in 0..100_000 {
+            let p = path(&format!("/churn/{i}"));
+            queue.announced(&p, &[]);
+            queue.unannounced(&p);
+            assert!(queue.order.len() <= 2 * queue.waiting.len() + 17);
+        }
+        queue.announced(&path("/last"), &[]);
+        assert_eq!(take(&mut queue).as_deref(), Some("/first"));
+        assert_eq!(take(&mut queue).as_deref(), Some("/last"));
+        assert_eq!(take(&mut queue), None);
+        // Taken, then ended: no longer active.
+        assert!(queue.taken.contains_key(&path("/last")));
+        queue.unannounced(&path("/last"));
+        assert!(!queue.taken.contains_key(&path("/last")));
+    }
+
+    #[test]
+    fn a_path_back_before_it_is_taken_is_reported_once() {
+        let mut queue = AppQueue::default();
+        queue.announced(&path("/a"), &[]);
+        queue.announced(&path("/b"), &[]);
+        queue.unannounced(&path("/a"));
+        queue.announced(&path("/a"), &[]);
+        assert_eq!(take(&mut queue).as_deref(), Some("/a"));
+        assert_eq!(take(&mut queue).as_deref(), Some("/b"));
+        assert_eq!(take(&mut queue), None);
+    }
+
+    #[test]
+    fn a_path_taken_again_after_it_ended_gets_a_new_number() {
+        let mut queue = AppQueue::default();
+        queue.announced(&path("/a"), &[]);
+        let (_, _, first) = queue.take().unwrap();
+        queue.unannounced(&path("/a"));
+        queue.announced(&path("/a"), &[]);
+        let (_, _, second) = queue.take().unwrap();
+        assert_ne!(first, second, "the first handle stays ended");
+        assert_eq!(queue.taken.get(&path("/a")), Some(&second));
     }
 }
