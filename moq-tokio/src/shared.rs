@@ -440,17 +440,27 @@ impl Inner {
                 false
             }
             Ok(None) => {
-                self.io.stoppers.remove(&id);
+                self.forget_stopper(id);
                 self.core.handle_fin(id, now);
                 true
             }
             Err(StreamError::Reset(code)) => {
-                self.io.stoppers.remove(&id);
+                self.forget_stopper(id);
                 self.core.handle_reset(id, code, now);
                 true
             }
             // The connection is gone: its closed task reports why.
             Err(_) => true,
+        }
+    }
+
+    /// The stream has nothing more to give. A reader may be waiting for it in its slot:
+    /// the driver's task read the end just as the reader took the group (the stream was
+    /// handed over, but the task ends without filling the slot), so the slot is closed and
+    /// the reader reads the end from the core.
+    fn forget_stopper(&mut self, id: StreamId) {
+        if let Some(Stopper::Slot(slot)) = self.io.stoppers.remove(&id) {
+            slot.close();
         }
     }
 
