@@ -9,10 +9,12 @@
 //! Announce code 0x4 (Banned prefix).
 
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use moq_quinn::{BroadcastPath, publish::PathPrefix};
 
 use crate::config::AuthConfig;
+use crate::jwt::Pattern;
 
 /// What is known about a connection when it is accepted.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -52,11 +54,18 @@ impl ConnectionRequest {
     }
 }
 
-/// Broadcast prefixes a connection may publish and subscribe under.
+/// Broadcast prefixes (or patterns) a connection may publish and subscribe under, and
+/// whether it may stay at all.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Access {
     publish: Vec<PathPrefix>,
     subscribe: Vec<PathPrefix>,
+    publish_patterns: Vec<Pattern>,
+    subscribe_patterns: Vec<Pattern>,
+    /// Set: the connection is closed at once with Session code 0x2 (unauthorized).
+    refusal: Option<String>,
+    /// When the connection's right ends (closed then with Session code 0x2).
+    expires: Option<SystemTime>,
 }
 
 fn prefix_list<S: AsRef<str>>(list: &[S]) -> Vec<PathPrefix> {
@@ -69,6 +78,7 @@ impl Access {
         Self {
             publish: vec![PathPrefix::root()],
             subscribe: vec![PathPrefix::root()],
+            ..Self::default()
         }
     }
 
@@ -82,27 +92,81 @@ impl Access {
         Self {
             publish: prefix_list(publish),
             subscribe: prefix_list(subscribe),
+            ..Self::default()
         }
+    }
+
+    /// These patterns (see [`Pattern`]: `*` one segment, `**` any number).
+    pub fn from_patterns(publish: Vec<Pattern>, subscribe: Vec<Pattern>) -> Self {
+        Self {
+            publish_patterns: publish,
+            subscribe_patterns: subscribe,
+            ..Self::default()
+        }
+    }
+
+    /// No access, and the connection is closed at once with Session code 0x2
+    /// (unauthorized) and `reason` (a token that is wrongly signed, expired...).
+    pub fn refused(reason: impl Into<String>) -> Self {
+        Self {
+            refusal: Some(reason.into()),
+            ..Self::default()
+        }
+    }
+
+    /// The same access until `at`, when the connection is closed with Session code 0x2.
+    pub fn with_expiry(mut self, at: SystemTime) -> Self {
+        self.expires = Some(at);
+        self
+    }
+
+    /// Why the connection is refused, if it is.
+    pub fn refusal(&self) -> Option<&str> {
+        self.refusal.as_deref()
+    }
+
+    /// When the connection's right ends, if it does.
+    pub fn expires(&self) -> Option<SystemTime> {
+        self.expires
     }
 
     /// Whether the connection may publish `path`.
     pub fn may_publish(&self, path: &BroadcastPath) -> bool {
         self.publish.iter().any(|p| p.matches(path))
+            || self
+                .publish_patterns
+                .iter()
+                .any(|p| p.matches(path.as_str()))
     }
 
     /// Whether the connection may subscribe to (or fetch from) `path`.
     pub fn may_subscribe(&self, path: &BroadcastPath) -> bool {
         self.subscribe.iter().any(|p| p.matches(path))
+            || self
+                .subscribe_patterns
+                .iter()
+                .any(|p| p.matches(path.as_str()))
     }
 
-    /// The prefixes it may publish under.
-    pub fn publish_prefixes(&self) -> &[PathPrefix] {
-        &self.publish
+    /// The prefixes it may publish under (a pattern's literal part before its first
+    /// wildcard stands for it).
+    pub fn publish_prefixes(&self) -> Vec<PathPrefix> {
+        Self::prefixes_of(&self.publish, &self.publish_patterns)
     }
 
-    /// The prefixes it may subscribe under.
-    pub fn subscribe_prefixes(&self) -> &[PathPrefix] {
-        &self.subscribe
+    /// The prefixes it may subscribe under (as [`Access::publish_prefixes`]).
+    pub fn subscribe_prefixes(&self) -> Vec<PathPrefix> {
+        Self::prefixes_of(&self.subscribe, &self.subscribe_patterns)
+    }
+
+    fn prefixes_of(prefixes: &[PathPrefix], patterns: &[Pattern]) -> Vec<PathPrefix> {
+        let mut out = prefixes.to_vec();
+        out.extend(
+            patterns
+                .iter()
+                .map(|p| PathPrefix::new(&p.literal_prefix())),
+        );
+        out
     }
 }
 
@@ -161,10 +225,10 @@ impl StaticTokens {
         let anonymous = if open {
             Access::all()
         } else {
-            Access {
-                publish: prefix_list(config.anonymous_publish.as_deref().unwrap_or_default()),
-                subscribe: prefix_list(config.anonymous_subscribe.as_deref().unwrap_or_default()),
-            }
+            Access::new(
+                config.anonymous_publish.as_deref().unwrap_or_default(),
+                config.anonymous_subscribe.as_deref().unwrap_or_default(),
+            )
         };
         let tokens = config
             .tokens

@@ -54,6 +54,14 @@
 //! publish = ["live/"]
 //! subscribe = ["live/", "public/"]
 //!
+//! [auth]                         # or moq-relay's JWTs (moq-token, moq-auth): see JwtAuth
+//! jwt_keys = ["root.jwk"]        # JWK files (JSON, or base64url of it, as moq-token writes)
+//!
+//! [metrics]                      # an HTTP listener: /metrics, /health, the status page
+//! listen = "127.0.0.1:9090"
+//! drain_token_file = "drain.secret"  # POST /drain with `Authorization: Bearer <it>`
+//! top_broadcasts = 20
+//!
 //! [log]
 //! level = "info"
 //! ```
@@ -107,8 +115,38 @@ pub struct RelayConfig {
     pub upstream: UpstreamConfig,
     /// Access control.
     pub auth: AuthConfig,
+    /// The operator's HTTP listener: metrics, health, the status page, drain.
+    pub metrics: MetricsConfig,
     /// Logging.
     pub log: LogConfig,
+}
+
+/// The operator's HTTP listener (docs/operations.md).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Where to listen (plain HTTP; absent, the default: no listener). Bind it to a private
+    /// address: it shows broadcast paths and the relay's state.
+    pub listen: Option<SocketAddr>,
+    /// A file holding the secret that `POST /drain` must present as
+    /// `Authorization: Bearer <secret>`; absent: no drain over HTTP.
+    pub drain_token_file: Option<PathBuf>,
+    /// Broadcasts shown in metrics, history and the page (the most watched ones).
+    pub top_broadcasts: usize,
+    /// HTTP connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            drain_token_file: None,
+            top_broadcasts: 20,
+            max_connections: 32,
+        }
+    }
 }
 
 /// Listening addresses.
@@ -430,6 +468,9 @@ pub struct AuthConfig {
     pub anonymous_publish: Option<Vec<String>>,
     /// Prefixes anyone may subscribe under.
     pub anonymous_subscribe: Option<Vec<String>>,
+    /// JWK files whose keys sign moq-relay's JWTs (see [`crate::JwtAuth`]); when set, the
+    /// relay checks JWTs instead of `tokens`.
+    pub jwt_keys: Vec<PathBuf>,
 }
 
 /// One token and what it allows. Its `Debug` withholds the secret.
@@ -616,6 +657,15 @@ pub struct Args {
     /// How long to wait for peers to leave on shutdown, in ms.
     #[arg(long, value_name = "MS")]
     pub drain_timeout_ms: Option<u64>,
+    /// Serve /metrics, /health and the status page over HTTP on this address.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
+    /// A file with the secret that allows `POST /drain` on the metrics listener.
+    #[arg(long, value_name = "FILE")]
+    pub drain_token_file: Option<PathBuf>,
+    /// A JWK file to verify moq-relay JWTs with (repeatable).
+    #[arg(long = "jwt-key", value_name = "FILE")]
+    pub jwt_keys: Vec<PathBuf>,
     /// The log filter when RUST_LOG is unset: error, warn, info, debug, trace, or tracing
     /// directives such as `moq_fanout=debug,info`.
     #[arg(long, value_name = "FILTER")]
@@ -701,6 +751,13 @@ impl Args {
         if let Some(ms) = self.drain_timeout_ms {
             config.relay.drain_timeout_ms = ms;
         }
+        if self.metrics.is_some() {
+            config.metrics.listen = self.metrics;
+        }
+        if self.drain_token_file.is_some() {
+            config.metrics.drain_token_file = self.drain_token_file;
+        }
+        config.auth.jwt_keys.extend(self.jwt_keys);
         if let Some(level) = self.log {
             config.log.level = level;
         }

@@ -11,7 +11,10 @@
 //! - **Relay-to-relay**: announcements are forwarded with our hop ID appended, interest
 //!   carries it as exclude-hop, the shortest route wins, and a ring does not loop.
 //! - **Access control**: an [`AccessControl`] hook maps a connection to the prefixes it may
-//!   publish and subscribe; [`StaticTokens`] is the built-in policy.
+//!   publish and subscribe; [`StaticTokens`] is the built-in policy, and [`JwtAuth`] checks
+//!   the JWTs of a moq-relay cluster (moq-token, moq-auth) with the same keys and rules.
+//! - **Operations**: an HTTP listener with Prometheus `/metrics`, `/health`, a live status
+//!   page, and a drain started over HTTP (docs/operations.md).
 //!
 //! [`RelayServer::start`] runs a relay from a [`RelayConfig`]; the `moq-fanout` program
 //! wraps it with a TOML file, command-line overrides, logging and signal handling.
@@ -19,14 +22,22 @@
 mod auth;
 mod config;
 mod fanout;
+mod http;
+mod jwt;
+mod observe;
 mod redact;
 mod relay;
 mod server;
 
 pub use auth::{Access, AccessControl, Anonymous, ConnectionRequest, StaticTokens};
 pub use config::{
-    Args, AuthConfig, CacheConfig, ConfigError, LimitsConfig, ListenConfig, LogConfig, RelayConfig,
-    RoutingConfig, TlsConfig, TokenConfig,
+    Args, AuthConfig, CacheConfig, ConfigError, LimitsConfig, ListenConfig, LogConfig,
+    MetricsConfig, RelayConfig, RoutingConfig, TlsConfig, TokenConfig,
+};
+pub use jwt::{Claims, JwtAuth, KeyError, Pattern, Refusal};
+pub use observe::{
+    BroadcastStatus, HandshakeStatus, LinkState, LinkStatus, MemoryStatus, Sample, Status, Totals,
+    TrackStatus,
 };
 pub use relay::{BroadcastInfo, PeerId, PreparedPeer, Relay, connection_request};
 pub use server::{RelayServer, StartError};

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use clap::Parser;
-use moq_fanout::{Args, RelayServer, StaticTokens};
+use moq_fanout::{AccessControl, Args, JwtAuth, RelayServer, StaticTokens};
 
 fn main() -> std::process::ExitCode {
     let config = match Args::parse().into_config() {
@@ -35,7 +35,17 @@ fn main() -> std::process::ExitCode {
         }
     };
     runtime.block_on(async move {
-        let access = Arc::new(StaticTokens::from_config(&config.auth));
+        let access: Arc<dyn AccessControl> = if config.auth.jwt_keys.is_empty() {
+            Arc::new(StaticTokens::from_config(&config.auth))
+        } else {
+            match JwtAuth::from_config(&config.auth) {
+                Ok(jwt) => Arc::new(jwt),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot load the JWT keys");
+                    return std::process::ExitCode::FAILURE;
+                }
+            }
+        };
         let server = match RelayServer::start(config, access).await {
             Ok(server) => server,
             Err(e) => {
@@ -43,7 +53,11 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::FAILURE;
             }
         };
-        wait_for_signal().await;
+        // A signal, or a drain started over HTTP (POST /drain).
+        tokio::select! {
+            () = wait_for_signal() => {}
+            () = server.relay().shutting_down() => tracing::info!("drain started"),
+        }
         server.shutdown().await;
         std::process::ExitCode::SUCCESS
     })

@@ -11,7 +11,7 @@
 //! with its hops); subscriptions and fetches go upstream through the shortest route that
 //! does not lead back to the requester.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -20,7 +20,7 @@ use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use moq_quinn::{
     Announcement, Announcements, BroadcastPath, Config, FetchRequest, Router, Session,
-    SubscribeParams, code, code::ErrorCode, publish::FetchWriter, publish::HopId,
+    SubscribeParams, TrackProducer, code, code::ErrorCode, publish::FetchWriter, publish::HopId,
     publish::TrackHandler, publish::TrackRequest, publish::TrackWriter,
 };
 use tokio::sync::{mpsc, watch};
@@ -28,6 +28,10 @@ use tokio::sync::{mpsc, watch};
 use crate::auth::{Access, AccessControl, ConnectionRequest};
 use crate::config::RelayConfig;
 use crate::fanout::{Detach, TrackFanout, lock};
+use crate::observe::{
+    BroadcastStatus, HandshakeStatus, LinkState, MemoryStatus, Observer, Sample, Status, Totals,
+    TrackStatus,
+};
 use crate::redact::{clip, log_refusal};
 use moq_quinn::{publish::CacheBudget, publish::GroupCache};
 
@@ -83,7 +87,16 @@ struct Inner {
     /// Requests open on each route for each downstream peer (see `Share`). Taken with the
     /// state lock held or alone, never the other way round.
     shares: Mutex<HashMap<(PeerId, PeerId), usize>>,
+    /// What only the relay counts, and its history (see `observe`).
+    observer: Observer,
+    /// Each listener's handshake counters, by transport.
+    handshakes: Mutex<Vec<(&'static str, HandshakeSource)>>,
+    /// When the relay started.
+    started: std::time::Instant,
 }
+
+/// Reads one listener's handshake counters.
+pub(crate) type HandshakeSource = Box<dyn Fn() -> HandshakeStatus + Send + Sync>;
 
 /// One request a downstream peer has open on a route (`upstream.max_requests_per_peer`):
 /// counted while this lives.
@@ -155,10 +168,13 @@ struct State {
     version: u64,
     peers: HashMap<PeerId, Peer>,
     origins: HashMap<BroadcastPath, Origin>,
+    /// The sessions that ended, summed (with those still open, the relay's totals).
+    retired: Totals,
 }
 
 struct Peer {
     session: Session,
+    transport: &'static str,
     /// Nothing received from it for `relay.liveness_ms`: its routes lose to live ones.
     silent: bool,
 }
@@ -251,10 +267,21 @@ struct PeerHandler {
     access: Access,
 }
 
+impl PeerHandler {
+    fn refused(&self, what: &'static str, why: &'static str, path: &BroadcastPath) {
+        if let Some(relay) = self.relay.upgrade() {
+            relay
+                .observer
+                .refused(what, why, self.peer.to_string(), Some(path.as_str()));
+        }
+    }
+}
+
 impl TrackHandler for PeerHandler {
     fn serve_track(&self, request: TrackRequest, writer: TrackWriter) {
         if !self.access.may_subscribe(&request.path) {
             log_refusal!(tracing::Level::INFO, peer = %self.peer, path = %clip(request.path.as_str()), "subscribe refused: unauthorized");
+            self.refused("subscribe", "unauthorized", &request.path);
             writer.reject(code::subscribe::UNAUTHORIZED);
             return;
         }
@@ -268,6 +295,7 @@ impl TrackHandler for PeerHandler {
         if !self.access.may_subscribe(&request.path) {
             // The Fetch stream has no Unauthorized code: Internal, as for "not available".
             log_refusal!(tracing::Level::INFO, peer = %self.peer, path = %clip(request.path.as_str()), "fetch refused: unauthorized");
+            self.refused("fetch", "unauthorized", &request.path);
             writer.reject(code::fetch::INTERNAL);
             return;
         }
@@ -310,6 +338,9 @@ impl Relay {
                 held: Mutex::new(None),
                 feed: tokio::sync::broadcast::channel(FEED_CAPACITY).0,
                 shares: Mutex::new(HashMap::new()),
+                observer: Observer::default(),
+                handshakes: Mutex::new(Vec::new()),
+                started: std::time::Instant::now(),
             }),
         }
     }
@@ -494,12 +525,21 @@ impl Relay {
             access,
             handler,
         } = prepared;
-        tracing::info!(
-            peer = %id,
-            remote = ?session.remote_addr(),
-            transport = session.connection_info().transport,
-            "session started"
-        );
+        let transport = session.connection_info().transport;
+        if let Some(reason) = access.refusal() {
+            let remote = session.remote_addr();
+            log_refusal!(tracing::Level::INFO, peer = %id, ?remote, %reason, "connection refused: unauthorized (session code 0x2)");
+            let who = remote.map_or_else(|| id.to_string(), |r| r.to_string());
+            self.inner
+                .observer
+                .refused("connection", "unauthorized", who, None);
+            session.close(code::session::UNAUTHORIZED, &clip(reason));
+            // Give the close a moment to leave before the session is dropped.
+            let _ = tokio::time::timeout(Duration::from_secs(1), session.closed()).await;
+            return;
+        }
+        tracing::info!(peer = %id, remote = ?session.remote_addr(), transport, "session started");
+        self.inner.observer.session_started(transport);
         // Subscribed before the peer is in the table: no change after its first reading of
         // the table is missed.
         let feed = self.inner.feed.subscribe();
@@ -507,6 +547,7 @@ impl Relay {
             id,
             Peer {
                 session: session.clone(),
+                transport: session.connection_info().transport,
                 silent: false,
             },
         );
@@ -523,7 +564,7 @@ impl Relay {
             .clone()
             .run_peer(id, session, access, announcer)
             .await;
-        self.inner.remove_peer(id);
+        self.inner.remove_peer(id, &watched.stats());
         self.inner.peers_left.send_modify(|n| *n += 1);
         let reason = match tokio::time::timeout(Duration::from_secs(1), watched.closed()).await {
             Ok(reason) => reason.to_string(),
@@ -536,9 +577,7 @@ impl Relay {
     /// ones, and waits until they have left or the drain timeout passed. Sessions still
     /// open then are closed.
     pub async fn shutdown(&self) {
-        let uri = self.inner.config.relay.next_session_uri.clone();
-        tracing::info!(%uri, peers = self.peer_count(), "shutting down: GOAWAY to every peer");
-        self.inner.shutdown.send_replace(Some(uri));
+        self.begin_drain();
         let deadline = tokio::time::Instant::now() + self.inner.config.drain_timeout();
         let mut left = self.inner.peers_left.subscribe();
         while self.peer_count() > 0 {
@@ -561,6 +600,65 @@ impl Relay {
         for session in remaining {
             session.close(code::session::GOAWAY_TIMEOUT, "relay shutting down");
         }
+    }
+
+    /// Starts a drain without waiting for it: GOAWAY (with `config.relay.next_session_uri`)
+    /// to every peer and no new ones. [`Relay::shutdown`] (or the program, which waits for
+    /// [`Relay::shutting_down`]) finishes it. False if a drain had already started.
+    pub fn begin_drain(&self) -> bool {
+        let uri = self.inner.config.relay.next_session_uri.clone();
+        let started = self.inner.shutdown.send_if_modified(|now| {
+            if now.is_some() {
+                return false;
+            }
+            *now = Some(uri.clone());
+            true
+        });
+        if started {
+            tracing::info!(%uri, peers = self.peer_count(), "draining: GOAWAY to every peer");
+        }
+        started
+    }
+
+    /// Adds a listener's handshake counters to [`Relay::status`].
+    pub(crate) fn add_handshake_source(&self, transport: &'static str, source: HandshakeSource) {
+        lock(&self.inner.handshakes).push((transport, source));
+    }
+
+    /// Records the state of the link to an upstream relay (`url` without credentials).
+    pub(crate) fn link_state(&self, url: &str, state: LinkState) {
+        self.inner.observer.link(url, state);
+    }
+
+    /// Counts a refusal, for metrics and the status page.
+    pub(crate) fn refused(
+        &self,
+        what: &'static str,
+        why: &'static str,
+        who: String,
+        path: Option<&str>,
+    ) {
+        self.inner.observer.refused(what, why, who, path);
+    }
+
+    /// A snapshot of the relay: sessions, totals, memory, subscriptions, links, refusals,
+    /// and its `top` broadcasts (by subscribers, then bitrate, then path) with their tracks.
+    pub fn status(&self, top: usize) -> Status {
+        let mut status = self.inner.snapshot().0;
+        status.broadcasts.truncate(top);
+        status
+    }
+
+    /// Samples the relay's history (once a second; [`crate::RelayServer`] does it), keeping
+    /// its `top` broadcasts in each sample.
+    pub fn sample(&self, top: usize) {
+        let (status, mut rtts) = self.inner.snapshot();
+        self.inner.observer.sample(&status, &mut rtts, top);
+    }
+
+    /// The last five minutes, one [`Sample`] a second, oldest first.
+    pub fn history(&self) -> Vec<Sample> {
+        self.inner.observer.history()
     }
 
     /// Resolves once [`Relay::shutdown`] has started.
@@ -724,12 +822,130 @@ fn open_interest(
 }
 
 impl Inner {
+    /// Everything [`Relay::status`] shows, every broadcast included, and each session's RTT.
+    /// The table is read under its lock; sessions and tracks are asked outside it.
+    fn snapshot(&self) -> (Status, Vec<Duration>) {
+        struct Seen {
+            path: BroadcastPath,
+            routes: usize,
+            hops: usize,
+            publisher: Option<Session>,
+            tracks: Vec<(String, TrackProducer)>,
+        }
+        let (sessions, seen, retired, routes) = {
+            let state = lock(&self.state);
+            let sessions: Vec<(&'static str, Session)> = state
+                .peers
+                .values()
+                .map(|p| (p.transport, p.session.clone()))
+                .collect();
+            let seen: Vec<Seen> = state
+                .origins
+                .iter()
+                .map(|(path, o)| Seen {
+                    path: path.clone(),
+                    routes: o.routes.len(),
+                    hops: o.hops.len(),
+                    publisher: state.peers.get(&o.primary).map(|p| p.session.clone()),
+                    tracks: o
+                        .tracks
+                        .iter()
+                        .map(|(name, f)| (name.clone(), f.producer.clone()))
+                        .collect(),
+                })
+                .collect();
+            let routes = state.origins.values().map(|o| o.routes.len()).sum();
+            (sessions, seen, state.retired, routes)
+        };
+        let mut status = Status {
+            hop: self.hop.0,
+            draining: self.shutdown.borrow().is_some(),
+            uptime_s: self.started.elapsed().as_secs(),
+            sessions: BTreeMap::new(),
+            sessions_started: BTreeMap::new(),
+            handshakes: lock(&self.handshakes)
+                .iter()
+                .map(|(transport, source)| (*transport, source()))
+                .collect(),
+            subscriptions_downstream: 0,
+            subscriptions_upstream: 0,
+            broadcasts_total: seen.len(),
+            routes,
+            totals: retired,
+            memory: MemoryStatus::default(),
+            fetch_cache_hits: 0,
+            fetch_cache_misses: 0,
+            refusals: Vec::new(),
+            recent_refusals: Vec::new(),
+            links: Vec::new(),
+            broadcasts: Vec::with_capacity(seen.len()),
+        };
+        status.memory.cache = self.cache_total.bytes() as u64;
+        let mut rtts = Vec::with_capacity(sessions.len());
+        for (transport, session) in &sessions {
+            *status.sessions.entry(transport).or_default() += 1;
+            let stats = session.stats();
+            status.totals.add(&stats);
+            let ledger = stats.ledger;
+            let memory = &mut status.memory;
+            memory.control_in += ledger.control_in;
+            memory.control_out += ledger.control_out;
+            memory.data_in += ledger.data_in;
+            memory.data_out += ledger.data_out;
+            memory.streams += ledger.streams;
+            memory.external += ledger.external;
+            memory.connection_max = memory.connection_max.max(ledger.total());
+            rtts.extend(stats.rtt);
+        }
+        for b in seen {
+            let tracks: Vec<TrackStatus> = b
+                .tracks
+                .iter()
+                .map(|(name, producer)| {
+                    let stats = producer.stats();
+                    TrackStatus {
+                        name: clip(name).into_owned(),
+                        subscribers: stats.subscribers,
+                        bitrate_bps: 0,
+                        groups: stats.groups,
+                        frames: stats.frames,
+                        bytes: stats.bytes,
+                        latest_group: producer.latest_group().map(|g| g.0),
+                    }
+                })
+                .collect();
+            status.subscriptions_upstream += tracks.len();
+            let subscribers = tracks.iter().map(|t| t.subscribers).sum();
+            status.subscriptions_downstream += subscribers;
+            status.broadcasts.push(BroadcastStatus {
+                path: clip(b.path.as_str()).into_owned(),
+                routes: b.routes,
+                hops: b.hops,
+                publisher_rtt_ms: b
+                    .publisher
+                    .and_then(|s| s.stats().rtt)
+                    .map(|d| d.as_secs_f64() * 1000.0),
+                subscribers,
+                bitrate_bps: 0,
+                tracks,
+            });
+        }
+        self.observer.fill(&mut status);
+        status.broadcasts.sort_by(|a, b| {
+            (b.subscribers, b.bitrate_bps)
+                .cmp(&(a.subscribers, a.bitrate_bps))
+                .then_with(|| a.path.cmp(&b.path))
+        });
+        (status, rtts)
+    }
+
     fn add_peer(&self, id: PeerId, peer: Peer) {
         lock(&self.state).peers.insert(id, peer);
     }
 
-    fn remove_peer(&self, id: PeerId) {
+    fn remove_peer(&self, id: PeerId, last: &moq_quinn::SessionStats) {
         let mut state = lock(&self.state);
+        state.retired.add(last);
         let paths: Vec<(BroadcastPath, usize)> = state
             .origins
             .iter()
@@ -1021,6 +1237,12 @@ impl Inner {
         if origin.tracks.len() >= self.config.limits.max_tracks_per_broadcast {
             drop(state);
             log_refusal!(tracing::Level::INFO, peer = %requester, path = %clip(request.path.as_str()), "subscribe refused: tracks per broadcast at the limit");
+            self.observer.refused(
+                "subscribe",
+                "tracks per broadcast at the limit",
+                requester.to_string(),
+                Some(request.path.as_str()),
+            );
             writer.reject(code::subscribe::INTERNAL);
             return;
         }
@@ -1036,6 +1258,12 @@ impl Inner {
         let Some(share) = Share::take(self, requester, route) else {
             drop(state);
             log_refusal!(tracing::Level::INFO, peer = %requester, path = %clip(request.path.as_str()), "subscribe refused: upstream requests per peer at the limit");
+            self.observer.refused(
+                "subscribe",
+                "upstream requests per peer at the limit",
+                requester.to_string(),
+                Some(request.path.as_str()),
+            );
             writer.reject(code::subscribe::INTERNAL);
             return;
         };
@@ -1123,6 +1351,7 @@ impl Inner {
         if let Some(frames) = cached {
             drop(state);
             tracing::debug!(path = %request.path, group = request.group.0, "fetch served from the cache");
+            self.observer.fetch(true);
             for frame in frames {
                 if writer.write_frame(frame).is_err() {
                     return;
@@ -1142,6 +1371,12 @@ impl Inner {
         };
         let Some(share) = Share::take(self, requester, route) else {
             log_refusal!(tracing::Level::INFO, peer = %requester, path = %clip(request.path.as_str()), "fetch refused: upstream requests per peer at the limit");
+            self.observer.refused(
+                "fetch",
+                "upstream requests per peer at the limit",
+                requester.to_string(),
+                Some(request.path.as_str()),
+            );
             writer.reject(code::fetch::INTERNAL);
             return;
         };
@@ -1160,6 +1395,7 @@ impl Inner {
             }
         };
         tracing::debug!(path = %request.path, group = request.group.0, "fetch forwarded upstream");
+        self.observer.fetch(false);
         tokio::spawn(async move {
             let _share = share;
             loop {
@@ -1225,9 +1461,28 @@ impl Inner {
         let mut received = session.stats().bytes_received;
         let mut heard = tokio::time::Instant::now();
         let mut silent = false;
+        // A token's expiry ends the session, as on moq-relay (Session code 0x2).
+        let expiry = access.expires().map(|at| {
+            let left = at
+                .duration_since(std::time::SystemTime::now())
+                .unwrap_or_default();
+            tokio::time::Instant::now() + left
+        });
+        let expired = async {
+            match expiry {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(expired);
         loop {
             tokio::select! {
                 _ = session.closed() => break,
+                () = &mut expired => {
+                    tracing::info!(peer = %id, "token expired: closing the session");
+                    session.close(code::session::UNAUTHORIZED, "token expired");
+                    break;
+                }
                 _ = liveness.tick() => {
                     let now = session.stats().bytes_received;
                     if now != received {
@@ -1255,6 +1510,7 @@ impl Inner {
                     if !access.may_publish(&path) {
                         if let Some(cancel) = interests.get_mut(index).and_then(|i| i.cancel.take()) {
                             log_refusal!(tracing::Level::INFO, peer = %id, path = %clip(path.as_str()), "publish refused: banned prefix (announce code 0x4)");
+                            self.observer.refused("publish", "banned prefix", id.to_string(), Some(path.as_str()));
                             let _ = cancel.send(code::announce::BANNED_PREFIX);
                             if index == 0 {
                                 for prefix in access.publish_prefixes() {

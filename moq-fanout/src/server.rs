@@ -10,6 +10,7 @@ use tokio::task::JoinHandle;
 
 use crate::auth::{Access, AccessControl};
 use crate::config::RelayConfig;
+use crate::observe::LinkState;
 use crate::redact::log_refusal;
 use crate::relay::{Relay, connection_request};
 
@@ -31,6 +32,17 @@ pub enum StartError {
     /// The upstream client could not be set up.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// A JWT key could not be loaded.
+    #[error("JWT key: {0}")]
+    Key(#[from] crate::jwt::KeyError),
+    /// The drain token file could not be read, or is empty.
+    #[error("drain token file {path}: {reason}")]
+    DrainToken {
+        /// The file.
+        path: std::path::PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A relay that is listening and linked to its upstreams.
@@ -40,6 +52,7 @@ pub struct RelayServer {
     quic: Option<Arc<moq_quinn::Server>>,
     webtransport: Option<Arc<moq_webtransport::Server>>,
     certificate: Option<CertificateDer<'static>>,
+    metrics: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -138,6 +151,11 @@ impl RelayServer {
                 reason: e.to_string(),
             })?;
             tracing::info!(addr = %local, kind = "quic", cert_sha256 = %hash, "listening");
+            let counted = server.clone();
+            relay.add_handshake_source(
+                "quic",
+                Box::new(move || handshakes(counted.handshake_stats())),
+            );
             tasks.push(tokio::spawn(accept_quic(relay.clone(), server.clone())));
             quic = Some(server);
         }
@@ -163,6 +181,11 @@ impl RelayServer {
                 reason: e.to_string(),
             })?;
             tracing::info!(addr = %local, kind = "webtransport", cert_sha256 = %hash, "listening");
+            let counted = server.clone();
+            relay.add_handshake_source(
+                "webtransport",
+                Box::new(move || handshakes(counted.handshake_stats())),
+            );
             tasks.push(tokio::spawn(accept_webtransport(
                 relay.clone(),
                 server.clone(),
@@ -186,13 +209,61 @@ impl RelayServer {
                 )));
             }
         }
+        // History for the status page and the bitrates, sampled once a second.
+        let top = config.metrics.top_broadcasts;
+        let sampled = relay.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(crate::observe::SAMPLE_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                sampled.sample(top);
+            }
+        }));
+        let mut metrics = None;
+        if let Some(addr) = config.metrics.listen {
+            let drain_token = match &config.metrics.drain_token_file {
+                Some(path) => Some(read_secret(path)?),
+                None => None,
+            };
+            let jwt = if config.auth.jwt_keys.is_empty() {
+                None
+            } else {
+                Some(Arc::new(crate::jwt::JwtAuth::from_config(&config.auth)?))
+            };
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError::Listen {
+                        addr,
+                        reason: e.to_string(),
+                    })?;
+            let local = listener.local_addr().map_err(|e| StartError::Listen {
+                addr,
+                reason: e.to_string(),
+            })?;
+            tracing::info!(addr = %local, kind = "http", drain = drain_token.is_some(), "metrics and status page listening");
+            let site = Arc::new(crate::http::Site::new(relay.clone(), top, drain_token, jwt));
+            tasks.push(tokio::spawn(crate::http::serve(
+                listener,
+                site,
+                config.metrics.max_connections,
+            )));
+            metrics = Some(local);
+        }
         Ok(Self {
             relay,
             quic,
             webtransport,
             certificate,
+            metrics,
             tasks,
         })
+    }
+
+    /// Where the metrics listener (`/metrics`, `/health`, the status page) listens.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
     }
 
     /// The relay's tables.
@@ -239,6 +310,28 @@ impl RelayServer {
     }
 }
 
+fn handshakes(h: moq_quinn::transport::HandshakeStats) -> crate::observe::HandshakeStatus {
+    crate::observe::HandshakeStatus {
+        in_flight: h.in_flight,
+        refused: h.refused,
+        retried: h.retried,
+    }
+}
+
+/// A secret from a file (surrounding whitespace removed), which must not be empty.
+fn read_secret(path: &std::path::Path) -> Result<String, StartError> {
+    let err = |reason: String| StartError::DrainToken {
+        path: path.to_owned(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(err("empty".into()));
+    }
+    Ok(secret.to_owned())
+}
+
 /// The accept loop of one listener: both servers offer the same `incoming()` /
 /// `refuse()` / `accept(|info| router)` shape, with their own types.
 macro_rules! accept_loop {
@@ -252,6 +345,7 @@ macro_rules! accept_loop {
             let Some(incoming) = incoming else { return };
             if !relay.accepting() {
                 log_refusal!(tracing::Level::WARN, remote = %incoming.remote_addr(), "connection refused: session or memory limit");
+                relay.refused("connection", "session or memory limit", incoming.remote_addr().to_string(), None);
                 incoming.refuse();
                 continue;
             }
@@ -293,6 +387,7 @@ async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>)
     // Upstream URLs may carry a token (`?jwt=`): the log shows them without it.
     let shown = crate::redact::url(&url);
     while !relay.is_shutting_down() {
+        relay.link_state(&shown, LinkState::Connecting);
         let peer = relay.prepare_with(Access::all());
         let config = relay.link_config();
         let router = Some(peer.router());
@@ -309,6 +404,7 @@ async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>)
         match session {
             Ok(session) => {
                 tracing::info!(url = %shown, peer = %peer.id(), "upstream connected");
+                relay.link_state(&shown, LinkState::Connected);
                 delay = base;
                 relay.attach(peer, session).await;
                 tracing::info!(url = %shown, "upstream link ended");
@@ -319,6 +415,7 @@ async fn upstream_link(relay: Relay, url: String, dialer: Arc<moq_dial::Dialer>)
                 tracing::warn!(url = %shown, %error, "upstream connect failed");
             }
         }
+        relay.link_state(&shown, LinkState::Waiting);
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = relay.shutting_down() => return,

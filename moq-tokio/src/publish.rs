@@ -751,6 +751,23 @@ struct TrackState {
     /// Where a new subscriber's end is sent while someone waits in
     /// [`TrackProducer::unused`].
     watcher: Option<tokio::sync::mpsc::UnboundedSender<Closing>>,
+    /// What was written so far.
+    written: TrackStats,
+}
+
+/// What a [`TrackProducer`] has carried, from [`TrackProducer::stats`]: for an operator's
+/// metrics (bitrate is the change of `bytes` over time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct TrackStats {
+    /// Current subscribers.
+    pub subscribers: usize,
+    /// Groups started.
+    pub groups: u64,
+    /// Frames written.
+    pub frames: u64,
+    /// Payload bytes written.
+    pub bytes: u64,
 }
 
 impl TrackProducer {
@@ -767,6 +784,7 @@ impl TrackProducer {
                 cache,
                 closed: false,
                 watcher: None,
+                written: TrackStats::default(),
             })),
         }
     }
@@ -946,6 +964,27 @@ impl TrackProducer {
         lock(&self.state).offset
     }
 
+    /// What the track has carried so far, and its subscribers now.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// group.write_frame(Bytes::from_static(b"hello"));
+    /// let stats = track.stats();
+    /// assert_eq!((stats.groups, stats.frames, stats.bytes), (1, 1, 5));
+    /// ```
+    pub fn stats(&self) -> TrackStats {
+        let mut state = lock(&self.state);
+        state.subscribers.retain(|s| !s.writer.is_closed());
+        TrackStats {
+            subscribers: state.subscribers.len(),
+            ..state.written
+        }
+    }
+
     /// The highest group number opened so far.
     pub fn latest_group(&self) -> Option<GroupSequence> {
         lock(&self.state).highest
@@ -1105,6 +1144,7 @@ fn group_code(err: &EndReason) -> ErrorCode {
 
 impl TrackState {
     fn open_group(&mut self, sequence: GroupSequence) {
+        self.written.groups += 1;
         self.highest = Some(self.highest.map_or(sequence, |h| h.max(sequence)));
         self.cache.begin(sequence);
         self.subscribers.retain_mut(|sub| {
@@ -1158,6 +1198,8 @@ impl GroupProducer {
     pub fn write_frame(&self, payload: Bytes) {
         let mut state = lock(&self.state);
         let sequence = self.sequence;
+        state.written.frames += 1;
+        state.written.bytes += payload.len() as u64;
         state.cache.push(sequence, std::slice::from_ref(&payload));
         for sub in &mut state.subscribers {
             if let Some(group) = sub.group(sequence)
@@ -1173,6 +1215,8 @@ impl GroupProducer {
         let frames: Vec<Bytes> = frames.into_iter().collect();
         let mut state = lock(&self.state);
         let sequence = self.sequence;
+        state.written.frames += frames.len() as u64;
+        state.written.bytes += frames.iter().map(|f| f.len() as u64).sum::<u64>();
         state.cache.push(sequence, &frames);
         for sub in &mut state.subscribers {
             if let Some(group) = sub.group(sequence)

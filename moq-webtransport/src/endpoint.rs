@@ -33,7 +33,16 @@ pub enum ConnectError {
     Listen(#[source] ListenError),
     /// Dialling failed: QUIC, TLS, HTTP/3, or the server refused the CONNECT.
     #[error("connect: {0}")]
-    Connecting(#[from] wtransport::error::ConnectingError),
+    Connecting(#[source] wtransport::error::ConnectingError),
+    /// The server closed the session as it was set up, with a session code (for example
+    /// 0x2, unauthorized: a relay refusing a token).
+    #[error("the server closed the session with code {code}: {reason}")]
+    Closed {
+        /// The session code.
+        code: moq_tokio::code::ErrorCode,
+        /// The reason it gave.
+        reason: String,
+    },
     /// The QUIC or HTTP/3 handshake of an incoming session failed.
     #[error("connection failed: {0}")]
     Connection(#[from] wtransport::error::ConnectionError),
@@ -44,6 +53,21 @@ pub enum ConnectError {
     /// ([`moq_quic::HandshakeLimits::timeout`]).
     #[error(transparent)]
     TimedOut(#[from] moq_quic::HandshakeTimedOut),
+}
+
+impl From<wtransport::error::ConnectingError> for ConnectError {
+    fn from(e: wtransport::error::ConnectingError) -> Self {
+        use wtransport::error::{ConnectingError, ConnectionError};
+        match e {
+            ConnectingError::ConnectionError(ConnectionError::ApplicationClosed(close)) => {
+                ConnectError::Closed {
+                    code: crate::transport::code_mapping::received_close(close.code().into_inner()),
+                    reason: String::from_utf8_lossy(close.reason()).into_owned(),
+                }
+            }
+            other => ConnectError::Connecting(other),
+        }
+    }
 }
 
 impl From<ListenError> for ConnectError {
