@@ -89,21 +89,6 @@ async fn bundle() -> String {
     std::fs::read_to_string(dir.join("bundle.js")).expect("bundle.js")
 }
 
-fn chromium() -> PathBuf {
-    if let Some(path) = std::env::var_os("MOQ_CHROMIUM") {
-        return PathBuf::from(path);
-    }
-    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if Path::new(candidate).exists() {
-            return PathBuf::from(candidate);
-        }
-    }
-    panic!(
-        "Chromium is not installed: the browser test needs /usr/bin/chromium \
-         (apt-get install chromium, or run scripts/peers, which installs it) or MOQ_CHROMIUM=/path/to/chromium"
-    );
-}
-
 /// Serves the page and the bundle over HTTP on loopback (a secure context for
 /// WebTransport), until the test ends.
 async fn serve_page(bundle: String) -> std::net::SocketAddr {
@@ -177,7 +162,7 @@ fn console_line(line: &str) -> Option<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "peer: needs Chromium, Node.js and npm; run scripts/peers"]
 async fn chromium_subscribes_through_moq_lite() {
-    let chromium = chromium();
+    let chromium = moq_tests::chromium();
     let bundle = bundle().await;
 
     let identity = Identity::self_signed(&["localhost", "127.0.0.1"]).expect("certificate");

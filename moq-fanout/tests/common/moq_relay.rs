@@ -90,6 +90,15 @@ impl MoqRelay {
 
     /// The same on `port` (a node started again where one was).
     pub async fn start_on(port: u16, extra: &[String]) -> Self {
+        Self::start_configured(port, "public = [\"**\"]", extra).await
+    }
+
+    /// One node whose `[auth]` section is `auth` (an auth server's `url`, say).
+    pub async fn start_with_auth(auth: &str) -> Self {
+        Self::start_configured(free_port(), auth, &[]).await
+    }
+
+    async fn start_configured(port: u16, auth: &str, extra: &[String]) -> Self {
         let bin = moq_relay_bin();
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"));
         let config = dir.join(format!("moq-relay-{}-{port}.toml", std::process::id()));
@@ -97,7 +106,7 @@ impl MoqRelay {
             &config,
             format!(
                 "[listen]\nbind = \"127.0.0.1:{port}\"\n\n[listen.tls]\ngenerate = [\"localhost\"]\n\n\
-                 [auth]\npublic = [\"**\"]\n"
+                 [auth]\n{auth}\n"
             ),
         )
         .expect("write the moq-relay config");
