@@ -449,7 +449,8 @@ impl Collector for Metrics {
         )?;
         f.gauge(
             "moq_fanout_broadcast_subscribers",
-            "Downstream subscribers of the most watched broadcasts (metrics.top_broadcasts).",
+            "Downstream subscriptions to the most watched broadcasts, over their tracks \
+             (metrics.top_broadcasts).",
             s.broadcasts
                 .iter()
                 .map(|b| ([("broadcast", b.path.as_str())], b.subscribers as u64)),
