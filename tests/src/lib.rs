@@ -1,6 +1,7 @@
 //! Shared harness for the end-to-end tests: a connected pair of sessions over a real
 //! transport on loopback, and one scenario suite that runs on every transport.
 
+pub mod browser;
 pub mod moq_rs;
 pub mod scenarios;
 
@@ -247,19 +248,4 @@ pub async fn udp_relay(server: SocketAddr) -> (SocketAddr, Arc<AtomicBool>) {
     (addr, cut)
 }
 
-/// Headless Chromium for the browser tests: `$MOQ_CHROMIUM`, else the system's. Panics
-/// (the test fails, saying how to install it) when there is none.
-pub fn chromium() -> std::path::PathBuf {
-    if let Some(path) = std::env::var_os("MOQ_CHROMIUM") {
-        return std::path::PathBuf::from(path);
-    }
-    for candidate in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
-        if std::path::Path::new(candidate).exists() {
-            return std::path::PathBuf::from(candidate);
-        }
-    }
-    panic!(
-        "Chromium is not installed: the browser tests need /usr/bin/chromium \
-         (apt-get install chromium, or run scripts/peers, which installs it) or MOQ_CHROMIUM=/path/to/chromium"
-    );
-}
+pub use browser::chromium;
