@@ -157,6 +157,11 @@ pub struct Page {
 impl Page {
     /// Opens `url` in a new headless Chromium; `name` prefixes its lines in the test output.
     pub fn open(name: &str, url: &str) -> Self {
+        Self::open_with(name, url, &[])
+    }
+
+    /// [`Page::open`] with more Chromium flags (a fake camera, say).
+    pub fn open_with(name: &str, url: &str, flags: &[&str]) -> Self {
         let chromium = chromium();
         let profile = std::env::temp_dir().join(format!(
             "moq-chromium-{}-{}",
@@ -178,6 +183,7 @@ impl Page {
                 "--v=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
+            .args(flags)
             .arg(url)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
