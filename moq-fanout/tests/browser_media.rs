@@ -115,6 +115,16 @@ async fn camera_plays(publish_url: &str, publish_hash: &[u8], watch_url: &str, w
         "{:#?}",
         watcher.log
     );
+    // Two screenshots of the player a second apart differ in the video area (the page is
+    // the video).
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("watch-{}", std::process::id()));
+    let shots = watcher.screenshots(&out, 2, Duration::from_secs(1)).await;
+    let moved = moq_tests::browser::changed(&shots[0], &shots[1], 0..4096, 0..4096);
+    println!("player screenshots {shots:?}: {moved} pixels changed");
+    assert!(
+        moved > 1000,
+        "the picture moves between screenshots ({moved} pixels changed)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

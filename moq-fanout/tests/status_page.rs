@@ -50,29 +50,6 @@ async fn chromium(url: &str, args: &[String]) -> Vec<u8> {
     out.stdout
 }
 
-/// The RGBA pixels of a PNG, with its width.
-fn pixels(path: &Path) -> (Vec<u8>, usize) {
-    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(path).unwrap()));
-    let mut reader = decoder.read_info().expect("a PNG");
-    let mut buf = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buf).expect("a frame");
-    buf.truncate(info.buffer_size());
-    let channels = info.color_type.samples();
-    let rgba: Vec<u8> = buf
-        .chunks(channels)
-        .flat_map(|p| [p[0], p[1 % channels], p[2 % channels], 255])
-        .collect();
-    (rgba, info.width as usize)
-}
-
-/// Pixels that differ between two screenshots in rows `rows` (the plots).
-fn changed(a: &Path, b: &Path, rows: std::ops::Range<usize>) -> usize {
-    let ((a, width), (b, _)) = (pixels(a), pixels(b));
-    rows.flat_map(|y| (0..width).map(move |x| (y * width + x) * 4))
-        .filter(|&i| a.get(i..i + 3) != b.get(i..i + 3))
-        .count()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "peer: headless Chromium (scripts/peers)"]
 async fn the_status_page_shows_the_broadcast_and_its_plots_move() {
@@ -127,7 +104,7 @@ async fn the_status_page_shows_the_broadcast_and_its_plots_move() {
         "and its tracks"
     );
     // The plots fill the band below the summary: rows 60 to 560 of a 1280×900 window.
-    let moved = changed(&first, &second, 60..560);
+    let moved = moq_tests::browser::changed(&first, &second, 0..1280, 60..560);
     println!(
         "status page: {moved} pixels of the plots changed; screenshot {}",
         second.display()

@@ -60,9 +60,14 @@ async fn run(dir: &Path, program: &str, args: &[&str]) {
     );
 }
 
-/// Installs the npm packages of `tests/<package>` under `target/<package>/` and bundles its
-/// `client.js` with esbuild; returns the bundle.
+/// Installs the npm packages of `tests/<package>` under `target/moq-<package>/` and bundles
+/// its `client.js` with esbuild; returns the bundle.
 pub async fn bundle(package: &str) -> String {
+    bundle_with(package, &[]).await
+}
+
+/// [`bundle`] with more esbuild arguments (`--minify`, a `--banner:js=`...).
+pub async fn bundle_with(package: &str, esbuild: &[&str]) -> String {
     let source = workspace().join("tests").join(package);
     let dir = workspace().join("target").join(format!("moq-{package}"));
     std::fs::create_dir_all(&dir).expect("create the bundle directory");
@@ -78,19 +83,16 @@ pub async fn bundle(package: &str) -> String {
         run(&dir, "npm", &["ci", "--no-audit", "--no-fund"]).await;
         std::fs::write(&stamp, &lock).expect("write the install stamp");
     }
-    run(
-        &dir,
-        "node_modules/.bin/esbuild",
-        &[
-            "client.js",
-            "--bundle",
-            "--format=esm",
-            "--target=es2022",
-            "--log-level=warning",
-            "--outfile=bundle.js",
-        ],
-    )
-    .await;
+    let mut args = vec![
+        "client.js",
+        "--bundle",
+        "--format=esm",
+        "--target=es2022",
+        "--log-level=warning",
+        "--outfile=bundle.js",
+    ];
+    args.extend_from_slice(esbuild);
+    run(&dir, "node_modules/.bin/esbuild", &args).await;
     std::fs::read_to_string(dir.join("bundle.js")).expect("bundle.js")
 }
 
@@ -148,6 +150,8 @@ pub fn console_line(line: &str) -> Option<String> {
 pub struct Page {
     child: Child,
     profile: PathBuf,
+    /// Chromium's DevTools port (for screenshots of the live page).
+    devtools: u16,
     lines: mpsc::UnboundedReceiver<String>,
     /// Every `MOQTEST` line so far.
     pub log: Vec<String>,
@@ -163,6 +167,10 @@ impl Page {
     /// [`Page::open`] with more Chromium flags (a fake camera, say).
     pub fn open_with(name: &str, url: &str, flags: &[&str]) -> Self {
         let chromium = chromium();
+        let devtools = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port for DevTools");
         let profile = std::env::temp_dir().join(format!(
             "moq-chromium-{}-{}",
             std::process::id(),
@@ -183,6 +191,7 @@ impl Page {
                 "--v=0",
             ])
             .arg(format!("--user-data-dir={}", profile.display()))
+            .arg(format!("--remote-debugging-port={devtools}"))
             .args(flags)
             .arg(url)
             .stdin(Stdio::null())
@@ -206,6 +215,7 @@ impl Page {
         Self {
             child,
             profile,
+            devtools,
             lines,
             log: Vec::new(),
             name: name.to_owned(),
@@ -243,9 +253,81 @@ impl Page {
     }
 }
 
+impl Page {
+    /// `count` screenshots of the live page, `interval` apart, as PNG files `out-1.png`...
+    /// (through the DevTools protocol, by `tests/browser/capture.mjs` under Node.js).
+    pub async fn screenshots(&self, out: &Path, count: u32, interval: Duration) -> Vec<PathBuf> {
+        let script = workspace().join("tests/browser/capture.mjs");
+        let output = tokio::time::timeout(
+            Duration::from_secs(60),
+            Command::new("node")
+                .arg("--experimental-websocket")
+                .arg(&script)
+                .arg(self.devtools.to_string())
+                .arg(out)
+                .arg(count.to_string())
+                .arg(interval.as_millis().to_string())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("screenshots within a minute")
+        .expect("node runs");
+        assert!(
+            output.status.success(),
+            "{}: screenshots failed: {}",
+            self.name,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(PathBuf::from)
+            .collect()
+    }
+}
+
 impl Drop for Page {
     fn drop(&mut self) {
         let _ = self.child.start_kill();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
+}
+
+/// The RGB pixels of a PNG file, and its width and height.
+pub fn pixels(path: &Path) -> (Vec<[u8; 3]>, usize, usize) {
+    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .expect("a PNG");
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).expect("a frame");
+    buf.truncate(info.buffer_size());
+    let channels = info.color_type.samples();
+    let rgb = buf
+        .chunks(channels)
+        .map(|p| [p[0], p[1 % channels], p[2 % channels]])
+        .collect();
+    (rgb, info.width as usize, info.height as usize)
+}
+
+/// Pixels that differ between two screenshots of the same size, within the rectangle
+/// `x` × `y` (clipped to the images).
+pub fn changed(a: &Path, b: &Path, x: std::ops::Range<usize>, y: std::ops::Range<usize>) -> usize {
+    let ((a, width, height), (b, _, _)) = (pixels(a), pixels(b));
+    let xs = x.start.min(width)..x.end.min(width);
+    let rows = y.start.min(height)..y.end.min(height);
+    rows.flat_map(|row| xs.clone().map(move |col| row * width + col))
+        .filter(|&i| a.get(i) != b.get(i))
+        .count()
+}
+
+/// Distinct colours within the rectangle `x` × `y` of a screenshot (a blank area has one).
+pub fn colours(path: &Path, x: std::ops::Range<usize>, y: std::ops::Range<usize>) -> usize {
+    let (px, width, height) = pixels(path);
+    let xs = x.start.min(width)..x.end.min(width);
+    let set: std::collections::HashSet<[u8; 3]> = (y.start.min(height)..y.end.min(height))
+        .flat_map(|row| xs.clone().map(move |col| row * width + col))
+        .filter_map(|i| px.get(i).copied())
+        .collect();
+    set.len()
 }
