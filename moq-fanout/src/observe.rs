@@ -140,17 +140,17 @@ impl Totals {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct MemoryStatus {
-    /// Every connection's ledger, by category, summed.
+    /// The ledgers' `control_in` (see `SessionStats::ledger`), summed.
     pub control_in: u64,
-    /// See [`moq_quinn::Ledger::control_out`].
+    /// The ledgers' `control_out`, summed.
     pub control_out: u64,
-    /// See [`moq_quinn::Ledger::data_in`].
+    /// The ledgers' `data_in`, summed.
     pub data_in: u64,
-    /// See [`moq_quinn::Ledger::data_out`].
+    /// The ledgers' `data_out`, summed.
     pub data_out: u64,
-    /// See [`moq_quinn::Ledger::streams`].
+    /// The ledgers' `streams`, summed.
     pub streams: u64,
-    /// See [`moq_quinn::Ledger::external`].
+    /// The ledgers' `external`, summed.
     pub external: u64,
     /// The largest ledger of one connection now.
     pub connection_max: u64,
@@ -159,6 +159,18 @@ pub struct MemoryStatus {
 }
 
 impl MemoryStatus {
+    /// Adds one connection's ledger.
+    pub(crate) fn add(&mut self, stats: &moq_quinn::SessionStats) {
+        let ledger = &stats.ledger;
+        self.control_in += ledger.control_in;
+        self.control_out += ledger.control_out;
+        self.data_in += ledger.data_in;
+        self.data_out += ledger.data_out;
+        self.streams += ledger.streams;
+        self.external += ledger.external;
+        self.connection_max = self.connection_max.max(ledger.total());
+    }
+
     /// Every ledger plus the caches (what admission compares with `limits.max_total_bytes`).
     pub fn total(&self) -> u64 {
         self.control_in

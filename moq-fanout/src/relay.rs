@@ -886,15 +886,7 @@ impl Inner {
             *status.sessions.entry(transport).or_default() += 1;
             let stats = session.stats();
             status.totals.add(&stats);
-            let ledger = stats.ledger;
-            let memory = &mut status.memory;
-            memory.control_in += ledger.control_in;
-            memory.control_out += ledger.control_out;
-            memory.data_in += ledger.data_in;
-            memory.data_out += ledger.data_out;
-            memory.streams += ledger.streams;
-            memory.external += ledger.external;
-            memory.connection_max = memory.connection_max.max(ledger.total());
+            status.memory.add(&stats);
             rtts.extend(stats.rtt);
         }
         for b in seen {

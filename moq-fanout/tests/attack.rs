@@ -1077,6 +1077,13 @@ async fn one_downstream_peer_cannot_take_every_stream_of_a_route() {
             refused += 1;
         }
     }
+    // A downstream subscription is accepted by the relay's fan-out at once; its upstream
+    // SUBSCRIBE reaches the publisher a moment later.
+    until("the route's share reaches the publisher", || {
+        tracks.names().len() >= SHARE
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let served = tracks.names().len();
     println!("route share: {served} of 40 names reached the publisher, {refused} refused");
     assert_eq!(served, SHARE);

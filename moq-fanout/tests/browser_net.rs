@@ -8,10 +8,8 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use moq_quinn::TrackProducer;
-use moq_tests::browser::{Page, bundle, hex, serve_page};
+use moq_tests::browser::{Page, bundle, hex, run_clock, serve_page};
 
 /// Frames each page reads or writes.
 const FRAMES: u64 = 20;
@@ -19,23 +17,6 @@ const FRAMES: u64 = 20;
 const GROUP_FRAMES: u64 = 5;
 /// One page's whole run.
 const PAGE_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// Publishes a clock into `track`: groups of [`GROUP_FRAMES`] frames, each frame the next
-/// number, every 20 ms, until aborted.
-fn run_clock(track: TrackProducer) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut n = 0u64;
-        loop {
-            let group = track.append_group();
-            for _ in 0..GROUP_FRAMES {
-                group.write_frame(Bytes::from(n.to_string()));
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            group.finish();
-        }
-    })
-}
 
 /// The numbers of a page's `frame GROUP INDEX N` lines, checked to run on without a gap.
 fn frames_in_order(log: &[String]) -> Vec<u64> {
@@ -106,7 +87,7 @@ async fn moq_net_subscribes_publishes_and_discovers_on_our_server() {
     let hash = identity.certificate_hash().unwrap();
     let router = moq_webtransport::Router::new();
     let broadcast = moq_quinn::Broadcast::new();
-    let _clock = run_clock(broadcast.create_track("seconds", 4));
+    let _clock = run_clock(broadcast.create_track("seconds", 4), GROUP_FRAMES);
     router.publish("/clock", broadcast);
     let server = moq_webtransport::Server::builder("127.0.0.1:0".parse().unwrap(), identity)
         .router(router)
@@ -190,7 +171,7 @@ async fn moq_net_subscribes_publishes_and_discovers_through_moq_fanout() {
 
     // Our publisher's clock, through the relay, to the page.
     let ours = publisher(&client, &url, "/clock", &["seconds"], 4).await;
-    let _clock = run_clock(ours.tracks[0].clone());
+    let _clock = run_clock(ours.tracks[0].clone(), GROUP_FRAMES);
     known(&relay, 1).await;
     let query = format!("mode=subscribe&broadcast=clock&track=seconds&frames={FRAMES}");
     let mut subscribe = Page::open("subscribe", &page_url(http, &wt, &hash, &query));

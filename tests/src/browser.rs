@@ -331,3 +331,20 @@ pub fn colours(path: &Path, x: std::ops::Range<usize>, y: std::ops::Range<usize>
         .collect();
     set.len()
 }
+
+/// Writes a clock into `track` until aborted: groups of `per_group` frames, each frame the
+/// next number in decimal (from 0), one every 20 ms.
+pub fn run_clock(track: moq_quinn::TrackProducer, per_group: u64) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        loop {
+            let group = track.append_group();
+            for _ in 0..per_group {
+                group.write_frame(bytes::Bytes::from(n.to_string()));
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            group.finish();
+        }
+    })
+}

@@ -10,8 +10,7 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use moq_tests::browser::{Page, bundle, hex, serve_page};
+use moq_tests::browser::{Page, bundle, hex, run_clock, serve_page};
 use moq_webtransport::{
     Broadcast, Identity, Router, Server, Session, code::ErrorCode, error::CloseReason,
 };
@@ -23,26 +22,6 @@ const GROUP_FRAMES: u64 = 5;
 /// The whole browser run, from launch to the last frame.
 const BROWSER_TIMEOUT: Duration = Duration::from_secs(90);
 
-/// Publishes `/clock`, track `seconds`: groups of [`GROUP_FRAMES`] frames, each frame the
-/// next number, every 20 ms, until dropped.
-fn publish_clock(router: &Router) -> tokio::task::JoinHandle<()> {
-    let broadcast = Broadcast::new();
-    let track = broadcast.create_track("seconds", 4);
-    router.publish("/clock", broadcast);
-    tokio::spawn(async move {
-        let mut n = 0u64;
-        loop {
-            let group = track.append_group();
-            for _ in 0..GROUP_FRAMES {
-                group.write_frame(Bytes::from(n.to_string()));
-                n += 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            group.finish();
-        }
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "peer: needs Chromium, Node.js and npm; run scripts/peers"]
 async fn chromium_subscribes_through_moq_lite() {
@@ -51,7 +30,9 @@ async fn chromium_subscribes_through_moq_lite() {
     let identity = Identity::self_signed(&["localhost", "127.0.0.1"]).expect("certificate");
     let hash = identity.certificate_hash().expect("certificate hash");
     let router = Router::new();
-    let _clock = publish_clock(&router);
+    let broadcast = Broadcast::new();
+    let _clock = run_clock(broadcast.create_track("seconds", 4), GROUP_FRAMES);
+    router.publish("/clock", broadcast);
     let server = Server::builder("127.0.0.1:0".parse().expect("addr"), identity)
         .router(router)
         .bind()
