@@ -105,6 +105,18 @@ impl Session {
 
     /// Subscribes to a track. Returns at once; groups (and any refusal) arrive through the
     /// reader. Dropping the reader unsubscribes.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_tokio::SubscribeParams;
+    /// let mut video = session.subscribe("/cam", "video", SubscribeParams::default())?;
+    /// while let Some(mut group) = video.next_group().await? {
+    ///     while let Some(frame) = group.read_frame().await? {
+    ///         println!("group {}: {} bytes", group.sequence().0, frame.len());
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(
         &self,
         path: impl Into<BroadcastPath>,
@@ -181,6 +193,14 @@ impl Session {
 
     /// [`Session::announced`] for a relay: the peer leaves out broadcasts whose route
     /// already passed `exclude_hop` (the relay's own hop ID), which stops loops.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_tokio::publish::HopId;
+    /// let mut announced = session.announced_excluding("/", HopId(7))?;
+    /// let first = announced.next().await;
+    /// # Ok(()) }
+    /// ```
     pub fn announced_excluding(
         &self,
         prefix: &str,
@@ -202,6 +222,15 @@ impl Session {
     /// Asks the peer to measure the path up to `target` bits per second. The first call
     /// opens the probe; later calls change the target on the same probe stream, and the
     /// replies go to the latest call's [`ProbeResults`] (an earlier one then ends).
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut probe = session.probe(5_000_000)?;
+    /// if let Some(reply) = probe.next().await {
+    ///     println!("the path carries {:?} bit/s, RTT {:?}", reply.bitrate, reply.rtt);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn probe(&self, target: u64) -> Result<ProbeResults, SessionError> {
         let generation = self.shared.with(|inner| {
             inner.core.probe(target)?;
@@ -214,6 +243,15 @@ impl Session {
     }
 
     /// The targets the peer's probe asks of us (bits per second), latest wins.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) {
+    /// let mut targets = session.probe_targets();
+    /// while let Some(bitrate) = targets.next().await {
+    ///     println!("the peer probes up to {bitrate} bit/s");
+    /// }
+    /// # }
+    /// ```
     pub fn probe_targets(&self) -> ProbeTargets {
         ProbeTargets::new(self.shared.clone())
     }
@@ -221,6 +259,13 @@ impl Session {
     // ---- Session ----
 
     /// Statistics: RTT, estimated bitrate, bytes and group/frame counts.
+    ///
+    /// ```no_run
+    /// # fn demo(session: moq_tokio::Session) {
+    /// let stats = session.stats();
+    /// println!("rtt {:?}, {} bytes sent, ledger {} bytes", stats.rtt, stats.bytes_sent, stats.ledger.total());
+    /// # }
+    /// ```
     pub fn stats(&self) -> SessionStats {
         let transport = (self.shared.meta.stats)();
         self.shared.with(|inner| {
@@ -246,6 +291,12 @@ impl Session {
 
     /// Sends GOAWAY (spec §6.6), optionally redirecting to `uri`: no new requests, and the
     /// session closes with 0x10 if the peer has not left within the configured drain time.
+    ///
+    /// ```no_run
+    /// # fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
+    /// session.goaway("moqt://other.example:4443")?;
+    /// # Ok(()) }
+    /// ```
     pub fn goaway(&self, uri: &str) -> Result<(), SessionError> {
         self.shared
             .with(|inner| inner.core.goaway(uri))
@@ -254,6 +305,14 @@ impl Session {
 
     /// Resolves when the peer sends GOAWAY, with its new session URI (possibly empty);
     /// `None` if the session ended first.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) {
+    /// if let Some(uri) = session.goaway_received().await {
+    ///     println!("asked to move to {uri:?}");
+    /// }
+    /// # }
+    /// ```
     pub async fn goaway_received(&self) -> Option<String> {
         let mut rx = self.shared.goaway.subscribe();
         let mut closed = self.shared.closed.subscribe();
@@ -272,6 +331,14 @@ impl Session {
     }
 
     /// Closes the session with a code and reason, seen by the peer.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) {
+    /// use moq_tokio::code;
+    /// session.close(code::session::NO_ERROR, "bye");
+    /// println!("{}", session.closed().await);
+    /// # }
+    /// ```
     pub fn close(&self, code: ErrorCode, reason: &str) {
         self.shared.with(|inner| inner.core.close(code, reason));
     }
