@@ -7,7 +7,8 @@
 //!
 //! `cargo bench -p moq-webtransport --bench fanout` prints, for N = 1, 4, 16, 64, the
 //! medians of `FANOUT_REPS` runs per side (default 3, alternating) and their ratio.
-//! `FANOUT_N=1,4` limits N.
+//! `FANOUT_N=1,4` limits N; `FANOUT_ONLY=moq` or `wtransport` measures one side (for
+//! profiling).
 
 #![allow(clippy::disallowed_methods, missing_docs)]
 
@@ -236,7 +237,18 @@ fn main() {
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
+    let only = std::env::var("FANOUT_ONLY").unwrap_or_default();
     for n in ns {
+        if only == "moq" || only == "wtransport" {
+            let runs = (0..reps)
+                .map(|_| match only.as_str() {
+                    "moq" => rt.block_on(moq_throughput(n)),
+                    _ => rt.block_on(wtransport_throughput(n)),
+                })
+                .collect();
+            println!("{n:>4} {only:>12} {:>12.1}", median(runs));
+            continue;
+        }
         let mut moq = Vec::new();
         let mut plain = Vec::new();
         for _ in 0..reps {
