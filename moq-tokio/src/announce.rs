@@ -38,6 +38,15 @@ impl Announcement {
     }
 
     /// Resolves when the broadcast ends (ENDED, or the announce stream or session closed).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut announced: moq_tokio::Announcements) {
+    /// if let Some(mut cam) = announced.next().await {
+    ///     cam.ended().await;
+    ///     println!("{} ended", cam.path());
+    /// }
+    /// # }
+    /// ```
     pub async fn ended(&mut self) {
         let key = WakeKey::Announcement(self.interest, path_key(&self.path));
         std::future::poll_fn(|cx| {
@@ -72,6 +81,14 @@ impl Announcements {
     }
 
     /// The next broadcast to become active; `None` once the announce stream has ended.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut announced: moq_tokio::Announcements) {
+    /// while let Some(announcement) = announced.next().await {
+    ///     println!("{} via {:?}", announcement.path(), announcement.hops());
+    /// }
+    /// # }
+    /// ```
     pub async fn next(&mut self) -> Option<Announcement> {
         std::future::poll_fn(|cx| self.poll_announcement(cx)).await
     }
@@ -100,6 +117,12 @@ impl Announcements {
     /// Stops listening with an Announce code (the stream is reset and stop-sent), for
     /// example `code::announce::BANNED_PREFIX` when the peer announces what it may not
     /// publish here. Every announcement it reported ends.
+    ///
+    /// ```no_run
+    /// # fn demo(announced: moq_tokio::Announcements) {
+    /// announced.cancel(moq_tokio::code::announce::BANNED_PREFIX);
+    /// # }
+    /// ```
     pub fn cancel(self, code: moq_proto::ErrorCode) {
         let stream = self.stream;
         self.shared.with(|inner| {

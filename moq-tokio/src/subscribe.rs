@@ -89,12 +89,33 @@ impl TrackReader {
     }
 
     /// The publisher's values from its latest SUBSCRIBE_OK, if one arrived.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut video: moq_tokio::TrackReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let Some(publisher) = video.publisher_params() {
+    ///     println!("the publisher serves it at priority {}", publisher.priority);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn publisher_params(&self) -> Option<SubscribeParams> {
         self.shared.lock().core.subscription_publisher(self.id)
     }
 
     /// The next group or drop notice. `Ok(None)` when the track ended normally; an error
     /// (with the publisher's Subscribe code, e.g. 0x3 not found) when it ended otherwise.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut video: moq_tokio::TrackReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_tokio::TrackEvent;
+    /// while let Some(event) = video.next().await? {
+    ///     match event {
+    ///         TrackEvent::Group(mut group) => println!("{} frames", group.read_all().await?.len()),
+    ///         TrackEvent::Dropped { start, end, .. } => println!("groups {}..={} dropped", start.0, end.0),
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Result<Option<TrackEvent>, EndReason> {
         std::future::poll_fn(|cx| self.poll_event(cx)).await
     }
@@ -173,6 +194,18 @@ impl TrackReader {
 
     /// The next group, skipping drop notices (also through [`Stream`], whose items are
     /// groups: the track's abnormal end comes once as an error, then the stream ends).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut video: moq_tokio::TrackReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// use futures_util::StreamExt;
+    /// // The same groups as `next_group`, as a futures Stream (its `next`, not the
+    /// // reader's own, which also yields drop notices).
+    /// while let Some(group) = StreamExt::next(&mut video).await {
+    ///     let mut group = group?;
+    ///     println!("group {}", group.sequence().0);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next_group(&mut self) -> Result<Option<GroupReader>, EndReason> {
         loop {
             match self.next().await? {
@@ -184,6 +217,15 @@ impl TrackReader {
     }
 
     /// Changes priority, order, max latency and range (SUBSCRIBE_UPDATE).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut video: moq_tokio::TrackReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// let mut params = video.params();
+    /// params.max_latency = Duration::from_millis(500);
+    /// video.update(params)?;
+    /// # Ok(()) }
+    /// ```
     pub fn update(&mut self, params: SubscribeParams) -> Result<(), SessionError> {
         self.shared
             .with(|inner| inner.core.update_subscription(self.id, params))?;
@@ -285,12 +327,28 @@ impl GroupReader {
     /// The next frame, contiguous: `Ok(None)` at the end of the group, an error (with the
     /// peer's Group or Fetch code) if it ended otherwise. A frame that arrived in several
     /// QUIC chunks is copied once to join them; [`GroupReader::read_payload`] never copies.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut group: moq_tokio::GroupReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// while let Some(frame) = group.read_frame().await? {
+    ///     println!("{} bytes", frame.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, EndReason> {
         Ok(self.read_payload().await?.map(Payload::into_bytes))
     }
 
     /// The next frame as received, the pieces of the QUIC chunks it spans (zero-copy):
     /// otherwise as [`GroupReader::read_frame`].
+    ///
+    /// ```no_run
+    /// # async fn demo(mut group: moq_tokio::GroupReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// while let Some(payload) = group.read_payload().await? {
+    ///     println!("{} bytes", payload.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read_payload(&mut self) -> Result<Option<Payload>, EndReason> {
         loop {
             if let Some(frame) = self.ready.pop_front() {
@@ -382,6 +440,12 @@ impl GroupReader {
 
     /// Stops the group (STOP_SENDING with this Group code, for example
     /// `code::group::SUBSCRIBE_CANCELLED`).
+    ///
+    /// ```no_run
+    /// # fn demo(mut group: moq_tokio::GroupReader) {
+    /// group.cancel(moq_tokio::code::group::SUBSCRIBE_CANCELLED);
+    /// # }
+    /// ```
     pub fn cancel(&mut self, code: ErrorCode) {
         self.ready.clear();
         if self.ended.is_some() {
