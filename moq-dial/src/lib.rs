@@ -69,11 +69,36 @@ impl BuildClient for Dialer {
 
 impl Dialer {
     /// A dialer with the defaults but for `trust`.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), moq_dial::DialError> {
+    /// use moq_dial::{Dialer, ServerTrust};
+    /// // A relay with a self-signed certificate, pinned by its SHA-256 (hex).
+    /// let trust = ServerTrust::from_hash_hex(
+    ///     "6a3f7bde1c9c2f0e4b5d8a7c6e1f2a3b4c5d6e7f8091a2b3c4d5e6f708192a3b",
+    /// )
+    /// .expect("64 hex digits");
+    /// let dialer = Dialer::new(trust)?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(trust: ServerTrust) -> Result<Self, DialError> {
         Self::builder().trust(trust).build()
     }
 
     /// A builder of a dialer with other settings.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), moq_dial::DialError> {
+    /// use moq_dial::{Broadcast, Dialer, Router, ServerTrust};
+    /// // A dialer whose every session publishes /cam.
+    /// let router = Router::new();
+    /// router.publish("/cam", Broadcast::new());
+    /// let dialer = Dialer::builder()
+    ///     .trust(ServerTrust::platform())
+    ///     .router(router)
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> DialerBuilder {
         DialerBuilder::new()
     }
@@ -91,6 +116,15 @@ impl Dialer {
 
     /// [`Dialer::connect`] with this session's own configuration and router instead of
     /// the dialer's (a relay gives each link a router of its own).
+    ///
+    /// ```no_run
+    /// # async fn demo(dialer: moq_dial::Dialer) -> Result<(), moq_dial::DialError> {
+    /// use moq_dial::{Config, Router};
+    /// let session = dialer
+    ///     .connect_with("moqt://origin.example:4443", Config::default(), Some(Router::new()))
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_with(
         &self,
         url: &str,
@@ -107,6 +141,15 @@ impl Dialer {
 
     /// Waits until every connection of this dialer's endpoints has been closed and its
     /// close sent (after closing the sessions).
+    ///
+    /// ```no_run
+    /// # async fn demo(dialer: moq_dial::Dialer) -> Result<(), moq_dial::DialError> {
+    /// let session = dialer.connect("moqt://relay.example:4443").await?;
+    /// session.close(moq_dial::code::session::NO_ERROR, "bye");
+    /// drop(session);
+    /// dialer.wait_idle().await; // the close has left the process
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_idle(&self) {
         self.quic.wait_idle().await;
         self.webtransport.wait_idle().await;

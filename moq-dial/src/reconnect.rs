@@ -145,6 +145,14 @@ impl Reconnecting {
     }
 
     /// The session once one is up; `None` once closed or given up.
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) -> Result<(), Box<dyn std::error::Error>> {
+    /// if let Some(session) = live.connected().await {
+    ///     println!("connected to {:?}", session.remote_addr());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn connected(&self) -> Option<Session> {
         let mut current = self.current.clone();
         let (_, session) = current.wait_for(|(_, s)| s.is_some()).await.ok()?.clone();
@@ -152,6 +160,21 @@ impl Reconnecting {
     }
 
     /// The next event; `None` once closed or given up and every event was read.
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_dial::ConnectionEvent;
+    /// while let Some(event) = live.next_event().await {
+    ///     match event {
+    ///         ConnectionEvent::Connected { reconnects } => println!("up (reconnects: {reconnects})"),
+    ///         ConnectionEvent::Disconnected(why) => println!("lost: {why}"),
+    ///         ConnectionEvent::Failed { retry_in, .. } => println!("retry in {retry_in:?}"),
+    ///         ConnectionEvent::GaveUp => break,
+    ///         _ => {}
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next_event(&self) -> Option<ConnectionEvent> {
         self.events.lock().await.recv().await
     }
@@ -174,6 +197,15 @@ impl Reconnecting {
 
     /// Listens for the peer's broadcasts under `prefix` on every session in turn (see
     /// [`ResumingAnnouncements`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) {
+    /// let mut rooms = live.announced("/rooms/");
+    /// while let Some(room) = rooms.next().await {
+    ///     println!("{} is live", room.path());
+    /// }
+    /// # }
+    /// ```
     pub fn announced(&self, prefix: &str) -> ResumingAnnouncements {
         ResumingAnnouncements {
             current: self.current.clone(),
@@ -184,6 +216,13 @@ impl Reconnecting {
     }
 
     /// Closes the session now and dials no more. Readers end with the close.
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) {
+    /// live.close(moq_dial::code::session::NO_ERROR, "done");
+    /// live.stopped().await;
+    /// # }
+    /// ```
     pub fn close(&self, code: ErrorCode, reason: &str) {
         self.close.send_replace(Some((code, reason.to_owned())));
     }

@@ -34,6 +34,15 @@ impl ProbeResults {
     }
 
     /// The next reply; `None` once the probe or the session has ended.
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut replies = session.probe(2_000_000)?;
+    /// while let Some(reply) = replies.next().await {
+    ///     println!("{} bit/s at {:?}", reply.bitrate, reply.rtt);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next(&mut self) -> Option<ProbeResult> {
         std::future::poll_fn(|cx| self.poll_reply(cx)).await
     }
@@ -86,6 +95,14 @@ impl ProbeTargets {
     }
 
     /// The latest target, if the peer has probed.
+    ///
+    /// ```no_run
+    /// # fn demo(session: moq_tokio::Session) {
+    /// if let Some(bitrate) = session.probe_targets().latest() {
+    ///     println!("the peer last probed up to {bitrate} bit/s");
+    /// }
+    /// # }
+    /// ```
     pub fn latest(&self) -> Option<u64> {
         *self.targets.borrow()
     }
@@ -118,6 +135,16 @@ impl ProbeTargets {
     }
 
     /// The targets as a [`Stream`].
+    ///
+    /// ```no_run
+    /// # async fn demo(session: moq_tokio::Session) {
+    /// use futures_util::StreamExt;
+    /// let mut targets = Box::pin(session.probe_targets().into_stream());
+    /// while let Some(bitrate) = targets.next().await {
+    ///     println!("{bitrate}");
+    /// }
+    /// # }
+    /// ```
     pub fn into_stream(self) -> impl Stream<Item = u64> + Send + 'static {
         futures_util::stream::unfold(self, |mut targets| async move {
             targets.next().await.map(|target| (target, targets))
