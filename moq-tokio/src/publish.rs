@@ -82,6 +82,24 @@ impl From<Fetch> for FetchRequest {
 
 /// Serves the tracks of one broadcast. Called on the session's driver task: do not block
 /// (spawn a task to produce data, or hand the writer to a [`TrackProducer`]).
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_tokio::publish::{TrackRequest, TrackWriter};
+/// use moq_tokio::{Router, code};
+/// // A closure is a handler: one group with one frame per subscriber of "hello".
+/// let router = Router::new();
+/// router.publish("/greeting", |request: TrackRequest, mut writer: TrackWriter| {
+///     if request.track != "hello" {
+///         return writer.reject(code::subscribe::NOT_FOUND);
+///     }
+///     if let Ok(mut group) = writer.open_group() {
+///         let _ = group.write_frame(Bytes::from_static(b"hello"));
+///         let _ = group.finish();
+///     }
+///     writer.finish();
+/// });
+/// ```
 pub trait TrackHandler: Send + Sync + 'static {
     /// A peer subscribes to a track of this broadcast. Accept by using the writer (or
     /// [`TrackWriter::accept`]); refuse with [`TrackWriter::reject`] (for example
@@ -134,6 +152,15 @@ impl Router {
     }
 
     /// Publishes a broadcast that originates here, served by `handler`.
+    ///
+    /// ```
+    /// use moq_tokio::{Broadcast, Router};
+    /// let router = Router::new();
+    /// let cam = Broadcast::new();
+    /// let video = cam.create_track("video", 4);
+    /// router.publish("/cam", cam);
+    /// assert_eq!(router.paths().len(), 1);
+    /// ```
     pub fn publish(&self, path: impl Into<BroadcastPath>, handler: impl TrackHandler) {
         self.publish_with_hops(path, Vec::new(), Arc::new(handler));
     }
@@ -160,6 +187,14 @@ impl Router {
     }
 
     /// Withdraws a broadcast: peers learn it ended. Returns whether it was published.
+    ///
+    /// ```
+    /// use moq_tokio::{Broadcast, BroadcastPath, Router};
+    /// let router = Router::new();
+    /// router.publish("/cam", Broadcast::new());
+    /// assert!(router.unpublish(&BroadcastPath::new("/cam")));
+    /// assert!(router.paths().is_empty());
+    /// ```
     pub fn unpublish(&self, path: &BroadcastPath) -> bool {
         let mut inner = lock(&self.inner);
         let found = inner.broadcasts.remove(path).is_some();
@@ -258,11 +293,24 @@ impl TrackWriter {
     }
 
     /// The peer's subscription ID.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// println!("serving subscription {:?}", writer.id());
+    /// # Ok(()) }
+    /// ```
     pub fn id(&self) -> SubscribeId {
         self.id
     }
 
     /// The subscriber's latest preferences and range.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// let wanted = writer.subscriber_params();
+    /// println!("from group {:?}, priority {}", wanted.start, wanted.priority);
+    /// # Ok(()) }
+    /// ```
     pub fn subscriber_params(&self) -> SubscribeParams {
         let inner = self.shared.lock();
         inner
@@ -273,6 +321,14 @@ impl TrackWriter {
 
     /// Resolves with the subscriber's values when a SUBSCRIBE_UPDATE changes them; `None`
     /// once the subscription has ended.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut writer: moq_tokio::publish::TrackWriter) {
+    /// while let Some(params) = writer.updated().await {
+    ///     println!("now at priority {}", params.priority);
+    /// }
+    /// # }
+    /// ```
     pub async fn updated(&mut self) -> Option<SubscribeParams> {
         let (shared, id) = (self.shared.clone(), self.id);
         let seen = &mut self.seen;
@@ -299,6 +355,13 @@ impl TrackWriter {
     }
 
     /// Resolves when the subscription ends (the subscriber left, or the session closed).
+    ///
+    /// ```no_run
+    /// # async fn demo(mut writer: moq_tokio::publish::TrackWriter) {
+    /// let why = writer.closed().await;
+    /// println!("the subscription ended: {why}");
+    /// # }
+    /// ```
     pub async fn closed(&mut self) -> EndReason {
         self.closed_owned().await
     }
@@ -329,6 +392,15 @@ impl TrackWriter {
 
     /// Accepts with our priority, order and max latency (SUBSCRIBE_OK). Using the writer
     /// accepts with defaults if this was not called.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use moq_tokio::publish::PublisherParams;
+    /// let mut ours = PublisherParams::default();
+    /// ours.priority = 10;
+    /// writer.accept(ours)?;
+    /// # Ok(()) }
+    /// ```
     pub fn accept(&mut self, publisher: PublisherParams) -> Result<(), PublishError> {
         if self.accepted {
             return Ok(());
