@@ -124,12 +124,32 @@ impl Client {
     }
 
     /// A builder of a client with other settings.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_quinn::{Broadcast, Client, Config, Router, ServerTrust};
+    /// let router = Router::new();
+    /// router.publish("/cam", Broadcast::new());
+    /// let client = Client::builder()
+    ///     .trust(ServerTrust::platform())
+    ///     .config(Config::default())
+    ///     .router(router) // every session of this client publishes /cam
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> ClientBuilder {
         ClientBuilder::new()
     }
 
     /// Dials a `moqt://host:port` URL and starts a session: each of the host's addresses in
     /// turn until one answers.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_quinn::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let session = client.connect("moqt://relay.example:4443").await?;
+    /// println!("connected to {:?}", session.remote_addr());
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
         self.connect_with(url, self.config.clone(), self.router.clone())
             .await
@@ -137,6 +157,13 @@ impl Client {
 
     /// [`Client::connect`] with this session's own configuration and router instead of the
     /// client's (a relay gives each link a router of its own).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_quinn::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_quinn::{Config, Router};
+    /// let session = client.connect_with("moqt://relay.example:4443", Config::default(), Some(Router::new())).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_with(
         &self,
         url: &str,
@@ -192,6 +219,12 @@ impl Client {
     }
 
     /// The local address.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_quinn::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// println!("dialing from {}", client.local_addr()?);
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
@@ -260,9 +293,39 @@ impl Handshake for NativeQuic {
 pub type Server = moq_quic::Server<NativeQuic>;
 
 /// How a [`Server`] is made.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_quinn::{Config, Identity, QuicOptions, Router, Server};
+/// let mut config = Config::default();
+/// config.max_queued_bytes = 8 << 20;
+/// let server = Server::builder("0.0.0.0:4443".parse()?, Identity::from_pem_files("relay.crt", "relay.key")?)
+///     .config(config)
+///     .options(QuicOptions::default())
+///     .router(Router::new())
+///     .bind()?;
+/// # Ok(()) }
+/// ```
 pub type ServerBuilder = moq_quic::ServerBuilder<NativeQuic>;
 
 /// A connection attempt on a [`Server`], not yet handshaken.
+///
+/// ```no_run
+/// # async fn demo(server: moq_quinn::Server) {
+/// // Accept sessions one by one, refusing what a policy does not want.
+/// while let Some(incoming) = server.incoming().await {
+///     if incoming.remote_addr().ip().is_loopback() {
+///         incoming.refuse();
+///         continue;
+///     }
+///     tokio::spawn(async move {
+///         if let Ok(session) = incoming.accept(|_info| None).await {
+///             session.closed().await;
+///         }
+///     });
+/// }
+/// # }
+/// ```
 pub type Incoming = moq_quic::Incoming<NativeQuic>;
 
 #[cfg(test)]

@@ -166,11 +166,31 @@ impl Client {
     }
 
     /// A builder of a client with other settings.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_webtransport::{Broadcast, Client, Config, Router, ServerTrust};
+    /// let router = Router::new();
+    /// router.publish("/cam", Broadcast::new());
+    /// let client = Client::builder()
+    ///     .trust(ServerTrust::platform())
+    ///     .config(Config::default())
+    ///     .router(router) // every session of this client publishes /cam
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder() -> ClientBuilder {
         ClientBuilder::new()
     }
 
     /// Dials `https://host:port/path` and starts a session.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_webtransport::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// // A relay that checks moq-relay tokens reads the `jwt` query parameter.
+    /// let session = client.connect("https://relay.example/moq?jwt=eyJhbGciOi...").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(&self, url: &str) -> Result<Session, ConnectError> {
         self.connect_with(url, self.config.clone(), self.router.clone())
             .await
@@ -201,6 +221,12 @@ impl Client {
     }
 
     /// The local address.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_webtransport::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// println!("dialing from {}", client.local_addr()?);
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.endpoint.local_addr()
     }
@@ -267,9 +293,38 @@ impl Handshake for WebTransport {
 pub type Server = moq_quic::Server<WebTransport>;
 
 /// How a [`Server`] is made.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_webtransport::{Identity, Router, Server};
+/// // A self-signed certificate (at most 14 days, as browsers require for pinning by hash).
+/// let identity = Identity::self_signed(&["localhost"])?;
+/// let hash = identity.certificate_hash();
+/// let server = Server::builder("127.0.0.1:4443".parse()?, identity)
+///     .router(Router::new())
+///     .bind()?;
+/// # Ok(()) }
+/// ```
 pub type ServerBuilder = moq_quic::ServerBuilder<WebTransport>;
 
 /// A connection attempt on a [`Server`], not yet handshaken.
+///
+/// ```no_run
+/// # async fn demo(server: moq_webtransport::Server) {
+/// while let Some(incoming) = server.incoming().await {
+///     tokio::spawn(async move {
+///         // The router may depend on what was negotiated (the URL path, say).
+///         let session = incoming.accept(|info| {
+///             println!("CONNECT {:?}", info.path);
+///             None
+///         });
+///         if let Ok(session) = session.await {
+///             session.closed().await;
+///         }
+///     });
+/// }
+/// # }
+/// ```
 pub type Incoming = moq_quic::Incoming<WebTransport>;
 
 /// How long a refused client has to read the 400 and close before we close.
