@@ -53,6 +53,12 @@ pub struct FetchRequest {
 
 impl FetchRequest {
     /// A fetch of `group` of `track` in the broadcast at `path`, at priority 0.
+    ///
+    /// ```
+    /// use moq_tokio::{FetchRequest, GroupSequence};
+    /// let request = FetchRequest::new("/cam", "video", GroupSequence(12));
+    /// assert_eq!(request.priority, 0);
+    /// ```
     pub fn new(path: impl Into<BroadcastPath>, track: &str, group: GroupSequence) -> Self {
         Self {
             path: path.into(),
@@ -63,6 +69,12 @@ impl FetchRequest {
     }
 
     /// The same at subscriber priority `priority` (higher goes first).
+    ///
+    /// ```
+    /// use moq_tokio::{FetchRequest, GroupSequence};
+    /// let request = FetchRequest::new("/cam", "video", GroupSequence(12)).with_priority(200);
+    /// assert_eq!(request.priority, 200);
+    /// ```
     pub fn with_priority(mut self, priority: u8) -> Self {
         self.priority = priority;
         self
@@ -147,6 +159,12 @@ impl std::fmt::Debug for Router {
 
 impl Router {
     /// An empty router.
+    ///
+    /// ```
+    /// use moq_tokio::Router;
+    /// let router = Router::new();
+    /// assert!(router.paths().is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -167,6 +185,14 @@ impl Router {
 
     /// Publishes a broadcast learnt through relays: `hops` are the hop IDs it passed
     /// through, ending with ours (spec D15).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use moq_tokio::publish::HopId;
+    /// use moq_tokio::{Broadcast, Router};
+    /// // A broadcast learnt through relay 7, announced onwards with our hop (9) appended.
+    /// Router::new().publish_with_hops("/cam", vec![HopId(7), HopId(9)], Arc::new(Broadcast::new()));
+    /// ```
     pub fn publish_with_hops(
         &self,
         path: impl Into<BroadcastPath>,
@@ -213,6 +239,15 @@ impl Router {
     ///
     /// A relay uses it to answer for broadcasts a session may not see (Subscribe code 0x4,
     /// unauthorized) or has not been told about yet.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use moq_tokio::publish::{TrackRequest, TrackWriter};
+    /// use moq_tokio::{Router, code};
+    /// let router = Router::new();
+    /// let refuse = |_: TrackRequest, writer: TrackWriter| writer.reject(code::subscribe::UNAUTHORIZED);
+    /// router.set_fallback(Arc::new(refuse));
+    /// ```
     pub fn set_fallback(&self, handler: Arc<dyn TrackHandler>) {
         let mut inner = lock(&self.inner);
         inner.fallback = Some(handler);
@@ -223,6 +258,14 @@ impl Router {
     }
 
     /// The published broadcast paths.
+    ///
+    /// ```
+    /// use moq_tokio::{Broadcast, Router};
+    /// let router = Router::new();
+    /// router.publish("/a", Broadcast::new());
+    /// router.publish("/b", Broadcast::new());
+    /// assert_eq!(router.paths().len(), 2);
+    /// ```
     pub fn paths(&self) -> Vec<BroadcastPath> {
         lock(&self.inner).broadcasts.keys().cloned().collect()
     }
@@ -367,6 +410,14 @@ impl TrackWriter {
     }
 
     /// Whether the subscription has ended.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// if writer.is_closed() {
+    ///     return Ok(()); // the subscriber left
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn is_closed(&self) -> bool {
         let inner = self.shared.lock();
         inner.core.publication_end(self.id).is_some() || inner.core.publication(self.id).is_none()
@@ -374,6 +425,14 @@ impl TrackWriter {
 
     /// Like [`TrackWriter::closed`], but a future that owns what it needs, so the writer
     /// can be stored elsewhere (for example in a fan-out table) while its end is awaited.
+    ///
+    /// ```no_run
+    /// # async fn demo(writer: moq_tokio::publish::TrackWriter) {
+    /// let ended = writer.closed_owned();
+    /// let table = vec![writer]; // the writer lives elsewhere now
+    /// println!("ended: {}", ended.await);
+    /// # }
+    /// ```
     pub fn closed_owned(&self) -> impl std::future::Future<Output = EndReason> + Send + 'static {
         let (shared, id) = (self.shared.clone(), self.id);
         std::future::poll_fn(move |cx| {
@@ -412,6 +471,15 @@ impl TrackWriter {
     }
 
     /// Changes our priority, order and max latency (a new SUBSCRIBE_OK).
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use moq_tokio::publish::PublisherParams;
+    /// let mut ours = PublisherParams::default();
+    /// ours.priority = 1; // lower it while the link is congested
+    /// writer.update_publisher(ours)?;
+    /// # Ok(()) }
+    /// ```
     pub fn update_publisher(&mut self, publisher: PublisherParams) -> Result<(), PublishError> {
         if !self.accepted {
             return self.accept(publisher);
@@ -422,6 +490,12 @@ impl TrackWriter {
     }
 
     /// Refuses the subscription with a Subscribe code (no SUBSCRIBE_OK is sent).
+    ///
+    /// ```no_run
+    /// # fn demo(writer: moq_tokio::publish::TrackWriter) {
+    /// writer.reject(moq_tokio::code::subscribe::NOT_FOUND);
+    /// # }
+    /// ```
     pub fn reject(mut self, code: ErrorCode) {
         self.end_with(code);
     }
@@ -439,12 +513,29 @@ impl TrackWriter {
 
     /// Opens the next group (one past the last opened; the first is the subscriber's start,
     /// or 1).
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use bytes::Bytes;
+    /// let mut group = writer.open_group()?;
+    /// group.write_frame(Bytes::from_static(b"keyframe"))?;
+    /// group.finish()?;
+    /// # Ok(()) }
+    /// ```
     pub fn open_group(&mut self) -> Result<GroupWriter, PublishError> {
         let seq = GroupSequence(self.next);
         self.open_group_at(seq)
     }
 
     /// Opens the group with this sequence.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use moq_tokio::GroupSequence;
+    /// let group = writer.open_group_at(GroupSequence(42))?;
+    /// assert_eq!(group.sequence(), GroupSequence(42));
+    /// # Ok(()) }
+    /// ```
     pub fn open_group_at(&mut self, sequence: GroupSequence) -> Result<GroupWriter, PublishError> {
         self.accept(PublisherParams::default())?;
         let stream = self.shared.with(|s| s.core.open_group(self.id, sequence))?;
@@ -459,6 +550,13 @@ impl TrackWriter {
 
     /// Skips the next `count` groups, telling the subscriber they will not come
     /// (SUBSCRIBE_DROP, code 0).
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// // Groups 1 and 2 will not come: the subscriber is told, and the next opened is 3.
+    /// writer.skip(2)?;
+    /// # Ok(()) }
+    /// ```
     pub fn skip(&mut self, count: u64) -> Result<(), PublishError> {
         if count == 0 {
             return Ok(());
@@ -474,6 +572,14 @@ impl TrackWriter {
     /// (finished groups whole; unfinished ones so far, their writers returned to go on
     /// live) and tells it that groups from its start up to the oldest cached one will not
     /// come (SUBSCRIBE_DROP, code 0). A group outside its range is skipped.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use moq_tokio::publish::GroupCache;
+    /// let cache = GroupCache::new(4, 1 << 20, None);
+    /// let still_open = writer.replay(&cache)?;
+    /// # Ok(()) }
+    /// ```
     pub fn replay(&mut self, cache: &GroupCache) -> Result<Vec<GroupWriter>, PublishError> {
         let SubscribeParams { start, end, .. } = self.subscriber_params();
         let mut replay = cache.replay(start).peekable();
@@ -507,6 +613,13 @@ impl TrackWriter {
     }
 
     /// Tells the subscriber that groups `start..=end` will not be delivered.
+    ///
+    /// ```no_run
+    /// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use moq_tokio::{GroupSequence, code::ErrorCode};
+    /// writer.drop_groups(GroupSequence(5), GroupSequence(7), ErrorCode(0))?;
+    /// # Ok(()) }
+    /// ```
     pub fn drop_groups(
         &mut self,
         start: GroupSequence,
@@ -520,6 +633,12 @@ impl TrackWriter {
     }
 
     /// Ends the track normally (FIN on the subscribe stream).
+    ///
+    /// ```no_run
+    /// # fn demo(writer: moq_tokio::publish::TrackWriter) {
+    /// writer.finish(); // the track has nothing more
+    /// # }
+    /// ```
     pub fn finish(mut self) {
         self.finish_inner();
     }
@@ -540,6 +659,12 @@ impl TrackWriter {
     }
 
     /// Ends the track with a Subscribe code; open groups are reset (Group code 0x5).
+    ///
+    /// ```no_run
+    /// # fn demo(writer: moq_tokio::publish::TrackWriter) {
+    /// writer.close_with_error(moq_tokio::code::subscribe::INTERNAL);
+    /// # }
+    /// ```
     pub fn close_with_error(mut self, code: ErrorCode) {
         self.end_with(code);
     }
@@ -569,12 +694,25 @@ pub struct GroupWriter {
 
 impl GroupWriter {
     /// The group's sequence number.
+    ///
+    /// ```no_run
+    /// # fn demo(mut group: moq_tokio::publish::GroupWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// println!("writing group {}", group.sequence().0);
+    /// # Ok(()) }
+    /// ```
     pub fn sequence(&self) -> GroupSequence {
         self.sequence
     }
 
     /// Queues a frame; the payload is passed to the transport without a copy. Fails once
     /// the group was cancelled by the subscriber, expired or was dropped.
+    ///
+    /// ```no_run
+    /// # fn demo(mut group: moq_tokio::publish::GroupWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use bytes::Bytes;
+    /// group.write_frame(Bytes::from_static(b"frame"))?;
+    /// # Ok(()) }
+    /// ```
     pub fn write_frame(&mut self, payload: Bytes) -> Result<(), PublishError> {
         if self.done {
             return Err(PublishError::Finished);
@@ -586,6 +724,14 @@ impl GroupWriter {
 
     /// Queues several frames at once (one pass through the session): a burst of small
     /// frames reaches the transport as a few chunks. Stops at the first that fails.
+    ///
+    /// ```no_run
+    /// # fn demo(mut group: moq_tokio::publish::GroupWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use bytes::Bytes;
+    /// let burst = (0..10).map(|i| Bytes::from(vec![i; 100]));
+    /// group.write_frames(burst)?;
+    /// # Ok(()) }
+    /// ```
     pub fn write_frames(
         &mut self,
         payloads: impl IntoIterator<Item = Bytes>,
@@ -603,6 +749,12 @@ impl GroupWriter {
     }
 
     /// Finishes the group (FIN after the queued frames).
+    ///
+    /// ```no_run
+    /// # fn demo(mut group: moq_tokio::publish::GroupWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// group.finish()?;
+    /// # Ok(()) }
+    /// ```
     pub fn finish(mut self) -> Result<(), PublishError> {
         self.done = true;
         self.shared.with(|s| s.core.finish_group(self.stream))?;
@@ -610,6 +762,12 @@ impl GroupWriter {
     }
 
     /// Aborts the group with a Group code (RESET_STREAM).
+    ///
+    /// ```no_run
+    /// # fn demo(group: moq_tokio::publish::GroupWriter) {
+    /// group.cancel(moq_tokio::code::group::PUBLISH_ABORTED);
+    /// # }
+    /// ```
     pub fn cancel(mut self, code: ErrorCode) {
         self.done = true;
         let _ = self.shared.with(|s| s.core.abort_group(self.stream, code));
@@ -647,6 +805,14 @@ impl FetchWriter {
     }
 
     /// Queues one frame of the group.
+    ///
+    /// ```no_run
+    /// # fn demo(mut fetch: moq_tokio::publish::FetchWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// use bytes::Bytes;
+    /// fetch.write_frame(Bytes::from_static(b"frame"))?;
+    /// fetch.finish()?;
+    /// # Ok(()) }
+    /// ```
     pub fn write_frame(&mut self, payload: Bytes) -> Result<(), PublishError> {
         self.shared
             .with(|s| s.core.write_fetch_frame(self.stream, payload))?;
@@ -654,6 +820,12 @@ impl FetchWriter {
     }
 
     /// Ends the response normally (FIN).
+    ///
+    /// ```no_run
+    /// # fn demo(mut fetch: moq_tokio::publish::FetchWriter) -> Result<(), moq_tokio::error::PublishError> {
+    /// fetch.finish()?;
+    /// # Ok(()) }
+    /// ```
     pub fn finish(mut self) -> Result<(), PublishError> {
         self.done = true;
         self.shared.with(|s| s.core.finish_fetch(self.stream))?;
@@ -661,6 +833,12 @@ impl FetchWriter {
     }
 
     /// Refuses or aborts the fetch with a Fetch code (0x0 when the group is not available).
+    ///
+    /// ```no_run
+    /// # fn demo(fetch: moq_tokio::publish::FetchWriter) {
+    /// fetch.reject(moq_tokio::code::fetch::INTERNAL);
+    /// # }
+    /// ```
     pub fn reject(mut self, code: ErrorCode) {
         self.done = true;
         let _ = self.shared.with(|s| s.core.reject_fetch(self.stream, code));
@@ -695,12 +873,26 @@ impl std::fmt::Debug for Broadcast {
 
 impl Broadcast {
     /// A broadcast with no tracks.
+    ///
+    /// ```
+    /// use moq_tokio::{Broadcast, Router};
+    /// let cam = Broadcast::new();
+    /// Router::new().publish("/cam", cam.clone());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
 
     /// Creates (or returns) the producer of a track. It keeps its `cache` most recent
     /// groups for late joiners and fetches, up to [`DEFAULT_TRACK_CACHE_BYTES`].
+    ///
+    /// ```
+    /// use moq_tokio::Broadcast;
+    /// let cam = Broadcast::new();
+    /// let video = cam.create_track("video", 8); // keeps the 8 newest groups
+    /// let again = cam.create_track("video", 8);
+    /// assert_eq!(video.subscriber_count(), again.subscriber_count());
+    /// ```
     pub fn create_track(&self, name: &str, cache: usize) -> TrackProducer {
         self.create_track_with(
             name,
@@ -710,6 +902,17 @@ impl Broadcast {
 
     /// Creates (or returns) the producer of a track, with its own cache (limits, and a
     /// budget shared with other tracks).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use moq_tokio::Broadcast;
+    /// use moq_tokio::publish::{CacheBudget, GroupCache};
+    /// // Tracks that share one 64 MiB budget.
+    /// let budget = CacheBudget::new(64 << 20);
+    /// let cam = Broadcast::new();
+    /// let video = cam.create_track_with("video", GroupCache::new(8, 16 << 20, Some(budget.clone())));
+    /// let audio = cam.create_track_with("audio", GroupCache::new(8, 1 << 20, Some(budget)));
+    /// ```
     pub fn create_track_with(&self, name: &str, cache: GroupCache) -> TrackProducer {
         lock(&self.tracks)
             .entry(name.to_owned())
@@ -718,6 +921,13 @@ impl Broadcast {
     }
 
     /// Removes a track: new subscriptions to it are refused; current ones end.
+    ///
+    /// ```
+    /// use moq_tokio::Broadcast;
+    /// let cam = Broadcast::new();
+    /// cam.create_track("video", 4);
+    /// cam.remove_track("video");
+    /// ```
     pub fn remove_track(&self, name: &str) {
         if let Some(track) = lock(&self.tracks).remove(name) {
             track.close();
@@ -845,6 +1055,14 @@ pub struct TrackStats {
 impl TrackProducer {
     /// A track with no broadcast around it, keeping the groups `cache` holds: for a relay, or
     /// to serve it through a [`TrackHandler`] of one's own.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// assert_eq!(track.subscriber_count(), 0);
+    /// ```
     pub fn new(cache: GroupCache) -> Self {
         Self {
             state: Arc::new(Mutex::new(TrackState {
@@ -864,6 +1082,16 @@ impl TrackProducer {
     /// Starts the next group (sequences count from 1, as gomoqt, unless
     /// [`TrackProducer::continue_from`] said otherwise), ending the one appended before it.
     /// Each current subscriber gets a group stream; a subscriber that ended is forgotten.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let first = track.append_group();
+    /// let second = track.append_group(); // ends the first
+    /// assert_eq!(second.sequence().0, first.sequence().0 + 1);
+    /// ```
     pub fn append_group(&self) -> GroupProducer {
         let mut state = lock(&self.state);
         let sequence = GroupSequence(state.next);
@@ -882,6 +1110,22 @@ impl TrackProducer {
 
     /// Opens group `sequence` beside any others still open (a relay forwarding groups that
     /// arrive interleaved). Numbers appended afterwards continue above the highest one.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// use moq_tokio::GroupSequence;
+    /// // Groups as a relay receives them: several open at once, by number.
+    /// let seven = track.create_group(GroupSequence(7));
+    /// let six = track.create_group(GroupSequence(6));
+    /// seven.write_frame(Bytes::from_static(b"b"));
+    /// six.write_frame(Bytes::from_static(b"a"));
+    /// six.finish();
+    /// seven.finish();
+    /// assert_eq!(track.latest_group(), Some(GroupSequence(7)));
+    /// ```
     pub fn create_group(&self, sequence: GroupSequence) -> GroupProducer {
         let mut state = lock(&self.state);
         state.next = state.next.max(sequence.0.saturating_add(1));
@@ -898,6 +1142,19 @@ impl TrackProducer {
     /// subscribers see group numbers go on increasing (for example from
     /// [`GroupSequence::from_time`]). Sequences never go back: `false`, and nothing changes,
     /// if `sequence` is not above the last group started.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// use moq_tokio::GroupSequence;
+    /// // A restarted publisher goes on from a number derived from the clock.
+    /// let now = std::time::SystemTime::now();
+    /// // One number per 2 s group period: a restart continues above the last number.
+    /// assert!(track.continue_from(GroupSequence::from_time(now, std::time::Duration::from_secs(2))));
+    /// let group = track.append_group();
+    /// ```
     pub fn continue_from(&self, sequence: GroupSequence) -> bool {
         let mut state = lock(&self.state);
         if state.highest.is_some_and(|highest| sequence <= highest) || sequence.0 >= 1 << 62 {
@@ -909,6 +1166,15 @@ impl TrackProducer {
 
     /// Tells every subscriber that groups `start..=end` will not be delivered (a relay
     /// passing on its publisher's SUBSCRIBE_DROP).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// use moq_tokio::{GroupSequence, code::ErrorCode};
+    /// track.drop_groups(GroupSequence(3), GroupSequence(4), ErrorCode(0));
+    /// ```
     pub fn drop_groups(&self, start: GroupSequence, end: GroupSequence, code: ErrorCode) {
         let mut state = lock(&self.state);
         for sub in &mut state.subscribers {
@@ -917,6 +1183,14 @@ impl TrackProducer {
     }
 
     /// The number of current subscribers.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// assert_eq!(track.subscriber_count(), 0);
+    /// ```
     pub fn subscriber_count(&self) -> usize {
         let mut state = lock(&self.state);
         state.subscribers.retain(|s| !s.writer.is_closed());
@@ -925,6 +1199,13 @@ impl TrackProducer {
 
     /// Resolves once the track has no subscriber (at once if it has none): for a relay, the
     /// moment to end the subscription that feeds it. One caller at a time.
+    ///
+    /// ```no_run
+    /// # async fn demo(track: moq_tokio::TrackProducer) {
+    /// track.unused().await; // nobody watches any more
+    /// track.close();
+    /// # }
+    /// ```
     pub async fn unused(&self) {
         use futures_util::StreamExt;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -956,11 +1237,30 @@ impl TrackProducer {
     /// Ends the track for every subscriber, normally (the publisher has nothing more).
     /// Groups still open are aborted (Group code 0x5): a group cut short is never passed
     /// off as complete.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// group.write_frame(Bytes::from_static(b"last"));
+    /// group.finish();
+    /// track.finish();
+    /// ```
     pub fn finish(&self) {
         self.end(None);
     }
 
     /// Ends the track for every subscriber with `code` (a Subscribe code).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// track.abort(moq_tokio::code::subscribe::INTERNAL);
+    /// ```
     pub fn abort(&self, code: ErrorCode) {
         self.end(Some(code));
     }
@@ -984,6 +1284,15 @@ impl TrackProducer {
 
     /// Ends the track for every subscriber (as [`TrackProducer::abort`] with Subscribe code
     /// 0x3, not found).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// track.close();
+    /// assert!(track.close_if_unused());
+    /// ```
     pub fn close(&self) {
         self.abort(moq_proto::code::subscribe::NOT_FOUND);
     }
@@ -991,6 +1300,13 @@ impl TrackProducer {
     /// Serves one subscription. Without a start group it begins with the latest group;
     /// with one, with the first cached group at or after it. Cached groups are replayed,
     /// and those still open go on live. A closed track refuses it (Subscribe code 0x3).
+    ///
+    /// ```no_run
+    /// # fn demo(track: moq_tokio::TrackProducer, writer: moq_tokio::publish::TrackWriter) {
+    /// // In a TrackHandler: this subscriber gets the cached groups, then the live ones.
+    /// track.subscribe(writer);
+    /// # }
+    /// ```
     pub fn subscribe(&self, writer: TrackWriter) {
         if let Err(writer) = self.try_subscribe(writer) {
             writer.reject(moq_proto::code::subscribe::NOT_FOUND);
@@ -999,6 +1315,14 @@ impl TrackProducer {
 
     /// [`TrackProducer::subscribe`], giving the subscription back if the track is closed
     /// (for a caller with another track to offer it, such as a relay).
+    ///
+    /// ```no_run
+    /// # fn demo(track: moq_tokio::TrackProducer, writer: moq_tokio::publish::TrackWriter) {
+    /// if let Err(writer) = track.try_subscribe(writer) {
+    ///     writer.reject(moq_tokio::code::subscribe::NOT_FOUND); // or offer it another track
+    /// }
+    /// # }
+    /// ```
     pub fn try_subscribe(&self, mut writer: TrackWriter) -> Result<(), TrackWriter> {
         let mut state = lock(&self.state);
         if state.closed {
@@ -1021,6 +1345,14 @@ impl TrackProducer {
     /// Closes the track if it has no subscriber, atomically with
     /// [`TrackProducer::try_subscribe`]: true if it was closed (a relay retiring a track
     /// nobody watches any more).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// assert!(track.close_if_unused(), "no subscriber: closed");
+    /// ```
     pub fn close_if_unused(&self) -> bool {
         let mut state = lock(&self.state);
         state.subscribers.retain(|s| !s.writer.is_closed());
@@ -1032,6 +1364,14 @@ impl TrackProducer {
 
     /// What [`TrackProducer::forward`] adds to its upstream's group numbers now (0 unless
     /// an upstream restarted its numbers).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// assert_eq!(track.offset(), 0);
+    /// ```
     pub fn offset(&self) -> u64 {
         lock(&self.state).offset
     }
@@ -1058,6 +1398,16 @@ impl TrackProducer {
     }
 
     /// The highest group number opened so far.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// assert_eq!(track.latest_group(), None);
+    /// let group = track.append_group();
+    /// assert_eq!(track.latest_group(), Some(group.sequence()));
+    /// ```
     pub fn latest_group(&self) -> Option<GroupSequence> {
         lock(&self.state).highest
     }
@@ -1081,11 +1431,34 @@ impl TrackProducer {
     }
 
     /// A cached group's frames, if it is cached and complete or still open.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// group.write_frame(Bytes::from_static(b"a"));
+    /// let sequence = group.sequence();
+    /// group.finish();
+    /// assert_eq!(track.cached_group(sequence), Some(vec![Bytes::from_static(b"a")]));
+    /// ```
     pub fn cached_group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
         lock(&self.state).cache.group(sequence)
     }
 
     /// The sequences in the cache, oldest first.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// for _ in 0..6 {
+    ///     track.append_group().finish();
+    /// }
+    /// assert_eq!(track.cached_sequences().len(), 4);
+    /// ```
     pub fn cached_sequences(&self) -> Vec<GroupSequence> {
         lock(&self.state).cache.sequences()
     }
@@ -1262,11 +1635,29 @@ impl std::fmt::Debug for GroupProducer {
 
 impl GroupProducer {
     /// The group's sequence number.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// assert_eq!(group.sequence().0, 1);
+    /// ```
     pub fn sequence(&self) -> GroupSequence {
         self.sequence
     }
 
     /// Writes a frame to every subscriber of the group (the same `Bytes`, no copy).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// group.write_frame(Bytes::from_static(b"frame"));
+    /// ```
     pub fn write_frame(&self, payload: Bytes) {
         let mut state = lock(&self.state);
         let sequence = self.sequence;
@@ -1283,6 +1674,16 @@ impl GroupProducer {
     }
 
     /// Writes frames to every subscriber of the group in one pass (the same `Bytes`).
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// group.write_frames([Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+    /// assert_eq!(track.stats().frames, 2);
+    /// ```
     pub fn write_frames(&self, frames: impl IntoIterator<Item = Bytes>) {
         let frames: Vec<Bytes> = frames.into_iter().collect();
         let mut state = lock(&self.state);
@@ -1301,6 +1702,16 @@ impl GroupProducer {
     }
 
     /// Finishes the group for every subscriber.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// group.write_frame(Bytes::from_static(b"frame"));
+    /// group.finish();
+    /// ```
     pub fn finish(mut self) {
         self.finished = true;
         lock(&self.state).finish_group(self.sequence);
@@ -1308,6 +1719,17 @@ impl GroupProducer {
 
     /// Aborts the group for every subscriber with `code` (a Group code) and drops it from
     /// the cache.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::TrackProducer;
+    /// use moq_tokio::publish::GroupCache;
+    /// let track = TrackProducer::new(GroupCache::new(4, 1 << 20, None));
+    /// let group = track.append_group();
+    /// let sequence = group.sequence();
+    /// group.abort(moq_tokio::code::group::PUBLISH_ABORTED);
+    /// assert_eq!(track.cached_group(sequence), None);
+    /// ```
     pub fn abort(mut self, code: ErrorCode) {
         self.finished = true;
         let mut state = lock(&self.state);
