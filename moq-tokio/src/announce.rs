@@ -8,6 +8,14 @@ use moq_proto::{BroadcastPath, HopId, StreamId};
 use crate::shared::{Shared, WakeKey, path_key};
 
 /// A broadcast the peer reported active.
+///
+/// ``` no_run
+/// # async fn demo(mut announced: moq_tokio::Announcements) {
+/// if let Some(announcement) = announced.next().await {
+///     println!("{} ({} hops)", announcement.path(), announcement.hops().len());
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Announcement {
     shared: Arc<Shared>,
@@ -20,16 +28,38 @@ pub struct Announcement {
 
 impl Announcement {
     /// The broadcast's full path.
+    ///
+    /// ``` no_run
+    /// # fn demo(announcement: moq_tokio::Announcement) {
+    /// if announcement.path() == "/cam" {
+    ///     println!("the camera is live");
+    /// }
+    /// # }
+    /// ```
     pub fn path(&self) -> &BroadcastPath {
         &self.path
     }
 
     /// The relays it passed through (empty when the peer originates it).
+    ///
+    /// ``` no_run
+    /// # fn demo(announcement: moq_tokio::Announcement) {
+    /// println!("through relays {:?}", announcement.hops());
+    /// # }
+    /// ```
     pub fn hops(&self) -> &[HopId] {
         &self.hops
     }
 
     /// Whether it has ended.
+    ///
+    /// ``` no_run
+    /// # fn demo(announcement: moq_tokio::Announcement) {
+    /// if announcement.is_ended() {
+    ///     println!("{} is gone", announcement.path());
+    /// }
+    /// # }
+    /// ```
     pub fn is_ended(&self) -> bool {
         let inner = self.shared.lock();
         !inner
@@ -68,6 +98,15 @@ impl Announcement {
 ///
 /// Announcements the application has not taken yet wait in the session, one per path; a
 /// broadcast that ends before it is taken is never reported.
+///
+/// ``` no_run
+/// # async fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
+/// let mut announced = session.announced("")?;
+/// while let Some(a) = announced.next().await {
+///     println!("{}", a.path());
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping it stops listening"]
 pub struct Announcements {

@@ -21,6 +21,18 @@ pub const FRAME_OVERHEAD: usize = 64;
 pub const DEFAULT_TRACK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// One cached group.
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_tokio::GroupSequence;
+/// use moq_tokio::publish::GroupCache;
+/// let mut cache = GroupCache::new(2, 1 << 20, None);
+/// cache.begin(GroupSequence(1));
+/// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+/// cache.finish(GroupSequence(1));
+/// let group = cache.replay(None).next().unwrap();
+/// assert_eq!((group.sequence(), group.frames().len(), group.is_finished()), (GroupSequence(1), 1, true));
+/// ```
 #[derive(Debug)]
 pub struct CachedGroup {
     sequence: GroupSequence,
@@ -31,16 +43,49 @@ pub struct CachedGroup {
 
 impl CachedGroup {
     /// The group's sequence number.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert_eq!(cache.replay(None).next().unwrap().sequence(), GroupSequence(1));
+    /// ```
     pub fn sequence(&self) -> GroupSequence {
         self.sequence
     }
 
     /// Its frames so far.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert_eq!(cache.replay(None).next().unwrap().frames(), &[Bytes::from_static(b"a")]);
+    /// ```
     pub fn frames(&self) -> &[Bytes] {
         &self.frames
     }
 
     /// Whether the group is complete.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert!(cache.replay(None).next().unwrap().is_finished());
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.finished
     }
@@ -50,6 +95,14 @@ impl CachedGroup {
 /// track it caches. A cache whose push takes the total over the limit gives up its own
 /// oldest groups, down to none: the caches that filled the budget first keep it, and a new
 /// track caches nothing until they shrink.
+///
+/// ```
+/// use moq_tokio::publish::{CacheBudget, GroupCache};
+/// let budget = CacheBudget::new(256 << 20);
+/// let a = GroupCache::new(8, 64 << 20, Some(budget.clone()));
+/// let b = GroupCache::new(8, 64 << 20, Some(budget.clone()));
+/// assert_eq!(budget.bytes(), 0);
+/// ```
 #[derive(Debug)]
 pub struct CacheBudget {
     bytes: AtomicUsize,
@@ -58,6 +111,11 @@ pub struct CacheBudget {
 
 impl CacheBudget {
     /// A budget of `max` bytes.
+    ///
+    /// ```
+    /// use moq_tokio::publish::CacheBudget;
+    /// let budget = CacheBudget::new(1 << 30);
+    /// ```
     pub fn new(max: usize) -> Arc<Self> {
         Arc::new(Self {
             bytes: AtomicUsize::new(0),
@@ -78,12 +136,28 @@ impl CacheBudget {
     }
 
     /// Bytes held by every cache under this budget.
+    ///
+    /// ```
+    /// use moq_tokio::publish::CacheBudget;
+    /// assert_eq!(CacheBudget::new(1 << 30).bytes(), 0);
+    /// ```
     pub fn bytes(&self) -> usize {
         self.bytes.load(Ordering::Relaxed)
     }
 }
 
 /// The most recent groups of one track, by ascending sequence, bounded by count and bytes.
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_tokio::GroupSequence;
+/// use moq_tokio::publish::GroupCache;
+/// let mut cache = GroupCache::new(2, 1 << 20, None);
+/// cache.begin(GroupSequence(1));
+/// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+/// cache.finish(GroupSequence(1));
+/// assert_eq!(cache.sequences(), vec![GroupSequence(1)]);
+/// ```
 #[derive(Debug)]
 pub struct GroupCache {
     groups: VecDeque<CachedGroup>,
@@ -96,6 +170,12 @@ pub struct GroupCache {
 impl GroupCache {
     /// A cache of at most `max_groups` groups (at least 1) and `max_bytes` bytes, under a
     /// shared `budget` if given.
+    ///
+    /// ```
+    /// use moq_tokio::publish::GroupCache;
+    /// let cache = GroupCache::new(4, 16 << 20, None);
+    /// assert_eq!(cache.bytes(), 0);
+    /// ```
     pub fn new(max_groups: usize, max_bytes: usize, budget: Option<Arc<CacheBudget>>) -> Self {
         Self {
             groups: VecDeque::new(),
@@ -116,6 +196,18 @@ impl GroupCache {
 
     /// A group started. Groups may begin out of order (they travel on their own streams);
     /// the cache keeps them sorted.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// cache.begin(GroupSequence(2));
+    /// assert_eq!(cache.sequences().len(), 2);
+    /// ```
     pub fn begin(&mut self, sequence: GroupSequence) {
         if self.groups.iter().any(|g| g.sequence == sequence) {
             return;
@@ -139,6 +231,20 @@ impl GroupCache {
 
     /// Frames of a group arrived. A group evicted (or never begun, or finished) stays as it
     /// is.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// cache.begin(GroupSequence(2));
+    /// cache.push(GroupSequence(2), &[Bytes::from_static(b"b"), Bytes::from_static(b"c")]);
+    /// cache.finish(GroupSequence(2));
+    /// assert_eq!(cache.group(GroupSequence(2)).unwrap().len(), 2);
+    /// ```
     pub fn push(&mut self, sequence: GroupSequence, frames: &[Bytes]) {
         let Some(group) = self.find(sequence).filter(|g| !g.finished) else {
             return;
@@ -154,6 +260,17 @@ impl GroupCache {
     }
 
     /// A group is complete.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert!(cache.replay(None).next().unwrap().is_finished());
+    /// ```
     pub fn finish(&mut self, sequence: GroupSequence) {
         if let Some(group) = self.find(sequence) {
             group.finished = true;
@@ -161,6 +278,19 @@ impl GroupCache {
     }
 
     /// A group ended incomplete: it is not kept. A finished group stays.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// cache.begin(GroupSequence(2)); // still open: an abort drops it
+    /// cache.abort(GroupSequence(2));
+    /// assert_eq!(cache.sequences(), vec![GroupSequence(1)]);
+    /// ```
     pub fn abort(&mut self, sequence: GroupSequence) {
         if let Some(at) = self
             .groups
@@ -193,6 +323,17 @@ impl GroupCache {
     }
 
     /// The frames of a complete cached group.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert_eq!(cache.group(GroupSequence(1)), Some(vec![Bytes::from_static(b"a")]));
+    /// ```
     pub fn group(&self, sequence: GroupSequence) -> Option<Vec<Bytes>> {
         self.groups
             .iter()
@@ -201,17 +342,51 @@ impl GroupCache {
     }
 
     /// The cached sequences, oldest first.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert_eq!(cache.sequences(), vec![GroupSequence(1)]);
+    /// ```
     pub fn sequences(&self) -> Vec<GroupSequence> {
         self.groups.iter().map(|g| g.sequence).collect()
     }
 
     /// Bytes held: payload plus [`FRAME_OVERHEAD`] per frame.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert!(cache.bytes() > 1);
+    /// ```
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
     /// What a new subscriber gets first: without a start, the latest group; with one, every
     /// cached group from there on.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use moq_tokio::GroupSequence;
+    /// use moq_tokio::publish::GroupCache;
+    /// let mut cache = GroupCache::new(2, 1 << 20, None);
+    /// cache.begin(GroupSequence(1));
+    /// cache.push(GroupSequence(1), &[Bytes::from_static(b"a")]);
+    /// cache.finish(GroupSequence(1));
+    /// assert_eq!(cache.replay(Some(GroupSequence(1))).count(), 1);
+    /// assert_eq!(cache.replay(Some(GroupSequence(2))).count(), 0);
+    /// ```
     pub fn replay(&self, start: Option<GroupSequence>) -> impl Iterator<Item = &CachedGroup> {
         let skip = match start {
             Some(s) => self.groups.iter().take_while(|g| g.sequence < s).count(),

@@ -10,6 +10,17 @@
 pub use moq_proto::{CloseReason, CommandError, EndReason};
 
 /// The session refused a request, or ended.
+///
+/// ``` no_run
+/// # fn demo(session: moq_tokio::Session) {
+/// use moq_tokio::error::SessionError;
+/// match session.subscribe("/cam", "video", Default::default()) {
+///     Ok(reader) => {}
+///     Err(SessionError::Closed(why)) => println!("the session is over: {why}"),
+///     Err(other) => println!("refused: {other}"),
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
@@ -43,6 +54,15 @@ pub(crate) fn end_result(reason: EndReason) -> Result<(), EndReason> {
 }
 
 /// A write to a group, track or fetch we publish failed.
+///
+/// ``` no_run
+/// # fn demo(mut group: moq_tokio::publish::GroupWriter) {
+/// use moq_tokio::error::PublishError;
+/// if let Err(PublishError::Closed) = group.write_frame(bytes::Bytes::from_static(b"x")) {
+///     println!("the subscriber cancelled this group");
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {

@@ -10,6 +10,14 @@ use futures_util::Stream;
 use crate::shared::{Shared, WakeKey};
 
 /// A measurement the peer sent in reply to our probe.
+///
+/// ``` no_run
+/// # async fn demo(mut replies: moq_tokio::probe::ProbeResults) {
+/// if let Some(result) = replies.next().await {
+///     println!("{} bit/s, RTT {:?}", result.bitrate, result.rtt);
+/// }
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ProbeResult {
     /// The bitrate the peer estimates it can send us, bits per second; 0 = unknown.
@@ -21,6 +29,14 @@ pub struct ProbeResult {
 /// The peer's replies to our probe, in arrival order (the core keeps the newest 16 while
 /// unread). A [`Stream`] of [`ProbeResult`]s, which ends when the probe or the session
 /// does, or when a later [`crate::Session::probe`] call takes the replies over.
+///
+/// ``` no_run
+/// # async fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
+/// use futures_util::StreamExt;
+/// let mut replies = session.probe(1_000_000)?;
+/// let first_three: Vec<_> = (&mut replies).take(3).collect().await;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "the replies arrive here"]
 pub struct ProbeResults {
@@ -76,6 +92,15 @@ impl Stream for ProbeResults {
 
 /// The targets the peer's probe asks of us (bits per second), latest wins: from
 /// [`crate::Session::probe_targets`].
+///
+/// ``` no_run
+/// # async fn demo(session: moq_tokio::Session) {
+/// let mut targets = session.probe_targets();
+/// if let Some(bitrate) = targets.next().await {
+///     println!("probed up to {bitrate} bit/s");
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct ProbeTargets {
     shared: Arc<Shared>,
@@ -109,6 +134,14 @@ impl ProbeTargets {
 
     /// The next target: the current one first (if the peer has probed), then each new one;
     /// `None` once the session has ended.
+    ///
+    /// ``` no_run
+    /// # async fn demo(mut targets: moq_tokio::probe::ProbeTargets) {
+    /// while let Some(bitrate) = targets.next().await {
+    ///     println!("{bitrate}");
+    /// }
+    /// # }
+    /// ```
     pub async fn next(&mut self) -> Option<u64> {
         let mut closed = self.shared.closed.subscribe();
         loop {

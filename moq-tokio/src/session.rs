@@ -56,6 +56,12 @@ impl Session {
     /// Starts a session on an established connection, with its driver task on the current
     /// tokio runtime. `router` serves the broadcasts this end publishes (announced to the
     /// peer as it shows interest); without one, every SUBSCRIBE and FETCH is refused.
+    ///
+    /// ``` no_run
+    /// # fn demo(conn: moq_tokio::transport::proto::Role) {}
+    /// // Adapters call it with their connection (see moq_quinn and moq_webtransport):
+    /// // Session::new(conn, Role::Client, Config::default(), Some(router))
+    /// ```
     pub fn new<C: Connection>(conn: C, role: Role, config: Config, router: Option<Router>) -> Self {
         let meta = Meta {
             stats: Box::new({
@@ -275,16 +281,35 @@ impl Session {
     }
 
     /// What the transport negotiated (version, ALPN, TLS details).
+    ///
+    /// ``` no_run
+    /// # fn demo(session: moq_tokio::Session) {
+    /// let info = session.connection_info();
+    /// println!("{} over {}, ALPN {:?}", info.version.as_deref().unwrap_or("?"), info.transport, info.alpn);
+    /// # }
+    /// ```
     pub fn connection_info(&self) -> &ConnectionInfo {
         &self.shared.meta.info
     }
 
     /// The peer's address.
+    ///
+    /// ``` no_run
+    /// # fn demo(session: moq_tokio::Session) {
+    /// println!("peer {:?}", session.remote_addr());
+    /// # }
+    /// ```
     pub fn remote_addr(&self) -> Option<SocketAddr> {
         self.shared.meta.remote
     }
 
     /// Our address.
+    ///
+    /// ``` no_run
+    /// # fn demo(session: moq_tokio::Session) {
+    /// println!("us {:?}", session.local_addr());
+    /// # }
+    /// ```
     pub fn local_addr(&self) -> Option<SocketAddr> {
         self.shared.meta.local
     }
@@ -344,6 +369,13 @@ impl Session {
     }
 
     /// Resolves when the session has ended, with the cause.
+    ///
+    /// ``` no_run
+    /// # async fn demo(session: moq_tokio::Session) {
+    /// let why = session.closed().await;
+    /// println!("session ended: {why}");
+    /// # }
+    /// ```
     pub async fn closed(&self) -> CloseReason {
         let mut rx = self.shared.closed.subscribe();
         loop {
@@ -357,12 +389,27 @@ impl Session {
     }
 
     /// Whether the session has ended.
+    ///
+    /// ``` no_run
+    /// # fn demo(session: moq_tokio::Session) {
+    /// if session.is_closed() {
+    ///     println!("gone");
+    /// }
+    /// # }
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.shared.closed.borrow().is_some()
     }
 
     /// Publishes a broadcast on this session only (without a router): peers showing
     /// interest learn of it. Subscriptions to it reach the session's router, if any.
+    ///
+    /// ``` no_run
+    /// # fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
+    /// // Tell this peer only about /cam (its subscriptions reach the session's router).
+    /// session.announce("/cam")?;
+    /// # Ok(()) }
+    /// ```
     pub fn announce(&self, path: impl Into<BroadcastPath>) -> Result<(), SessionError> {
         let path = path.into();
         self.shared

@@ -19,6 +19,15 @@ use crate::shared::{Shared, Signal, Stopper, WakeKey};
 use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
+///
+/// ``` no_run
+/// # async fn demo(mut video: moq_tokio::TrackReader) -> Result<(), moq_tokio::error::EndReason> {
+/// use moq_tokio::TrackEvent;
+/// if let Some(TrackEvent::Dropped { start, end, code }) = video.next().await? {
+///     println!("groups {}..={} will not come ({code})", start.0, end.0);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum TrackEvent {
@@ -36,6 +45,15 @@ pub enum TrackEvent {
 }
 
 /// One of our subscriptions. Dropping it unsubscribes.
+///
+/// ``` no_run
+/// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+/// let mut video = session.subscribe("/cam", "video", Default::default())?;
+/// while let Some(mut group) = video.next_group().await? {
+///     let frames = group.read_all().await?;
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping the reader unsubscribes"]
 pub struct TrackReader {
@@ -69,21 +87,45 @@ impl TrackReader {
     }
 
     /// The subscription's ID on this session.
+    ///
+    /// ``` no_run
+    /// # fn demo(video: moq_tokio::TrackReader) {
+    /// println!("subscription {:?}", video.id());
+    /// # }
+    /// ```
     pub fn id(&self) -> SubscribeId {
         self.id
     }
 
     /// The broadcast.
+    ///
+    /// ``` no_run
+    /// # fn demo(video: moq_tokio::TrackReader) {
+    /// println!("{} / {}", video.path(), video.track());
+    /// # }
+    /// ```
     pub fn path(&self) -> &BroadcastPath {
         &self.path
     }
 
     /// The track name.
+    ///
+    /// ``` no_run
+    /// # fn demo(video: moq_tokio::TrackReader) {
+    /// assert_eq!(video.track(), "video");
+    /// # }
+    /// ```
     pub fn track(&self) -> &str {
         &self.track
     }
 
     /// Our current preferences and range.
+    ///
+    /// ``` no_run
+    /// # fn demo(video: moq_tokio::TrackReader) {
+    /// println!("ordered: {}", video.params().ordered);
+    /// # }
+    /// ```
     pub fn params(&self) -> SubscribeParams {
         self.params
     }
@@ -282,6 +324,14 @@ impl Drop for TrackReader {
 /// reads the transport, and the bytes cross the session lock once, decoded there into the
 /// frames it returns (see [`moq_proto::Session::read_frame`]). Bytes it has not asked for
 /// stay in the transport, under QUIC flow control.
+///
+/// ``` no_run
+/// # async fn demo(mut group: moq_tokio::GroupReader) -> Result<(), moq_tokio::error::EndReason> {
+/// while let Some(frame) = group.read_frame().await? {
+///     println!("{} bytes of group {}", frame.len(), group.sequence().0);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping the reader cancels the group"]
 pub struct GroupReader {
@@ -320,6 +370,12 @@ impl GroupReader {
     }
 
     /// The group's sequence number.
+    ///
+    /// ``` no_run
+    /// # fn demo(group: moq_tokio::GroupReader) {
+    /// println!("group {}", group.sequence().0);
+    /// # }
+    /// ```
     pub fn sequence(&self) -> GroupSequence {
         self.sequence
     }
@@ -406,6 +462,15 @@ impl GroupReader {
     /// The next frame if it has already arrived, without waiting: `None` when nothing is
     /// ready yet; otherwise what [`GroupReader::read_frame`] would return. Lets a relay
     /// forward a burst of frames in one write ([`crate::publish::GroupWriter::write_frames`]).
+    ///
+    /// ``` no_run
+    /// # fn demo(mut group: moq_tokio::GroupReader) {
+    /// // Take what has arrived, without waiting.
+    /// while let Some(Ok(Some(frame))) = group.try_read_frame() {
+    ///     println!("{} bytes", frame.len());
+    /// }
+    /// # }
+    /// ```
     pub fn try_read_frame(&mut self) -> Option<Result<Option<Bytes>, EndReason>> {
         if self.ready.is_empty() && self.ended.is_none() && !self.blocked {
             self.pull(None);
@@ -430,6 +495,12 @@ impl GroupReader {
     }
 
     /// Reads every remaining frame.
+    ///
+    /// ``` no_run
+    /// # async fn demo(mut group: moq_tokio::GroupReader) -> Result<(), moq_tokio::error::EndReason> {
+    /// let frames = group.read_all().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn read_all(&mut self) -> Result<Vec<Bytes>, EndReason> {
         let mut frames = Vec::new();
         while let Some(frame) = self.read_frame().await? {
@@ -482,6 +553,14 @@ impl Drop for GroupReader {
 
 /// The frames of one fetched group ([`crate::Session::fetch`]). Dropping it before the end
 /// cancels the fetch (STOP_SENDING, Fetch code 0x3). It reads as a [`GroupReader`] does.
+///
+/// ``` no_run
+/// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_tokio::{FetchRequest, GroupSequence};
+/// let mut fetch = session.fetch(FetchRequest::new("/cam", "video", GroupSequence(3)))?;
+/// let frames = fetch.read_all().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[must_use = "dropping the reader cancels the fetch"]
 pub struct FetchReader(GroupReader);
@@ -492,28 +571,62 @@ impl FetchReader {
     }
 
     /// The group fetched.
+    ///
+    /// ``` no_run
+    /// # fn demo(fetch: moq_tokio::FetchReader) {
+    /// println!("fetching group {}", fetch.group().0);
+    /// # }
+    /// ```
     pub fn group(&self) -> GroupSequence {
         self.0.sequence()
     }
 
     /// The next frame, contiguous: `Ok(None)` at the end, an error (with the publisher's
     /// Fetch code, e.g. 0x0 when the group is not available) if it ended otherwise.
+    ///
+    /// ``` no_run
+    /// # async fn demo(mut fetch: moq_tokio::FetchReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// while let Some(frame) = fetch.read_frame().await? {
+    ///     println!("{} bytes", frame.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read_frame(&mut self) -> Result<Option<Bytes>, EndReason> {
         self.0.read_frame().await
     }
 
     /// The next frame as received, without a copy (see [`GroupReader::read_payload`]).
+    ///
+    /// ``` no_run
+    /// # async fn demo(mut fetch: moq_tokio::FetchReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// while let Some(payload) = fetch.read_payload().await? {
+    ///     println!("{} bytes", payload.len());
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn read_payload(&mut self) -> Result<Option<Payload>, EndReason> {
         self.0.read_payload().await
     }
 
     /// Reads every remaining frame.
+    ///
+    /// ``` no_run
+    /// # async fn demo(mut fetch: moq_tokio::FetchReader) -> Result<(), Box<dyn std::error::Error>> {
+    /// let frames = fetch.read_all().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn read_all(&mut self) -> Result<Vec<Bytes>, EndReason> {
         self.0.read_all().await
     }
 
     /// Stops the fetch (STOP_SENDING with this Fetch code, for example
     /// `code::fetch::CANCELLED`).
+    ///
+    /// ``` no_run
+    /// # fn demo(mut fetch: moq_tokio::FetchReader) {
+    /// fetch.cancel(moq_tokio::code::fetch::CANCELLED);
+    /// # }
+    /// ```
     pub fn cancel(&mut self, code: ErrorCode) {
         self.0.cancel(code);
     }
