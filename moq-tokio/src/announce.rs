@@ -9,7 +9,7 @@ use crate::shared::{Shared, WakeKey, path_key};
 
 /// A broadcast the peer reported active.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(mut announced: moq_tokio::Announcements) {
 /// if let Some(announcement) = announced.next().await {
 ///     println!("{} ({} hops)", announcement.path(), announcement.hops().len());
@@ -29,7 +29,7 @@ pub struct Announcement {
 impl Announcement {
     /// The broadcast's full path.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(announcement: moq_tokio::Announcement) {
     /// if announcement.path() == "/cam" {
     ///     println!("the camera is live");
@@ -42,7 +42,7 @@ impl Announcement {
 
     /// The relays it passed through (empty when the peer originates it).
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(announcement: moq_tokio::Announcement) {
     /// println!("through relays {:?}", announcement.hops());
     /// # }
@@ -53,7 +53,7 @@ impl Announcement {
 
     /// Whether it has ended.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(announcement: moq_tokio::Announcement) {
     /// if announcement.is_ended() {
     ///     println!("{} is gone", announcement.path());
@@ -99,7 +99,7 @@ impl Announcement {
 /// Announcements the application has not taken yet wait in the session, one per path; a
 /// broadcast that ends before it is taken is never reported.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
 /// let mut announced = session.announced("")?;
 /// while let Some(a) = announced.next().await {

@@ -11,7 +11,7 @@ pub use moq_proto::{CloseReason, CommandError, EndReason};
 
 /// The session refused a request, or ended.
 ///
-/// ``` no_run
+/// ```no_run
 /// # fn demo(session: moq_tokio::Session) {
 /// use moq_tokio::error::SessionError;
 /// match session.subscribe("/cam", "video", Default::default()) {
@@ -55,7 +55,7 @@ pub(crate) fn end_result(reason: EndReason) -> Result<(), EndReason> {
 
 /// A write to a group, track or fetch we publish failed.
 ///
-/// ``` no_run
+/// ```no_run
 /// # fn demo(mut group: moq_tokio::publish::GroupWriter) {
 /// use moq_tokio::error::PublishError;
 /// if let Err(PublishError::Closed) = group.write_frame(bytes::Bytes::from_static(b"x")) {

@@ -11,7 +11,7 @@ use crate::shared::{Shared, WakeKey};
 
 /// A measurement the peer sent in reply to our probe.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(mut replies: moq_tokio::probe::ProbeResults) {
 /// if let Some(result) = replies.next().await {
 ///     println!("{} bit/s, RTT {:?}", result.bitrate, result.rtt);
@@ -30,7 +30,7 @@ pub struct ProbeResult {
 /// unread). A [`Stream`] of [`ProbeResult`]s, which ends when the probe or the session
 /// does, or when a later [`crate::Session::probe`] call takes the replies over.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
 /// use futures_util::StreamExt;
 /// let mut replies = session.probe(1_000_000)?;
@@ -93,7 +93,7 @@ impl Stream for ProbeResults {
 /// The targets the peer's probe asks of us (bits per second), latest wins: from
 /// [`crate::Session::probe_targets`].
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(session: moq_tokio::Session) {
 /// let mut targets = session.probe_targets();
 /// if let Some(bitrate) = targets.next().await {
@@ -135,7 +135,7 @@ impl ProbeTargets {
     /// The next target: the current one first (if the peer has probed), then each new one;
     /// `None` once the session has ended.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # async fn demo(mut targets: moq_tokio::probe::ProbeTargets) {
     /// while let Some(bitrate) = targets.next().await {
     ///     println!("{bitrate}");

@@ -57,10 +57,13 @@ impl Session {
     /// tokio runtime. `router` serves the broadcasts this end publishes (announced to the
     /// peer as it shows interest); without one, every SUBSCRIBE and FETCH is refused.
     ///
-    /// ``` no_run
-    /// # fn demo(conn: moq_tokio::transport::proto::Role) {}
-    /// // Adapters call it with their connection (see moq_quinn and moq_webtransport):
-    /// // Session::new(conn, Role::Client, Config::default(), Some(router))
+    /// ```no_run
+    /// use moq_tokio::transport::{Connection, proto::Role};
+    /// use moq_tokio::{Config, Router, Session};
+    /// // What an adapter does with a connection it has established.
+    /// fn start<C: Connection>(conn: C, router: Router) -> Session {
+    ///     Session::new(conn, Role::Client, Config::default(), Some(router))
+    /// }
     /// ```
     pub fn new<C: Connection>(conn: C, role: Role, config: Config, router: Option<Router>) -> Self {
         let meta = Meta {
@@ -282,7 +285,7 @@ impl Session {
 
     /// What the transport negotiated (version, ALPN, TLS details).
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(session: moq_tokio::Session) {
     /// let info = session.connection_info();
     /// println!("{} over {}, ALPN {:?}", info.version.as_deref().unwrap_or("?"), info.transport, info.alpn);
@@ -294,7 +297,7 @@ impl Session {
 
     /// The peer's address.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(session: moq_tokio::Session) {
     /// println!("peer {:?}", session.remote_addr());
     /// # }
@@ -305,7 +308,7 @@ impl Session {
 
     /// Our address.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(session: moq_tokio::Session) {
     /// println!("us {:?}", session.local_addr());
     /// # }
@@ -370,7 +373,7 @@ impl Session {
 
     /// Resolves when the session has ended, with the cause.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # async fn demo(session: moq_tokio::Session) {
     /// let why = session.closed().await;
     /// println!("session ended: {why}");
@@ -390,7 +393,7 @@ impl Session {
 
     /// Whether the session has ended.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(session: moq_tokio::Session) {
     /// if session.is_closed() {
     ///     println!("gone");
@@ -404,7 +407,7 @@ impl Session {
     /// Publishes a broadcast on this session only (without a router): peers showing
     /// interest learn of it. Subscriptions to it reach the session's router, if any.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(session: moq_tokio::Session) -> Result<(), moq_tokio::error::SessionError> {
     /// // Tell this peer only about /cam (its subscriptions reach the session's router).
     /// session.announce("/cam")?;

@@ -20,7 +20,7 @@ use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(mut video: moq_tokio::TrackReader) -> Result<(), moq_tokio::error::EndReason> {
 /// use moq_tokio::TrackEvent;
 /// if let Some(TrackEvent::Dropped { start, end, code }) = video.next().await? {
@@ -46,7 +46,7 @@ pub enum TrackEvent {
 
 /// One of our subscriptions. Dropping it unsubscribes.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
 /// let mut video = session.subscribe("/cam", "video", Default::default())?;
 /// while let Some(mut group) = video.next_group().await? {
@@ -88,7 +88,7 @@ impl TrackReader {
 
     /// The subscription's ID on this session.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(video: moq_tokio::TrackReader) {
     /// println!("subscription {:?}", video.id());
     /// # }
@@ -99,7 +99,7 @@ impl TrackReader {
 
     /// The broadcast.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(video: moq_tokio::TrackReader) {
     /// println!("{} / {}", video.path(), video.track());
     /// # }
@@ -110,7 +110,7 @@ impl TrackReader {
 
     /// The track name.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(video: moq_tokio::TrackReader) {
     /// assert_eq!(video.track(), "video");
     /// # }
@@ -121,7 +121,7 @@ impl TrackReader {
 
     /// Our current preferences and range.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(video: moq_tokio::TrackReader) {
     /// println!("ordered: {}", video.params().ordered);
     /// # }
@@ -325,7 +325,7 @@ impl Drop for TrackReader {
 /// frames it returns (see [`moq_proto::Session::read_frame`]). Bytes it has not asked for
 /// stay in the transport, under QUIC flow control.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(mut group: moq_tokio::GroupReader) -> Result<(), moq_tokio::error::EndReason> {
 /// while let Some(frame) = group.read_frame().await? {
 ///     println!("{} bytes of group {}", frame.len(), group.sequence().0);
@@ -371,7 +371,7 @@ impl GroupReader {
 
     /// The group's sequence number.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(group: moq_tokio::GroupReader) {
     /// println!("group {}", group.sequence().0);
     /// # }
@@ -463,7 +463,7 @@ impl GroupReader {
     /// ready yet; otherwise what [`GroupReader::read_frame`] would return. Lets a relay
     /// forward a burst of frames in one write ([`crate::publish::GroupWriter::write_frames`]).
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(mut group: moq_tokio::GroupReader) {
     /// // Take what has arrived, without waiting.
     /// while let Some(Ok(Some(frame))) = group.try_read_frame() {
@@ -496,7 +496,7 @@ impl GroupReader {
 
     /// Reads every remaining frame.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # async fn demo(mut group: moq_tokio::GroupReader) -> Result<(), moq_tokio::error::EndReason> {
     /// let frames = group.read_all().await?;
     /// # Ok(()) }
@@ -554,7 +554,7 @@ impl Drop for GroupReader {
 /// The frames of one fetched group ([`crate::Session::fetch`]). Dropping it before the end
 /// cancels the fetch (STOP_SENDING, Fetch code 0x3). It reads as a [`GroupReader`] does.
 ///
-/// ``` no_run
+/// ```no_run
 /// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
 /// use moq_tokio::{FetchRequest, GroupSequence};
 /// let mut fetch = session.fetch(FetchRequest::new("/cam", "video", GroupSequence(3)))?;
@@ -572,7 +572,7 @@ impl FetchReader {
 
     /// The group fetched.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(fetch: moq_tokio::FetchReader) {
     /// println!("fetching group {}", fetch.group().0);
     /// # }
@@ -584,7 +584,7 @@ impl FetchReader {
     /// The next frame, contiguous: `Ok(None)` at the end, an error (with the publisher's
     /// Fetch code, e.g. 0x0 when the group is not available) if it ended otherwise.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # async fn demo(mut fetch: moq_tokio::FetchReader) -> Result<(), Box<dyn std::error::Error>> {
     /// while let Some(frame) = fetch.read_frame().await? {
     ///     println!("{} bytes", frame.len());
@@ -597,7 +597,7 @@ impl FetchReader {
 
     /// The next frame as received, without a copy (see [`GroupReader::read_payload`]).
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # async fn demo(mut fetch: moq_tokio::FetchReader) -> Result<(), Box<dyn std::error::Error>> {
     /// while let Some(payload) = fetch.read_payload().await? {
     ///     println!("{} bytes", payload.len());
@@ -610,7 +610,7 @@ impl FetchReader {
 
     /// Reads every remaining frame.
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # async fn demo(mut fetch: moq_tokio::FetchReader) -> Result<(), Box<dyn std::error::Error>> {
     /// let frames = fetch.read_all().await?;
     /// # Ok(()) }
@@ -622,7 +622,7 @@ impl FetchReader {
     /// Stops the fetch (STOP_SENDING with this Fetch code, for example
     /// `code::fetch::CANCELLED`).
     ///
-    /// ``` no_run
+    /// ```no_run
     /// # fn demo(mut fetch: moq_tokio::FetchReader) {
     /// fetch.cancel(moq_tokio::code::fetch::CANCELLED);
     /// # }
