@@ -15,6 +15,17 @@ pub use reconnect::{
 use moq_quic::{BuildClient, ClientSettings};
 
 /// Why a dial failed.
+///
+/// ```no_run
+/// # async fn demo(dialer: moq_dial::Dialer) {
+/// use moq_dial::DialError;
+/// match dialer.connect("ftp://relay.example").await {
+///     Err(DialError::Scheme(url)) => println!("not a MOQ URL: {url}"),
+///     Err(other) => println!("dial failed: {other}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DialError {
@@ -49,6 +60,17 @@ pub struct Dialer {
 
 /// How a [`Dialer`] is made ([`Dialer::builder`]). A fixed local address binds the native
 /// QUIC client; the WebTransport client takes the same IP on an ephemeral port.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), moq_dial::DialError> {
+/// use moq_dial::{Dialer, QuicOptions, ServerTrust};
+/// let dialer = Dialer::builder()
+///     .trust(ServerTrust::platform())
+///     .options(QuicOptions::default())
+///     .bind("[::]:0".parse().unwrap())
+///     .build()?;
+/// # Ok(()) }
+/// ```
 pub type DialerBuilder = moq_quic::ClientBuilder<Dialer>;
 
 impl BuildClient for Dialer {
@@ -105,6 +127,13 @@ impl Dialer {
 
     /// Dials `url` and starts a session: native QUIC for `moqt://`, WebTransport for
     /// `https://`.
+    ///
+    /// ```no_run
+    /// # async fn demo(dialer: moq_dial::Dialer) -> Result<(), moq_dial::DialError> {
+    /// let native = dialer.connect("moqt://relay.example:4443").await?;
+    /// let web = dialer.connect("https://relay.example/moq").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect(&self, url: &str) -> Result<Session, DialError> {
         let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
         match scheme.to_ascii_lowercase().as_str() {

@@ -19,6 +19,15 @@ use tokio::sync::{mpsc, watch};
 use crate::{DialError, Dialer};
 
 /// How a [`Reconnecting`] session dials again.
+///
+/// ```
+/// use std::time::Duration;
+/// use moq_dial::Reconnect;
+/// let mut policy = Reconnect::default();
+/// policy.initial_delay = Duration::from_millis(100);
+/// policy.max_attempts = Some(20);
+/// assert_eq!(policy.max_delay, Duration::from_secs(10));
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Reconnect {
@@ -54,6 +63,15 @@ impl Reconnect {
 }
 
 /// What happened to a [`Reconnecting`] session's connection.
+///
+/// ```no_run
+/// # async fn demo(live: moq_dial::Reconnecting) {
+/// use moq_dial::ConnectionEvent;
+/// if let Some(ConnectionEvent::Disconnected(why)) = live.next_event().await {
+///     println!("lost the relay: {why}; dialing again");
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum ConnectionEvent {
@@ -118,6 +136,17 @@ impl Dialer {
 
 impl Reconnecting {
     /// A session to `url` through `dialer`, dialled again by `policy`.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), moq_dial::DialError> {
+    /// use std::sync::Arc;
+    /// use moq_dial::{Dialer, Reconnect, Reconnecting, ServerTrust};
+    /// let dialer = Arc::new(Dialer::new(ServerTrust::platform())?);
+    /// // Two resilient sessions from one dialer.
+    /// let a = Reconnecting::new(dialer.clone(), "moqt://a.example:4443", Reconnect::default());
+    /// let b = Reconnecting::new(dialer, "moqt://b.example:4443", Reconnect::default());
+    /// # Ok(()) }
+    /// ```
     pub fn new(dialer: Arc<Dialer>, url: &str, policy: Reconnect) -> Self {
         let (current_tx, current) = watch::channel((0, None));
         let (close, close_rx) = watch::channel(None);
@@ -140,6 +169,15 @@ impl Reconnecting {
     }
 
     /// The session now, if one is up.
+    ///
+    /// ```no_run
+    /// # fn demo(live: moq_dial::Reconnecting) {
+    /// match live.session() {
+    ///     Some(session) => println!("up: {:?}", session.remote_addr()),
+    ///     None => println!("dialing"),
+    /// }
+    /// # }
+    /// ```
     pub fn session(&self) -> Option<Session> {
         self.current.borrow().1.clone()
     }
@@ -180,6 +218,16 @@ impl Reconnecting {
     }
 
     /// Subscribes to a track on every session in turn (see [`ResumingTrack`]).
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) -> Result<(), moq_dial::error::EndReason> {
+    /// use moq_dial::SubscribeParams;
+    /// let mut video = live.subscribe("/cam", "video", SubscribeParams::default());
+    /// while let Some(mut group) = video.next_group().await? {
+    ///     let frames = group.read_all().await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub fn subscribe(&self, path: &str, track: &str, params: SubscribeParams) -> ResumingTrack {
         ResumingTrack {
             current: self.current.clone(),
@@ -229,6 +277,13 @@ impl Reconnecting {
 
     /// Waits until the background dialing has stopped (after [`Reconnecting::close`], or
     /// once it gave up).
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) {
+    /// live.close(moq_dial::code::session::NO_ERROR, "bye");
+    /// live.stopped().await;
+    /// # }
+    /// ```
     pub async fn stopped(&self) {
         let task = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(task) = task {
@@ -376,6 +431,12 @@ async fn newer(
 /// starts with). Attempts that bring no group wait longer each time, by the policy's
 /// backoff. It ends for good when the [`Reconnecting`] is closed or gives up, or when a
 /// subscription is refused as unauthorized.
+///
+/// ```no_run
+/// # fn demo(live: moq_dial::Reconnecting) {
+/// let video: moq_dial::ResumingTrack = live.subscribe("/cam", "video", Default::default());
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "the subscription is made as it is read"]
 pub struct ResumingTrack {
@@ -398,6 +459,15 @@ pub struct ResumingTrack {
 impl ResumingTrack {
     /// The next group. An error ends it for good: the subscription was refused as
     /// unauthorized, or the [`Reconnecting`] was closed or gave up.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut video: moq_dial::ResumingTrack) -> Result<(), moq_dial::error::EndReason> {
+    /// // Across a relay restart: the groups go on, from the next one on the new session.
+    /// while let Some(group) = video.next_group().await? {
+    ///     println!("group {}", group.sequence().0);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn next_group(&mut self) -> Result<Option<GroupReader>, EndReason> {
         loop {
             let Some(reader) = self.reader.as_mut() else {
@@ -468,6 +538,16 @@ impl ResumingTrack {
     }
 
     /// The groups as a `futures::Stream`, ending after the track ends or an error.
+    ///
+    /// ```no_run
+    /// # async fn demo(video: moq_dial::ResumingTrack) {
+    /// use futures_util::StreamExt;
+    /// let mut groups = Box::pin(video.into_stream());
+    /// while let Some(Ok(group)) = groups.next().await {
+    ///     println!("group {}", group.sequence().0);
+    /// }
+    /// # }
+    /// ```
     pub fn into_stream(
         self,
     ) -> impl futures_util::Stream<Item = Result<GroupReader, EndReason>> + Send + 'static {
@@ -496,6 +576,12 @@ impl ResumingTrack {
 /// Announcements under a prefix across sessions: when the session ends, the announcements
 /// it gave end, and the next session's come as they arrive (a broadcast still live is
 /// announced again).
+///
+/// ```no_run
+/// # fn demo(live: moq_dial::Reconnecting) {
+/// let rooms: moq_dial::ResumingAnnouncements = live.announced("/rooms/");
+/// # }
+/// ```
 #[derive(Debug)]
 #[must_use = "the interest is made as it is read"]
 pub struct ResumingAnnouncements {
@@ -507,6 +593,16 @@ pub struct ResumingAnnouncements {
 
 impl ResumingAnnouncements {
     /// The announcements as a `futures::Stream`.
+    ///
+    /// ```no_run
+    /// # async fn demo(live: moq_dial::Reconnecting) {
+    /// use futures_util::StreamExt;
+    /// let mut rooms = Box::pin(live.announced("/rooms/").into_stream());
+    /// while let Some(room) = rooms.next().await {
+    ///     println!("{}", room.path());
+    /// }
+    /// # }
+    /// ```
     pub fn into_stream(self) -> impl futures_util::Stream<Item = Announcement> + Send + 'static {
         futures_util::stream::unfold(self, |mut announced| async move {
             announced.next().await.map(|a| (a, announced))
@@ -515,6 +611,14 @@ impl ResumingAnnouncements {
 
     /// The next broadcast that became active; `None` once the [`Reconnecting`] is closed or
     /// gave up.
+    ///
+    /// ```no_run
+    /// # async fn demo(mut rooms: moq_dial::ResumingAnnouncements) {
+    /// while let Some(room) = rooms.next().await {
+    ///     println!("{} is live", room.path());
+    /// }
+    /// # }
+    /// ```
     pub async fn next(&mut self) -> Option<Announcement> {
         loop {
             match self.announcements.as_mut() {

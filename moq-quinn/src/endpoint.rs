@@ -10,6 +10,15 @@ use moq_quic::tls::ServerTrust;
 use moq_quic::{BuildClient, ClientSettings, Handshake, ListenError};
 
 /// Why a connection could not be made or accepted.
+///
+/// ```no_run
+/// # async fn demo(client: moq_quinn::Client) {
+/// match client.connect("moqt://relay.example:4443").await {
+///     Ok(session) => {}
+///     Err(e) => println!("cannot connect: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -98,6 +107,12 @@ pub struct Client {
 
 /// How a [`Client`] is made ([`Client::builder`]): trust, options, local address, the
 /// session configuration and what the client publishes.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), moq_quinn::error::ConnectError> {
+/// let client = moq_quinn::Client::builder().trust(moq_quinn::ServerTrust::platform()).build()?;
+/// # Ok(()) }
+/// ```
 pub type ClientBuilder = moq_quic::ClientBuilder<Client>;
 
 impl BuildClient for Client {
@@ -119,6 +134,13 @@ impl BuildClient for Client {
 impl Client {
     /// A client with the defaults but for `trust`: default options and session
     /// configuration, an ephemeral local port, nothing published.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), moq_quinn::error::ConnectError> {
+    /// use moq_quinn::{Client, ServerTrust};
+    /// let client = Client::new(ServerTrust::platform())?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
         Self::builder().trust(trust).build()
     }
@@ -232,6 +254,15 @@ impl Client {
     /// Waits until every connection of this endpoint has closed and its CONNECTION_CLOSE
     /// has gone out. Call it after [`Session::close`] before the process exits, or the
     /// peer may never learn the close code.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_quinn::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let session = client.connect("moqt://relay.example:4443").await?;
+    /// session.close(moq_quinn::code::session::NO_ERROR, "bye");
+    /// drop(session);
+    /// client.wait_idle().await; // the close has left before the process exits
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_idle(&self) {
         self.endpoint.wait_idle().await;
     }
@@ -239,6 +270,13 @@ impl Client {
 
 /// Native QUIC's handshake: QUIC with ALPN `moq-lite-04`, refused (closed with 0) when the
 /// client did not offer it.
+///
+/// ```no_run
+/// # fn demo(server: moq_quinn::Server) {
+/// // moq_quinn::Server is moq_quic::Server<NativeQuic>.
+/// let same: &moq_quic::Server<moq_quinn::transport::NativeQuic> = &server;
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct NativeQuic;
 

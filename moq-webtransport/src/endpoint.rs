@@ -16,6 +16,15 @@ use moq_quic::{BuildClient, ClientSettings, Handshake, ListenError};
 pub const ALPN_H3: &str = "h3";
 
 /// Why a session could not be made or accepted.
+///
+/// ```no_run
+/// # async fn demo(client: moq_webtransport::Client) {
+/// match client.connect("https://relay.example/moq").await {
+///     Ok(session) => {}
+///     Err(e) => println!("cannot connect: {e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConnectError {
@@ -116,6 +125,13 @@ fn connection_info(conn: &wtransport::Connection, path: String) -> ConnectionInf
 /// the response headers, so the server's `WT-Protocol` answer cannot be checked here: a
 /// server that accepts the CONNECT is taken to speak moq-lite-04, and
 /// [`ConnectionInfo::version`] stays `None` on this side.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = moq_webtransport::Client::new(moq_webtransport::ServerTrust::platform())?;
+/// let session = client.connect("https://relay.example/moq").await?;
+/// # Ok(()) }
+/// ```
 pub struct Client {
     endpoint: wtransport::Endpoint<wtransport::endpoint::endpoint_side::Client>,
     config: Config,
@@ -133,6 +149,12 @@ impl std::fmt::Debug for Client {
 /// How a [`Client`] is made ([`Client::builder`]): trust, QUIC options (the `max_streams`
 /// limit counts HTTP/3's own unidirectional streams too), local address, the session
 /// configuration and what the client publishes.
+///
+/// ```no_run
+/// # fn demo() -> Result<(), moq_webtransport::error::ConnectError> {
+/// let client = moq_webtransport::Client::builder().trust(moq_webtransport::ServerTrust::platform()).build()?;
+/// # Ok(()) }
+/// ```
 pub type ClientBuilder = moq_quic::ClientBuilder<Client>;
 
 impl BuildClient for Client {
@@ -161,6 +183,13 @@ impl BuildClient for Client {
 impl Client {
     /// A client with the defaults but for `trust`: default options and session
     /// configuration, an ephemeral local port, nothing published.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), moq_webtransport::error::ConnectError> {
+    /// use moq_webtransport::{Client, ServerTrust};
+    /// let client = Client::new(ServerTrust::platform())?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(trust: ServerTrust) -> Result<Self, ConnectError> {
         Self::builder().trust(trust).build()
     }
@@ -233,6 +262,15 @@ impl Client {
 
     /// Waits until every connection of this endpoint has closed and its CONNECTION_CLOSE
     /// has gone out. Call it after [`Session::close`] before the process exits.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_webtransport::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// let session = client.connect("https://relay.example/moq").await?;
+    /// session.close(moq_webtransport::code::session::NO_ERROR, "bye");
+    /// drop(session);
+    /// client.wait_idle().await; // the close has left before the process exits
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_idle(&self) {
         self.endpoint.wait_idle().await;
     }
@@ -245,6 +283,13 @@ impl Client {
 /// accepts and answers `WT-Protocol: "moq-lite-04"` (quoted: Chromium ignores an unquoted
 /// answer); with no list it accepts, assuming moq-lite-04; a list without it is refused with
 /// HTTP 400.
+///
+/// ```no_run
+/// # fn demo(server: moq_webtransport::Server) {
+/// // moq_webtransport::Server is moq_quic::Server<WebTransport>.
+/// let same: &moq_quic::Server<moq_webtransport::transport::WebTransport> = &server;
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct WebTransport;
 
