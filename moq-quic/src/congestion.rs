@@ -17,6 +17,12 @@ use std::time::Instant;
 
 /// Which congestion controller quinn runs. It decides how fast the connection may send,
 /// and so what a probe finds (docs/probe.md).
+///
+/// ```
+/// use moq_quic::{Congestion, QuicOptions};
+/// let mut options = QuicOptions::default();
+/// options.congestion = Congestion::Bbr;
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Congestion {
@@ -134,6 +140,13 @@ impl Controller for Counting {
 /// What quinn knows of `conn`, for the session: RTT, byte counters, losses, the congestion
 /// window, and the acknowledged bytes when the connection's controller counts them (every
 /// connection this crate or moq-webtransport makes).
+///
+/// ```no_run
+/// # fn demo(conn: quinn::Connection) {
+/// let stats = moq_quic::congestion::transport_stats(&conn);
+/// println!("rtt {:?}, cwnd {:?}", stats.rtt, stats.congestion_window);
+/// # }
+/// ```
 pub fn transport_stats(conn: &quinn::Connection) -> TransportStats {
     let stats = conn.stats();
     let bytes_acked = conn
@@ -156,6 +169,11 @@ pub fn transport_stats(conn: &quinn::Connection) -> TransportStats {
 
 /// Sets `congestion` on a transport config, inside the counting wrapper that
 /// [`transport_stats`] reads.
+///
+/// ```
+/// let mut transport = quinn::TransportConfig::default();
+/// moq_quic::congestion::configure(&mut transport, moq_quic::Congestion::NewReno);
+/// ```
 pub fn configure(t: &mut quinn::TransportConfig, congestion: Congestion) {
     t.congestion_controller_factory(congestion.factory());
 }

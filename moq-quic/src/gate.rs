@@ -76,6 +76,14 @@ const HOLD: std::time::Duration = std::time::Duration::from_millis(20);
 ///
 /// A write through the gate may be dropped at any point (to reset the stream, say): the
 /// chunks show what is left, and the stream's places in line go with it.
+///
+/// ```no_run
+/// # async fn demo(mut stream: quinn::SendStream, mut chunks: Vec<bytes::Bytes>) -> Result<(), quinn::WriteError> {
+/// // One gate per connection: its blocked streams wait their turn.
+/// let gate = moq_quic::WriteGate::default();
+/// gate.write(&mut stream, &mut chunks).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WriteGate {
     /// Held by the blocked streams that wait with a waker.
@@ -207,6 +215,13 @@ impl<'a> Turn<'a> {
 
 impl WriteGate {
     /// Writes every chunk to a quinn stream, waiting for room through the gate.
+    ///
+    /// ```no_run
+    /// # async fn demo(gate: &moq_quic::WriteGate, mut stream: quinn::SendStream) -> Result<(), quinn::WriteError> {
+    /// let mut chunks = vec![bytes::Bytes::from_static(b"frame")];
+    /// gate.write(&mut stream, &mut chunks).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write(
         &self,
         stream: &mut quinn::SendStream,

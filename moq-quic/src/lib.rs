@@ -32,6 +32,17 @@ pub use rustls::pki_types::CertificateDer;
 /// Writes what a quinn stream takes at once, without waiting (quinn's `write_chunks` polled
 /// once: it is cancel-safe and writes partially): `Some` with the bytes written, `None` if
 /// the stream cannot take any now. For transports built on quinn streams (WebTransport).
+///
+/// ```no_run
+/// # fn demo(mut stream: quinn::SendStream) {
+/// let mut chunks = vec![bytes::Bytes::from_static(b"frame")];
+/// match moq_quic::try_write(&mut stream, &mut chunks) {
+///     Some(Ok(n)) => println!("{n} bytes taken at once"),
+///     Some(Err(e)) => println!("stream failed: {e}"),
+///     None => println!("blocked: write the rest in a task"),
+/// }
+/// # }
+/// ```
 pub fn try_write(
     stream: &mut quinn::SendStream,
     chunks: &mut [Bytes],

@@ -5,6 +5,14 @@ use std::time::Duration;
 use crate::Congestion;
 
 /// QUIC transport settings.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut options = moq_quic::QuicOptions::default();
+/// options.idle_timeout = Duration::from_secs(10);
+/// options.keep_alive = Duration::from_secs(2);
+/// assert_eq!(options.max_streams, 256);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct QuicOptions {
@@ -42,6 +50,13 @@ pub struct QuicOptions {
 /// attempts in flight, address validation (QUIC Retry) once many are in flight, and a
 /// deadline for the whole handshake. No accept waits on one peer: every handshake runs on
 /// its own, so one that stalls delays no other.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut options = moq_quic::QuicOptions::default();
+/// options.handshake.max_in_flight = 1000;
+/// options.handshake.timeout = Duration::from_secs(5);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandshakeLimits {
@@ -86,6 +101,10 @@ impl Default for QuicOptions {
 impl QuicOptions {
     /// The quinn transport configuration these options describe (moq-webtransport's
     /// endpoints use it too).
+    ///
+    /// ```
+    /// let transport = moq_quic::QuicOptions::default().transport_config();
+    /// ```
     pub fn transport_config(&self) -> quinn::TransportConfig {
         let mut t = quinn::TransportConfig::default();
         t.max_concurrent_uni_streams(self.max_streams.into());

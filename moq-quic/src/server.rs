@@ -19,6 +19,14 @@ use crate::tls::Identity;
 use crate::{HandshakeLimits, ListenError, Listener, QuicOptions};
 
 /// What one transport does to turn a QUIC connection attempt into a MOQ connection.
+///
+/// ```no_run
+/// // Adapters implement it; an application names it through their aliases
+/// // (moq_quinn::Server is moq_quic::Server<moq_quinn::transport::NativeQuic>).
+/// fn alpn<H: moq_quic::Handshake>() -> &'static [u8] {
+///     H::ALPN
+/// }
+/// ```
 pub trait Handshake: Send + Sync + 'static {
     /// The ALPN token the server selects.
     const ALPN: &'static [u8];
@@ -39,6 +47,12 @@ pub trait Handshake: Send + Sync + 'static {
 }
 
 /// A handshake that did not complete within [`HandshakeLimits::timeout`].
+///
+/// ```
+/// use std::time::Duration;
+/// let e = moq_quic::HandshakeTimedOut(Duration::from_secs(10));
+/// assert_eq!(e.to_string(), "the handshake did not complete within 10s");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("the handshake did not complete within {0:?}")]
 pub struct HandshakeTimedOut(pub Duration);
@@ -90,6 +104,13 @@ impl Drop for InFlight {
 }
 
 /// What a [`Server`] has done with connection attempts (see [`HandshakeLimits`]).
+///
+/// ```no_run
+/// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+/// let stats = server.handshake_stats();
+/// println!("{} in flight, {} refused, {} retried", stats.in_flight, stats.refused, stats.retried);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HandshakeStats {
@@ -108,6 +129,13 @@ pub struct HandshakeStats {
 /// Each handshake runs as a task of its own, capped and timed out by
 /// [`QuicOptions::handshake`]: a client that stalls its handshake (or, over WebTransport,
 /// never sends its CONNECT) delays no other client's accept.
+///
+/// ```no_run
+/// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+/// // Serve until closed, each session kept until it ends.
+/// let served = server.serve().await;
+/// # }
+/// ```
 pub struct Server<H: Handshake> {
     listener: Listener,
     config: Config,
@@ -134,6 +162,15 @@ impl<H: Handshake> fmt::Debug for Server<H> {
 /// How a [`Server`] is made: its address and identity, and optionally the session
 /// [`Config`], the [`Router`] of what its sessions publish, and [`QuicOptions`]; then
 /// [`ServerBuilder::bind`].
+///
+/// ```no_run
+/// # fn demo<H: moq_quic::Handshake>() -> Result<(), Box<dyn std::error::Error>> where H::Error: std::error::Error + 'static {
+/// use moq_quic::{Identity, QuicOptions};
+/// let server = moq_quic::Server::<H>::builder("[::]:4443".parse()?, Identity::self_signed(&["localhost"])?)
+///     .options(QuicOptions::default())
+///     .bind()?;
+/// # Ok(()) }
+/// ```
 #[must_use = "a builder does nothing until `bind`"]
 pub struct ServerBuilder<H> {
     addr: SocketAddr,
@@ -156,6 +193,17 @@ impl<H> fmt::Debug for ServerBuilder<H> {
 
 impl<H: Handshake> ServerBuilder<H> {
     /// The session configuration of every session (default [`Config::default`]).
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>() -> Result<(), Box<dyn std::error::Error>> where H::Error: std::error::Error + 'static {
+    /// use moq_quic::Identity;
+    /// let mut config = moq_tokio::Config::default();
+    /// config.announce_rate = 100;
+    /// let server = moq_quic::Server::<H>::builder("[::]:4443".parse()?, Identity::self_signed(&["localhost"])?)
+    ///     .config(config)
+    ///     .bind()?;
+    /// # Ok(()) }
+    /// ```
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -163,18 +211,49 @@ impl<H: Handshake> ServerBuilder<H> {
 
     /// What the sessions publish (default: an empty router, which refuses every
     /// SUBSCRIBE and FETCH until something is published on [`Server::router`]).
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>() -> Result<(), Box<dyn std::error::Error>> where H::Error: std::error::Error + 'static {
+    /// use moq_quic::Identity;
+    /// let router = moq_tokio::Router::new();
+    /// router.publish("/clock", moq_tokio::Broadcast::new());
+    /// let server = moq_quic::Server::<H>::builder("[::]:4443".parse()?, Identity::self_signed(&["localhost"])?)
+    ///     .router(router)
+    ///     .bind()?;
+    /// # Ok(()) }
+    /// ```
     pub fn router(mut self, router: Router) -> Self {
         self.router = router;
         self
     }
 
     /// Transport options: windows, idle timeout, congestion, handshake limits.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>() -> Result<(), Box<dyn std::error::Error>> where H::Error: std::error::Error + 'static {
+    /// use std::time::Duration;
+    /// use moq_quic::{Identity, QuicOptions};
+    /// let mut options = QuicOptions::default();
+    /// options.idle_timeout = Duration::from_secs(10);
+    /// let server = moq_quic::Server::<H>::builder("[::]:4443".parse()?, Identity::self_signed(&["localhost"])?)
+    ///     .options(options)
+    ///     .bind()?;
+    /// # Ok(()) }
+    /// ```
     pub fn options(mut self, options: QuicOptions) -> Self {
         self.options = options;
         self
     }
 
     /// Binds the address and starts listening.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>() -> Result<(), Box<dyn std::error::Error>> where H::Error: std::error::Error + 'static {
+    /// use moq_quic::Identity;
+    /// let server = moq_quic::Server::<H>::builder("127.0.0.1:0".parse()?, Identity::self_signed(&["localhost"])?).bind()?;
+    /// println!("listening on {}", server.local_addr()?);
+    /// # Ok(()) }
+    /// ```
     pub fn bind(self) -> Result<Server<H>, H::Error> {
         let options = self.options;
         Ok(Server {
@@ -199,6 +278,14 @@ impl<H: Handshake> ServerBuilder<H> {
 impl<H: Handshake> Server<H> {
     /// A server on `addr` with `identity`: set what it needs on the builder, then
     /// [`ServerBuilder::bind`].
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>() -> Result<(), Box<dyn std::error::Error>> where H::Error: std::error::Error + 'static {
+    /// use moq_quic::Identity;
+    /// let identity = Identity::from_pem_files("relay.crt", "relay.key")?;
+    /// let server = moq_quic::Server::<H>::builder("0.0.0.0:4443".parse()?, identity).bind()?;
+    /// # Ok(()) }
+    /// ```
     pub fn builder(addr: SocketAddr, identity: Identity) -> ServerBuilder<H> {
         ServerBuilder {
             addr,
@@ -211,16 +298,35 @@ impl<H: Handshake> Server<H> {
     }
 
     /// The address the server listens on.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) -> std::io::Result<()> {
+    /// println!("listening on {}", server.local_addr()?);
+    /// # Ok(()) }
+    /// ```
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
     }
 
     /// The router its sessions serve.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// // Publish after binding: every session, current and future, serves it.
+    /// server.router().publish("/late", moq_tokio::Broadcast::new());
+    /// # }
+    /// ```
     pub fn router(&self) -> &Router {
         &self.router
     }
 
     /// What the server has done with connection attempts so far.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// println!("{} handshakes in flight", server.handshake_stats().in_flight);
+    /// # }
+    /// ```
     pub fn handshake_stats(&self) -> HandshakeStats {
         let a = &self.admission;
         HandshakeStats {
@@ -236,6 +342,17 @@ impl<H: Handshake> Server<H> {
     /// the server goes on. Handshakes run concurrently, each on a task of its own, so the
     /// next session is the first whose handshake completes; they go on while nobody awaits
     /// `accept`, and end with the server.
+    ///
+    /// ```no_run
+    /// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// while let Some(accepted) = server.accept().await {
+    ///     match accepted {
+    ///         Ok(session) => { tokio::spawn(async move { session.closed().await; }); }
+    ///         Err(_) => continue, // one failed handshake
+    ///     }
+    /// }
+    /// # }
+    /// ```
     pub async fn accept(&self) -> Option<Result<Session, H::Error>> {
         let mut pending = self.pending.lock().await;
         loop {
@@ -270,6 +387,15 @@ impl<H: Handshake> Server<H> {
     /// that holds only what that peer may see, knowing what the connection negotiated),
     /// and runs the handshake itself: run each on a task of its own (its deadline holds
     /// either way), so that one stalled client delays no other.
+    ///
+    /// ```no_run
+    /// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// while let Some(incoming) = server.incoming().await {
+    ///     println!("attempt from {}", incoming.remote_addr());
+    ///     incoming.refuse();
+    /// }
+    /// # }
+    /// ```
     pub async fn incoming(&self) -> Option<Incoming<H>> {
         loop {
             let incoming = self.listener.accept().await?;
@@ -297,6 +423,12 @@ impl<H: Handshake> Server<H> {
 
     /// Stops accepting new connections; established ones go on. Pair it with
     /// [`Session::goaway`] on each session to drain a server.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// server.stop_accepting(); // draining: current sessions go on
+    /// # }
+    /// ```
     pub fn stop_accepting(&self) {
         self.listener.stop_accepting();
     }
@@ -305,11 +437,25 @@ impl<H: Handshake> Server<H> {
     /// leaves with the next packets: await [`Server::wait_idle`] before the process exits,
     /// or peers learn of it only at their idle timeout. Keep the sessions until they end
     /// ([`Server::serve`] does): one dropped first closes with code 0, "session dropped".
+    ///
+    /// ```no_run
+    /// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// server.close(moq_tokio::code::session::NO_ERROR, "shutting down");
+    /// server.wait_idle().await;
+    /// # }
+    /// ```
     pub fn close(&self, code: ErrorCode, reason: &str) {
         self.listener.close(H::close_code(code), reason);
     }
 
     /// Waits until every connection has closed and its close has been sent.
+    ///
+    /// ```no_run
+    /// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+    /// server.close(moq_tokio::code::session::NO_ERROR, "bye");
+    /// server.wait_idle().await; // the closes have left the process
+    /// # }
+    /// ```
     pub async fn wait_idle(&self) {
         self.listener.wait_idle().await;
     }
@@ -353,6 +499,14 @@ impl<H: Handshake> Server<H> {
 
 /// A connection attempt on a [`Server`], admitted to its handshake. It holds a place among
 /// the server's handshakes in flight until it is accepted, refused or dropped.
+///
+/// ```no_run
+/// # async fn demo<H: moq_quic::Handshake>(server: moq_quic::Server<H>) {
+/// if let Some(incoming) = server.incoming().await {
+///     let session = incoming.accept(|_info| None).await;
+/// }
+/// # }
+/// ```
 pub struct Incoming<H> {
     incoming: quinn::Incoming,
     config: Config,
@@ -371,11 +525,23 @@ impl<H> fmt::Debug for Incoming<H> {
 
 impl<H: Handshake> Incoming<H> {
     /// The peer's address (before any handshake, so not yet validated).
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>(incoming: moq_quic::Incoming<H>) {
+    /// println!("from {}", incoming.remote_addr());
+    /// # }
+    /// ```
     pub fn remote_addr(&self) -> SocketAddr {
         self.incoming.remote_address()
     }
 
     /// Refuses the connection without a handshake.
+    ///
+    /// ```no_run
+    /// # fn demo<H: moq_quic::Handshake>(incoming: moq_quic::Incoming<H>) {
+    /// incoming.refuse(); // a CONNECTION_REFUSED, before any handshake work
+    /// # }
+    /// ```
     pub fn refuse(self) {
         self.incoming.refuse();
     }
@@ -384,6 +550,16 @@ impl<H: Handshake> Incoming<H> {
     /// deadline ([`HandshakeTimedOut`] past it, the connection dropped). `router` is
     /// called once the connection is up, with what it negotiated, and returns the router
     /// the session serves (`None`: every SUBSCRIBE and FETCH is refused).
+    ///
+    /// ```no_run
+    /// # async fn demo<H: moq_quic::Handshake>(incoming: moq_quic::Incoming<H>) {
+    /// let router = moq_tokio::Router::new();
+    /// let session = incoming.accept(move |info| {
+    ///     println!("{} via {:?}", info.transport, info.alpn);
+    ///     Some(router)
+    /// }).await;
+    /// # }
+    /// ```
     pub async fn accept(
         self,
         router: impl FnOnce(&ConnectionInfo) -> Option<Router>,
