@@ -10,6 +10,16 @@ use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use quinn::VarInt;
 
 /// A quinn connection carrying a moq-lite-04 session.
+///
+/// ```no_run
+/// # fn demo(conn: quinn::Connection) {
+/// use moq_quinn::transport::QuicConnection;
+/// use moq_quinn::{Config, Session};
+/// use moq_quinn::transport::proto::Role;
+/// // A session on a quinn connection made elsewhere (ALPN moq-lite-04).
+/// let session = Session::new(QuicConnection::new(conn, None), Role::Client, Config::default(), None);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct QuicConnection {
     conn: quinn::Connection,
@@ -22,6 +32,12 @@ pub struct QuicConnection {
 
 impl QuicConnection {
     /// Wraps an established connection.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: quinn::Connection) {
+    /// let conn = moq_quinn::transport::QuicConnection::new(conn, None);
+    /// # }
+    /// ```
     pub fn new(conn: quinn::Connection, local: Option<SocketAddr>) -> Self {
         Self {
             conn,
@@ -32,17 +48,35 @@ impl QuicConnection {
     }
 
     /// The server name this client dialled and checked the certificate against.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: quinn::Connection) {
+    /// let conn = moq_quinn::transport::QuicConnection::new(conn, None).with_server_name("relay.example".into());
+    /// # }
+    /// ```
     pub fn with_server_name(mut self, name: String) -> Self {
         self.server_name = Some(name);
         self
     }
 
     /// The underlying quinn connection.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: moq_quinn::transport::QuicConnection) {
+    /// println!("rtt {:?}", conn.inner().rtt());
+    /// # }
+    /// ```
     pub fn inner(&self) -> &quinn::Connection {
         &self.conn
     }
 
     /// The ALPN token the handshake settled on.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: moq_quinn::transport::QuicConnection) {
+    /// assert_eq!(conn.alpn().as_deref(), Some(&b"moq-lite-04"[..]));
+    /// # }
+    /// ```
     pub fn alpn(&self) -> Option<Vec<u8>> {
         self.conn
             .handshake_data()?
@@ -70,10 +104,27 @@ fn write_error(e: quinn::WriteError) -> StreamError {
 
 /// The send side of a quinn stream; a write that must wait goes through the connection's
 /// [`moq_quic::WriteGate`].
+///
+/// ```no_run
+/// # async fn demo(conn: moq_quinn::transport::QuicConnection) -> Result<(), moq_quinn::transport::StreamError> {
+/// use moq_quinn::transport::{Connection, SendStream};
+/// let mut stream = conn.open_uni().await?;
+/// stream.write_chunk(bytes::Bytes::from_static(b"x")).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct QuicSendStream(quinn::SendStream, Arc<moq_quic::WriteGate>);
 
 /// The receive side of a quinn stream.
+///
+/// ```no_run
+/// # async fn demo(conn: moq_quinn::transport::QuicConnection) -> Result<(), moq_quinn::transport::StreamError> {
+/// use moq_quinn::transport::{Connection, RecvStream};
+/// let mut stream = conn.accept_uni().await?;
+/// let mut bufs = vec![bytes::Bytes::new(); 4];
+/// let read = stream.read_chunks(&mut bufs).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct QuicRecvStream(quinn::RecvStream);
 

@@ -16,6 +16,17 @@ use bytes::Bytes;
 use moq_proto::{CloseReason, ErrorCode};
 
 /// Why a stream operation failed.
+///
+/// ```no_run
+/// # async fn demo<S: moq_tokio::transport::SendStream>(mut stream: S) {
+/// use moq_tokio::transport::StreamError;
+/// match stream.write_chunk(bytes::Bytes::from_static(b"x")).await {
+///     Err(StreamError::Stopped(code)) => println!("the peer stopped the stream: {code}"),
+///     Err(e) => println!("{e:?}"),
+///     Ok(()) => {}
+/// }
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
@@ -34,6 +45,12 @@ pub enum StreamError {
 }
 
 /// What the transport negotiated, for [`crate::Session::connection_info`].
+///
+/// ```
+/// let mut info = moq_tokio::ConnectionInfo::new("quic");
+/// info.alpn = Some("moq-lite-04".into());
+/// assert_eq!(info.transport, "quic");
+/// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ConnectionInfo {
@@ -55,6 +72,11 @@ pub struct ConnectionInfo {
 
 impl ConnectionInfo {
     /// Info for a transport of the given kind, with nothing else known yet.
+    ///
+    /// ```
+    /// let info = moq_tokio::ConnectionInfo::new("webtransport");
+    /// assert!(info.path.is_none());
+    /// ```
     pub fn new(transport: &'static str) -> Self {
         Self {
             transport,
@@ -64,6 +86,16 @@ impl ConnectionInfo {
 }
 
 /// A connection: opens and accepts streams, closes, and reports statistics.
+///
+/// ```no_run
+/// use moq_tokio::transport::{Connection, SendStream};
+/// // What the session does with any transport: open a stream and write to it.
+/// async fn hello<C: Connection>(conn: &C) -> Result<(), moq_tokio::transport::StreamError> {
+///     let mut stream = conn.open_uni().await?;
+///     stream.write_chunk(bytes::Bytes::from_static(b"hello")).await?;
+///     stream.finish()
+/// }
+/// ```
 pub trait Connection: Clone + Send + Sync + 'static {
     /// The send side of a stream.
     type SendStream: SendStream;
@@ -97,6 +129,16 @@ pub trait Connection: Clone + Send + Sync + 'static {
 }
 
 /// The send side of a stream.
+///
+/// ```no_run
+/// use moq_tokio::transport::SendStream;
+/// async fn send_all<S: SendStream>(stream: &mut S, mut chunks: Vec<bytes::Bytes>) -> Result<(), moq_tokio::transport::StreamError> {
+///     // What the transport takes at once, then the rest, waiting.
+///     stream.try_write_chunks(&mut chunks)?;
+///     stream.write_chunks(&mut chunks).await?;
+///     stream.finish()
+/// }
+/// ```
 pub trait SendStream: Send + 'static {
     /// Writes a chunk, without copying it. Fails with [`StreamError::Stopped`] when the peer
     /// sent STOP_SENDING. A transport that cannot promise that a write dropped before it
@@ -137,6 +179,18 @@ pub trait SendStream: Send + 'static {
 }
 
 /// The receive side of a stream.
+///
+/// ```no_run
+/// use moq_tokio::transport::RecvStream;
+/// async fn drain<R: RecvStream>(stream: &mut R) -> Result<usize, moq_tokio::transport::StreamError> {
+///     let mut bufs = vec![bytes::Bytes::new(); 16];
+///     let mut total = 0;
+///     while let Some(n) = stream.read_chunks(&mut bufs).await? {
+///         total += bufs[..n].iter().map(|b| b.len()).sum::<usize>();
+///     }
+///     Ok(total)
+/// }
+/// ```
 pub trait RecvStream: Send + 'static {
     /// Reads the next chunk, at most `max` bytes: `Ok(None)` at FIN, [`StreamError::Reset`]
     /// when the peer reset the stream.

@@ -16,6 +16,14 @@ use quinn::VarInt;
 use crate::transport::code_mapping as code;
 
 /// A WebTransport session carrying a moq-lite-04 session.
+///
+/// ```no_run
+/// # fn demo(conn: moq_webtransport::transport::WebTransportConnection) {
+/// use moq_webtransport::transport::proto::Role;
+/// use moq_webtransport::{Config, Session};
+/// let session = Session::new(conn, Role::Server, Config::default(), None);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct WebTransportConnection {
     conn: wtransport::Connection,
@@ -27,6 +35,14 @@ pub struct WebTransportConnection {
 
 impl WebTransportConnection {
     /// Wraps an established session; `info` says what was negotiated.
+    ///
+    /// ```no_run
+    /// # fn demo(session: wtransport::Connection) {
+    /// use moq_webtransport::ConnectionInfo;
+    /// use moq_webtransport::transport::WebTransportConnection;
+    /// let conn = WebTransportConnection::new(session, None, ConnectionInfo::new("webtransport"));
+    /// # }
+    /// ```
     pub fn new(
         conn: wtransport::Connection,
         local: Option<SocketAddr>,
@@ -41,6 +57,12 @@ impl WebTransportConnection {
     }
 
     /// The underlying wtransport session.
+    ///
+    /// ```no_run
+    /// # fn demo(conn: moq_webtransport::transport::WebTransportConnection) {
+    /// println!("session {:?}", conn.inner().session_id());
+    /// # }
+    /// ```
     pub fn inner(&self) -> &wtransport::Connection {
         &self.conn
     }
@@ -52,10 +74,27 @@ fn h3(code: ErrorCode) -> VarInt {
 
 /// The send side of a WebTransport stream; a write that must wait goes through the
 /// connection's [`moq_quic::WriteGate`].
+///
+/// ```no_run
+/// # async fn demo(conn: moq_webtransport::transport::WebTransportConnection) -> Result<(), moq_webtransport::transport::StreamError> {
+/// use moq_webtransport::transport::{Connection, SendStream};
+/// let mut stream = conn.open_uni().await?;
+/// stream.write_chunk(bytes::Bytes::from_static(b"x")).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WebTransportSendStream(wtransport::SendStream, Arc<moq_quic::WriteGate>);
 
 /// The receive side of a WebTransport stream.
+///
+/// ```no_run
+/// # async fn demo(conn: moq_webtransport::transport::WebTransportConnection) -> Result<(), moq_webtransport::transport::StreamError> {
+/// use moq_webtransport::transport::{Connection, RecvStream};
+/// let mut stream = conn.accept_uni().await?;
+/// let mut bufs = vec![bytes::Bytes::new(); 4];
+/// let read = stream.read_chunks(&mut bufs).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WebTransportRecvStream(wtransport::RecvStream);
 
