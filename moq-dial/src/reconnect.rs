@@ -129,6 +129,13 @@ pub struct Reconnecting {
 impl Dialer {
     /// A session to `url` that dials again after it ends, by `policy`. The first dial
     /// starts at once, in the background.
+    ///
+    /// ```no_run
+    /// # fn demo() -> Result<(), moq_dial::DialError> {
+    /// use moq_dial::{Dialer, Reconnect, ServerTrust};
+    /// let live = Dialer::new(ServerTrust::platform())?.reconnecting("moqt://relay.example:4443", Reconnect::default());
+    /// # Ok(()) }
+    /// ```
     pub fn reconnecting(self, url: &str, policy: Reconnect) -> Reconnecting {
         Reconnecting::new(Arc::new(self), url, policy)
     }

@@ -19,6 +19,11 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, Serve
 use rustls::{DigitallySignedStruct, SignatureScheme};
 
 /// A certificate chain and its private key, for a server.
+///
+/// ```
+/// let identity = moq_tls::Identity::self_signed(&["localhost"]).unwrap();
+/// assert_eq!(identity.chain.len(), 1);
+/// ```
 #[derive(Debug)]
 pub struct Identity {
     /// The chain, leaf first.
@@ -37,6 +42,13 @@ impl Clone for Identity {
 }
 
 /// Errors making or loading a certificate.
+///
+/// ```
+/// match moq_tls::Identity::from_pem_files("/nonexistent.crt", "/nonexistent.key") {
+///     Err(moq_tls::CertError::Pem { path, .. }) => assert_eq!(path, "/nonexistent.crt"),
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CertError {
@@ -56,6 +68,11 @@ pub enum CertError {
 impl Identity {
     /// A self-signed ECDSA P-256 certificate for `names`, valid from an hour ago for 13 days
     /// from now: within the 14 days that browsers allow for `serverCertificateHashes`.
+    ///
+    /// ```
+    /// let identity = moq_tls::Identity::self_signed(&["localhost", "127.0.0.1"]).unwrap();
+    /// assert!(identity.leaf().is_some());
+    /// ```
     pub fn self_signed(names: &[&str]) -> Result<Self, CertError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         let mut params = rcgen::CertificateParams::new(
@@ -72,6 +89,11 @@ impl Identity {
     }
 
     /// Loads a PEM certificate chain and private key from files.
+    ///
+    /// ```no_run
+    /// let identity = moq_tls::Identity::from_pem_files("relay.crt", "relay.key")?;
+    /// # Ok::<(), moq_tls::CertError>(())
+    /// ```
     pub fn from_pem_files(cert: &str, key: &str) -> Result<Self, CertError> {
         use rustls::pki_types::pem::PemObject;
         let err = |path: &str, e: &dyn std::fmt::Display| CertError::Pem {
@@ -90,12 +112,23 @@ impl Identity {
     }
 
     /// The leaf certificate, for a client to pin.
+    ///
+    /// ```
+    /// let identity = moq_tls::Identity::self_signed(&["localhost"]).unwrap();
+    /// let pinned = moq_tls::ServerTrust::Pinned(identity.leaf().unwrap().clone());
+    /// ```
     pub fn leaf(&self) -> Option<&CertificateDer<'static>> {
         self.chain.first()
     }
 
     /// The SHA-256 of the leaf certificate's DER: the value a browser passes in
     /// `serverCertificateHashes` (`{ algorithm: "sha-256", value }`).
+    ///
+    /// ```
+    /// let identity = moq_tls::Identity::self_signed(&["localhost"]).unwrap();
+    /// let hash = identity.certificate_hash().unwrap();
+    /// assert_eq!(hash, moq_tls::certificate_hash(identity.leaf().unwrap()));
+    /// ```
     pub fn certificate_hash(&self) -> Option<[u8; 32]> {
         self.leaf().map(|cert| certificate_hash(cert))
     }
@@ -108,6 +141,12 @@ pub fn certificate_hash(cert: &CertificateDer<'_>) -> [u8; 32] {
 }
 
 /// How a client checks the server's certificate.
+///
+/// ```
+/// use moq_tls::ServerTrust;
+/// let public = ServerTrust::platform();
+/// let pinned_by_hash = ServerTrust::from_hash_hex(&"ab".repeat(32)).unwrap();
+/// ```
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum ServerTrust {
@@ -134,11 +173,21 @@ impl Default for ServerTrust {
 
 impl ServerTrust {
     /// The platform's certificate authorities (the default).
+    ///
+    /// ```
+    /// let trust = moq_tls::ServerTrust::platform();
+    /// ```
     pub fn platform() -> Self {
         Self::default()
     }
 
     /// The platform's certificate authorities and these (a private CA, say).
+    ///
+    /// ```no_run
+    /// # fn demo(private_ca: rustls::pki_types::CertificateDer<'static>) {
+    /// let trust = moq_tls::ServerTrust::platform_and([private_ca]);
+    /// # }
+    /// ```
     pub fn platform_and(cas: impl IntoIterator<Item = CertificateDer<'static>>) -> Self {
         Self::Roots(cas.into_iter().collect())
     }
@@ -159,6 +208,10 @@ impl ServerTrust {
 }
 
 /// A certificate hash that is not 64 hex digits.
+///
+/// ```
+/// assert!(moq_tls::ServerTrust::from_hash_hex("not hex").is_err());
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("a certificate hash is the SHA-256 in 64 hex digits: {0}")]
 pub struct HashError(#[from] hex::FromHexError);
@@ -180,6 +233,11 @@ fn platform_roots() -> &'static rustls::RootCertStore {
 
 /// A QUIC client crypto config: TLS 1.3 with ring, checking the server with `trust`,
 /// offering the ALPN token `alpn`.
+///
+/// ```
+/// let tls = moq_tls::client_crypto(&moq_tls::ServerTrust::platform(), b"moq-lite-04").unwrap();
+/// let shared = std::sync::Arc::new(tls); // what quinn::ClientConfig::new takes
+/// ```
 pub fn client_crypto(
     trust: &ServerTrust,
     alpn: &[u8],
@@ -196,6 +254,11 @@ pub fn client_crypto(
 
 /// A QUIC server crypto config: TLS 1.3 with ring, presenting `identity`, selecting the
 /// ALPN token `alpn`.
+///
+/// ```
+/// let identity = moq_tls::Identity::self_signed(&["localhost"]).unwrap();
+/// let tls = moq_tls::server_crypto(identity, b"moq-lite-04").unwrap();
+/// ```
 pub fn server_crypto(
     identity: Identity,
     alpn: &[u8],

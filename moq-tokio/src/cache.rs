@@ -15,9 +15,23 @@ use moq_proto::GroupSequence;
 
 /// What one cached frame costs beyond its payload (its handle in the group's list),
 /// charged against a cache's byte budget so that empty frames are evicted like others.
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_tokio::GroupSequence;
+/// use moq_tokio::publish::{FRAME_OVERHEAD, GroupCache};
+/// let mut cache = GroupCache::new(4, 1 << 20, None);
+/// cache.begin(GroupSequence(1));
+/// cache.push(GroupSequence(1), &[Bytes::new()]);
+/// assert!(cache.bytes() >= FRAME_OVERHEAD); // an empty frame still costs
+/// ```
 pub const FRAME_OVERHEAD: usize = 64;
 
 /// The byte limit of a track's cache made with [`crate::Broadcast::create_track`].
+///
+/// ```
+/// assert_eq!(moq_tokio::publish::DEFAULT_TRACK_CACHE_BYTES, 64 << 20);
+/// ```
 pub const DEFAULT_TRACK_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// One cached group.

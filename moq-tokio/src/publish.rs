@@ -27,6 +27,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// A subscription to one of our tracks, as the handler sees it.
+///
+/// ```
+/// use moq_tokio::publish::{TrackRequest, TrackWriter};
+/// use moq_tokio::{Router, code};
+/// Router::new().publish("/cam", |request: TrackRequest, writer: TrackWriter| {
+///     println!("{} wants {} from {:?}", request.path, request.track, request.params.start);
+///     writer.reject(code::subscribe::NOT_FOUND);
+/// });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TrackRequest {
     /// The broadcast.
@@ -39,6 +48,13 @@ pub struct TrackRequest {
 
 /// A fetch of one group: what [`crate::Session::fetch`] asks for, and what a
 /// [`TrackHandler`] is asked to serve.
+///
+/// ```no_run
+/// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_tokio::{FetchRequest, GroupSequence};
+/// let frames = session.fetch(FetchRequest::new("/cam", "video", GroupSequence(9)))?.read_all().await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FetchRequest {
     /// The broadcast.
@@ -136,6 +152,15 @@ where
 
 /// The broadcasts an endpoint publishes, shared by all its sessions: each session announces
 /// them to peers that show interest and routes subscriptions and fetches to their handlers.
+///
+/// ```
+/// use moq_tokio::{Broadcast, Router};
+/// // One router shared by every session of an endpoint (and by both transports' servers).
+/// let router = Router::new();
+/// let cam = Broadcast::new();
+/// let video = cam.create_track("video", 4);
+/// router.publish("/cam", cam);
+/// ```
 #[derive(Clone, Default)]
 pub struct Router {
     inner: Arc<Mutex<RouterInner>>,
@@ -312,6 +337,15 @@ impl Router {
 /// One peer's subscription to one of our tracks. Dropping it finishes the track for that
 /// subscriber (or refuses the subscription with Subscribe code 0x3 if it was never
 /// accepted).
+///
+/// ```no_run
+/// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+/// let mut group = writer.open_group()?;
+/// group.write_frame(bytes::Bytes::from_static(b"frame"))?;
+/// group.finish()?;
+/// writer.finish();
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct TrackWriter {
     shared: Arc<Shared>,
@@ -684,6 +718,16 @@ impl Drop for TrackWriter {
 
 /// One group we send. Dropping it without [`GroupWriter::finish`] aborts it (RESET_STREAM,
 /// Group code 0x5 publish aborted): a group cut short never looks complete to a subscriber.
+///
+/// ```no_run
+/// # fn demo(mut writer: moq_tokio::publish::TrackWriter) -> Result<(), moq_tokio::error::PublishError> {
+/// let mut group = writer.open_group()?;
+/// for i in 0..30u8 {
+///     group.write_frame(bytes::Bytes::from(vec![i; 1000]))?;
+/// }
+/// group.finish()?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct GroupWriter {
     shared: Arc<Shared>,
@@ -788,6 +832,22 @@ impl Drop for GroupWriter {
 
 /// The answer to one fetch. Dropping it without [`FetchWriter::finish`] aborts the response
 /// (Fetch code 0x0), so a cut-short group never looks complete to the fetcher.
+///
+/// ```
+/// use moq_tokio::publish::{FetchWriter, TrackHandler, TrackRequest, TrackWriter};
+/// use moq_tokio::FetchRequest;
+/// struct Archive;
+/// impl TrackHandler for Archive {
+///     fn serve_track(&self, _: TrackRequest, writer: TrackWriter) {
+///         writer.reject(moq_tokio::code::subscribe::NOT_FOUND);
+///     }
+///     fn serve_fetch(&self, request: FetchRequest, mut writer: FetchWriter) {
+///         let _ = writer.write_frame(bytes::Bytes::from(format!("group {}", request.group.0)));
+///         let _ = writer.finish();
+///     }
+/// }
+/// moq_tokio::Router::new().publish("/archive", Archive);
+/// ```
 #[derive(Debug)]
 pub struct FetchWriter {
     shared: Arc<Shared>,
@@ -858,6 +918,14 @@ impl Drop for FetchWriter {
 
 /// A broadcast whose tracks fan out to every subscriber: a [`TrackHandler`] that dispatches
 /// by track name to [`TrackProducer`]s, and serves fetches from their recent groups.
+///
+/// ```
+/// use moq_tokio::{Broadcast, Router};
+/// let cam = Broadcast::new();
+/// let video = cam.create_track("video", 4);
+/// let audio = cam.create_track("audio", 4);
+/// Router::new().publish("/cam", cam);
+/// ```
 #[derive(Clone, Default)]
 pub struct Broadcast {
     tracks: Arc<Mutex<HashMap<String, TrackProducer>>>,
@@ -1039,6 +1107,13 @@ struct TrackState {
 
 /// What a [`TrackProducer`] has carried, from [`TrackProducer::stats`]: for an operator's
 /// metrics (bitrate is the change of `bytes` over time).
+///
+/// ```
+/// use moq_tokio::Broadcast;
+/// let video = Broadcast::new().create_track("video", 4);
+/// let stats = video.stats();
+/// assert_eq!((stats.subscribers, stats.bytes), (0, 0));
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TrackStats {
@@ -1618,6 +1693,16 @@ impl TrackState {
 /// [`GroupProducer::finish`] aborts the group for every subscriber (Group code 0x5) and
 /// drops it from the cache. Appending the next group finishes this one for the subscribers
 /// still on it.
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_tokio::Broadcast;
+/// let video = Broadcast::new().create_track("video", 4);
+/// let group = video.append_group();
+/// group.write_frame(Bytes::from_static(b"keyframe"));
+/// group.write_frame(Bytes::from_static(b"delta"));
+/// group.finish();
+/// ```
 #[must_use = "a group dropped unfinished is aborted"]
 pub struct GroupProducer {
     state: Arc<Mutex<TrackState>>,

@@ -24,6 +24,17 @@ use crate::transport::{Connection, ConnectionInfo};
 /// Cloning gives another handle to the same session. The session lives while at least one
 /// handle does: dropping the last one closes it (code 0) and tears every stream down.
 /// Readers and writers obtained from it do not keep it alive.
+///
+/// ```no_run
+/// # async fn demo(session: moq_tokio::Session) -> Result<(), Box<dyn std::error::Error>> {
+/// // Handles are cheap clones of one session.
+/// let other = session.clone();
+/// tokio::spawn(async move {
+///     let why = other.closed().await;
+/// });
+/// let mut video = session.subscribe("/cam", "video", Default::default())?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Session {
     shared: Arc<Shared>,

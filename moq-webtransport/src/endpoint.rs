@@ -13,6 +13,10 @@ use moq_quic::tls::ServerTrust;
 use moq_quic::{BuildClient, ClientSettings, Handshake, ListenError};
 
 /// The QUIC ALPN token of HTTP/3, which carries WebTransport.
+///
+/// ```
+/// assert_eq!(moq_webtransport::transport::ALPN_H3, "h3");
+/// ```
 pub const ALPN_H3: &str = "h3";
 
 /// Why a session could not be made or accepted.
@@ -227,6 +231,13 @@ impl Client {
 
     /// [`Client::connect`] with this session's own configuration and router instead of the
     /// client's (a relay gives each link a router of its own).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: moq_webtransport::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use moq_webtransport::{Config, Router};
+    /// let session = client.connect_with("https://relay.example/moq", Config::default(), Some(Router::new())).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn connect_with(
         &self,
         url: &str,
@@ -335,6 +346,16 @@ impl Handshake for WebTransport {
 /// Made and used as the native QUIC server is: [`Server::builder`](moq_quic::Server::builder)
 /// then [`ServerBuilder`]'s methods, and [`moq_quic::Server`]'s (`serve`, `accept`,
 /// `incoming`, `stop_accepting`, `close`, `wait_idle`).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use moq_webtransport::{Identity, Router, Server};
+/// let server = Server::builder("[::]:4443".parse()?, Identity::self_signed(&["localhost"])?)
+///     .router(Router::new())
+///     .bind()?;
+/// server.serve().await;
+/// # Ok(()) }
+/// ```
 pub type Server = moq_quic::Server<WebTransport>;
 
 /// How a [`Server`] is made.
