@@ -7,6 +7,12 @@ use std::fmt;
 
 /// An application error code carried by CONNECTION_CLOSE, RESET_STREAM or STOP_SENDING (and
 /// by SUBSCRIBE_DROP's Error Code field).
+///
+/// ```
+/// use moq_proto::{ErrorCode, code};
+/// assert_eq!(code::subscribe::NOT_FOUND, ErrorCode(0x3));
+/// assert_eq!(code::session::UNAUTHORIZED.to_string(), "0x2");
+/// ```
 #[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct ErrorCode(pub u64);

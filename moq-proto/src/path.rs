@@ -16,6 +16,12 @@ use std::sync::Arc;
 ///
 /// Cloning is cheap (a reference count): every table that names a broadcast shares one copy
 /// of its path.
+///
+/// ```
+/// use moq_proto::BroadcastPath;
+/// let path = BroadcastPath::new("/rooms/42/cam");
+/// assert!(path == "/rooms/42/cam" && path == "rooms/42/cam");
+/// ```
 #[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BroadcastPath(Arc<str>);
 
@@ -126,6 +132,13 @@ impl From<String> for BroadcastPath {
 /// the normalised prefix, followed by `/` when the prefix ended with one. So `/live/` matches
 /// `/live/cam1` but not `/live` or `/livestream`; `/live` (or moq-net's `live`) matches all
 /// three; `/` and `""` match everything.
+///
+/// ```
+/// use moq_proto::{BroadcastPath, PathPrefix};
+/// let rooms = PathPrefix::new("rooms/");
+/// assert!(rooms.matches(&BroadcastPath::new("/rooms/42")));
+/// assert!(!rooms.matches(&BroadcastPath::new("/roomsX")));
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PathPrefix {
     raw: String,

@@ -135,6 +135,15 @@ impl Identity {
 }
 
 /// The SHA-256 of a certificate's DER encoding.
+///
+/// ```
+/// let identity = moq_tls::Identity::self_signed(&["localhost"]).unwrap();
+/// let hex: String = moq_tls::certificate_hash(identity.leaf().unwrap())
+///     .iter()
+///     .map(|b| format!("{b:02x}"))
+///     .collect();
+/// assert_eq!(hex.len(), 64);
+/// ```
 pub fn certificate_hash(cert: &CertificateDer<'_>) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(cert.as_ref()).into()

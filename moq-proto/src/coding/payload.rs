@@ -9,6 +9,14 @@ use bytes::{Bytes, BytesMut};
 /// it, write it to a file or a socket, or forward it); [`Payload::into_bytes`] makes it
 /// contiguous, copying only when it has several pieces. Equality compares the bytes, not
 /// how they are split.
+///
+/// ```
+/// use bytes::Bytes;
+/// use moq_proto::Payload;
+/// let frame = Payload::from_chunks([Bytes::from_static(b"hel"), Bytes::from_static(b"lo")]);
+/// assert_eq!((frame.len(), frame.is_contiguous()), (5, false));
+/// assert_eq!(frame.into_bytes(), Bytes::from_static(b"hello")); // one copy, to join them
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Payload {
     repr: Repr,

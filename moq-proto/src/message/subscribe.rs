@@ -18,6 +18,18 @@ use crate::{BroadcastPath, GroupSequence, SubscribeId};
 
 /// The delivery preferences and group range carried by SUBSCRIBE, SUBSCRIBE_UPDATE and
 /// SUBSCRIBE_OK (draft §6.1, §6.2).
+///
+/// ```
+/// use std::time::Duration;
+/// use moq_proto::{GroupSequence, message::SubscribeParams};
+/// // Oldest first, from group 10, skipping what is more than 2 s late.
+/// let params = SubscribeParams {
+///     ordered: true,
+///     start: Some(GroupSequence(10)),
+///     max_latency: Duration::from_secs(2),
+///     ..SubscribeParams::default()
+/// };
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct SubscribeParams {

@@ -5,6 +5,12 @@ use std::time::Duration;
 use crate::Limits;
 
 /// Limits and timings of one session. `Config::default()` follows spec §8.
+///
+/// ```
+/// let mut config = moq_proto::Config::default();
+/// config.max_queued_bytes = 16 << 20; // more room for slow subscribers
+/// config.announce_rate = 50;
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
 pub struct Config {

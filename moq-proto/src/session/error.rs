@@ -5,6 +5,14 @@ use crate::{EncodeError, GroupSequence, SubscribeId};
 use super::StreamId;
 
 /// A command the session cannot carry out. Nothing was sent.
+///
+/// ```
+/// # fn demo(now: std::time::Instant) { // time comes in as an argument
+/// use moq_proto::{CommandError, Config, Role, Session, StreamId};
+/// let mut session = Session::new(Role::Client, Config::default(), now);
+/// assert!(matches!(session.read_frame(StreamId(3)), Err(CommandError::UnknownStream(_))));
+/// # }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CommandError {

@@ -10,6 +10,13 @@ use crate::{BroadcastPath, ErrorCode, GroupSequence, HopId, PathPrefix, Payload,
 ///
 /// The one end-reason type of the whole stack: the async readers return it as their error
 /// for every end but [`EndReason::Finished`], which they report as `Ok(None)`.
+///
+/// ```
+/// use moq_proto::{EndReason, code};
+/// let end = EndReason::PeerReset(code::subscribe::NOT_FOUND);
+/// assert_eq!(end.code(), Some(code::subscribe::NOT_FOUND));
+/// assert_eq!(EndReason::Finished.code(), None);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EndReason {
@@ -59,6 +66,12 @@ impl EndReason {
 }
 
 /// Why the session ended.
+///
+/// ```
+/// use moq_proto::{CloseReason, code};
+/// let reason = CloseReason::Peer { code: code::session::GOAWAY_TIMEOUT, reason: "drain over".into() };
+/// println!("{reason}");
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CloseReason {

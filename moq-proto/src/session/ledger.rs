@@ -33,6 +33,11 @@ pub const STREAM_COST: usize = 1024;
 /// What one connection holds for its peer, by category, in bytes of memory. From
 /// [`crate::SessionStats::ledger`] (now) and [`crate::SessionStats::ledger_peak`] (the most
 /// each category held).
+///
+/// ```
+/// let ledger = moq_proto::Ledger::default();
+/// assert_eq!(ledger.total(), 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Ledger {

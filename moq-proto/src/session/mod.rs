@@ -48,6 +48,14 @@ use timer::{Timer, Timers};
 
 /// Which end of the connection this session is. Both ends publish and subscribe; the role
 /// only matters for GOAWAY etiquette and logs.
+///
+/// ```
+/// # fn demo(now: std::time::Instant) { // time comes in as an argument
+/// use moq_proto::{Config, Role, Session};
+/// // The dialling end of a session driven by hand (see docs/embedding.md).
+/// let session = Session::new(Role::Client, Config::default(), now);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub enum Role {

@@ -20,6 +20,13 @@ use crate::{BroadcastPath, ErrorCode, GroupSequence, Message, SubscribeId};
 const MAX_SEEN_ID_RANGES: usize = 1024;
 
 /// The publisher's side of SUBSCRIBE_OK, chosen by the application when it accepts.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut ours = moq_proto::PublisherParams::default();
+/// ours.priority = 200;
+/// ours.max_latency = Duration::from_millis(500);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PublisherParams {
     /// Publisher priority: breaks ties between subscriptions of equal subscriber priority.

@@ -5,6 +5,13 @@ use std::time::Duration;
 use super::Session;
 
 /// What the adapter measured on its connection; `None` where it cannot tell.
+///
+/// ```
+/// use std::time::Duration;
+/// let mut stats = moq_proto::TransportStats::default();
+/// stats.rtt = Some(Duration::from_millis(20));
+/// stats.bytes_sent = Some(1_000_000);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 pub struct TransportStats {
@@ -29,6 +36,15 @@ pub struct TransportStats {
 }
 
 /// The session's view of itself, from [`Session::stats`].
+///
+/// ```
+/// # fn demo(now: std::time::Instant) { // time comes in as an argument
+/// use moq_proto::{Config, Role, Session};
+/// let session = Session::new(Role::Client, Config::default(), now);
+/// let stats = session.stats();
+/// assert_eq!(stats.frames_sent, 0);
+/// # }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SessionStats {
