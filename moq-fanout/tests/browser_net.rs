@@ -79,6 +79,21 @@ fn page_url(http: std::net::SocketAddr, wt: &str, hash: &[u8], query: &str) -> S
     format!("http://{http}/?url={wt}&hash={}&{query}", hex(hash))
 }
 
+/// A page that subscribes to `/clock` at `wt` and reads [`FRAMES`] frames in order, having
+/// negotiated moq-lite-04.
+async fn page_reads_the_clock(http: std::net::SocketAddr, wt: &str, hash: &[u8]) -> Page {
+    let query = format!("mode=subscribe&broadcast=clock&track=seconds&frames={FRAMES}");
+    let mut page = Page::open("subscribe", &page_url(http, wt, hash, &query));
+    assert!(
+        page.wait_for(PAGE_TIMEOUT, |l| l.starts_with("done")).await,
+        "{:#?}",
+        page.log
+    );
+    negotiated_lite_04(&page);
+    frames_in_order(&page.log);
+    page
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "peer: needs Chromium, Node.js and npm; run scripts/peers"]
 async fn moq_net_subscribes_publishes_and_discovers_on_our_server() {
@@ -117,17 +132,7 @@ async fn moq_net_subscribes_publishes_and_discovers_on_our_server() {
         .unwrap();
 
     // Subscribes to it.
-    let query = format!("mode=subscribe&broadcast=clock&track=seconds&frames={FRAMES}");
-    let mut subscribe = Page::open("subscribe", &page_url(http, &wt, &hash, &query));
-    assert!(
-        subscribe
-            .wait_for(PAGE_TIMEOUT, |l| l.starts_with("done"))
-            .await,
-        "{:#?}",
-        subscribe.log
-    );
-    negotiated_lite_04(&subscribe);
-    frames_in_order(&subscribe.log);
+    let _subscribe = page_reads_the_clock(http, &wt, &hash).await;
     let _subscribing = within("the subscribe session", sessions.recv())
         .await
         .unwrap();
@@ -173,17 +178,7 @@ async fn moq_net_subscribes_publishes_and_discovers_through_moq_fanout() {
     let ours = publisher(&client, &url, "/clock", &["seconds"], 4).await;
     let _clock = run_clock(ours.tracks[0].clone(), GROUP_FRAMES);
     known(&relay, 1).await;
-    let query = format!("mode=subscribe&broadcast=clock&track=seconds&frames={FRAMES}");
-    let mut subscribe = Page::open("subscribe", &page_url(http, &wt, &hash, &query));
-    assert!(
-        subscribe
-            .wait_for(PAGE_TIMEOUT, |l| l.starts_with("done"))
-            .await,
-        "{:#?}",
-        subscribe.log
-    );
-    negotiated_lite_04(&subscribe);
-    frames_in_order(&subscribe.log);
+    let _subscribe = page_reads_the_clock(http, &wt, &hash).await;
 
     // The page's broadcast, through the relay, to our subscriber over native QUIC.
     let query = format!("mode=publish&broadcast=net/cam&track=seconds&frames={FRAMES}");
@@ -217,6 +212,6 @@ async fn moq_net_subscribes_publishes_and_discovers_through_moq_fanout() {
             .await;
     }
     negotiated_lite_04(&discover);
-    drop((publish, subscribe, discover, viewer, ours));
+    drop((publish, discover, viewer, ours));
     relay.shutdown().await;
 }
