@@ -209,7 +209,8 @@ pub struct StaticTokens {
     anonymous: Access,
 }
 
-fn digest(token: &str) -> [u8; 32] {
+/// A secret's SHA-256, which is what is kept and compared (in constant time).
+pub(crate) fn digest(token: &str) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(token.as_bytes()).into()
 }

@@ -185,10 +185,7 @@ fn drain(site: &Site, request: &Request<Incoming>, remote: SocketAddr) -> Respon
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
     // Digests compared in constant time: neither length nor content leaks.
-    let digest = |s: &str| -> [u8; 32] {
-        use sha2::Digest;
-        sha2::Sha256::digest(s.as_bytes()).into()
-    };
+    use crate::auth::digest;
     if presented.is_empty() || !bool::from(digest(presented).ct_eq(&digest(secret))) {
         tracing::warn!(%remote, "drain refused: wrong or missing token");
         site.relay

@@ -302,8 +302,26 @@ struct Counters {
     links: BTreeMap<String, LinkStatus>,
 }
 
-/// A value per (broadcast, track).
-type PerTrack = HashMap<(String, String), u64>;
+/// A value per track, by broadcast path, then track name.
+type PerTrack = HashMap<String, HashMap<String, u64>>;
+
+/// `map`'s value for a track (0 if it has none).
+fn per_track(map: &PerTrack, path: &str, track: &str) -> u64 {
+    map.get(path)
+        .and_then(|tracks| tracks.get(track))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Sets each track's and each broadcast's bitrate from `rates`.
+fn apply_rates(rates: &PerTrack, broadcasts: &mut [BroadcastStatus]) {
+    for b in broadcasts {
+        for t in &mut b.tracks {
+            t.bitrate_bps = per_track(rates, &b.path, &t.name);
+        }
+        b.bitrate_bps = b.tracks.iter().map(|t| t.bitrate_bps).sum();
+    }
+}
 
 #[derive(Debug, Default)]
 struct History {
@@ -377,43 +395,40 @@ impl Observer {
             status.fetch_cache_misses = c.fetch_misses;
             status.links = c.links.values().cloned().collect();
         }
-        let history = lock(&self.history);
-        for b in &mut status.broadcasts {
-            for t in &mut b.tracks {
-                t.bitrate_bps = history
-                    .rates
-                    .get(&(b.path.clone(), t.name.clone()))
-                    .copied()
-                    .unwrap_or(0);
-            }
-            b.bitrate_bps = b.tracks.iter().map(|t| t.bitrate_bps).sum();
-        }
+        apply_rates(&lock(&self.history).rates, &mut status.broadcasts);
     }
 
     /// Takes one sample from `status` (taken with every broadcast, not only the top) and
     /// `rtts` (every session's), keeping `top` broadcasts in it.
-    pub(crate) fn sample(&self, status: &Status, rtts: &mut [Duration], top: usize) {
+    pub(crate) fn sample(&self, mut status: Status, rtts: &mut [Duration], top: usize) {
         let now = std::time::Instant::now();
         let mut history = lock(&self.history);
-        let bytes: PerTrack = status
-            .broadcasts
-            .iter()
-            .flat_map(|b| {
-                b.tracks
-                    .iter()
-                    .map(|t| ((b.path.clone(), t.name.clone()), t.bytes))
-            })
-            .collect();
+        let mut bytes = PerTrack::new();
+        for b in &status.broadcasts {
+            let tracks = b.tracks.iter().map(|t| (t.name.clone(), t.bytes)).collect();
+            bytes.insert(b.path.clone(), tracks);
+        }
         let (in_bps, out_bps) = match history.last.take() {
             Some((at, totals, last_bytes)) => {
                 let secs = now.duration_since(at).as_secs_f64().max(1e-3);
                 let rate =
                     |now: u64, then: u64| (now.saturating_sub(then) as f64 * 8.0 / secs) as u64;
+                // A track new since the last sample counts from now.
                 history.rates = bytes
                     .iter()
-                    .map(|(k, b)| {
-                        let then = last_bytes.get(k).copied().unwrap_or(*b);
-                        (k.clone(), rate(*b, then))
+                    .map(|(path, tracks)| {
+                        let rates = tracks
+                            .iter()
+                            .map(|(name, b)| {
+                                let then = last_bytes
+                                    .get(path)
+                                    .and_then(|t| t.get(name))
+                                    .copied()
+                                    .unwrap_or(*b);
+                                (name.clone(), rate(*b, then))
+                            })
+                            .collect();
+                        (path.clone(), rates)
                     })
                     .collect();
                 (
@@ -423,25 +438,13 @@ impl Observer {
             }
             None => (0, 0),
         };
+        apply_rates(&history.rates, &mut status.broadcasts);
         rtts.sort_unstable();
         let ms = |d: &Duration| d.as_secs_f64() * 1000.0;
         let mut broadcasts: Vec<(String, u64, usize, Option<f64>)> = status
             .broadcasts
-            .iter()
-            .map(|b| {
-                let bps = b
-                    .tracks
-                    .iter()
-                    .map(|t| {
-                        history
-                            .rates
-                            .get(&(b.path.clone(), t.name.clone()))
-                            .copied()
-                            .unwrap_or(0)
-                    })
-                    .sum();
-                (b.path.clone(), bps, b.subscribers, b.publisher_rtt_ms)
-            })
+            .into_iter()
+            .map(|b| (b.path, b.bitrate_bps, b.subscribers, b.publisher_rtt_ms))
             .collect();
         broadcasts.sort_by(|a, b| b.2.cmp(&a.2).then(b.1.cmp(&a.1)).then(a.0.cmp(&b.0)));
         broadcasts.truncate(top);

@@ -653,7 +653,7 @@ impl Relay {
     /// its `top` broadcasts in each sample.
     pub fn sample(&self, top: usize) {
         let (status, mut rtts) = self.inner.snapshot();
-        self.inner.observer.sample(&status, &mut rtts, top);
+        self.inner.observer.sample(status, &mut rtts, top);
     }
 
     /// The last five minutes, one [`Sample`] a second, oldest first.

@@ -5,7 +5,7 @@ use std::task::{Context, Poll};
 
 use moq_proto::{BroadcastPath, HopId, StreamId};
 
-use crate::shared::{Shared, WakeKey, path_key};
+use crate::shared::{Inner, Shared, WakeKey, path_key};
 
 /// A broadcast the peer reported active.
 ///
@@ -61,8 +61,11 @@ impl Announcement {
     /// # }
     /// ```
     pub fn is_ended(&self) -> bool {
-        let inner = self.shared.lock();
-        !inner
+        !self.is_active(&self.shared.lock())
+    }
+
+    fn is_active(&self, inner: &Inner) -> bool {
+        inner
             .core
             .is_announcement_active(self.interest, &self.path, self.number)
     }
@@ -81,10 +84,7 @@ impl Announcement {
         let key = WakeKey::Announcement(self.interest, path_key(&self.path));
         std::future::poll_fn(|cx| {
             let mut inner = self.shared.lock();
-            if !inner
-                .core
-                .is_announcement_active(self.interest, &self.path, self.number)
-            {
+            if !self.is_active(&inner) {
                 return Poll::Ready(());
             }
             inner.wakers.register(key, cx.waker());

@@ -310,13 +310,24 @@ pub fn pixels(path: &Path) -> (Vec<[u8; 3]>, usize, usize) {
     (rgb, info.width as usize, info.height as usize)
 }
 
+/// The indices of the pixels of the rectangle `x` × `y`, clipped to a `width` × `height`
+/// image.
+fn rectangle(
+    width: usize,
+    height: usize,
+    x: std::ops::Range<usize>,
+    y: std::ops::Range<usize>,
+) -> impl Iterator<Item = usize> {
+    let xs = x.start.min(width)..x.end.min(width);
+    (y.start.min(height)..y.end.min(height))
+        .flat_map(move |row| xs.clone().map(move |col| row * width + col))
+}
+
 /// Pixels that differ between two screenshots of the same size, within the rectangle
 /// `x` × `y` (clipped to the images).
 pub fn changed(a: &Path, b: &Path, x: std::ops::Range<usize>, y: std::ops::Range<usize>) -> usize {
     let ((a, width, height), (b, _, _)) = (pixels(a), pixels(b));
-    let xs = x.start.min(width)..x.end.min(width);
-    let rows = y.start.min(height)..y.end.min(height);
-    rows.flat_map(|row| xs.clone().map(move |col| row * width + col))
+    rectangle(width, height, x, y)
         .filter(|&i| a.get(i) != b.get(i))
         .count()
 }
@@ -324,9 +335,7 @@ pub fn changed(a: &Path, b: &Path, x: std::ops::Range<usize>, y: std::ops::Range
 /// Distinct colours within the rectangle `x` × `y` of a screenshot (a blank area has one).
 pub fn colours(path: &Path, x: std::ops::Range<usize>, y: std::ops::Range<usize>) -> usize {
     let (px, width, height) = pixels(path);
-    let xs = x.start.min(width)..x.end.min(width);
-    let set: std::collections::HashSet<[u8; 3]> = (y.start.min(height)..y.end.min(height))
-        .flat_map(|row| xs.clone().map(move |col| row * width + col))
+    let set: std::collections::HashSet<[u8; 3]> = rectangle(width, height, x, y)
         .filter_map(|i| px.get(i).copied())
         .collect();
     set.len()

@@ -34,54 +34,76 @@ fn mark_cost(path: &BroadcastPath, was: Option<&Vec<HopId>>) -> usize {
     MARK_COST + path.as_str().len() + was.map_or(0, |hops| hops.len() * 8)
 }
 
-/// Paths changed since someone (the peer, or the application) was told of them, in the
-/// order they first changed, each with what was told: the hops it was told active with, or
-/// `None`. A path forgotten before its turn (it came back to what was told) stays in the
-/// order until its turn or a compaction, and is skipped.
-#[derive(Debug, Default)]
-struct Marks {
+/// Paths in the order they were first marked, each with a value: the paths changed since
+/// someone (the peer, or the application) was told of them, with what was told (`V` is the
+/// hops it was told active with, or `None`), or the announcements a pulling handle has not
+/// taken yet (`V` is the hops). A path forgotten before its turn stays in the order until its
+/// turn or a compaction, and is skipped, so forgetting is O(1) and the order stays bounded by
+/// twice what is marked.
+#[derive(Debug)]
+struct Marks<V> {
     order: VecDeque<BroadcastPath>,
-    told: HashMap<BroadcastPath, Option<Vec<HopId>>>,
+    told: HashMap<BroadcastPath, V>,
 }
 
-impl Marks {
-    /// Marks `path`, told `was`, unless it is marked already: whether it is new.
-    fn mark(&mut self, path: &BroadcastPath, was: Option<Vec<HopId>>) -> bool {
+impl<V> Default for Marks<V> {
+    fn default() -> Self {
+        Self {
+            order: VecDeque::new(),
+            told: HashMap::new(),
+        }
+    }
+}
+
+impl<V> Marks<V> {
+    /// Marks `path` with `value` unless it is marked already: whether it is new.
+    fn mark(&mut self, path: &BroadcastPath, value: V) -> bool {
         if self.told.contains_key(path) {
             return false;
         }
-        self.told.insert(path.clone(), was);
+        self.told.insert(path.clone(), value);
         self.order.push_back(path.clone());
         true
     }
 
-    /// What a marked path was told.
-    fn told(&self, path: &BroadcastPath) -> Option<&Option<Vec<HopId>>> {
+    /// Marks `path` with `value`, replacing the value (not the place) of a marked path.
+    fn set(&mut self, path: &BroadcastPath, value: V) {
+        if let Some(told) = self.told.get_mut(path) {
+            *told = value;
+        } else {
+            self.mark(path, value);
+        }
+    }
+
+    /// The value of a marked path.
+    fn told(&self, path: &BroadcastPath) -> Option<&V> {
         self.told.get(path)
     }
 
-    /// Unmarks a path; the order is compacted once forgotten paths outnumber marked ones.
-    fn forget(&mut self, path: &BroadcastPath) {
-        self.told.remove(path);
+    /// Unmarks a path, returning its value; the order is compacted once forgotten paths
+    /// outnumber marked ones.
+    fn forget(&mut self, path: &BroadcastPath) -> Option<V> {
+        let value = self.told.remove(path);
         if self.order.len() > 2 * self.told.len() + 16 {
             let told = &self.told;
             self.order.retain(|p| told.contains_key(p));
         }
+        value
     }
 
-    /// The next marked path, with what it was told.
-    fn pop(&mut self) -> Option<(BroadcastPath, Option<Vec<HopId>>)> {
+    /// The next marked path, with its value.
+    fn pop(&mut self) -> Option<(BroadcastPath, V)> {
         while let Some(path) = self.order.pop_front() {
-            if let Some(was) = self.told.remove(&path) {
-                return Some((path, was));
+            if let Some(value) = self.told.remove(&path) {
+                return Some((path, value));
             }
         }
         None
     }
 
     /// Puts back what [`Marks::pop`] returned, first in line.
-    fn unpop(&mut self, path: BroadcastPath, was: Option<Vec<HopId>>) {
-        self.told.insert(path.clone(), was);
+    fn unpop(&mut self, path: BroadcastPath, value: V) {
+        self.told.insert(path.clone(), value);
         self.order.push_front(path);
     }
 
@@ -100,7 +122,7 @@ pub(super) struct InterestIn {
     /// still to be reported as they are when the walk reaches them. `None` once done.
     walk: Option<Option<BroadcastPath>>,
     /// Paths changed since the peer was told of them.
-    marks: Marks,
+    marks: Marks<Option<Vec<HopId>>>,
     /// What `marks` holds, for the ledger.
     held: usize,
 }
@@ -181,10 +203,8 @@ impl InterestIn {
 /// active at once, however fast the peer churns.
 #[derive(Debug, Default)]
 struct AppQueue {
-    /// Paths in arrival order; a path withdrawn before it was taken stays here until the
-    /// queue is compacted or it comes up (then it is skipped).
-    order: VecDeque<BroadcastPath>,
-    waiting: HashMap<BroadcastPath, Vec<HopId>>,
+    /// Reported active and not taken yet, with their hops.
+    waiting: Marks<Vec<HopId>>,
     /// Taken and still active, each with the number it was taken under.
     taken: HashMap<BroadcastPath, u64>,
     next: u64,
@@ -192,32 +212,21 @@ struct AppQueue {
 
 impl AppQueue {
     fn announced(&mut self, path: &BroadcastPath, hops: &[HopId]) {
-        if !self.waiting.contains_key(path) {
-            self.order.push_back(path.clone());
-        }
-        self.waiting.insert(path.clone(), hops.to_vec());
+        self.waiting.set(path, hops.to_vec());
     }
 
     fn unannounced(&mut self, path: &BroadcastPath) {
-        if self.waiting.remove(path).is_none() {
+        if self.waiting.forget(path).is_none() {
             self.taken.remove(path);
-        }
-        if self.order.len() > 2 * self.waiting.len() + 16 {
-            let waiting = &self.waiting;
-            self.order.retain(|p| waiting.contains_key(p));
         }
     }
 
     fn take(&mut self) -> Option<(BroadcastPath, Vec<HopId>, u64)> {
-        while let Some(path) = self.order.pop_front() {
-            if let Some(hops) = self.waiting.remove(&path) {
-                let number = self.next;
-                self.next += 1;
-                self.taken.insert(path.clone(), number);
-                return Some((path, hops, number));
-            }
-        }
-        None
+        let (path, hops) = self.waiting.pop()?;
+        let number = self.next;
+        self.next += 1;
+        self.taken.insert(path.clone(), number);
+        Some((path, hops, number))
     }
 }
 
@@ -228,7 +237,7 @@ pub(super) struct InterestOut {
     /// The peer's active broadcasts, with their hops.
     active: HashMap<BroadcastPath, Vec<HopId>>,
     /// Paths changed since the application was told of them.
-    marks: Marks,
+    marks: Marks<Option<Vec<HopId>>>,
     /// For a handle that pulls (leased).
     app: Option<AppQueue>,
 }
@@ -250,7 +259,9 @@ impl InterestOut {
             None => {
                 self.marks.mark(&path, was);
             }
-            Some(told) if told.as_ref() == self.active.get(&path) => self.marks.forget(&path),
+            Some(told) if told.as_ref() == self.active.get(&path) => {
+                self.marks.forget(&path);
+            }
             Some(_) => {}
         }
     }
@@ -724,7 +735,7 @@ mod app_queue_tests {
             let p = path(&format!("/churn/{i}"));
             queue.announced(&p, &[]);
             queue.unannounced(&p);
-            assert!(queue.order.len() <= 2 * queue.waiting.len() + 17);
+            assert!(queue.waiting.order.len() <= 2 * queue.waiting.len() + 17);
         }
         queue.announced(&path("/last"), &[]);
         assert_eq!(take(&mut queue).as_deref(), Some("/first"));
