@@ -72,14 +72,9 @@ pub async fn bundle_with(package: &str, esbuild: &[&str]) -> String {
     let dir = workspace().join("target").join(format!("moq-{package}"));
     std::fs::create_dir_all(&dir).expect("create the bundle directory");
     // Tests of one binary run in parallel and share the directory: one installs and bundles
-    // at a time (an advisory lock on the open file, held until this function returns).
-    let lock_file =
-        std::fs::File::create(dir.join(".bundle.lock")).expect("create the bundle lock");
-    let locker = lock_file.try_clone().expect("clone the bundle lock");
-    tokio::task::spawn_blocking(move || locker.lock())
-        .await
-        .expect("lock task")
-        .expect("lock the bundle directory");
+    // at a time (test binaries themselves run one after another).
+    static BUNDLING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _bundling = BUNDLING.lock().await;
     let lock = std::fs::read(source.join("package-lock.json")).expect("package-lock.json");
     let stamp = dir.join("installed-lock.json");
     for file in ["package.json", "package-lock.json", "client.js"] {
@@ -102,9 +97,7 @@ pub async fn bundle_with(package: &str, esbuild: &[&str]) -> String {
     ];
     args.extend_from_slice(esbuild);
     run(&dir, "node_modules/.bin/esbuild", &args).await;
-    let bundle = std::fs::read_to_string(dir.join("bundle.js")).expect("bundle.js");
-    drop(lock_file);
-    bundle
+    std::fs::read_to_string(dir.join("bundle.js")).expect("bundle.js")
 }
 
 /// Serves a page that loads `bundle` over HTTP on loopback, until the test ends.
