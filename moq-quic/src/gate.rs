@@ -27,7 +27,7 @@ impl Gated for quinn::SendStream {
     type Error = quinn::WriteError;
 
     fn try_write(&mut self, chunks: &mut [Bytes]) -> Result<usize, quinn::WriteError> {
-        crate::try_write(self, chunks).unwrap_or(Ok(0))
+        crate::stream::try_write(self, chunks)
     }
 
     fn write<'a>(

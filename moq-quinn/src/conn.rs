@@ -3,10 +3,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use moq_tokio::code::ErrorCode;
 use moq_tokio::error::CloseReason;
 use moq_tokio::transport::{self, ConnectionInfo, StreamError};
+
+use crate::endpoint::NativeQuic;
 use quinn::VarInt;
 
 /// A quinn connection carrying a moq-lite-04 session.
@@ -94,14 +95,6 @@ fn connection_lost(_: impl std::fmt::Debug) -> StreamError {
     StreamError::ConnectionLost
 }
 
-fn write_error(e: quinn::WriteError) -> StreamError {
-    match e {
-        quinn::WriteError::Stopped(code) => StreamError::Stopped(ErrorCode(code.into_inner())),
-        quinn::WriteError::ClosedStream => StreamError::Closed,
-        _ => StreamError::ConnectionLost,
-    }
-}
-
 /// The send side of a quinn stream; a write that must wait goes through the connection's
 /// [`moq_quic::WriteGate`].
 ///
@@ -112,8 +105,7 @@ fn write_error(e: quinn::WriteError) -> StreamError {
 /// stream.write_chunk(bytes::Bytes::from_static(b"x")).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct QuicSendStream(quinn::SendStream, Arc<moq_quic::WriteGate>);
+pub type QuicSendStream = moq_quic::QuinnSend<NativeQuic>;
 
 /// The receive side of a quinn stream.
 ///
@@ -125,8 +117,29 @@ pub struct QuicSendStream(quinn::SendStream, Arc<moq_quic::WriteGate>);
 /// let read = stream.read_chunks(&mut bufs).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct QuicRecvStream(quinn::RecvStream);
+pub type QuicRecvStream = moq_quic::QuinnRecv<NativeQuic>;
+
+/// Native QUIC's streams are quinn's, and carry the session's codes as they are.
+impl moq_quic::QuinnStreams for NativeQuic {
+    type Send = quinn::SendStream;
+    type Recv = quinn::RecvStream;
+
+    fn send(stream: &mut quinn::SendStream) -> &mut quinn::SendStream {
+        stream
+    }
+
+    fn recv(stream: &mut quinn::RecvStream) -> &mut quinn::RecvStream {
+        stream
+    }
+
+    fn stream_code(code: ErrorCode) -> u64 {
+        code.0
+    }
+
+    fn received_code(code: u64) -> ErrorCode {
+        ErrorCode(code)
+    }
+}
 
 impl transport::Connection for QuicConnection {
     type SendStream = QuicSendStream;
@@ -136,15 +149,15 @@ impl transport::Connection for QuicConnection {
         self.conn
             .open_uni()
             .await
-            .map(|send| QuicSendStream(send, self.gate.clone()))
+            .map(|send| QuicSendStream::new(send, self.gate.clone()))
             .map_err(connection_lost)
     }
 
     async fn open_bi(&self) -> Result<(QuicSendStream, QuicRecvStream), StreamError> {
         let (send, recv) = self.conn.open_bi().await.map_err(connection_lost)?;
         Ok((
-            QuicSendStream(send, self.gate.clone()),
-            QuicRecvStream(recv),
+            QuicSendStream::new(send, self.gate.clone()),
+            QuicRecvStream::new(recv),
         ))
     }
 
@@ -152,15 +165,15 @@ impl transport::Connection for QuicConnection {
         self.conn
             .accept_uni()
             .await
-            .map(QuicRecvStream)
+            .map(QuicRecvStream::new)
             .map_err(connection_lost)
     }
 
     async fn accept_bi(&self) -> Result<(QuicSendStream, QuicRecvStream), StreamError> {
         let (send, recv) = self.conn.accept_bi().await.map_err(connection_lost)?;
         Ok((
-            QuicSendStream(send, self.gate.clone()),
-            QuicRecvStream(recv),
+            QuicSendStream::new(send, self.gate.clone()),
+            QuicRecvStream::new(recv),
         ))
     }
 
@@ -220,58 +233,5 @@ impl transport::Connection for QuicConnection {
 
     fn local_addr(&self) -> Option<SocketAddr> {
         self.local
-    }
-}
-
-impl transport::SendStream for QuicSendStream {
-    async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
-        self.0.write_chunk(data).await.map_err(write_error)
-    }
-
-    async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
-        self.1.write(&mut self.0, chunks).await.map_err(write_error)
-    }
-
-    fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
-        moq_quic::try_write(&mut self.0, chunks)
-            .unwrap_or(Ok(0))
-            .map_err(write_error)
-    }
-
-    fn finish(&mut self) -> Result<(), StreamError> {
-        self.0.finish().map_err(|_| StreamError::Closed)
-    }
-
-    fn reset(&mut self, code: ErrorCode) {
-        let _ = self.0.reset(varint(code));
-    }
-
-    fn set_priority(&mut self, priority: i32) {
-        let _ = self.0.set_priority(priority);
-    }
-}
-
-fn read_error(e: quinn::ReadError) -> StreamError {
-    match e {
-        quinn::ReadError::Reset(code) => StreamError::Reset(ErrorCode(code.into_inner())),
-        quinn::ReadError::ClosedStream => StreamError::Closed,
-        _ => StreamError::ConnectionLost,
-    }
-}
-
-impl transport::RecvStream for QuicRecvStream {
-    async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
-        match self.0.read_chunk(max, true).await {
-            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
-            Err(e) => Err(read_error(e)),
-        }
-    }
-
-    async fn read_chunks(&mut self, bufs: &mut [Bytes]) -> Result<Option<usize>, StreamError> {
-        self.0.read_chunks(bufs).await.map_err(read_error)
-    }
-
-    fn stop(&mut self, code: ErrorCode) {
-        let _ = self.0.stop(varint(code));
     }
 }

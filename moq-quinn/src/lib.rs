@@ -59,7 +59,7 @@ pub mod transport {
     pub use crate::endpoint::NativeQuic;
     pub use moq_quic::{
         BuildClient, CertificateDer, ClientSettings, Congestion, Handshake, HandshakeLimits,
-        HandshakeStats, certificate_hash, congestion, tls, try_write,
+        HandshakeStats, QuinnRecv, QuinnSend, QuinnStreams, certificate_hash, congestion, tls,
     };
     pub use moq_tokio::transport::*;
 }

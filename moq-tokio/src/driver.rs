@@ -5,7 +5,7 @@
 //! receive loop) live in its one `FuturesUnordered`: nothing is spawned per stream, and
 //! dropping the driver tears them all down. Those futures feed the core themselves, under
 //! the session lock (see `Shared::flush`); a group stream is handed to its reader once the
-//! group header is in (see `crate::source`).
+//! group header is in (see `crate::shared::source`).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -18,9 +18,9 @@ use moq_proto::{CloseReason, Dir, StreamId};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::publish::{FetchRequest, FetchWriter, Router, TrackRequest, TrackWriter};
-use crate::send::{Next, SendQueue};
+use crate::shared::send::{Next, SendQueue};
+use crate::shared::source::{READ_BATCH, Source};
 use crate::shared::{Request, Shared, Signal, Stopper, Upcall, now};
-use crate::source::{READ_BATCH, Source};
 use crate::transport::{Connection, RecvStream, SendStream, StreamError};
 
 type Task = Pin<Box<dyn Future<Output = ()> + Send>>;

@@ -26,10 +26,8 @@ mod driver;
 pub mod error;
 pub mod probe;
 pub mod publish;
-mod send;
 mod session;
 mod shared;
-mod source;
 mod subscribe;
 pub mod transport;
 

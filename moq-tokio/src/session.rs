@@ -178,7 +178,7 @@ impl Session {
             priority: request.priority,
             group,
         };
-        let slot = Arc::new(crate::source::SourceSlot::default());
+        let slot = Arc::new(crate::shared::source::SourceSlot::default());
         let stream = self.shared.with(|inner| {
             let stream = inner.core.fetch(request)?;
             // The stream goes to the reader's slot once open (see `driver`).

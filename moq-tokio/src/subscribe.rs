@@ -15,8 +15,8 @@ use std::task::{Context, Poll};
 use futures_util::Stream;
 
 use crate::error::{SessionError, end_result};
+use crate::shared::source::{Lend, SourceSlot};
 use crate::shared::{Shared, Signal, Stopper, WakeKey};
-use crate::source::{Lend, SourceSlot};
 
 /// What a track delivers, in arrival order.
 ///
@@ -485,7 +485,7 @@ impl GroupReader {
     /// Takes what the session has for this group into `ready` (after giving it what one
     /// transport read returned, if any): one crossing of the lock. True when the stream
     /// has nothing more to give.
-    fn pull(&mut self, read: Option<(crate::source::ReadResult, &mut [Bytes])>) -> bool {
+    fn pull(&mut self, read: Option<(crate::shared::source::ReadResult, &mut [Bytes])>) -> bool {
         let pulled = self.shared.pull(self.stream, read, &mut self.ready);
         self.blocked = pulled.blocked;
         if let Some(reason) = pulled.end {

@@ -7,12 +7,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use moq_tokio::code::ErrorCode;
 use moq_tokio::error::CloseReason;
 use moq_tokio::transport::{self, ConnectionInfo, StreamError};
 use quinn::VarInt;
 
+use crate::endpoint::WebTransport;
 use crate::transport::code_mapping as code;
 
 /// A WebTransport session carrying a moq-lite-04 session.
@@ -82,8 +82,7 @@ fn h3(code: ErrorCode) -> VarInt {
 /// stream.write_chunk(bytes::Bytes::from_static(b"x")).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct WebTransportSendStream(wtransport::SendStream, Arc<moq_quic::WriteGate>);
+pub type WebTransportSendStream = moq_quic::QuinnSend<WebTransport>;
 
 /// The receive side of a WebTransport stream.
 ///
@@ -95,8 +94,30 @@ pub struct WebTransportSendStream(wtransport::SendStream, Arc<moq_quic::WriteGat
 /// let read = stream.read_chunks(&mut bufs).await?;
 /// # Ok(()) }
 /// ```
-#[derive(Debug)]
-pub struct WebTransportRecvStream(wtransport::RecvStream);
+pub type WebTransportRecvStream = moq_quic::QuinnRecv<WebTransport>;
+
+/// WebTransport's streams hold quinn's (wtransport has already written or read the stream
+/// header), and carry the session's codes mapped into HTTP/3's space.
+impl moq_quic::QuinnStreams for WebTransport {
+    type Send = wtransport::SendStream;
+    type Recv = wtransport::RecvStream;
+
+    fn send(stream: &mut wtransport::SendStream) -> &mut quinn::SendStream {
+        stream.quic_stream_mut()
+    }
+
+    fn recv(stream: &mut wtransport::RecvStream) -> &mut quinn::RecvStream {
+        stream.quic_stream_mut()
+    }
+
+    fn stream_code(code: ErrorCode) -> u64 {
+        code::to_http3(code)
+    }
+
+    fn received_code(code: u64) -> ErrorCode {
+        code::received(code)
+    }
+}
 
 impl transport::Connection for WebTransportConnection {
     type SendStream = WebTransportSendStream;
@@ -109,7 +130,7 @@ impl transport::Connection for WebTransportConnection {
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         let stream = opening.await.map_err(|_| StreamError::ConnectionLost)?;
-        Ok(WebTransportSendStream(stream, self.gate.clone()))
+        Ok(WebTransportSendStream::new(stream, self.gate.clone()))
     }
 
     async fn open_bi(
@@ -122,8 +143,8 @@ impl transport::Connection for WebTransportConnection {
             .map_err(|_| StreamError::ConnectionLost)?;
         let (send, recv) = opening.await.map_err(|_| StreamError::ConnectionLost)?;
         Ok((
-            WebTransportSendStream(send, self.gate.clone()),
-            WebTransportRecvStream(recv),
+            WebTransportSendStream::new(send, self.gate.clone()),
+            WebTransportRecvStream::new(recv),
         ))
     }
 
@@ -131,7 +152,7 @@ impl transport::Connection for WebTransportConnection {
         self.conn
             .accept_uni()
             .await
-            .map(WebTransportRecvStream)
+            .map(WebTransportRecvStream::new)
             .map_err(|_| StreamError::ConnectionLost)
     }
 
@@ -144,8 +165,8 @@ impl transport::Connection for WebTransportConnection {
             .await
             .map_err(|_| StreamError::ConnectionLost)?;
         Ok((
-            WebTransportSendStream(send, self.gate.clone()),
-            WebTransportRecvStream(recv),
+            WebTransportSendStream::new(send, self.gate.clone()),
+            WebTransportRecvStream::new(recv),
         ))
     }
 
@@ -200,80 +221,5 @@ fn close_reason(error: wtransport::error::ConnectionError) -> CloseReason {
             reason: String::from_utf8_lossy(close.reason()).into_owned(),
         },
         other => CloseReason::Transport(other.to_string()),
-    }
-}
-
-fn write_error(e: quinn::WriteError) -> StreamError {
-    match e {
-        quinn::WriteError::Stopped(code) => StreamError::Stopped(code::received(code.into_inner())),
-        quinn::WriteError::ClosedStream => StreamError::Closed,
-        _ => StreamError::ConnectionLost,
-    }
-}
-
-impl transport::SendStream for WebTransportSendStream {
-    async fn write_chunk(&mut self, data: Bytes) -> Result<(), StreamError> {
-        self.0
-            .quic_stream_mut()
-            .write_chunk(data)
-            .await
-            .map_err(write_error)
-    }
-
-    async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
-        self.1
-            .write(self.0.quic_stream_mut(), chunks)
-            .await
-            .map_err(write_error)
-    }
-
-    fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
-        moq_quic::try_write(self.0.quic_stream_mut(), chunks)
-            .unwrap_or(Ok(0))
-            .map_err(write_error)
-    }
-
-    fn finish(&mut self) -> Result<(), StreamError> {
-        self.0
-            .quic_stream_mut()
-            .finish()
-            .map_err(|_| StreamError::Closed)
-    }
-
-    fn reset(&mut self, code: ErrorCode) {
-        let _ = self.0.quic_stream_mut().reset(h3(code));
-    }
-
-    fn set_priority(&mut self, priority: i32) {
-        self.0.set_priority(priority);
-    }
-}
-
-fn read_error(e: quinn::ReadError) -> StreamError {
-    match e {
-        quinn::ReadError::Reset(code) => StreamError::Reset(code::received(code.into_inner())),
-        quinn::ReadError::ClosedStream => StreamError::Closed,
-        _ => StreamError::ConnectionLost,
-    }
-}
-
-impl transport::RecvStream for WebTransportRecvStream {
-    async fn read_chunk(&mut self, max: usize) -> Result<Option<Bytes>, StreamError> {
-        match self.0.quic_stream_mut().read_chunk(max, true).await {
-            Ok(chunk) => Ok(chunk.map(|c| c.bytes)),
-            Err(e) => Err(read_error(e)),
-        }
-    }
-
-    async fn read_chunks(&mut self, bufs: &mut [Bytes]) -> Result<Option<usize>, StreamError> {
-        self.0
-            .quic_stream_mut()
-            .read_chunks(bufs)
-            .await
-            .map_err(read_error)
-    }
-
-    fn stop(&mut self, code: ErrorCode) {
-        let _ = self.0.quic_stream_mut().stop(h3(code));
     }
 }

@@ -9,6 +9,6 @@ pub use crate::conn::{WebTransportConnection, WebTransportRecvStream, WebTranspo
 pub use crate::endpoint::{ALPN_H3, WebTransport};
 pub use moq_quic::{
     BuildClient, CertificateDer, ClientSettings, Congestion, Handshake, HandshakeLimits,
-    HandshakeStats, certificate_hash, congestion, tls,
+    HandshakeStats, QuinnRecv, QuinnSend, QuinnStreams, certificate_hash, congestion, tls,
 };
 pub use moq_tokio::transport::*;

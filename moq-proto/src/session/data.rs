@@ -1,4 +1,7 @@
-//! Received groups and fetch responses, read by pull.
+//! Received bytes, and the groups and fetch responses among them, read by pull.
+//!
+//! Every stream's bytes come in here ([`Session::handle_chunks`]); a control stream's are
+//! decoded at once, a group's or fetch's past its header are kept for its reader.
 //!
 //! The session decodes a group's (or fetch's) frames only when its reader asks for the next
 //! one ([`Session::read_frame`]), as quinn-proto's `recv_stream().read()` does: an adapter
@@ -11,7 +14,13 @@
 //! is kept until the reader reads it: every stream named by [`Event::GroupReceived`] or
 //! returned by [`Session::fetch`] is read until [`FrameRead::Ended`], or cancelled.
 
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::streams::Kind;
 use super::{CommandError, EndReason, FrameRead, Input, Session, StreamId};
+use crate::{DecodeError, StreamDecoder};
 
 /// What the session holds for one group or fetch we receive, beside its stream.
 #[derive(Debug, Default)]
@@ -28,6 +37,96 @@ pub(super) struct DataIn {
 }
 
 impl Session {
+    /// Bytes arrived, in order, on a stream's receive side. On a group or fetch past its
+    /// header they wait for its reader ([`Session::read_frame`]).
+    pub fn handle_data(&mut self, id: StreamId, data: Bytes, now: Instant) {
+        self.handle_chunks(id, &mut [data], now);
+    }
+
+    /// Several chunks arrived, in order, on one stream's receive side: as
+    /// [`Session::handle_data`] for each, in one call. The chunks are taken (left empty).
+    pub fn handle_chunks(&mut self, id: StreamId, chunks: &mut [Bytes], now: Instant) {
+        self.advance_clock(now);
+        let mut rest = chunks.iter_mut();
+        while let Some(chunk) = rest.next() {
+            if let Some(recv) = self.reader_stream(id) {
+                // A reader's stream (perhaps since the last chunk): the rest is kept whole
+                // until it asks (see `data`), in one go.
+                let mut len = 0;
+                for chunk in std::iter::once(chunk).chain(rest) {
+                    len += chunk.len();
+                    recv.push(std::mem::take(chunk));
+                }
+                self.stats.bytes_received_app += len as u64;
+                self.on_reader_data(id);
+                break;
+            }
+            let data = std::mem::take(chunk);
+            self.stats.bytes_received_app += data.len() as u64;
+            self.receive(id, data);
+        }
+        self.advance(now);
+    }
+
+    /// The receive side of a group or fetch past its header, which its reader decodes.
+    fn reader_stream(&mut self, id: StreamId) -> Option<&mut crate::StreamDecoder> {
+        let stream = self.streams.get_mut(&id)?;
+        let routed = match stream.kind {
+            Kind::GroupIn => !stream.owes,
+            Kind::FetchOut => true,
+            _ => false,
+        };
+        stream.recv.as_mut().filter(|_| routed)
+    }
+
+    /// Decodes one item with `f`, handling malformed input and the stream's end.
+    pub(super) fn decode_with<T>(
+        &mut self,
+        id: StreamId,
+        f: impl FnOnce(&mut StreamDecoder, &crate::Limits) -> Result<Option<T>, DecodeError>,
+    ) -> Input<T> {
+        let limits = &self.config.limits;
+        let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
+            return Input::Failed;
+        };
+        match f(recv, limits) {
+            Ok(Some(item)) => Input::Item(item),
+            Ok(None) if recv.is_finished() => {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.recv = None;
+                }
+                Input::End
+            }
+            Ok(None) => Input::Pending,
+            Err(DecodeError::FrameTooLarge { .. })
+                if matches!(
+                    self.streams.get(&id).map(|s| s.kind),
+                    Some(Kind::GroupIn | Kind::FetchOut)
+                ) =>
+            {
+                self.refuse_oversized_frame(id);
+                Input::Failed
+            }
+            Err(err) if err.is_malformed() => {
+                self.protocol_violation(&err);
+                Input::Failed
+            }
+            Err(_) => Input::Invalid,
+        }
+    }
+
+    /// A frame over [`crate::Limits::max_frame_size`] on a group or fetch we receive: that
+    /// stream alone is stopped (code 0x0) and ends as cancelled; the session goes on.
+    fn refuse_oversized_frame(&mut self, id: StreamId) {
+        let code = crate::ErrorCode(0x0);
+        self.stop_recv(id, code);
+        match self.streams.get(&id).map(|s| s.kind) {
+            Some(Kind::GroupIn) => self.end_group_in(id, EndReason::Cancelled(code)),
+            Some(Kind::FetchOut) => self.end_fetch_out(id, EndReason::Cancelled(code)),
+            _ => self.reap(id),
+        }
+    }
+
     /// The next frame of a received group (from [`crate::Event::GroupReceived`]) or of one
     /// of our fetches: decoded from the bytes reported so far, or [`FrameRead::Blocked`] if
     /// no whole frame is buffered. After the last frame comes [`FrameRead::Ended`] (once:

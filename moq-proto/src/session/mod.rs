@@ -268,17 +268,6 @@ impl Session {
 
     // ---- Outputs ----
 
-    /// The next thing the transport must do, or `None` when drained.
-    pub fn poll_command(&mut self) -> Option<Command> {
-        if self.closed.is_none() {
-            self.enforce_ledger();
-        }
-        if let Some(c) = self.commands.pop_front() {
-            return Some(c);
-        }
-        self.poll_write()
-    }
-
     /// The next thing the application must learn, or `None` when drained.
     pub fn poll_event(&mut self) -> Option<Event> {
         self.events.pop_front()
@@ -309,50 +298,8 @@ impl Session {
         id
     }
 
-    /// Bytes arrived, in order, on a stream's receive side. On a group or fetch past its
-    /// header they wait for its reader ([`Session::read_frame`]).
-    pub fn handle_data(&mut self, id: StreamId, data: Bytes, now: Instant) {
-        self.handle_chunks(id, &mut [data], now);
-    }
-
-    /// Several chunks arrived, in order, on one stream's receive side: as
-    /// [`Session::handle_data`] for each, in one call. The chunks are taken (left empty).
-    pub fn handle_chunks(&mut self, id: StreamId, chunks: &mut [Bytes], now: Instant) {
-        self.advance_clock(now);
-        let mut rest = chunks.iter_mut();
-        while let Some(chunk) = rest.next() {
-            if let Some(recv) = self.reader_stream(id) {
-                // A reader's stream (perhaps since the last chunk): the rest is kept whole
-                // until it asks (see `data`), in one go.
-                let mut len = 0;
-                for chunk in std::iter::once(chunk).chain(rest) {
-                    len += chunk.len();
-                    recv.push(std::mem::take(chunk));
-                }
-                self.stats.bytes_received_app += len as u64;
-                self.on_reader_data(id);
-                break;
-            }
-            let data = std::mem::take(chunk);
-            self.stats.bytes_received_app += data.len() as u64;
-            self.receive(id, data);
-        }
-        self.advance(now);
-    }
-
-    /// The receive side of a group or fetch past its header, which its reader decodes.
-    fn reader_stream(&mut self, id: StreamId) -> Option<&mut crate::StreamDecoder> {
-        let stream = self.streams.get_mut(&id)?;
-        let routed = match stream.kind {
-            Kind::GroupIn => !stream.owes,
-            Kind::FetchOut => true,
-            _ => false,
-        };
-        stream.recv.as_mut().filter(|_| routed)
-    }
-
     /// One chunk on a stream's receive side that is not a reader's: decoded now.
-    fn receive(&mut self, id: StreamId, data: Bytes) {
+    pub(super) fn receive(&mut self, id: StreamId, data: Bytes) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -460,30 +407,6 @@ impl Session {
                 stream.recv = None;
             }
             self.reap(id);
-        }
-        self.advance(now);
-    }
-
-    /// The transport accepted `bytes` of earlier writes on a stream: send credit comes back.
-    pub fn handle_written(&mut self, id: StreamId, bytes: usize, now: Instant) {
-        if let Some(stream) = self.streams.get_mut(&id)
-            && let Some(send) = stream.send.as_mut()
-        {
-            let bytes = bytes.min(send.in_flight);
-            send.in_flight -= bytes;
-            if send.data {
-                self.unsent_data -= bytes;
-            } else {
-                self.ledger.unsent_control -= bytes;
-            }
-            let kind = stream.kind;
-            if kind == Kind::GroupOut {
-                self.on_group_bytes_accepted(id, bytes);
-            }
-            self.refresh_ready(id);
-            if kind == Kind::AnnounceIn {
-                self.flush_interest(id);
-            }
         }
         self.advance(now);
     }

@@ -10,6 +10,7 @@
 
 use std::cmp::Reverse;
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -17,7 +18,7 @@ use super::subscribe::CONTROL_PRIORITY;
 use super::{Command, CommandError, Dir, Session, StreamId};
 use crate::code::ErrorCode;
 use crate::message::StreamType;
-use crate::{DecodeError, Message, StreamDecoder, SubscribeId};
+use crate::{Message, StreamDecoder, SubscribeId};
 
 /// Data-stream chunks of at most this many bytes (a frame header, a tiny frame) are copied
 /// together rather than handed to the transport one by one.
@@ -421,6 +422,41 @@ impl Session {
         }
     }
 
+    /// The next thing the transport must do, or `None` when drained.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        if self.closed.is_none() {
+            self.enforce_ledger();
+        }
+        if let Some(c) = self.commands.pop_front() {
+            return Some(c);
+        }
+        self.poll_write()
+    }
+
+    /// The transport accepted `bytes` of earlier writes on a stream: send credit comes back.
+    pub fn handle_written(&mut self, id: StreamId, bytes: usize, now: Instant) {
+        if let Some(stream) = self.streams.get_mut(&id)
+            && let Some(send) = stream.send.as_mut()
+        {
+            let bytes = bytes.min(send.in_flight);
+            send.in_flight -= bytes;
+            if send.data {
+                self.unsent_data -= bytes;
+            } else {
+                self.ledger.unsent_control -= bytes;
+            }
+            let kind = stream.kind;
+            if kind == Kind::GroupOut {
+                self.on_group_bytes_accepted(id, bytes);
+            }
+            self.refresh_ready(id);
+            if kind == Kind::AnnounceIn {
+                self.flush_interest(id);
+            }
+        }
+        self.advance(now);
+    }
+
     /// The next write (or FIN) of the highest-priority ready stream.
     pub(super) fn poll_write(&mut self) -> Option<Command> {
         let window = self.config.stream_send_window;
@@ -509,56 +545,8 @@ impl Session {
             .sum()
     }
 
-    /// A frame over [`crate::Limits::max_frame_size`] on a group or fetch we receive: that
-    /// stream alone is stopped (code 0x0) and ends as cancelled; the session goes on.
-    fn refuse_oversized_frame(&mut self, id: StreamId) {
-        let code = ErrorCode(0x0);
-        self.stop_recv(id, code);
-        match self.streams.get(&id).map(|s| s.kind) {
-            Some(Kind::GroupIn) => self.end_group_in(id, super::EndReason::Cancelled(code)),
-            Some(Kind::FetchOut) => self.end_fetch_out(id, super::EndReason::Cancelled(code)),
-            _ => self.reap(id),
-        }
-    }
-
     /// Decodes one message on a stream, handling malformed input and the stream's end.
     pub(super) fn decode<M: Message>(&mut self, id: StreamId) -> Input<M> {
         self.decode_with(id, |recv, limits| recv.decode::<M>(limits))
-    }
-
-    /// Decodes one item with `f`, handling malformed input and the stream's end.
-    pub(super) fn decode_with<T>(
-        &mut self,
-        id: StreamId,
-        f: impl FnOnce(&mut StreamDecoder, &crate::Limits) -> Result<Option<T>, DecodeError>,
-    ) -> Input<T> {
-        let limits = &self.config.limits;
-        let Some(recv) = self.streams.get_mut(&id).and_then(|s| s.recv.as_mut()) else {
-            return Input::Failed;
-        };
-        match f(recv, limits) {
-            Ok(Some(item)) => Input::Item(item),
-            Ok(None) if recv.is_finished() => {
-                if let Some(stream) = self.streams.get_mut(&id) {
-                    stream.recv = None;
-                }
-                Input::End
-            }
-            Ok(None) => Input::Pending,
-            Err(DecodeError::FrameTooLarge { .. })
-                if matches!(
-                    self.streams.get(&id).map(|s| s.kind),
-                    Some(Kind::GroupIn | Kind::FetchOut)
-                ) =>
-            {
-                self.refuse_oversized_frame(id);
-                Input::Failed
-            }
-            Err(err) if err.is_malformed() => {
-                self.protocol_violation(&err);
-                Input::Failed
-            }
-            Err(_) => Input::Invalid,
-        }
     }
 }

@@ -6,8 +6,13 @@
 //! channel (`subscribe`, `announce`) or by the driver, which calls the application's
 //! handlers (`driver`). So the modules depend one way: `shared` below the handles, the
 //! driver and the session above them.
+//!
+//! Its two halves toward the transport: [`send`] carries out the core's stream commands
+//! (a write goes to the transport at once when its stream is idle), and [`source`] is how
+//! a reader pulls its frames (its transport read and the core's decoding, in one crossing
+//! of the lock).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,17 +22,19 @@ use std::time::Instant;
 use bytes::Bytes;
 use moq_proto::message::SubscribeParams;
 use moq_proto::{
-    BroadcastPath, CloseReason, Command, Dir, EndReason, ErrorCode, Event, FrameRead, Payload,
-    StreamId, SubscribeId, TransportStats,
+    BroadcastPath, CloseReason, Dir, ErrorCode, Event, StreamId, SubscribeId, TransportStats,
 };
 /// Tables keyed by the core's stream ids, which we assign (no peer chooses them): FxHash,
 /// one multiplication per lookup.
 pub(crate) type StreamMap<V> = rustc_hash::FxHashMap<StreamId, V>;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use crate::send::{Pushed, SendOp, SendQueue};
-use crate::source::SourceSlot;
-use crate::transport::{ConnectionInfo, StreamError};
+pub(crate) mod send;
+pub(crate) mod source;
+
+use crate::transport::ConnectionInfo;
+use send::SendQueue;
+use source::SourceSlot;
 
 /// The session's clock: tokio's, so that tests with a paused clock control it.
 pub(crate) fn now() -> Instant {
@@ -145,27 +152,6 @@ pub(crate) enum Stopper {
     Slot(Arc<SourceSlot>),
 }
 
-impl Io {
-    /// Hands writes to their stream, in order: done at once, as far as the transport
-    /// takes them, if the stream is idle.
-    pub(crate) fn send_writes(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) -> Pushed {
-        // The core writes only to streams the transport has opened.
-        match self.senders.get(&id) {
-            Some(queue) => queue.push_writes(chunks),
-            None => Pushed::Written(0),
-        }
-    }
-
-    /// Hands an operation to its stream: done at once if the stream is idle.
-    pub(crate) fn send_op(&mut self, id: StreamId, op: SendOp) -> Pushed {
-        match self.senders.get(&id) {
-            Some(queue) => queue.push(op),
-            // Ended (reset after STOP_SENDING, or finished): nothing to do.
-            None => Pushed::Written(0),
-        }
-    }
-}
-
 /// What only the driver task can do, asked of it by whoever flushed the core.
 pub(crate) enum Request {
     /// Open a stream (its future joins the driver's set).
@@ -229,19 +215,6 @@ impl Budget {
     }
 }
 
-/// What a reader's pull took from the session (see [`Shared::pull`]).
-pub(crate) struct Pulled {
-    /// The group or fetch ended, after the frames taken.
-    pub(crate) end: Option<EndReason>,
-    /// Its stream has nothing more to give (FIN, reset, or the connection is gone).
-    pub(crate) stream_done: bool,
-    /// The session has no further whole frame: the next one needs a transport read.
-    pub(crate) blocked: bool,
-}
-
-/// Most frames one pull takes from the session.
-const PULL_MAX: usize = 64;
-
 /// Shared by every handle of one session.
 pub(crate) struct Shared {
     pub(crate) budget: Budget,
@@ -303,35 +276,17 @@ impl Shared {
 
     /// Carries out the core's commands and routes its events, then releases the lock.
     ///
-    /// Whoever changed the core flushes it: stream writes go straight to the transport when
-    /// the stream is idle (else to its send task), with no hop through the driver; a
-    /// reader takes its frames itself ([`Shared::pull`]). Only what the driver alone can do (open a stream, close the
-    /// connection, call application handlers, which must not run under the caller's locks)
-    /// is passed to it.
+    /// Whoever changed the core flushes it: its stream commands are carried out at once
+    /// ([`Inner::carry_out`]: a write goes straight to the transport when the stream is
+    /// idle, else to its send task), with no hop through the driver; a reader takes its
+    /// frames itself ([`Shared::pull`]). Only what the driver alone can do (open a stream,
+    /// close the connection, call application handlers, which must not run under the
+    /// caller's locks) is passed to it.
     pub(crate) fn flush(self: &Arc<Self>, mut guard: MutexGuard<'_, Inner>) {
         let inner = &mut *guard;
         let mut upcalls = Vec::new();
-        // Consecutive writes to one stream (a frame's header and payload, a backlog) go to
-        // the transport together: one call, and no packet carrying only a header.
-        let mut writes = std::mem::take(&mut inner.io.batch);
-        let mut writes_to = None;
         loop {
-            let mut progressed = false;
-            while let Some(command) = inner.core.poll_command() {
-                progressed = true;
-                let Command::Write { id, data } = command else {
-                    inner.write_batch(&mut writes_to, &mut writes);
-                    inner.execute(self, command);
-                    continue;
-                };
-                if writes_to.is_some_and(|to| to != id) || writes.len() >= 64 {
-                    inner.write_batch(&mut writes_to, &mut writes);
-                }
-                writes_to = Some(id);
-                writes.push(data);
-            }
-            // Written bytes free send credit: the core may have more, so poll again.
-            inner.write_batch(&mut writes_to, &mut writes);
+            let mut progressed = inner.carry_out(self);
             while let Some(event) = inner.core.poll_event() {
                 progressed = true;
                 inner.route(self, event, &mut upcalls);
@@ -340,7 +295,6 @@ impl Shared {
                 break;
             }
         }
-        inner.io.batch = writes;
         self.budget.check(&inner.core);
         let wake = inner.core.is_closed()
             || match (inner.core.poll_timeout(), inner.io.armed) {
@@ -361,175 +315,7 @@ impl Shared {
     }
 }
 
-impl Shared {
-    /// Gives the core what one read of a receiving stream returned; true when the stream
-    /// has nothing more to give.
-    pub(crate) fn feed(
-        self: &Arc<Self>,
-        id: StreamId,
-        read: crate::source::ReadResult,
-        chunks: &mut [Bytes],
-    ) -> bool {
-        let mut inner = self.lock();
-        let ended = inner.feed(id, read, chunks);
-        self.flush(inner);
-        ended
-    }
-
-    /// A reader's one crossing of the lock: gives the core what its transport read
-    /// returned, if anything, and takes the frames now whole into `ready` (and the end,
-    /// once reached).
-    pub(crate) fn pull(
-        self: &Arc<Self>,
-        id: StreamId,
-        read: Option<(crate::source::ReadResult, &mut [Bytes])>,
-        ready: &mut VecDeque<Payload>,
-    ) -> Pulled {
-        let mut inner = self.lock();
-        let stream_done = match read {
-            Some((read, chunks)) => inner.feed(id, read, chunks),
-            None => false,
-        };
-        let mut end = None;
-        let mut blocked = false;
-        while ready.len() < PULL_MAX {
-            match inner.core.read_frame(id) {
-                Ok(FrameRead::Frame(frame)) => ready.push_back(frame),
-                Ok(FrameRead::Blocked) => {
-                    blocked = true;
-                    break;
-                }
-                Ok(FrameRead::Ended(reason)) => {
-                    end = Some(reason);
-                    break;
-                }
-                // Forgotten: only a reader that cancelled it could have made it so.
-                Err(_) => {
-                    end = Some(EndReason::Local);
-                    break;
-                }
-            }
-        }
-        if end.is_some() {
-            inner.io.stoppers.remove(&id);
-        }
-        self.flush(inner);
-        Pulled {
-            end,
-            stream_done,
-            blocked,
-        }
-    }
-}
-
 impl Inner {
-    /// Gives the core what one read of a receiving stream returned; true when the stream
-    /// has nothing more to give.
-    fn feed(
-        &mut self,
-        id: StreamId,
-        read: crate::source::ReadResult,
-        chunks: &mut [Bytes],
-    ) -> bool {
-        let now = now();
-        match read {
-            Ok(Some(n)) => {
-                if let Some(read) = chunks.get_mut(..n) {
-                    self.core.handle_chunks(id, read, now);
-                }
-                false
-            }
-            Ok(None) => {
-                self.forget_stopper(id);
-                self.core.handle_fin(id, now);
-                true
-            }
-            Err(StreamError::Reset(code)) => {
-                self.forget_stopper(id);
-                self.core.handle_reset(id, code, now);
-                true
-            }
-            // The connection is gone: its closed task reports why.
-            Err(_) => true,
-        }
-    }
-
-    /// The stream has nothing more to give. A reader may be waiting for it in its slot:
-    /// the driver's task read the end just as the reader took the group (the stream was
-    /// handed over, but the task ends without filling the slot), so the slot is closed and
-    /// the reader reads the end from the core.
-    fn forget_stopper(&mut self, id: StreamId) {
-        if let Some(Stopper::Slot(slot)) = self.io.stoppers.remove(&id) {
-            slot.close();
-        }
-    }
-
-    /// Hands the batch of writes gathered for one stream, if any, to it.
-    fn write_batch(&mut self, to: &mut Option<StreamId>, chunks: &mut Vec<Bytes>) {
-        if let Some(id) = to.take() {
-            self.write(id, chunks);
-        }
-    }
-
-    /// Hands a stream's consecutive writes to it (see [`Shared::flush`]).
-    fn write(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) {
-        let pushed = self.io.send_writes(id, chunks);
-        chunks.clear();
-        self.pushed(id, pushed);
-    }
-
-    /// Reports to the core what became of a write.
-    pub(crate) fn pushed(&mut self, id: StreamId, pushed: Pushed) {
-        match pushed {
-            Pushed::Written(0) => {}
-            Pushed::Written(n) => self.core.handle_written(id, n, now()),
-            Pushed::Stopped(code) => {
-                self.io.senders.remove(&id);
-                self.core.handle_stop_sending(id, code, now());
-            }
-        }
-    }
-
-    fn execute(&mut self, shared: &Shared, command: Command) {
-        match command {
-            Command::Open { id, dir, priority } => {
-                let _ = shared.requests.send(Request::Open { id, dir, priority });
-            }
-            // `Shared::flush` batches a stream's consecutive writes; a lone one goes the
-            // same way.
-            Command::Write { id, data } => self.write(id, &mut vec![data]),
-            Command::Finish { id } => {
-                self.io.send_op(id, SendOp::Finish);
-                self.io.senders.remove(&id);
-            }
-            Command::Reset { id, code } => {
-                self.io.send_op(id, SendOp::Reset(code));
-                self.io.senders.remove(&id);
-            }
-            Command::SetPriority { id, priority } => {
-                self.io.send_op(id, SendOp::Priority(priority));
-            }
-            Command::Stop { id, code } => match self.io.stoppers.remove(&id) {
-                Some(Stopper::Task(stop)) => {
-                    let _ = stop.send(Signal::Stop(code));
-                }
-                Some(Stopper::Slot(slot)) => slot.stop(code),
-                None => {}
-            },
-            Command::SampleStats => {
-                let stats = (shared.meta.stats)();
-                self.core.handle_stats(stats, now());
-            }
-            Command::CancelOpen { id, code } => {
-                let _ = shared.requests.send(Request::CancelOpen { id, code });
-            }
-            Command::Close { code, reason } => {
-                let _ = shared.requests.send(Request::Close { code, reason });
-            }
-            _ => {}
-        }
-    }
-
     /// Sends one core event where it belongs. Handler calls are returned, to be made once
     /// the lock is released.
     pub(crate) fn route(&mut self, shared: &Arc<Shared>, event: Event, upcalls: &mut Vec<Upcall>) {

@@ -1,4 +1,5 @@
-//! A stream's send side, shared by whoever flushes the core and the stream's send task.
+//! The core's stream commands, carried out, and each stream's send side, shared by whoever
+//! flushes the core and the stream's send task.
 //!
 //! A write that finds the stream idle (nothing queued, no write in progress) goes straight
 //! to the transport with [`crate::transport::SendStream::try_write_chunks`], under the
@@ -15,9 +16,10 @@ use std::pin::Pin;
 use std::sync::{Mutex, MutexGuard};
 
 use bytes::Bytes;
-use moq_proto::ErrorCode;
+use moq_proto::{Command, ErrorCode, StreamId};
 use tokio::sync::Notify;
 
+use super::{Inner, Io, Request, Shared, Signal, Stopper, now};
 use crate::transport::{SendStream, StreamError};
 
 /// Most chunks handed to the transport in one write.
@@ -352,6 +354,122 @@ impl SendQueue {
         let mut state = self.state();
         if !state.ended {
             state.stream = Some(stream);
+        }
+    }
+}
+
+impl Io {
+    /// Hands writes to their stream, in order: done at once, as far as the transport
+    /// takes them, if the stream is idle.
+    pub(crate) fn send_writes(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) -> Pushed {
+        // The core writes only to streams the transport has opened.
+        match self.senders.get(&id) {
+            Some(queue) => queue.push_writes(chunks),
+            None => Pushed::Written(0),
+        }
+    }
+
+    /// Hands an operation to its stream: done at once if the stream is idle.
+    pub(crate) fn send_op(&mut self, id: StreamId, op: SendOp) -> Pushed {
+        match self.senders.get(&id) {
+            Some(queue) => queue.push(op),
+            // Ended (reset after STOP_SENDING, or finished): nothing to do.
+            None => Pushed::Written(0),
+        }
+    }
+}
+
+impl Inner {
+    /// Carries out every stream command the core has (a write goes to the transport at
+    /// once when its stream is idle: see [`SendQueue::push_writes`]); true if there was
+    /// any. Consecutive writes to one stream (a frame's header and payload, a backlog) go
+    /// to the transport together: one call, and no packet carrying only a header.
+    pub(crate) fn carry_out(&mut self, shared: &Shared) -> bool {
+        let mut writes = std::mem::take(&mut self.io.batch);
+        let mut writes_to = None;
+        let mut progressed = false;
+        while let Some(command) = self.core.poll_command() {
+            progressed = true;
+            let Command::Write { id, data } = command else {
+                self.write_batch(&mut writes_to, &mut writes);
+                self.execute(shared, command);
+                continue;
+            };
+            if writes_to.is_some_and(|to| to != id) || writes.len() >= MAX_BATCH {
+                self.write_batch(&mut writes_to, &mut writes);
+            }
+            writes_to = Some(id);
+            writes.push(data);
+        }
+        // Written bytes free send credit: the caller polls again while there was progress.
+        self.write_batch(&mut writes_to, &mut writes);
+        self.io.batch = writes;
+        progressed
+    }
+
+    /// Hands the batch of writes gathered for one stream, if any, to it.
+    fn write_batch(&mut self, to: &mut Option<StreamId>, chunks: &mut Vec<Bytes>) {
+        if let Some(id) = to.take() {
+            self.write(id, chunks);
+        }
+    }
+
+    /// Hands a stream's consecutive writes to it (see [`Inner::carry_out`]).
+    fn write(&mut self, id: StreamId, chunks: &mut Vec<Bytes>) {
+        let pushed = self.io.send_writes(id, chunks);
+        chunks.clear();
+        self.pushed(id, pushed);
+    }
+
+    /// Reports to the core what became of a write.
+    pub(crate) fn pushed(&mut self, id: StreamId, pushed: Pushed) {
+        match pushed {
+            Pushed::Written(0) => {}
+            Pushed::Written(n) => self.core.handle_written(id, n, now()),
+            Pushed::Stopped(code) => {
+                self.io.senders.remove(&id);
+                self.core.handle_stop_sending(id, code, now());
+            }
+        }
+    }
+
+    fn execute(&mut self, shared: &Shared, command: Command) {
+        match command {
+            Command::Open { id, dir, priority } => {
+                let _ = shared.requests.send(Request::Open { id, dir, priority });
+            }
+            // `carry_out` batches a stream's consecutive writes; a lone one goes the same
+            // way.
+            Command::Write { id, data } => self.write(id, &mut vec![data]),
+            Command::Finish { id } => {
+                self.io.send_op(id, SendOp::Finish);
+                self.io.senders.remove(&id);
+            }
+            Command::Reset { id, code } => {
+                self.io.send_op(id, SendOp::Reset(code));
+                self.io.senders.remove(&id);
+            }
+            Command::SetPriority { id, priority } => {
+                self.io.send_op(id, SendOp::Priority(priority));
+            }
+            Command::Stop { id, code } => match self.io.stoppers.remove(&id) {
+                Some(Stopper::Task(stop)) => {
+                    let _ = stop.send(Signal::Stop(code));
+                }
+                Some(Stopper::Slot(slot)) => slot.stop(code),
+                None => {}
+            },
+            Command::SampleStats => {
+                let stats = (shared.meta.stats)();
+                self.core.handle_stats(stats, now());
+            }
+            Command::CancelOpen { id, code } => {
+                let _ = shared.requests.send(Request::CancelOpen { id, code });
+            }
+            Command::Close { code, reason } => {
+                let _ = shared.requests.send(Request::Close { code, reason });
+            }
+            _ => {}
         }
     }
 }

@@ -6,18 +6,24 @@
 //! reach the application without a hop through the driver, and bytes the application has
 //! not asked for stay in the transport, under QUIC flow control.
 //!
+//! A reader crosses the session's lock once per read ([`Shared::pull`]): the chunks its
+//! transport read returned go into the core, and the frames now whole come out into its
+//! queue. The driver feeds the core the streams no reader has ([`Shared::feed`]).
+//!
 //! The slot is shared by the reader and the core's STOP_SENDING command. A stop finds the
 //! stream in the slot (nobody is reading it) and stops it at once, or finds it lent to a
 //! read in progress, records the code and wakes the reader, whose lease stops it.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
-use moq_proto::ErrorCode;
+use moq_proto::{EndReason, ErrorCode, FrameRead, Payload, StreamId};
 use tokio::sync::Notify;
 
+use super::{Inner, Shared, Stopper, now};
 use crate::transport::{RecvStream, StreamError};
 
 /// Most chunks taken from the transport in one read.
@@ -215,6 +221,118 @@ impl Drop for Lease {
             source.stream.stop(code);
         } else if !state.done {
             state.source = Some(source);
+        }
+    }
+}
+
+/// What a reader's pull took from the session (see [`Shared::pull`]).
+pub(crate) struct Pulled {
+    /// The group or fetch ended, after the frames taken.
+    pub(crate) end: Option<EndReason>,
+    /// Its stream has nothing more to give (FIN, reset, or the connection is gone).
+    pub(crate) stream_done: bool,
+    /// The session has no further whole frame: the next one needs a transport read.
+    pub(crate) blocked: bool,
+}
+
+/// Most frames one pull takes from the session.
+const PULL_MAX: usize = 64;
+
+impl Shared {
+    /// Gives the core what one read of a receiving stream returned; true when the stream
+    /// has nothing more to give.
+    pub(crate) fn feed(
+        self: &Arc<Self>,
+        id: StreamId,
+        read: ReadResult,
+        chunks: &mut [Bytes],
+    ) -> bool {
+        let mut inner = self.lock();
+        let ended = inner.feed(id, read, chunks);
+        self.flush(inner);
+        ended
+    }
+
+    /// A reader's one crossing of the lock: gives the core what its transport read
+    /// returned, if anything, and takes the frames now whole into `ready` (and the end,
+    /// once reached).
+    pub(crate) fn pull(
+        self: &Arc<Self>,
+        id: StreamId,
+        read: Option<(ReadResult, &mut [Bytes])>,
+        ready: &mut VecDeque<Payload>,
+    ) -> Pulled {
+        let mut inner = self.lock();
+        let stream_done = match read {
+            Some((read, chunks)) => inner.feed(id, read, chunks),
+            None => false,
+        };
+        let mut end = None;
+        let mut blocked = false;
+        while ready.len() < PULL_MAX {
+            match inner.core.read_frame(id) {
+                Ok(FrameRead::Frame(frame)) => ready.push_back(frame),
+                Ok(FrameRead::Blocked) => {
+                    blocked = true;
+                    break;
+                }
+                Ok(FrameRead::Ended(reason)) => {
+                    end = Some(reason);
+                    break;
+                }
+                // Forgotten: only a reader that cancelled it could have made it so.
+                Err(_) => {
+                    end = Some(EndReason::Local);
+                    break;
+                }
+            }
+        }
+        if end.is_some() {
+            inner.io.stoppers.remove(&id);
+        }
+        self.flush(inner);
+        Pulled {
+            end,
+            stream_done,
+            blocked,
+        }
+    }
+}
+
+impl Inner {
+    /// Gives the core what one read of a receiving stream returned; true when the stream
+    /// has nothing more to give.
+    fn feed(&mut self, id: StreamId, read: ReadResult, chunks: &mut [Bytes]) -> bool {
+        let now = now();
+        match read {
+            Ok(Some(n)) => {
+                if let Some(read) = chunks.get_mut(..n) {
+                    self.core.handle_chunks(id, read, now);
+                }
+                false
+            }
+            Ok(None) => {
+                self.forget_stopper(id);
+                self.core.handle_fin(id, now);
+                true
+            }
+            Err(StreamError::Reset(code)) => {
+                self.forget_stopper(id);
+                self.core.handle_reset(id, code, now);
+                true
+            }
+            // The connection is gone: its closed task reports why.
+            Err(_) => true,
+        }
+    }
+
+    /// The stream has nothing more to give. A reader may be waiting for it in its slot:
+    /// the driver's task read the end just as the reader took the group (the stream was
+    /// handed over, but the task ends without filling the slot), so the slot is closed and
+    /// the reader reads the end from the core.
+    fn forget_stopper(&mut self, id: StreamId) {
+        if let Some(Stopper::Slot(slot)) = self.io.stoppers.remove(&id) {
+            slot.close();
         }
     }
 }
