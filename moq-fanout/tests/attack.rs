@@ -43,15 +43,7 @@ struct Raw {
 }
 
 async fn raw(addr: SocketAddr, transport: quinn::TransportConfig) -> Raw {
-    let crypto =
-        moq_quinn::transport::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").unwrap();
-    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-    config.transport_config(Arc::new(transport));
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(config);
-    let conn = within("raw connect", endpoint.connect(addr, "localhost").unwrap())
-        .await
-        .expect("raw connection");
+    let (endpoint, conn) = raw_connection(addr, transport).await;
     Raw {
         _endpoint: endpoint,
         conn,

@@ -5,8 +5,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes, BytesMut};
 use common::*;
+use moq_proto::message::{
+    Announce, AnnounceInterest, AnnounceStatus, FrameHeader, GroupHeader, StreamType, Subscribe,
+    SubscribeOk, SubscribeParams as WireParams, SubscribeResponse,
+};
+use moq_proto::{BroadcastPath, Limits, Message, SubscribeId};
 use moq_quinn::{
     Client, Config, FetchRequest, QuicOptions, ServerTrust, SubscribeParams, TrackEvent, code,
     error::EndReason,
@@ -63,6 +68,131 @@ async fn one_publisher_to_64_subscribers_every_frame_of_every_group_in_order() {
         let got = within("a subscriber's groups", task).await.unwrap();
         assert_eq!(got, want);
     }
+}
+
+/// Reads one message of type `M`, after its stream's type byte `ty`, from a raw stream.
+async fn read_message<M: Message>(recv: &mut quinn::RecvStream, ty: StreamType) -> M {
+    let mut buf = Vec::new();
+    loop {
+        if let [first, rest @ ..] = buf.as_slice()
+            && let Some((message, _)) = M::decode(rest, &Limits::default()).unwrap()
+        {
+            assert_eq!(*first, ty.to_byte(), "{}'s stream type", M::NAME);
+            return message;
+        }
+        let chunk = within(M::NAME, recv.read_chunk(1024, true))
+            .await
+            .unwrap()
+            .expect("the message's bytes");
+        buf.extend_from_slice(&chunk.bytes);
+    }
+}
+
+/// A group stream's bytes: its type, GROUP, one FRAME.
+fn group_bytes(id: SubscribeId, sequence: u64, payload: &'static [u8]) -> BytesMut {
+    let mut bytes = BytesMut::new();
+    bytes.put_u8(StreamType::Group.to_byte());
+    GroupHeader {
+        subscribe_id: id,
+        sequence: seq(sequence),
+    }
+    .encode(&mut bytes)
+    .unwrap();
+    bytes.extend_from_slice(&FrameHeader::encode_frame(payload).unwrap());
+    bytes
+}
+
+/// Group streams race: the publisher's second group reaches the relay before its first.
+/// The first must still reach the subscriber (the relay opens it downstream before the
+/// second, so the subscriber's start, which its first group settles, covers it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_group_overtaken_by_the_second_still_reaches_subscribers() {
+    let relay = relay(config()).await;
+    // A publisher speaking moq-lite-04 by hand, to order its group streams as it likes.
+    let (_endpoint, publisher) = raw_connection(
+        relay.quic_addr().unwrap(),
+        quinn::TransportConfig::default(),
+    )
+    .await;
+    let (mut send, mut recv) = within("the relay's announce interest", publisher.accept_bi())
+        .await
+        .unwrap();
+    let interest: AnnounceInterest = read_message(&mut recv, StreamType::Announce).await;
+    let path = BroadcastPath::new(PATH);
+    let suffix = interest.prefix.suffix_of(&path).expect("under the prefix");
+    let mut announce = BytesMut::new();
+    Announce {
+        status: AnnounceStatus::Active,
+        suffix: suffix.to_owned(),
+        hops: Vec::new(),
+    }
+    .encode(&mut announce)
+    .unwrap();
+    send.write_all(&announce).await.unwrap();
+    known(&relay, 1).await;
+
+    let client = client();
+    let session = connect(&client, &url(&relay), None).await;
+    let mut reader = session
+        .subscribe(PATH, "video", SubscribeParams::default())
+        .expect("subscribe");
+    let (mut send, mut recv) = within("the relay's subscription", publisher.accept_bi())
+        .await
+        .unwrap();
+    let subscribe: Subscribe = read_message(&mut recv, StreamType::Subscribe).await;
+    assert_eq!(subscribe.params.start, None, "from the latest group");
+    // The first group will be 1.
+    let mut ok = BytesMut::new();
+    SubscribeResponse::Ok(SubscribeOk {
+        params: WireParams {
+            start: Some(seq(1)),
+            ..WireParams::default()
+        },
+    })
+    .encode(&mut ok)
+    .unwrap();
+    send.write_all(&ok).await.unwrap();
+
+    // Group 1's stream is opened first (nothing goes on the wire until it has bytes), then
+    // group 2's is sent whole: the relay sees group 2 first.
+    let mut first = publisher.open_uni().await.unwrap();
+    let mut second = publisher.open_uni().await.unwrap();
+    second
+        .write_all(&group_bytes(subscribe.id, 2, b"two"))
+        .await
+        .unwrap();
+    second.finish().unwrap();
+
+    // The subscriber reads each group as it comes, in its own task.
+    let (groups, mut received) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(mut group)) = reader.next_group().await {
+            let groups = groups.clone();
+            tokio::spawn(async move {
+                let frames = group.read_all().await;
+                let _ = groups.send((group.sequence().0, frames));
+            });
+        }
+    });
+    let (sequence, frames) = within("group 2", received.recv()).await.unwrap();
+    assert_eq!(
+        (sequence, frames),
+        (2, Ok(vec![Bytes::from_static(b"two")]))
+    );
+
+    first
+        .write_all(&group_bytes(subscribe.id, 1, b"one"))
+        .await
+        .unwrap();
+    first.finish().unwrap();
+    let (sequence, frames) = within("group 1, overtaken on its way", received.recv())
+        .await
+        .unwrap();
+    assert_eq!(
+        (sequence, frames),
+        (1, Ok(vec![Bytes::from_static(b"one")]))
+    );
+    drop(session);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

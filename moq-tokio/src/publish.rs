@@ -1548,8 +1548,11 @@ impl TrackProducer {
     /// Group numbers pass through unchanged while they are above the track's highest; when
     /// the upstream's first group is at or below it (a new publisher that started its
     /// numbers again), all its groups are shifted to follow ([`TrackProducer::offset`]), so
-    /// subscribers always see increasing numbers. A group with more than `max_frames`
-    /// frames is cut there (stopped upstream, aborted downstream).
+    /// subscribers always see increasing numbers. When a newer group overtakes the upstream's
+    /// first (group streams race), the groups from the upstream's resolved start up to it are
+    /// opened at once, in order, so that no subscriber's range begins after them; one that
+    /// never comes is aborted. A group with more than `max_frames` frames is cut there
+    /// (stopped upstream, aborted downstream).
     ///
     /// ```no_run
     /// # async fn demo(from: moq_tokio::Session, to: moq_tokio::Router) -> Result<(), Box<dyn std::error::Error>> {
@@ -1575,6 +1578,8 @@ impl TrackProducer {
         let mut ended: Option<Result<(), EndReason>> = None;
         // Decided at the first group.
         let mut shift: Option<u64> = None;
+        // Groups opened before they arrived (see below), by upstream number.
+        let mut early = std::collections::BTreeMap::<u64, GroupProducer>::new();
         loop {
             if let Some(end) = &ended
                 && groups.is_empty()
@@ -1584,13 +1589,35 @@ impl TrackProducer {
             tokio::select! {
                 event = upstream.next(), if ended.is_none() => match event {
                     Ok(Some(crate::TrackEvent::Group(reader))) => {
-                        let first = reader.sequence().0;
-                        let shift = *shift.get_or_insert_with(|| self.shift_for(first));
-                        let sequence = GroupSequence(first + shift);
-                        let group = self.create_group(sequence);
+                        let number = reader.sequence().0;
+                        let shift = match shift {
+                            Some(shift) => shift,
+                            None => {
+                                // Group streams race: the first to arrive may be newer than
+                                // the upstream's first (its resolved start). Those between
+                                // are opened now, in order, so that a subscriber's start,
+                                // which the first group it is sent settles, covers them.
+                                let start = upstream
+                                    .publisher_params()
+                                    .and_then(|p| p.start)
+                                    .map(|s| s.0)
+                                    .filter(|&s| s < number && number - s <= EARLY_MAX)
+                                    .unwrap_or(number);
+                                let first = self.shift_for(start);
+                                for n in start..number {
+                                    early.insert(n, self.create_group(GroupSequence(n + first)));
+                                }
+                                *shift.insert(first)
+                            }
+                        };
+                        let group = early.remove(&number).unwrap_or_else(|| {
+                            self.create_group(GroupSequence(number + shift))
+                        });
                         groups.push(forward_group(reader, group, max_frames));
                     }
                     Ok(Some(crate::TrackEvent::Dropped { start, end, code })) => {
+                        // Early groups among them will not come: aborted (dropped).
+                        early.retain(|n, _| !(start.0..=end.0).contains(n));
                         let shift = shift.unwrap_or(0);
                         self.drop_groups(
                             GroupSequence(start.0 + shift),
@@ -1609,6 +1636,10 @@ impl TrackProducer {
 
 /// Most frames forwarded in one write: what arrived together goes downstream together.
 const BATCH: usize = 256;
+
+/// Most groups [`TrackProducer::forward`] opens ahead of their arrival: those between the
+/// upstream's resolved start and a newer first group that overtook them.
+const EARLY_MAX: u64 = 16;
 
 /// Copies one upstream group into `group` (see [`TrackProducer::forward`]).
 async fn forward_group(mut reader: crate::GroupReader, group: GroupProducer, max_frames: usize) {

@@ -214,3 +214,20 @@ pub fn rss_kib() -> u64 {
 pub fn ms(start: Instant) -> u128 {
     start.elapsed().as_millis()
 }
+
+/// A raw QUIC connection to the relay, to speak moq-lite-04 by hand.
+pub async fn raw_connection(
+    addr: std::net::SocketAddr,
+    transport: quinn::TransportConfig,
+) -> (quinn::Endpoint, quinn::Connection) {
+    let crypto =
+        moq_quinn::transport::tls::client_crypto(&ServerTrust::Insecure, b"moq-lite-04").unwrap();
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    config.transport_config(Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let conn = within("raw connect", endpoint.connect(addr, "localhost").unwrap())
+        .await
+        .expect("raw connection");
+    (endpoint, conn)
+}
