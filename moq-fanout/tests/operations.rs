@@ -74,14 +74,7 @@ async fn metrics_show_every_family_with_live_values() {
     // Two subscribers, one per transport, and one refused subscription.
     let quic = connect(&client, &url, None).await;
     let mut quic_reader = quic.subscribe("/live/cam", "video", ordered()).unwrap();
-    let wt_client = moq_webtransport::Client::new(moq_webtransport::ServerTrust::Insecure).unwrap();
-    let wt_url = format!(
-        "https://localhost:{}/",
-        relay.webtransport_addr().unwrap().port()
-    );
-    let wt = within("WebTransport connect", wt_client.connect(&wt_url))
-        .await
-        .unwrap();
+    let wt = wt_connect(&relay).await;
     let mut wt_reader = wt.subscribe("/live/cam", "video", ordered()).unwrap();
     accepted(&quic_reader).await;
     accepted(&wt_reader).await;
@@ -164,7 +157,7 @@ async fn metrics_show_every_family_with_live_values() {
     );
     assert_eq!(http(http_addr, "GET", "/nothing", &[]).await.0, 404);
     assert_eq!(http(http_addr, "POST", "/metrics", &[]).await.0, 405);
-    drop((quic, wt, wt_client, publisher));
+    drop((quic, wt, publisher));
     relay.shutdown().await;
 }
 
@@ -214,14 +207,7 @@ async fn a_drain_started_over_http_sends_goaway_to_every_session() {
     let http_addr = relay.metrics_addr().unwrap();
     let client = client();
     let quic = connect(&client, &url(&relay), None).await;
-    let wt_client = moq_webtransport::Client::new(moq_webtransport::ServerTrust::Insecure).unwrap();
-    let wt_url = format!(
-        "https://localhost:{}/",
-        relay.webtransport_addr().unwrap().port()
-    );
-    let wt = within("WebTransport connect", wt_client.connect(&wt_url))
-        .await
-        .unwrap();
+    let wt = wt_connect(&relay).await;
     until("both sessions are attached", || {
         relay.relay().peer_count() == 2
     })
@@ -265,7 +251,7 @@ async fn a_drain_started_over_http_sends_goaway_to_every_session() {
     .await;
     assert_eq!(again.0, 200);
     let _ = std::fs::remove_dir_all(&dir);
-    drop((quic, wt, wt_client));
+    drop((quic, wt));
     relay.shutdown().await;
 }
 

@@ -159,10 +159,7 @@ async fn one_token_on_both(algorithm: &str) {
     config.relay.upstream_insecure = true;
     let access = std::sync::Arc::new(JwtAuth::from_config(&config.auth).unwrap());
     let edge = RelayServer::start(config, access).await.unwrap();
-    let edge_url = format!(
-        "https://localhost:{}/",
-        edge.webtransport_addr().unwrap().port()
-    );
+    let edge_url = wt_url(&edge);
     let client = moq_webtransport::Client::new(moq_webtransport::ServerTrust::Insecure).unwrap();
 
     // Alice publishes on the cluster node: demo/alice/cam is hers, demo/bob/cam is not.

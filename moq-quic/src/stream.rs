@@ -86,16 +86,6 @@ impl<T: QuinnStreams> QuinnSend<T> {
     fn quinn(&mut self) -> &mut quinn::SendStream {
         T::send(&mut self.stream)
     }
-
-    fn write_error(e: quinn::WriteError) -> StreamError {
-        match e {
-            quinn::WriteError::Stopped(code) => {
-                StreamError::Stopped(T::received_code(code.into_inner()))
-            }
-            quinn::WriteError::ClosedStream => StreamError::Closed,
-            _ => StreamError::ConnectionLost,
-        }
-    }
 }
 
 impl<T: QuinnStreams> QuinnRecv<T> {
@@ -133,6 +123,16 @@ fn varint(code: u64) -> quinn::VarInt {
     quinn::VarInt::from_u64(code).unwrap_or(quinn::VarInt::MAX)
 }
 
+fn write_error<T: QuinnStreams>(e: quinn::WriteError) -> StreamError {
+    match e {
+        quinn::WriteError::Stopped(code) => {
+            StreamError::Stopped(T::received_code(code.into_inner()))
+        }
+        quinn::WriteError::ClosedStream => StreamError::Closed,
+        _ => StreamError::ConnectionLost,
+    }
+}
+
 fn read_error<T: QuinnStreams>(e: quinn::ReadError) -> StreamError {
     match e {
         quinn::ReadError::Reset(code) => StreamError::Reset(T::received_code(code.into_inner())),
@@ -158,18 +158,18 @@ impl<T: QuinnStreams> transport::SendStream for QuinnSend<T> {
         self.quinn()
             .write_chunk(data)
             .await
-            .map_err(Self::write_error)
+            .map_err(write_error::<T>)
     }
 
     async fn write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), StreamError> {
         self.gate
             .write(T::send(&mut self.stream), chunks)
             .await
-            .map_err(Self::write_error)
+            .map_err(write_error::<T>)
     }
 
     fn try_write_chunks(&mut self, chunks: &mut [Bytes]) -> Result<usize, StreamError> {
-        try_write(self.quinn(), chunks).map_err(Self::write_error)
+        try_write(self.quinn(), chunks).map_err(write_error::<T>)
     }
 
     fn finish(&mut self) -> Result<(), StreamError> {

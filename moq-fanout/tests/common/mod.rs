@@ -69,6 +69,22 @@ pub fn url(relay: &RelayServer) -> String {
 }
 
 /// A client endpoint that trusts any certificate (the relays' are self-signed).
+/// The relay's WebTransport URL.
+pub fn wt_url(relay: &RelayServer) -> String {
+    format!(
+        "https://localhost:{}/",
+        relay.webtransport_addr().unwrap().port()
+    )
+}
+
+/// A WebTransport session to the relay (its self-signed certificate accepted).
+pub async fn wt_connect(relay: &RelayServer) -> Session {
+    let client = moq_webtransport::Client::new(moq_webtransport::ServerTrust::Insecure).unwrap();
+    within("WebTransport connect", client.connect(&wt_url(relay)))
+        .await
+        .unwrap()
+}
+
 pub fn client() -> Client {
     Client::new(ServerTrust::Insecure).expect("client endpoint")
 }

@@ -70,13 +70,8 @@ impl Session {
 
     /// The receive side of a group or fetch past its header, which its reader decodes.
     fn reader_stream(&mut self, id: StreamId) -> Option<&mut crate::StreamDecoder> {
-        let stream = self.streams.get_mut(&id)?;
-        let routed = match stream.kind {
-            Kind::GroupIn => !stream.owes,
-            Kind::FetchOut => true,
-            _ => false,
-        };
-        stream.recv.as_mut().filter(|_| routed)
+        let stream = self.streams.get_mut(&id).filter(|s| s.is_readers())?;
+        stream.recv.as_mut()
     }
 
     /// Decodes one item with `f`, handling malformed input and the stream's end.
@@ -291,11 +286,7 @@ impl Session {
     /// The peer reset a data stream its reader has: true if the reset waits for the reader,
     /// behind the whole frames already reported.
     pub(super) fn defer_reset(&mut self, id: StreamId, code: crate::ErrorCode) -> bool {
-        let routed = match self.streams.get(&id).map(|s| s.kind) {
-            Some(super::Kind::GroupIn) => self.streams.get(&id).is_some_and(|s| !s.owes),
-            Some(super::Kind::FetchOut) => true,
-            _ => false,
-        };
+        let routed = self.streams.get(&id).is_some_and(|s| s.is_readers());
         match self.data_in_mut(id) {
             Some(data) if routed && data.end.is_none() => {
                 data.reset = Some(code);

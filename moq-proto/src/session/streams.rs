@@ -190,6 +190,16 @@ impl SendHalf {
 }
 
 impl Stream {
+    /// A group past its header, or a fetch: its bytes wait for its reader, which decodes
+    /// them (`session/data.rs`).
+    pub(super) fn is_readers(&self) -> bool {
+        match self.kind {
+            Kind::GroupIn => !self.owes,
+            Kind::FetchOut => true,
+            _ => false,
+        }
+    }
+
     pub(super) fn accepted(dir: Dir) -> Self {
         Self {
             dir,

@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -24,9 +23,6 @@ use moq_proto::message::SubscribeParams;
 use moq_proto::{
     BroadcastPath, CloseReason, Dir, ErrorCode, Event, StreamId, SubscribeId, TransportStats,
 };
-/// Tables keyed by the core's stream ids, which we assign (no peer chooses them): FxHash,
-/// one multiplication per lookup.
-pub(crate) type StreamMap<V> = rustc_hash::FxHashMap<StreamId, V>;
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
 pub(crate) mod send;
@@ -35,6 +31,10 @@ pub(crate) mod source;
 use crate::transport::ConnectionInfo;
 use send::SendQueue;
 use source::SourceSlot;
+
+/// Tables keyed by the core's stream ids, which we assign (no peer chooses them): FxHash,
+/// one multiplication per lookup.
+pub(crate) type StreamMap<V> = rustc_hash::FxHashMap<StreamId, V>;
 
 /// The session's clock: tokio's, so that tests with a paused clock control it.
 pub(crate) fn now() -> Instant {
@@ -126,7 +126,8 @@ pub(crate) struct Io {
     /// Each receiving stream's STOP_SENDING switch; for a group or fetch, the slot its
     /// reader reads the stream from.
     pub(crate) stoppers: StreamMap<Stopper>,
-    /// Room for the writes a flush gathers for one stream (kept between flushes).
+    /// Room for the writes [`Inner::carry_out`] gathers for one stream (kept between
+    /// calls).
     pub(crate) batch: Vec<Bytes>,
     /// The deadline the driver sleeps until; a flush that moves the core's next timeout
     /// earlier wakes it.
